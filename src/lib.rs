@@ -1,0 +1,6 @@
+//! tiergate: a Kubernetes admission webhook that judges workloads by the tier
+//! of the namespace they land in. See the README for the two commands.
+pub mod cli;
+pub mod config;
+pub mod policy;
+pub mod server;

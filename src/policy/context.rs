@@ -1,0 +1,90 @@
+//! What the engine knows about where an object lands.
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::{Mode, Tier};
+
+/// A fact about the namespace that may be unknown (no cluster, object not in the
+/// CLI's input). Rules that need an unknown fact say so instead of guessing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Fact<T> {
+    #[default]
+    Unknown,
+    Known(T),
+}
+
+impl<T> Fact<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Fact::Known(v) => Some(v),
+            Fact::Unknown => None,
+        }
+    }
+}
+
+/// A PodDisruptionBudget as the `pdb` rule needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PdbFact {
+    pub name: String,
+    pub selector: LabelSelector,
+}
+
+/// Facts about the namespace that the caller fills: the CLI from the other
+/// objects of its input, the webhook from its cluster caches.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NamespaceFacts {
+    /// Names of NetworkPolicies in the namespace that deny all ingress by default.
+    pub default_deny_policies: Fact<Vec<String>>,
+    /// Names of ResourceQuotas in the namespace.
+    pub resource_quotas: Fact<Vec<String>>,
+    /// Names of LimitRanges in the namespace.
+    pub limit_ranges: Fact<Vec<String>>,
+    /// PodDisruptionBudgets in the namespace.
+    pub pdbs: Fact<Vec<PdbFact>>,
+}
+
+impl NamespaceFacts {
+    /// Every fact known and empty: a namespace known to hold none of these.
+    pub fn known_empty() -> Self {
+        NamespaceFacts {
+            default_deny_policies: Fact::Known(Vec::new()),
+            resource_quotas: Fact::Known(Vec::new()),
+            limit_ranges: Fact::Known(Vec::new()),
+            pdbs: Fact::Known(Vec::new()),
+        }
+    }
+}
+
+/// Who is asking (webhook only; the CLI has no requester).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Requester {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+/// The context one object is judged in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    pub tier: Tier,
+    pub mode: Mode,
+    /// The namespace the object lands in, if namespaced.
+    pub namespace: Option<String>,
+    /// The namespace's labels (business-labels copies from them).
+    pub namespace_labels: BTreeMap<String, String>,
+    pub facts: NamespaceFacts,
+    pub requester: Option<Requester>,
+}
+
+impl Context {
+    pub fn new(tier: Tier, mode: Mode) -> Self {
+        Context {
+            tier,
+            mode,
+            namespace: None,
+            namespace_labels: BTreeMap::new(),
+            facts: NamespaceFacts::default(),
+            requester: None,
+        }
+    }
+}

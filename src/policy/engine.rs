@@ -1,0 +1,265 @@
+//! The engine: selects the rules that apply, runs their checks and fixes.
+use serde::Serialize;
+use serde_json::Value;
+
+use super::pss::{PssLevel, PssVersion};
+use super::rule::RuleCtx;
+use super::{rules, Action, Context, EngineError, Rule, Target};
+use crate::config::{Config, Subject};
+
+/// How to select rules for one evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Evaluate exactly this Pod Security Standard and nothing else.
+    pub pss: Option<(PssLevel, PssVersion)>,
+    /// Evaluate just these rule ids, whatever their tier.
+    pub only: Option<Vec<String>>,
+    /// Compute fixes.
+    pub fix: bool,
+}
+
+/// One finding: a rule, where, what, and what it does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    /// The tier the rule is required from.
+    pub tier: u8,
+    pub action: Action,
+    pub message: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub fixable: bool,
+}
+
+/// A fix that changed the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedFix {
+    pub rule: &'static str,
+    pub summary: &'static str,
+}
+
+/// A rule skipped because an exemption covers the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exempted {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+/// The result of judging one object.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    /// Most severe first, then in rule and field order.
+    pub findings: Vec<Finding>,
+    /// The fixed object, when fixes were asked for and changed something.
+    pub fixed: Option<Value>,
+    /// RFC 6902 patch from the input to `fixed` (empty when nothing changed).
+    pub patch: json_patch::Patch,
+    pub fixes: Vec<AppliedFix>,
+    pub exempted: Vec<Exempted>,
+}
+
+impl Evaluation {
+    pub fn denies(&self) -> bool {
+        self.findings.iter().any(|f| f.action == Action::Deny)
+    }
+    pub fn worst(&self) -> Action {
+        self.findings
+            .iter()
+            .map(|f| f.action)
+            .max()
+            .unwrap_or(Action::Off)
+    }
+}
+
+/// The policy engine. Cheap to share: it holds only the config.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: std::sync::Arc<Config>,
+}
+
+struct Selected {
+    rule: &'static Rule,
+    action: Action,
+    fix: bool,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Self {
+        Engine {
+            config: std::sync::Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn select(&self, kind: &str, ctx: &Context, opts: &Options) -> (Vec<Selected>, u32) {
+        let cfg = &self.config;
+        let mut minor = cfg.pss_version.minor;
+        let mut out: Vec<Selected> = Vec::new();
+        for rule in rules::ALL.iter().copied() {
+            if !rule.kinds.matches(kind) {
+                continue;
+            }
+            let (action, fix) = if let Some((level, version)) = opts.pss {
+                minor = version.minor;
+                match rule.pss {
+                    Some(p) if p.level <= level && p.applies_at(minor) => (Action::Deny, false),
+                    _ => continue,
+                }
+            } else if let Some(only) = &opts.only {
+                if !only.iter().any(|id| id == rule.id) {
+                    continue;
+                }
+                if let Some(p) = rule.pss {
+                    if !p.applies_at(minor) {
+                        continue;
+                    }
+                }
+                (
+                    cfg.rule_action(ctx.tier.max(rule.tier), rule),
+                    cfg.fix_enabled(ctx.tier.max(rule.tier), rule),
+                )
+            } else {
+                if rule.tier > ctx.tier {
+                    continue;
+                }
+                if let Some(p) = rule.pss {
+                    if !p.applies_at(minor) {
+                        continue;
+                    }
+                }
+                (
+                    cfg.rule_action(ctx.tier, rule),
+                    cfg.fix_enabled(ctx.tier, rule),
+                )
+            };
+            if action == Action::Off {
+                continue;
+            }
+            out.push(Selected {
+                rule,
+                action: action.min(ctx.mode.cap()),
+                fix: fix && opts.fix,
+            });
+        }
+        // A check that replaces another (PSS OverrideCheckIDs) reports once.
+        let overridden: Vec<&str> = out
+            .iter()
+            .filter_map(|s| s.rule.pss)
+            .flat_map(|p| p.overrides.iter().copied())
+            .collect();
+        out.retain(|s| !overridden.contains(&s.rule.id));
+        (out, minor)
+    }
+
+    /// Judge one object in its context.
+    pub fn evaluate(
+        &self,
+        obj: &Value,
+        ctx: &Context,
+        opts: &Options,
+    ) -> Result<Evaluation, EngineError> {
+        let target = Target::parse(obj)?;
+        let (mut selected, minor) = self.select(target.kind, ctx, opts);
+        let mut eval = Evaluation::default();
+
+        if opts.pss.is_none() {
+            self.apply_exemptions(&target, ctx, &mut selected, &mut eval);
+        }
+
+        let rctx = RuleCtx {
+            ctx,
+            config: &self.config,
+            pss_minor: minor,
+        };
+        let mut violations = Vec::new();
+        for s in &selected {
+            violations.clear();
+            (s.rule.check)(&target, &rctx, &mut violations)?;
+            for v in violations.drain(..) {
+                let action = if v.unknown {
+                    s.action.min(Action::Warn)
+                } else {
+                    s.action
+                };
+                eval.findings.push(Finding {
+                    rule: s.rule.id,
+                    tier: s.rule.tier.number(),
+                    action,
+                    message: v.message,
+                    path: v.path,
+                    container: v.container,
+                    fixable: s.fix && !v.unknown,
+                });
+            }
+        }
+        // Most severe first; stable, so rule and field order hold within an action.
+        eval.findings.sort_by(|a, b| b.action.cmp(&a.action));
+
+        if opts.fix {
+            let mut working = obj.clone();
+            for s in selected.iter().filter(|s| s.fix) {
+                if let Some(fix) = s.rule.apply_fix {
+                    if fix(&target, &rctx, &mut working) {
+                        eval.fixes.push(super::engine::AppliedFix {
+                            rule: s.rule.id,
+                            summary: s.rule.fix_summary,
+                        });
+                    }
+                }
+            }
+            if !eval.fixes.is_empty() {
+                eval.patch = json_patch::diff(obj, &working);
+                eval.fixed = Some(working);
+            }
+        }
+        Ok(eval)
+    }
+
+    fn apply_exemptions(
+        &self,
+        target: &Target<'_>,
+        ctx: &Context,
+        selected: &mut Vec<Selected>,
+        eval: &mut Evaluation,
+    ) {
+        let exemptions = &self.config.exemptions;
+        if exemptions.is_empty() {
+            return;
+        }
+        let namespace = ctx
+            .namespace
+            .as_deref()
+            .or(target.meta.namespace.as_deref());
+        let (username, groups): (Option<&str>, &[String]) = match &ctx.requester {
+            Some(r) => (Some(r.username.as_str()), r.groups.as_slice()),
+            None => (None, &[]),
+        };
+        let subject = Subject {
+            namespace,
+            name: target.name(),
+            kind: target.kind,
+            username,
+            groups,
+        };
+        let matching: Vec<_> = exemptions.iter().filter(|e| e.matches(&subject)).collect();
+        if matching.is_empty() {
+            return;
+        }
+        selected.retain(
+            |s| match matching.iter().find(|e| e.covers_rule(s.rule.id)) {
+                Some(e) => {
+                    eval.exempted.push(Exempted {
+                        rule: s.rule.id,
+                        reason: e.reason.clone(),
+                    });
+                    false
+                }
+                None => true,
+            },
+        );
+    }
+}
