@@ -2,5 +2,6 @@
 //! of the namespace they land in. See the README for the two commands.
 pub mod cli;
 pub mod config;
+pub mod manifest;
 pub mod policy;
 pub mod server;

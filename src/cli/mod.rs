@@ -59,12 +59,152 @@ pub struct RulesArgs {
     pub output: RulesFormat,
 }
 
-pub fn check(_a: CheckArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+mod judge;
+mod output;
+
+pub use judge::{judge_sources, Judged};
+
+use std::io::Write;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::manifest::{self, Format, SourceFile};
+use crate::policy::{pss, rules as catalog, Engine, FixKind, Mode, Tier};
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
 }
-pub fn fix(_a: FixArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+
+fn read_all(paths: &[String]) -> anyhow::Result<Vec<SourceFile>> {
+    let mut out = Vec::new();
+    for p in manifest::expand_paths(paths)? {
+        out.push(manifest::read_source(p.as_deref())?);
+    }
+    Ok(out)
 }
-pub fn rules(_a: RulesArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+
+/// `tiergate check`
+pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(a.config.as_deref())?;
+    let tier = a.tier.as_deref().map(str::parse::<Tier>).transpose()?;
+    let mode = a.mode.as_deref().map(str::parse::<Mode>).transpose()?;
+    let pss = a.pss.as_deref().map(pss::parse_level_version).transpose()?;
+    if let Some(only) = &a.only {
+        for id in only {
+            if catalog::by_id(id).is_none() {
+                anyhow::bail!("--only: unknown rule {id:?} (see `tiergate rules`)");
+            }
+        }
+    }
+    let sources = read_all(&a.paths)?;
+    let engine = Engine::new(config);
+    let judged = judge_sources(
+        &engine,
+        &sources,
+        &judge::Settings {
+            tier,
+            mode: mode.unwrap_or(Mode::Enforce),
+            pss,
+            only: a.only.clone(),
+            fix: false,
+        },
+    )?;
+    let mut stdout = std::io::stdout().lock();
+    let text = match a.output {
+        CheckFormat::Json => output::json(&judged),
+        CheckFormat::Sarif => output::sarif(&judged),
+        CheckFormat::Junit => output::junit(&judged),
+        CheckFormat::Table => output::table(&judged, output::use_colour()),
+    };
+    stdout.write_all(text.as_bytes())?;
+    let denies = judged.iter().any(|j| j.eval.denies());
+    Ok(if denies {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `tiergate fix`
+pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(a.config.as_deref())?;
+    let tier = a.tier.as_deref().map(str::parse::<Tier>).transpose()?;
+    let sources = read_all(&a.paths)?;
+    if a.in_place && sources.iter().any(|s| s.path.is_none()) {
+        anyhow::bail!("--in-place cannot rewrite stdin (-)");
+    }
+    let engine = Engine::new(config);
+    let judged = judge_sources(
+        &engine,
+        &sources,
+        &judge::Settings {
+            tier,
+            mode: Mode::Enforce,
+            pss: None,
+            only: None,
+            fix: true,
+        },
+    )?;
+    let mut stdout = std::io::stdout().lock();
+    for (si, src) in sources.iter().enumerate() {
+        let text = judge::render_fixed(src, si, &judged)?;
+        if a.in_place {
+            if let Some(path) = &src.path {
+                let original = std::fs::read_to_string(path)
+                    .with_context(|| format!("re-reading {}", path.display()))?;
+                if original != text {
+                    write_atomically(path, &text)?;
+                    eprintln!("fixed {}", path.display());
+                }
+            }
+        } else {
+            if si > 0 && src.format == Format::Yaml && !text.starts_with("---") {
+                stdout.write_all(b"---\n")?;
+            }
+            stdout.write_all(text.as_bytes())?;
+            if !text.ends_with('\n') {
+                stdout.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write through a temporary file in the same directory and rename, so a
+/// crash never leaves a half-written manifest.
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = dir.unwrap_or_else(|| std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tiergate-tmp"));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// `tiergate rules`
+pub fn rules(a: RulesArgs) -> anyhow::Result<ExitCode> {
+    let text = match a.output {
+        RulesFormat::Json => output::rules_json(),
+        RulesFormat::Markdown => output::rules_markdown(),
+        RulesFormat::Table => output::rules_table(),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How a rule's fix is described in listings.
+pub(crate) fn fix_label(kind: FixKind) -> &'static str {
+    match kind {
+        FixKind::None => "",
+        FixKind::Safe => "safe",
+        FixKind::OptIn => "opt-in",
+    }
 }

@@ -15,6 +15,12 @@ pub const DEFAULT_YAML: &str = include_str!("default.yaml");
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config {source_name}: {message}")]
     Parse {
         source_name: String,
@@ -326,6 +332,32 @@ impl Config {
         })?;
         cfg.validate(source_name)?;
         Ok(cfg)
+    }
+
+    /// Read a config file, or the embedded default when `path` is `None`.
+    /// Tiers the file gives no resource defaults for keep the embedded ones.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut cfg = Config::from_yaml(&text, &path.display().to_string())?;
+        cfg.fill_from_default();
+        Ok(cfg)
+    }
+
+    /// Give tiers without resource defaults the embedded ones.
+    pub fn fill_from_default(&mut self) {
+        let def = Config::default();
+        for (tier, settings) in def.tiers {
+            let entry = self.tiers.entry(tier).or_default();
+            if entry.resources.is_none() {
+                entry.resources = settings.resources;
+            }
+        }
     }
 
     fn validate(&self, source_name: &str) -> Result<(), ConfigError> {

@@ -14,7 +14,7 @@ pub struct Options {
     pub pss: Option<(PssLevel, PssVersion)>,
     /// Evaluate just these rule ids, whatever their tier.
     pub only: Option<Vec<String>>,
-    /// Compute fixes.
+    /// Compute fixes (the patch); `fixable` on findings is reported either way.
     pub fix: bool,
 }
 
@@ -142,7 +142,7 @@ impl Engine {
             out.push(Selected {
                 rule,
                 action: action.min(ctx.mode.cap()),
-                fix: fix && opts.fix,
+                fix,
             });
         }
         // A check that replaces another (PSS OverrideCheckIDs) reports once.
@@ -197,7 +197,7 @@ impl Engine {
             }
         }
         // Most severe first; stable, so rule and field order hold within an action.
-        eval.findings.sort_by(|a, b| b.action.cmp(&a.action));
+        eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
 
         if opts.fix {
             let mut working = obj.clone();

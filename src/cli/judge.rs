@@ -1,0 +1,177 @@
+//! Judging the objects of the CLI's input: contexts from the input itself.
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::manifest::{is_list as is_list_doc, objects_of, Format, SourceFile};
+use crate::policy::pss::{PssLevel, PssVersion};
+use crate::policy::{facts, Context, Engine, Evaluation, Mode, Options, Tier};
+
+pub struct Settings {
+    pub tier: Option<Tier>,
+    pub mode: Mode,
+    pub pss: Option<(PssLevel, PssVersion)>,
+    pub only: Option<Vec<String>>,
+    pub fix: bool,
+}
+
+/// One judged object and where it came from.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub file: String,
+    pub source: usize,
+    pub document: usize,
+    /// Index in a `kind: List`, if the object is an item of one.
+    pub item: Option<usize>,
+    pub line: usize,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub tier: Tier,
+    pub eval: Evaluation,
+}
+
+const TIER_LABEL: &str = "tiergate.io/tier";
+
+/// Judge every object of every source.
+pub fn judge_sources(
+    engine: &Engine,
+    sources: &[SourceFile],
+    settings: &Settings,
+) -> anyhow::Result<Vec<Judged>> {
+    let all: Vec<Value> = sources
+        .iter()
+        .flat_map(|s| s.documents.iter())
+        .filter_map(|d| d.value.as_ref())
+        .flat_map(objects_of)
+        .cloned()
+        .collect();
+    let ns_facts = facts::facts_from_objects(&all);
+    let ns_labels = facts::namespace_labels(&all);
+
+    let mut out = Vec::new();
+    for (si, src) in sources.iter().enumerate() {
+        for doc in &src.documents {
+            let Some(value) = &doc.value else { continue };
+            let is_list = is_list_doc(value);
+            for (ii, obj) in objects_of(value).into_iter().enumerate() {
+                let where_ = || {
+                    let item = if is_list {
+                        format!(" item {ii}")
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "{}: document {}{item} (line {})",
+                        src.name, doc.index, doc.line
+                    )
+                };
+                let namespace = obj
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let labels = namespace
+                    .as_ref()
+                    .and_then(|n| ns_labels.get(n))
+                    .cloned()
+                    .unwrap_or_default();
+                let tier = match settings.tier {
+                    Some(t) => t,
+                    None => match labels.get(TIER_LABEL) {
+                        Some(v) => v.parse::<Tier>().map_err(|e| {
+                            anyhow::anyhow!(
+                                "{}: namespace {:?} label {TIER_LABEL}: {e}",
+                                where_(),
+                                namespace.as_deref().unwrap_or_default()
+                            )
+                        })?,
+                        None => engine.config().defaults.tier,
+                    },
+                };
+                let mut ctx = Context::new(tier, settings.mode);
+                ctx.facts = namespace
+                    .as_ref()
+                    .and_then(|n| ns_facts.get(n))
+                    .cloned()
+                    .unwrap_or_default();
+                ctx.namespace = namespace.clone();
+                ctx.namespace_labels = labels;
+                let opts = Options {
+                    pss: settings.pss,
+                    only: settings.only.clone(),
+                    fix: settings.fix,
+                };
+                let eval = engine
+                    .evaluate(obj, &ctx, &opts)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
+                out.push(Judged {
+                    file: src.name.clone(),
+                    source: si,
+                    document: doc.index,
+                    item: is_list.then_some(ii),
+                    line: doc.line,
+                    kind: obj
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    namespace,
+                    name: obj
+                        .pointer("/metadata/name")
+                        .or_else(|| obj.pointer("/metadata/generateName"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    tier,
+                    eval,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The source's text with fixed documents re-written and every other document
+/// kept byte for byte.
+pub fn render_fixed(src: &SourceFile, si: usize, judged: &[Judged]) -> anyhow::Result<String> {
+    let mut fixed_items: BTreeMap<(usize, Option<usize>), &Value> = BTreeMap::new();
+    for j in judged.iter().filter(|j| j.source == si) {
+        if let Some(f) = &j.eval.fixed {
+            fixed_items.insert((j.document, j.item), f);
+        }
+    }
+    let mut text = String::new();
+    for doc in &src.documents {
+        let changed: Vec<_> = fixed_items
+            .range((doc.index, None)..=(doc.index, Some(usize::MAX)))
+            .collect();
+        let Some(value) = doc.value.as_ref().filter(|_| !changed.is_empty()) else {
+            text.push_str(&doc.separator);
+            text.push_str(&doc.text);
+            continue;
+        };
+        let new_value = match changed.as_slice() {
+            [((_, None), v)] => (**v).clone(),
+            _ => {
+                let mut list = value.clone();
+                if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
+                    for ((_, item), v) in &changed {
+                        if let Some(slot) = item.and_then(|i| items.get_mut(i)) {
+                            *slot = (**v).clone();
+                        }
+                    }
+                }
+                list
+            }
+        };
+        text.push_str(&doc.separator);
+        match src.format {
+            Format::Json => {
+                text.push_str(&serde_json::to_string_pretty(&new_value)?);
+                text.push('\n');
+            }
+            Format::Yaml => text.push_str(&serde_saphyr::to_string(&new_value)?),
+        }
+    }
+    Ok(text)
+}

@@ -1,0 +1,373 @@
+//! Report formats: a table for people, JSON for scripts, SARIF for code
+//! scanning, JUnit for CI test reports; and the rule catalog listings.
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use serde_json::{json, Value};
+
+use super::{fix_label, Judged};
+use crate::policy::{rules, Action};
+
+/// Colour only on a terminal and when NO_COLOR is unset.
+pub fn use_colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn counts(judged: &[Judged]) -> (usize, usize) {
+    let all = judged.iter().flat_map(|j| j.eval.findings.iter());
+    let (mut deny, mut warn) = (0, 0);
+    for f in all {
+        match f.action {
+            Action::Deny => deny += 1,
+            Action::Warn => warn += 1,
+            _ => {}
+        }
+    }
+    (deny, warn)
+}
+
+fn object_label(j: &Judged) -> String {
+    match &j.namespace {
+        Some(ns) => format!("{}/{}/{}", j.kind, ns, j.name),
+        None => format!("{}/{}", j.kind, j.name),
+    }
+}
+
+/// `-o json`
+pub fn json(judged: &[Judged]) -> String {
+    let (deny, warn) = counts(judged);
+    let results: Vec<Value> = judged
+        .iter()
+        .map(|j| {
+            json!({
+                "file": j.file,
+                "document": j.document,
+                "kind": j.kind,
+                "namespace": j.namespace,
+                "name": j.name,
+                "findings": j.eval.findings.iter().map(|f| json!({
+                    "rule": f.rule,
+                    "tier": f.tier,
+                    "action": f.action,
+                    "message": f.message,
+                    "path": f.path,
+                    "fixable": f.fixable,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let v = json!({
+        "results": results,
+        "summary": {"objects": judged.len(), "deny": deny, "warn": warn},
+    });
+    format!("{v:#}\n")
+}
+
+fn sarif_level(a: Action) -> &'static str {
+    match a {
+        Action::Deny => "error",
+        Action::Warn => "warning",
+        _ => "note",
+    }
+}
+
+/// `-o sarif`: SARIF 2.1.0.
+pub fn sarif(judged: &[Judged]) -> String {
+    let rule_list: Vec<Value> = rules::ALL
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.id,
+                "shortDescription": {"text": r.summary},
+                "fullDescription": {"text": r.doc},
+                "help": {"text": r.doc},
+                "properties": {"tier": r.tier.number(), "pss": r.pss.map(|p| p.check_id)},
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for j in judged {
+        for f in &j.eval.findings {
+            let rule_index = rules::ALL.iter().position(|r| r.id == f.rule);
+            results.push(json!({
+                "ruleId": f.rule,
+                "ruleIndex": rule_index,
+                "level": sarif_level(f.action),
+                "message": {"text": format!("{}: {}", object_label(j), f.message)},
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": sarif_uri(&j.file)},
+                        "region": {"startLine": j.line.max(1)},
+                    },
+                    "logicalLocations": [{
+                        "fullyQualifiedName": format!("{}{}", object_label(j), f.path),
+                        "kind": "object",
+                    }],
+                }],
+                "properties": {"tier": f.tier, "action": f.action, "path": f.path, "fixable": f.fixable},
+            }));
+        }
+    }
+    let v = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "tiergate",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/tiergate/tiergate",
+                "rules": rule_list,
+            }},
+            "results": results,
+        }],
+    });
+    format!("{v:#}\n")
+}
+
+fn sarif_uri(file: &str) -> String {
+    if file == "<stdin>" {
+        "stdin".to_string()
+    } else {
+        file.trim_start_matches("./").replace(' ', "%20")
+    }
+}
+
+/// Escape text for XML attributes and content.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `-o junit`: one testcase per object, a failure per denying finding.
+pub fn junit(judged: &[Judged]) -> String {
+    let failures = judged.iter().filter(|j| j.eval.denies()).count();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        s,
+        "<testsuites name=\"tiergate\" tests=\"{}\" failures=\"{failures}\">",
+        judged.len()
+    );
+    let _ = writeln!(
+        s,
+        "  <testsuite name=\"tiergate check\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">",
+        judged.len()
+    );
+    for j in judged {
+        let _ = write!(
+            s,
+            "    <testcase classname=\"{}\" name=\"{}\"",
+            xml_escape(&format!("{}#{}", j.file, j.document)),
+            xml_escape(&object_label(j))
+        );
+        let denies: Vec<_> = j
+            .eval
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Deny)
+            .collect();
+        let others: Vec<_> = j
+            .eval
+            .findings
+            .iter()
+            .filter(|f| f.action != Action::Deny)
+            .collect();
+        if denies.is_empty() && others.is_empty() {
+            s.push_str("/>\n");
+            continue;
+        }
+        s.push_str(">\n");
+        if !denies.is_empty() {
+            let body: Vec<String> = denies
+                .iter()
+                .map(|f| format!("[{}] {} at {}", f.rule, f.message, f.path))
+                .collect();
+            let _ = writeln!(
+                s,
+                "      <failure message=\"{}\" type=\"{}\">{}</failure>",
+                xml_escape(&format!("{} rule(s) deny", denies.len())),
+                xml_escape(denies[0].rule),
+                xml_escape(&body.join("\n"))
+            );
+        }
+        if !others.is_empty() {
+            let body: Vec<String> = others
+                .iter()
+                .map(|f| format!("{} [{}] {} at {}", f.action, f.rule, f.message, f.path))
+                .collect();
+            let _ = writeln!(
+                s,
+                "      <system-out>{}</system-out>",
+                xml_escape(&body.join("\n"))
+            );
+        }
+        s.push_str("    </testcase>\n");
+    }
+    s.push_str("  </testsuite>\n</testsuites>\n");
+    s
+}
+
+struct Paint(bool);
+impl Paint {
+    fn wrap(&self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// The table for people, grouped by object.
+pub fn table(judged: &[Judged], colour: bool) -> String {
+    let p = Paint(colour);
+    let mut s = String::new();
+    for j in judged.iter().filter(|j| !j.eval.findings.is_empty()) {
+        let _ = writeln!(
+            s,
+            "{} {}  {}",
+            p.wrap("1", &object_label(j)),
+            p.wrap(
+                "2",
+                &format!("({}#{}, line {})", j.file, j.document, j.line)
+            ),
+            p.wrap("2", &format!("tier {} {}", j.tier.number(), j.tier.name()))
+        );
+        for f in &j.eval.findings {
+            let (code, word) = match f.action {
+                Action::Deny => ("31;1", "DENY "),
+                Action::Warn => ("33", "WARN "),
+                Action::Audit => ("36", "AUDIT"),
+                Action::Off => ("2", "OFF  "),
+            };
+            let fixable = if f.fixable { " [fixable]" } else { "" };
+            let _ = writeln!(
+                s,
+                "  {} {:<28} {}{}",
+                p.wrap(code, word),
+                f.rule,
+                f.message,
+                p.wrap("32", fixable)
+            );
+            let _ = writeln!(s, "        {:<28} {}", "", p.wrap("2", &f.path));
+        }
+        for e in &j.eval.exempted {
+            let _ = writeln!(s, "  EXEMPT {:<27} {}", e.rule, e.reason);
+        }
+        s.push('\n');
+    }
+    let (deny, warn) = counts(judged);
+    let clean = judged.iter().filter(|j| j.eval.findings.is_empty()).count();
+    let _ = writeln!(
+        s,
+        "{} objects checked: {} clean, {} deny, {} warn",
+        judged.len(),
+        clean,
+        p.wrap(if deny > 0 { "31;1" } else { "0" }, &deny.to_string()),
+        warn
+    );
+    s
+}
+
+/// `rules -o json`
+pub fn rules_json() -> String {
+    let v: Vec<Value> = rules::ALL
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "tier": r.tier.number(),
+                "pss": r.pss.map(|p| p.check_id),
+                "fixable": r.fix != crate::policy::FixKind::None,
+                "fix": fix_label(r.fix),
+                "kinds": r.kinds.list(),
+                "summary": r.summary,
+                "doc": r.doc,
+            })
+        })
+        .collect();
+    format!("{:#}\n", Value::Array(v))
+}
+
+/// `rules -o table`
+pub fn rules_table() -> String {
+    let mut s = format!(
+        "{:<34} {:<5} {:<28} {:<7} {}\n",
+        "ID", "TIER", "PSS", "FIX", "SUMMARY"
+    );
+    for r in rules::ALL {
+        let _ = writeln!(
+            s,
+            "{:<34} {:<5} {:<28} {:<7} {}",
+            r.id,
+            r.tier.number(),
+            r.pss.map(|p| p.check_id).unwrap_or("-"),
+            match fix_label(r.fix) {
+                "" => "-",
+                l => l,
+            },
+            r.summary
+        );
+    }
+    s.push_str("\nDetails: tiergate rules -o markdown\n");
+    s
+}
+
+/// `rules -o markdown`: the catalog with every rule's doc, and the config keys.
+pub fn rules_markdown() -> String {
+    let mut s = String::from(
+        "# tiergate rules\n\n| id | tier | PSS check | fix | summary |\n|---|---|---|---|---|\n",
+    );
+    for r in rules::ALL {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} |",
+            r.id,
+            r.tier.number(),
+            r.pss
+                .map(|p| format!("`{}`", p.check_id))
+                .unwrap_or_default(),
+            fix_label(r.fix),
+            r.summary
+        );
+    }
+    for r in rules::ALL {
+        let _ = write!(s, "\n## `{}`\n\n{}\n\n", r.id, r.doc);
+        let _ = writeln!(
+            s,
+            "- tier: {} ({}) and up\n- kinds: {}",
+            r.tier.number(),
+            r.tier.name(),
+            r.kinds.list().join(", ")
+        );
+        if let Some(p) = r.pss {
+            let _ = writeln!(
+                s,
+                "- Pod Security Standards: `{}` ({}, from v1.{})",
+                p.check_id,
+                p.level.name(),
+                p.min_minor
+            );
+        }
+        if r.fix != crate::policy::FixKind::None {
+            let _ = writeln!(s, "- fix ({}): {}", fix_label(r.fix), r.fix_summary);
+        }
+    }
+    s.push_str(
+        "\n## Configuration\n\nThe embedded default configuration, with every key:\n\n```yaml\n",
+    );
+    s.push_str(crate::config::DEFAULT_YAML);
+    s.push_str("```\n");
+    s
+}

@@ -1,0 +1,320 @@
+//! Reading manifests: files, directories and stdin; multi-document YAML, JSON
+//! and `kind: List`. Keeps each document's original text so that output can
+//! reproduce untouched documents byte for byte.
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: document {document} (line {line}): {message}")]
+    Parse {
+        file: String,
+        document: usize,
+        line: usize,
+        message: String,
+    },
+    #[error("{0}: no such file or directory")]
+    Missing(String),
+}
+
+/// The format a file was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// One document of a file.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Index of the document in its file (0-based).
+    pub index: usize,
+    /// 1-based line where the document starts.
+    pub line: usize,
+    /// The text before the document: its `---` line and any comment preamble.
+    pub separator: String,
+    /// The document's original text (YAML without its separator).
+    pub text: String,
+    /// Parsed value; `None` for an empty document.
+    pub value: Option<Value>,
+}
+
+/// One input file (or stdin) with its documents.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The name used in messages (`-` shows as `<stdin>`).
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub format: Format,
+    pub documents: Vec<Document>,
+}
+
+/// Expand PATH arguments: files as given, directories recursively
+/// (`*.yaml`, `*.yml`, `*.json`, sorted), `-` for stdin.
+pub fn expand_paths(args: &[String]) -> Result<Vec<Option<PathBuf>>, ManifestError> {
+    let mut out = Vec::new();
+    for a in args {
+        if a == "-" {
+            out.push(None);
+            continue;
+        }
+        let p = PathBuf::from(a);
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(&p, &mut found)?;
+            found.sort();
+            out.extend(found.into_iter().map(Some));
+        } else if p.exists() {
+            out.push(Some(p));
+        } else {
+            return Err(ManifestError::Missing(a.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
+    let io = |source| ManifestError::Io {
+        file: dir.display().to_string(),
+        source,
+    };
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Read and parse one input.
+pub fn read_source(path: Option<&Path>) -> Result<SourceFile, ManifestError> {
+    let (name, text) = match path {
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|source| ManifestError::Io {
+                    file: "<stdin>".into(),
+                    source,
+                })?;
+            ("<stdin>".to_string(), s)
+        }
+        Some(p) => {
+            let name = p.display().to_string();
+            let text = fs::read_to_string(p).map_err(|source| ManifestError::Io {
+                file: name.clone(),
+                source,
+            })?;
+            (name, text)
+        }
+    };
+    parse_source(&name, path, &text)
+}
+
+/// Parse text that is JSON (one value) or YAML (one or more documents).
+pub fn parse_source(
+    name: &str,
+    path: Option<&Path>,
+    text: &str,
+) -> Result<SourceFile, ManifestError> {
+    let is_json = path.and_then(|p| p.extension()).and_then(|e| e.to_str()) == Some("json")
+        || text.trim_start().starts_with('{')
+        || text.trim_start().starts_with('[');
+    if is_json {
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            return Ok(SourceFile {
+                name: name.to_string(),
+                path: path.map(Path::to_path_buf),
+                format: Format::Json,
+                documents: vec![Document {
+                    index: 0,
+                    line: 1,
+                    separator: String::new(),
+                    text: text.to_string(),
+                    value: Some(value),
+                }],
+            });
+        }
+        // Not valid JSON: YAML is a superset, let the YAML parser explain.
+    }
+    let mut documents = Vec::new();
+    for (index, chunk) in split_yaml(text).into_iter().enumerate() {
+        let value = parse_yaml_doc(&chunk.body).map_err(|message| ManifestError::Parse {
+            file: name.to_string(),
+            document: index,
+            line: chunk.line,
+            message,
+        })?;
+        documents.push(Document {
+            index,
+            line: chunk.line,
+            separator: chunk.sep,
+            text: chunk.body,
+            value,
+        });
+    }
+    Ok(SourceFile {
+        name: name.to_string(),
+        path: path.map(Path::to_path_buf),
+        format: Format::Yaml,
+        documents,
+    })
+}
+
+fn parse_yaml_doc(text: &str) -> Result<Option<Value>, String> {
+    if !meaningful(text) {
+        return Ok(None);
+    }
+    let v: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    Ok(if v.is_null() { None } else { Some(v) })
+}
+
+/// One chunk of a YAML file: the separator text before it (`---` line, or a
+/// comment-only preamble) and its body.
+struct Chunk {
+    sep: String,
+    body: String,
+    line: usize,
+}
+
+/// Split YAML text at `---` separators in column 0 (block scalars are always
+/// indented, so a column-0 `---` is always a separator). `sep + body` of every
+/// chunk, concatenated, is the input text exactly.
+fn split_yaml(text: &str) -> Vec<Chunk> {
+    let mut chunks = vec![Chunk {
+        sep: String::new(),
+        body: String::new(),
+        line: 1,
+    }];
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") {
+            let rest = &bare[3..];
+            if rest.trim().is_empty() || rest.trim_start().starts_with('#') {
+                chunks.push(Chunk {
+                    sep: line.to_string(),
+                    body: String::new(),
+                    line: i + 2,
+                });
+            } else {
+                // `--- value`: the value starts the document on the same line.
+                chunks.push(Chunk {
+                    sep: "---".to_string(),
+                    body: line[3..].to_string(),
+                    line: i + 1,
+                });
+            }
+            continue;
+        }
+        if let Some(last) = chunks.last_mut() {
+            last.body.push_str(line);
+        }
+    }
+    // A comment-only preamble before the first separator is not a document:
+    // keep its text with the next one.
+    if chunks.len() > 1 && !meaningful(&chunks[0].body) {
+        let first = chunks.remove(0);
+        chunks[0].sep = format!("{}{}", first.body, chunks[0].sep);
+    }
+    chunks
+}
+
+fn meaningful(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#') && t != "..."
+    })
+}
+
+/// Whether a document is a `kind: List` (or `*List`) with `items`.
+pub fn is_list(value: &Value) -> bool {
+    value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+        && value.get("items").is_some_and(Value::is_array)
+}
+
+/// The objects of a document: itself, or the items of a `kind: List`.
+pub fn objects_of(value: &Value) -> Vec<&Value> {
+    if is_list(value) {
+        value
+            .get("items")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
+    } else {
+        vec![value]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_documents_and_keeps_lines() {
+        let src = parse_source(
+            "x.yaml",
+            None,
+            "---\na: 1\n---\n# only a comment\n---\nb: 2\n",
+        )
+        .unwrap();
+        assert_eq!(src.documents.len(), 3);
+        assert_eq!(src.documents[0].value, Some(serde_json::json!({"a": 1})));
+        assert_eq!(src.documents[0].line, 2);
+        assert_eq!(src.documents[1].value, None);
+        assert_eq!(src.documents[2].line, 6);
+        assert_eq!(src.documents[2].index, 2);
+        let again: String = src
+            .documents
+            .iter()
+            .map(|d| format!("{}{}", d.separator, d.text))
+            .collect();
+        assert_eq!(again, "---\na: 1\n---\n# only a comment\n---\nb: 2\n");
+    }
+
+    #[test]
+    fn bad_yaml_names_file_and_document() {
+        let err = parse_source("x.yaml", None, "a: 1\n---\nb: [1, 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.yaml: document 1 (line 3)"), "{err}");
+    }
+
+    #[test]
+    fn json_and_lists() {
+        let src = parse_source(
+            "l.json",
+            None,
+            r#"{"apiVersion":"v1","kind":"List","items":[{"kind":"Pod"},{"kind":"Service"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(src.format, Format::Json);
+        let v = src.documents[0].value.as_ref().unwrap();
+        assert_eq!(objects_of(v).len(), 2);
+    }
+
+    #[test]
+    fn no_separator_single_document() {
+        let src = parse_source("x.yaml", None, "kind: Pod\nmetadata:\n  name: p\n").unwrap();
+        assert_eq!(src.documents.len(), 1);
+        assert_eq!(src.documents[0].line, 1);
+    }
+}
