@@ -1,0 +1,352 @@
+//! The CLI contract: `tiergate check | fix | rules`, driven as a user would.
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn tiergate(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tiergate"));
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn tiergate");
+    if let Some(mut s) = child.stdin.take() {
+        if let Some(text) = stdin {
+            s.write_all(text.as_bytes()).expect("stdin");
+        }
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const PRIVILEGED: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: bad
+spec:
+  containers:
+  - name: app
+    image: nginx:1.27
+    securityContext:
+      privileged: true
+";
+
+const CLEAN_CM: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  LOG_LEVEL: info
+";
+
+#[test]
+fn exit_codes_follow_denials_and_input_errors() {
+    let deny = tiergate(&["check", "-", "--only", "privileged"], Some(PRIVILEGED));
+    assert_eq!(deny.status.code(), Some(1), "{}", stderr(&deny));
+    assert!(stdout(&deny).contains("privileged (container \"app\""));
+
+    let clean = tiergate(&["check", "-"], Some(CLEAN_CM));
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&clean),
+        stderr(&clean)
+    );
+
+    let warn = tiergate(
+        &["check", "-", "--mode", "warn", "--only", "privileged"],
+        Some(PRIVILEGED),
+    );
+    assert_eq!(warn.status.code(), Some(0));
+    assert!(stdout(&warn).contains("WARN"));
+
+    let bad = tiergate(&["check", "-"], Some("a: 1\n---\nkind: [unclosed\n"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("<stdin>: document 1"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let no_kind = tiergate(&["check", "-"], Some("metadata:\n  name: x\n"));
+    assert_eq!(no_kind.status.code(), Some(2));
+    assert!(
+        stderr(&no_kind).contains("document 0"),
+        "{}",
+        stderr(&no_kind)
+    );
+
+    let bad_tier = tiergate(&["check", "-", "--tier", "gold"], Some(CLEAN_CM));
+    assert_eq!(bad_tier.status.code(), Some(2));
+    assert!(
+        stderr(&bad_tier).contains("foundation, production, enterprise, multi-cluster, hyperscale")
+    );
+
+    let missing = tiergate(&["check", "/nonexistent/x.yaml"], None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("/nonexistent/x.yaml"));
+
+    let bad_rule = tiergate(&["check", "-", "--only", "nope"], Some(CLEAN_CM));
+    assert_eq!(bad_rule.status.code(), Some(2));
+}
+
+#[test]
+fn json_output_has_the_contract_shape() {
+    let o = tiergate(
+        &["check", "-", "-o", "json", "--only", "privileged"],
+        Some(&format!("{PRIVILEGED}---\n{CLEAN_CM}")),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    let r = &results[0];
+    for key in ["file", "document", "kind", "namespace", "name", "findings"] {
+        assert!(r.get(key).is_some(), "missing {key}");
+    }
+    let f = &r["findings"][0];
+    for key in ["rule", "tier", "action", "message", "path", "fixable"] {
+        assert!(f.get(key).is_some(), "missing finding.{key}");
+    }
+    assert_eq!(f["rule"], "privileged");
+    assert_eq!(f["action"], "deny");
+    assert_eq!(f["path"], "/spec/containers/0/securityContext/privileged");
+    assert_eq!(results[1]["document"], 1);
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"objects": 2, "deny": 1, "warn": 0})
+    );
+}
+
+#[test]
+fn sarif_is_valid_2_1_0() {
+    let o = tiergate(
+        &["check", "-", "-o", "sarif", "--only", "privileged"],
+        Some(PRIVILEGED),
+    );
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("sarif json");
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "tiergate");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let res = &run["results"][0];
+    assert_eq!(res["ruleId"], "privileged");
+    assert_eq!(res["level"], "error");
+    let idx = res["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(rules[idx]["id"], "privileged");
+    assert!(res["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("privileged"));
+    assert!(
+        res["locations"][0]["physicalLocation"]["region"]["startLine"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn junit_is_well_formed_xml_with_failures() {
+    let o = tiergate(
+        &["check", "-", "-o", "junit", "--only", "privileged"],
+        Some(&format!("{PRIVILEGED}---\n{CLEAN_CM}")),
+    );
+    let text = stdout(&o);
+    let doc = roxmltree::Document::parse(&text).expect("well-formed junit");
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("testsuite");
+    assert_eq!(suite.attribute("tests"), Some("2"));
+    assert_eq!(suite.attribute("failures"), Some("1"));
+    let failures: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .collect();
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0]
+        .text()
+        .unwrap_or("")
+        .contains("container \"app\""));
+}
+
+#[test]
+fn table_is_plain_when_piped() {
+    let o = tiergate(&["check", "-", "--only", "privileged"], Some(PRIVILEGED));
+    let s = stdout(&o);
+    assert!(!s.contains('\u{1b}'), "colour codes when piped");
+    assert!(s.contains("Pod/bad"));
+    assert!(s.contains("1 objects checked"));
+}
+
+#[test]
+fn pss_flag_evaluates_only_that_standard() {
+    // Missing resources is no Pod Security Standard: --pss must ignore it.
+    let o = tiergate(
+        &["check", "-", "--pss", "baseline:v1.30", "-o", "json"],
+        Some(PRIVILEGED),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rules: Vec<&str> = v["results"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"privileged"));
+    assert!(!rules.contains(&"resources"));
+    let bad = tiergate(&["check", "-", "--pss", "strict"], Some(PRIVILEGED));
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn namespace_label_sets_the_tier_and_flag_overrides_it() {
+    let input = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels:
+    tiergate.io/tier: enterprise
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  namespace: shop
+spec:
+  containers:
+  - name: app
+    image: nginx:1.27
+";
+    let o = tiergate(&["check", "-"], Some(input));
+    assert!(stdout(&o).contains("tier 3 enterprise"), "{}", stdout(&o));
+    let o = tiergate(&["check", "-", "--tier", "1"], Some(input));
+    assert!(stdout(&o).contains("tier 1 foundation"), "{}", stdout(&o));
+}
+
+#[test]
+fn fix_output_rechecks_clean_for_what_fixes_cover() {
+    let dir = common::data_dir().join("realistic");
+    let fixed = tiergate(&["fix", dir.to_str().unwrap(), "--tier", "2"], None);
+    assert_eq!(fixed.status.code(), Some(0), "{}", stderr(&fixed));
+    let text = stdout(&fixed);
+    let check = tiergate(&["check", "-", "--tier", "2", "-o", "json"], Some(&text));
+    let v: Value = serde_json::from_str(&stdout(&check)).expect("json");
+    for r in v["results"].as_array().unwrap() {
+        for f in r["findings"].as_array().unwrap() {
+            assert_eq!(f["fixable"], false, "a fixable finding survived fix: {f}");
+        }
+    }
+    // And the unfixed input did have fixable findings.
+    let before = tiergate(
+        &["check", dir.to_str().unwrap(), "--tier", "2", "-o", "json"],
+        None,
+    );
+    assert!(stdout(&before).contains("\"fixable\": true"));
+}
+
+#[test]
+fn fix_keeps_untouched_documents_byte_for_byte_and_rewrites_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("app.yaml");
+    let original = format!("# keep me\n{CLEAN_CM}---\n# the pod\n{PRIVILEGED}");
+    std::fs::write(&path, &original).unwrap();
+    let o = tiergate(&["fix", path.to_str().unwrap()], None);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!("# keep me\n{CLEAN_CM}---\n")),
+        "{out}"
+    );
+    assert!(out.contains("resources:"), "{out}");
+    // stdout mode leaves the file alone
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+
+    let o = tiergate(&["fix", "--in-place", path.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rewritten = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(rewritten, out);
+    // A second fix changes nothing.
+    let again = tiergate(&["fix", path.to_str().unwrap()], None);
+    assert_eq!(stdout(&again), rewritten);
+
+    let o = tiergate(&["fix", "--in-place", "-"], Some(PRIVILEGED));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn lists_json_and_directories_are_read() {
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        serde_json::from_str::<Value>(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"x:1","securityContext":{"privileged":true}}]}}"#).unwrap(),
+        serde_json::from_str::<Value>(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}}"#).unwrap(),
+    ]});
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("sub")).unwrap();
+    std::fs::write(tmp.path().join("sub/list.json"), list.to_string()).unwrap();
+    std::fs::write(tmp.path().join("notes.txt"), "not a manifest").unwrap();
+    let o = tiergate(
+        &[
+            "check",
+            tmp.path().to_str().unwrap(),
+            "-o",
+            "json",
+            "--only",
+            "privileged",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["summary"]["objects"], 2);
+    assert_eq!(v["summary"]["deny"], 1);
+
+    let fixed = tiergate(
+        &["fix", tmp.path().join("sub/list.json").to_str().unwrap()],
+        None,
+    );
+    let fv: Value = serde_json::from_str(&stdout(&fixed)).expect("fixed json list");
+    assert_eq!(fv["kind"], "List");
+    assert!(fv["items"][0]["spec"]["containers"][0]["resources"].is_object());
+}
+
+#[test]
+fn rules_lists_every_rule() {
+    let o = tiergate(&["rules", "-o", "json"], None);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), tiergate::policy::rules::ALL.len());
+    for r in arr {
+        for key in ["id", "tier", "pss", "fixable", "summary"] {
+            assert!(r.get(key).is_some(), "rule missing {key}: {r}");
+        }
+    }
+    let md = tiergate(&["rules", "-o", "markdown"], None);
+    assert!(stdout(&md).contains("## `privileged`"));
+    assert!(stdout(&md).contains("tierAdmins"));
+    let table = tiergate(&["rules"], None);
+    assert!(stdout(&table).contains("resources"));
+}
+
+#[test]
+fn config_errors_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(&cfg, "defaults:\n  tier: 2\n  colour: red\n").unwrap();
+    let o = tiergate(
+        &["check", "-", "--config", cfg.to_str().unwrap()],
+        Some(CLEAN_CM),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("colour"), "{}", stderr(&o));
+}
