@@ -62,7 +62,7 @@ pub struct RulesArgs {
 mod judge;
 mod output;
 
-pub use judge::{judge_sources, Judged};
+pub use judge::{judge_sources, Judged, Settings};
 
 use std::io::Write;
 
