@@ -1,0 +1,229 @@
+//! PSS `capabilities_restricted` (restricted, v1.22+; Windows pods exempt
+//! from v1.25): drop ALL capabilities, add back at most NET_BIND_SERVICE.
+//! Replaces `capabilities_baseline` under restricted.
+use serde_json::Value;
+
+use super::pss_common::{in_container, is_windows, msg, q, sc_path, who};
+use crate::policy::fixutil;
+use crate::policy::pss::{PssCheck, PssLevel};
+use crate::policy::rule::{Kinds, RuleCtx};
+use crate::policy::target::ContainerView;
+use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+
+pub static RULE: Rule = Rule {
+    id: "capabilities-restricted",
+    tier: Tier::Foundation,
+    pss: Some(PssCheck {
+        check_id: "capabilities_restricted",
+        level: PssLevel::Restricted,
+        min_minor: 22,
+        overrides: &["capabilities-baseline"],
+    }),
+    summary: "containers must drop ALL capabilities and add back only NET_BIND_SERVICE",
+    doc: "Even the runtime's default capabilities (CHOWN, DAC_OVERRIDE, SETUID, \
+NET_RAW...) are more than most programs need, and each one widens what an attacker \
+inside the container can do. Pod Security Standards restricted requires every \
+container to set `securityContext.capabilities.drop: [\"ALL\"]` and to add back at \
+most `NET_BIND_SERVICE` (policy v1.22+; Windows pods are exempt from v1.25). The \
+fix appends \"ALL\" to `capabilities.drop`, keeping what is already listed; \
+capabilities the container adds are left for you to review.",
+    kinds: Kinds::Pods,
+    fix: FixKind::Safe,
+    fix_summary: "add \"ALL\" to securityContext.capabilities.drop",
+    check,
+    apply_fix: Some(fix),
+};
+
+const REASON: &str = "unrestricted capabilities";
+
+fn drops_all(c: &ContainerView<'_>) -> bool {
+    c.security_context
+        .and_then(|s| s.capabilities.as_ref())
+        .and_then(|caps| caps.drop.as_ref())
+        .is_some_and(|d| d.iter().any(|x| x == "ALL"))
+}
+
+fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let Some(pod) = &t.pod else { return Ok(()) };
+    if r.pss_minor >= 25 && is_windows(&pod.spec) {
+        return Ok(());
+    }
+    for c in pod.containers() {
+        if !drops_all(&c) {
+            out.push(in_container(
+                &c,
+                format!("{}/capabilities/drop", sc_path(&c)),
+                msg(
+                    REASON,
+                    format!(
+                        "{} must set securityContext.capabilities.drop=[\"ALL\"]",
+                        who(&c)
+                    ),
+                ),
+            ));
+        }
+        let adds = c
+            .security_context
+            .and_then(|s| s.capabilities.as_ref())
+            .and_then(|caps| caps.add.as_ref());
+        for (k, cap) in adds.into_iter().flatten().enumerate() {
+            if cap != "NET_BIND_SERVICE" {
+                out.push(in_container(
+                    &c,
+                    format!("{}/capabilities/add/{k}", sc_path(&c)),
+                    msg(
+                        REASON,
+                        format!(
+                            "{} must not include {} in securityContext.capabilities.add",
+                            who(&c),
+                            q(cap)
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    let Some(pod) = &t.pod else { return false };
+    // Capabilities are Linux-only: the API rejects them on Windows pods.
+    if is_windows(&pod.spec) {
+        return false;
+    }
+    let mut changed = false;
+    for c in pod.containers() {
+        let Some(caps) = fixutil::object_at(obj, &format!("{}/capabilities", sc_path(&c))) else {
+            continue;
+        };
+        let drop = caps.entry("drop").or_insert(Value::Null);
+        if drop.is_null() {
+            *drop = Value::Array(Vec::new());
+        }
+        if let Some(list) = drop.as_array_mut() {
+            if !list.iter().any(|x| x == "ALL") {
+                list.push(Value::String("ALL".into()));
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::rules::pss_common::test::{cronjob, deployment, pod};
+    use crate::policy::rules::testutil::{assert_fix_sound, run_rule};
+    use crate::policy::Tier;
+    use serde_json::json;
+
+    #[test]
+    fn drop_all_with_net_bind_service_passes() {
+        let p = pod(
+            json!({"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}),
+            json!({}),
+        );
+        assert!(run_rule("capabilities-restricted", &p, Tier::Foundation)
+            .findings
+            .is_empty());
+    }
+
+    #[test]
+    fn missing_drop_and_extra_add_are_findings() {
+        let p = pod(
+            json!({"capabilities": {"add": ["NET_BIND_SERVICE", "CHOWN"]}}),
+            json!({}),
+        );
+        let e = run_rule("capabilities-restricted", &p, Tier::Foundation);
+        assert_eq!(e.findings.len(), 2);
+        assert_eq!(
+            e.findings[0].path,
+            "/spec/containers/0/securityContext/capabilities/drop"
+        );
+        assert_eq!(e.findings[0].container.as_deref(), Some("app"));
+        assert_eq!(
+            e.findings[0].message,
+            "unrestricted capabilities (container \"app\" must set securityContext.capabilities.drop=[\"ALL\"])"
+        );
+        assert_eq!(
+            e.findings[1].path,
+            "/spec/containers/0/securityContext/capabilities/add/1"
+        );
+        assert_eq!(
+            e.findings[1].message,
+            "unrestricted capabilities (container \"app\" must not include \"CHOWN\" in securityContext.capabilities.add)"
+        );
+    }
+
+    #[test]
+    fn replaces_capabilities_baseline_from_v1_22() {
+        use crate::policy::pss::{PssLevel, PssVersion};
+        use crate::policy::{Context, Engine, Mode, Options};
+        let p = pod(json!({"capabilities": {"add": ["SYS_ADMIN"]}}), json!({}));
+        let rules = |minor| {
+            let opts = Options {
+                pss: Some((PssLevel::Restricted, PssVersion { minor })),
+                only: None,
+                fix: false,
+            };
+            let mut r: Vec<&str> = Engine::new(Default::default())
+                .evaluate(&p, &Context::new(Tier::Hyperscale, Mode::Enforce), &opts)
+                .unwrap()
+                .findings
+                .iter()
+                .filter(|f| f.rule.starts_with("capabilities"))
+                .map(|f| f.rule)
+                .collect();
+            r.dedup();
+            r
+        };
+        assert_eq!(rules(21), vec!["capabilities-baseline"]);
+        assert_eq!(rules(22), vec!["capabilities-restricted"]);
+    }
+
+    #[test]
+    fn windows_pods_are_exempt() {
+        let p = pod(json!({}), json!({"os": {"name": "windows"}}));
+        let e = run_rule("capabilities-restricted", &p, Tier::Foundation);
+        assert!(e.findings.is_empty());
+        assert!(e.fixed.is_none());
+    }
+
+    #[test]
+    fn fix_appends_all_and_keeps_user_values() {
+        let d = deployment(json!({
+            "initContainers": [{"name": "migrate", "image": "migrate:4"}],
+            "containers": [
+                {"name": "app", "image": "nginx:1.27",
+                 "securityContext": {"readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["NET_RAW"], "add": ["NET_BIND_SERVICE"]}}},
+                {"name": "sidecar", "image": "envoy:1.31",
+                 "securityContext": {"capabilities": {"drop": ["ALL"]}}}]}));
+        let fixed = assert_fix_sound("capabilities-restricted", &d, Tier::Foundation);
+        let spec = &fixed["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["containers"][0]["securityContext"],
+            json!({"readOnlyRootFilesystem": true,
+                   "capabilities": {"drop": ["NET_RAW", "ALL"], "add": ["NET_BIND_SERVICE"]}})
+        );
+        assert_eq!(
+            spec["containers"][1]["securityContext"]["capabilities"]["drop"],
+            json!(["ALL"])
+        );
+        assert_eq!(
+            spec["initContainers"][0]["securityContext"],
+            json!({"capabilities": {"drop": ["ALL"]}})
+        );
+
+        let c = cronjob(json!({"restartPolicy": "Never",
+            "containers": [{"name": "report", "image": "report:2.1", "securityContext": null}]}));
+        let fixed = assert_fix_sound("capabilities-restricted", &c, Tier::Foundation);
+        assert_eq!(
+            fixed.pointer(
+                "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/drop"
+            ),
+            Some(&json!(["ALL"]))
+        );
+    }
+}
