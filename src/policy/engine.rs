@@ -197,7 +197,7 @@ impl Engine {
             }
         }
         // Most severe first; stable, so rule and field order hold within an action.
-        eval.findings.sort_by(|a, b| b.action.cmp(&a.action));
+        eval.findings.sort_by_key(|b| std::cmp::Reverse(b.action));
 
         if opts.fix {
             let mut working = obj.clone();
