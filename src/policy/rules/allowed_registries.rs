@@ -50,12 +50,25 @@ fn normalise_host(host: &str) -> String {
     }
 }
 
+/// How many allow-list entries a message names.
+const MAX_SHOWN: usize = 3;
+
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let allowed = &r.config.registries.allowed;
     if allowed.is_empty() {
         return Ok(());
     }
     let Some(pod) = &t.pod else { return Ok(()) };
+    // Keep messages short enough for a kubectl warning line.
+    let mut shown = allowed
+        .iter()
+        .take(MAX_SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if allowed.len() > MAX_SHOWN {
+        shown.push_str(", …");
+    }
     for c in pod.containers() {
         let Some(image) = c.image else { continue };
         let name = ImageRef::parse(image).full_name();
@@ -68,7 +81,7 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
                 format!(
                     "allowed registries (container {:?} image {image:?} is {name}, which must be under one of: {})",
                     c.name,
-                    allowed.join(", ")
+                    shown
                 ),
             )
             .in_container(c.name),
@@ -117,6 +130,18 @@ mod tests {
             let e = run_rule_with("allowed-registries", &obj, &ctx, ALLOW);
             assert!(e.findings.is_empty(), "{:?}", e.findings);
         }
+    }
+
+    #[test]
+    fn long_allow_lists_are_shortened_in_messages() {
+        let ctx = Context::new(Tier::Enterprise, Mode::Enforce);
+        let cfg = "registries:\n  allowed: [a.io, b.io, c.io, d.io]\n";
+        let e = run_rule_with("allowed-registries", &testutil::bare_pod(), &ctx, cfg);
+        assert_eq!(
+            e.findings[0].message,
+            "allowed registries (container \"redis\" image \"redis:7.2\" is \
+docker.io/library/redis, which must be under one of: a.io, b.io, c.io, …)"
+        );
     }
 
     #[test]

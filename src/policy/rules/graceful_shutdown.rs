@@ -19,14 +19,19 @@ removal win the race, and an explicit `terminationGracePeriodSeconds` says how l
 draining may take. Set both on long-running workloads (same scope as `probes`: regular \
 containers and sidecars; not Jobs, CronJobs or non-restarting pods). The fix adds \
 `lifecycle.preStop.sleep.seconds: 5` (the kubelet's built-in sleep action, no shell \
-needed in the image) where a container has no preStop hook, and \
-`terminationGracePeriodSeconds: 30` to the pod when unset.",
+needed in the image; Kubernetes 1.30 or later) where a container has no preStop hook, \
+and `terminationGracePeriodSeconds: 30` to the pod when unset. It adds no sleep when \
+the pod sets a grace period under 10 seconds: the sleep would eat the time the app \
+has to drain after SIGTERM, so that finding stays for a person to weigh.",
     kinds: Kinds::Pods,
     fix: FixKind::Safe,
     fix_summary: "add a 5s preStop sleep and terminationGracePeriodSeconds: 30",
     check,
     apply_fix: Some(fix),
 };
+
+/// The shortest pod grace period the fix adds its 5s preStop sleep under.
+const MIN_GRACE_FOR_SLEEP: i64 = 10;
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let Some(pod) = &t.pod else { return Ok(()) };
@@ -62,8 +67,13 @@ fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         return false;
     }
     let mut changed = false;
+    // A 5s sleep needs a grace period that leaves the app time after SIGTERM.
+    let room_to_sleep = pod
+        .spec
+        .termination_grace_period_seconds
+        .is_none_or(|g| g >= MIN_GRACE_FOR_SLEEP);
     for c in long_running(t, pod) {
-        if c.lifecycle.and_then(|l| l.pre_stop.as_ref()).is_none() {
+        if room_to_sleep && c.lifecycle.and_then(|l| l.pre_stop.as_ref()).is_none() {
             changed |= fixutil::set_default(
                 obj,
                 &format!("{}/lifecycle", c.path),
@@ -158,6 +168,12 @@ mod tests {
             json!({"postStart": {"exec": {"command": ["true"]}},
                    "preStop": {"sleep": {"seconds": 5}}})
         );
+        // A short grace period: no sleep, the finding stays.
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["terminationGracePeriodSeconds"] = json!(3);
+        let e = run_rule("graceful-shutdown", &pod, Tier::Production);
+        assert!(e.patch.0.is_empty());
+        assert_eq!(e.findings.len(), 1);
         for obj in [testutil::statefulset_db(), testutil::daemonset_agent()] {
             assert_fix_sound("graceful-shutdown", &obj, Tier::Production);
         }
