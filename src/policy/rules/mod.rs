@@ -25,7 +25,20 @@ pub mod sysctls;
 pub mod windows_host_process;
 
 // tiergate rules
+pub mod allowed_registries;
+pub mod automount_service_account_token;
+pub mod business_labels;
+pub mod graceful_shutdown;
+pub mod image_digest;
+pub mod image_tag;
+pub mod min_replicas;
+pub mod probes;
+pub mod read_only_root_filesystem;
 pub mod resources;
+pub mod secrets_in_env;
+pub mod standard_labels;
+pub mod startup_probe;
+pub mod topology_spread;
 
 /// Every rule, in catalog order (PSS first, then tiergate's own).
 pub static ALL: &[&Rule] = &[
@@ -49,6 +62,19 @@ pub static ALL: &[&Rule] = &[
     &seccomp_profile_restricted::RULE,
     &proc_mount_restricted::RULE,
     &resources::RULE,
+    &secrets_in_env::RULE,
+    &image_tag::RULE,
+    &image_digest::RULE,
+    &allowed_registries::RULE,
+    &probes::RULE,
+    &startup_probe::RULE,
+    &graceful_shutdown::RULE,
+    &read_only_root_filesystem::RULE,
+    &standard_labels::RULE,
+    &business_labels::RULE,
+    &min_replicas::RULE,
+    &topology_spread::RULE,
+    &automount_service_account_token::RULE,
 ];
 
 /// The rule with this id.
@@ -79,6 +105,101 @@ mod tests {
                 "rule {} fix kind and fix fn disagree",
                 r.id
             );
+        }
+    }
+
+    /// The rules of the `rulesa` batch, in catalog order.
+    const RULESA: &[&str] = &[
+        "secrets-in-env",
+        "image-tag",
+        "image-digest",
+        "allowed-registries",
+        "probes",
+        "startup-probe",
+        "graceful-shutdown",
+        "read-only-root-filesystem",
+        "standard-labels",
+        "business-labels",
+        "min-replicas",
+        "topology-spread",
+        "automount-service-account-token",
+    ];
+
+    #[test]
+    fn rulesa_fixes_compose_at_tier_5() {
+        use crate::config::Config;
+        use crate::policy::{Context, Engine, Mode, Options, Tier};
+
+        let mut yaml = String::from(
+            "registries:\n  allowed: [ghcr.io/acme, docker.io, cr.fluentbit.io]\nrules:\n",
+        );
+        for id in RULESA {
+            let rule = by_id(id).expect("registered");
+            if rule.fix != crate::policy::FixKind::None {
+                yaml.push_str(&format!("  {id}: {{fix: on}}\n"));
+            }
+        }
+        let mut cfg = Config::from_yaml(&yaml, "test").expect("config");
+        cfg.tiers = Config::default().tiers;
+        let engine = Engine::new(cfg);
+        let mut ctx = Context::new(Tier::Hyperscale, Mode::Enforce);
+        ctx.namespace = Some("shop".into());
+        ctx.namespace_labels = [
+            ("team", "storefront"),
+            ("environment", "prod"),
+            ("cost-center", "cc-42"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let opts = Options {
+            pss: None,
+            only: Some(RULESA.iter().map(|s| s.to_string()).collect()),
+            fix: true,
+        };
+        for obj in [
+            testutil::web_deployment(),
+            testutil::statefulset_db(),
+            testutil::cronjob(),
+            testutil::daemonset_agent(),
+            testutil::bare_pod(),
+        ] {
+            let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+            let first = engine.evaluate(&obj, &ctx, &opts).expect("evaluate");
+            assert!(
+                !first.patch.0.is_empty(),
+                "{kind}: fixes should change something"
+            );
+            let mut patched = obj.clone();
+            json_patch::patch(&mut patched, &first.patch).expect("patch applies");
+            assert_eq!(first.fixed.as_ref(), Some(&patched), "{kind}");
+            crate::policy::target::assert_parses_typed(&patched);
+            let second = engine
+                .evaluate(&patched, &ctx, &opts)
+                .expect("evaluate again");
+            assert!(
+                second.patch.0.is_empty(),
+                "{kind}: second pass not empty: {:?}",
+                second.patch
+            );
+            // What the fixes cannot decide stays: component label, digests.
+            let left: Vec<&str> = second.findings.iter().map(|f| f.rule).collect();
+            for rule in [
+                "probes",
+                "startup-probe",
+                "graceful-shutdown",
+                "business-labels",
+                "read-only-root-filesystem",
+                "automount-service-account-token",
+                "topology-spread",
+            ] {
+                assert!(
+                    !left.contains(&rule),
+                    "{kind}: {rule} still reports: {:?}",
+                    second.findings
+                );
+            }
+            assert!(left.contains(&"image-digest"), "{kind}");
         }
     }
 }

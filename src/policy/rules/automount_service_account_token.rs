@@ -1,0 +1,109 @@
+//! `automount-service-account-token`: pods opt in to an API token explicitly.
+use serde_json::{json, Value};
+
+use crate::policy::fixutil;
+use crate::policy::rule::{Kinds, RuleCtx};
+use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+
+pub static RULE: Rule = Rule {
+    id: "automount-service-account-token",
+    tier: Tier::Enterprise,
+    pss: None,
+    summary: "pods set automountServiceAccountToken (false unless they need the API)",
+    doc: "By default every pod gets a token for its service account mounted at \
+`/var/run/secrets/kubernetes.io/serviceaccount`, and most applications never talk to \
+the Kubernetes API: the token only helps an attacker who gets code execution move \
+sideways into the cluster. Pods must say what they want: set \
+`automountServiceAccountToken: false` in the pod spec, or `true` when the workload \
+really calls the API (an explicit `true` is the opt-in and passes; operators, \
+controllers and agents need it). Leaving the field unset is the finding. The fix is \
+opt-in (`rules.automount-service-account-token.fix: on`) because a workload that does \
+use the API breaks without its token: it sets `false` where the field is unset.",
+    kinds: Kinds::Pods,
+    fix: FixKind::OptIn,
+    fix_summary: "set automountServiceAccountToken: false where unset",
+    check,
+    apply_fix: Some(fix),
+};
+
+fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let Some(pod) = &t.pod else { return Ok(()) };
+    if pod.spec.automount_service_account_token.is_none() {
+        out.push(Violation::new(
+            format!("{}/automountServiceAccountToken", pod.spec_path),
+            "automount service account token (pod must set automountServiceAccountToken=false, or true to opt in)",
+        ));
+    }
+    Ok(())
+}
+
+fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    let Some(pod) = &t.pod else { return false };
+    if pod.spec.automount_service_account_token.is_some() {
+        return false;
+    }
+    fixutil::set_default(
+        obj,
+        pod.spec_path,
+        "automountServiceAccountToken",
+        json!(false),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::rules::testutil::{self, assert_fix_sound, run_rule};
+    use crate::policy::Tier;
+    use serde_json::json;
+
+    #[test]
+    fn explicit_false_or_true_pass() {
+        for v in [false, true] {
+            let mut ds = testutil::daemonset_agent();
+            ds["spec"]["template"]["spec"]["automountServiceAccountToken"] = json!(v);
+            let e = run_rule("automount-service-account-token", &ds, Tier::Enterprise);
+            assert!(e.findings.is_empty());
+            assert!(e.patch.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn unset_fails() {
+        let e = run_rule(
+            "automount-service-account-token",
+            &testutil::cronjob(),
+            Tier::Enterprise,
+        );
+        assert_eq!(e.findings.len(), 1);
+        let f = &e.findings[0];
+        assert_eq!(
+            f.path,
+            "/spec/jobTemplate/spec/template/spec/automountServiceAccountToken"
+        );
+        assert_eq!(f.container, None);
+        assert_eq!(
+            f.message,
+            "automount service account token (pod must set automountServiceAccountToken=false, or true to opt in)"
+        );
+    }
+
+    #[test]
+    fn fix_sets_false() {
+        for obj in [
+            testutil::web_deployment(),
+            testutil::statefulset_db(),
+            testutil::cronjob(),
+            testutil::daemonset_agent(),
+            testutil::bare_pod(),
+        ] {
+            let fixed = assert_fix_sound("automount-service-account-token", &obj, Tier::Enterprise);
+            let spec = crate::policy::target::pod_template_paths(obj["kind"].as_str().unwrap())
+                .unwrap()
+                .1;
+            assert_eq!(
+                fixed.pointer(&format!("{spec}/automountServiceAccountToken")),
+                Some(&json!(false))
+            );
+        }
+    }
+}

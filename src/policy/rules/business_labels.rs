@@ -1,0 +1,150 @@
+//! `business-labels`: `team`, `environment` and `cost-center` labels.
+use serde_json::{json, Value};
+
+use crate::policy::fixutil;
+use crate::policy::rule::{Kinds, RuleCtx};
+use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+
+pub static RULE: Rule = Rule {
+    id: "business-labels",
+    tier: Tier::Enterprise,
+    pss: None,
+    summary: "objects carry team, environment and cost-center labels",
+    doc: "At enterprise scale someone must be paged for every workload, every cost must \
+land on a budget, and production must be told apart from staging without guessing from \
+names. Set the `team`, `environment` and `cost-center` labels on the object's \
+`metadata.labels`. Most namespaces belong to one team, environment and cost center, so \
+the fix copies each missing label from the namespace's labels when the namespace has \
+it (a label the object already has is never changed); a label the namespace does not \
+have either stays a finding: label the namespace, or the object.",
+    kinds: Kinds::Pods,
+    fix: FixKind::Safe,
+    fix_summary: "copy missing team/environment/cost-center labels from the namespace",
+    check,
+    apply_fix: Some(fix),
+};
+
+const LABELS: [&str; 3] = ["team", "environment", "cost-center"];
+
+fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let labels = t.meta.labels.as_ref();
+    for key in LABELS {
+        if labels.is_some_and(|l| l.contains_key(key)) {
+            continue;
+        }
+        out.push(Violation::new(
+            format!("/metadata/labels/{}", fixutil::escape(key)),
+            format!("business labels (metadata.labels must set {key})"),
+        ));
+    }
+    Ok(())
+}
+
+fn fix(t: &Target<'_>, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    let labels = t.meta.labels.as_ref();
+    let mut changed = false;
+    for key in LABELS {
+        if labels.is_some_and(|l| l.contains_key(key)) {
+            continue;
+        }
+        if let Some(v) = r.ctx.namespace_labels.get(key) {
+            changed |= fixutil::set_default(obj, "/metadata/labels", key, json!(v));
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::rules::testutil::{self, assert_fix_sound_with, run_rule, run_rule_with};
+    use crate::policy::{Context, Mode, Tier};
+    use serde_json::json;
+
+    fn ns_ctx(labels: &[(&str, &str)]) -> Context {
+        let mut ctx = Context::new(Tier::Enterprise, Mode::Enforce);
+        ctx.namespace = Some("shop".into());
+        ctx.namespace_labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ctx
+    }
+
+    #[test]
+    fn labelled_objects_pass() {
+        let mut d = testutil::web_deployment();
+        d["metadata"]["labels"]["team"] = json!("storefront");
+        d["metadata"]["labels"]["environment"] = json!("prod");
+        d["metadata"]["labels"]["cost-center"] = json!("cc-1042");
+        assert!(run_rule("business-labels", &d, Tier::Enterprise)
+            .findings
+            .is_empty());
+    }
+
+    #[test]
+    fn missing_labels_fail() {
+        let mut pod = testutil::bare_pod();
+        pod["metadata"]["labels"]["team"] = json!("platform");
+        let e = run_rule("business-labels", &pod, Tier::Enterprise);
+        let got: Vec<_> = e
+            .findings
+            .iter()
+            .map(|f| (f.path.as_str(), f.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "/metadata/labels/environment",
+                    "business labels (metadata.labels must set environment)"
+                ),
+                (
+                    "/metadata/labels/cost-center",
+                    "business labels (metadata.labels must set cost-center)"
+                ),
+            ]
+        );
+        assert!(
+            e.patch.0.is_empty(),
+            "nothing to copy from an unlabelled namespace"
+        );
+    }
+
+    #[test]
+    fn fix_copies_from_the_namespace_without_overriding() {
+        let ctx = ns_ctx(&[
+            ("team", "payments"),
+            ("environment", "prod"),
+            ("cost-center", "cc-7"),
+            ("kubernetes.io/metadata.name", "shop"),
+        ]);
+        let mut d = testutil::web_deployment();
+        d["metadata"]["labels"]["team"] = json!("storefront");
+        let fixed = assert_fix_sound_with("business-labels", &d, &ctx, "");
+        assert_eq!(
+            fixed["metadata"]["labels"],
+            json!({"app": "web", "team": "storefront", "environment": "prod", "cost-center": "cc-7"})
+        );
+        // Pod template labels are not touched.
+        assert_eq!(
+            fixed["spec"]["template"]["metadata"],
+            d["spec"]["template"]["metadata"]
+        );
+        for obj in [
+            testutil::statefulset_db(),
+            testutil::cronjob(),
+            testutil::daemonset_agent(),
+            testutil::bare_pod(),
+        ] {
+            assert_fix_sound_with("business-labels", &obj, &ctx, "");
+        }
+        // A label the namespace lacks stays a finding.
+        let ctx = ns_ctx(&[("team", "payments")]);
+        let e = run_rule_with("business-labels", &testutil::bare_pod(), &ctx, "");
+        let fixed = e.fixed.unwrap();
+        assert_eq!(fixed["metadata"]["labels"]["team"], "payments");
+        let again = run_rule_with("business-labels", &fixed, &ctx, "");
+        assert_eq!(again.findings.len(), 2);
+        assert!(again.patch.0.is_empty());
+    }
+}

@@ -1,0 +1,252 @@
+//! `probes`: long-running containers have liveness and readiness probes.
+//!
+//! Also home of the "long-running" scope `startup-probe` and
+//! `graceful-shutdown` share, and of the tcpSocket probe fix.
+use serde_json::{json, Value};
+
+use crate::policy::fixutil;
+use crate::policy::rule::{Kinds, RuleCtx};
+use crate::policy::target::{ContainerKind, ContainerView, PodTemplate};
+use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+
+pub static RULE: Rule = Rule {
+    id: "probes",
+    tier: Tier::Production,
+    pss: None,
+    summary: "long-running containers have liveness and readiness probes",
+    doc: "Without a readiness probe a Service sends traffic to a pod the moment its \
+process starts, before it can answer, and keeps sending it while the app is wedged; \
+without a liveness probe a deadlocked process is never restarted. Set `livenessProbe` \
+and `readinessProbe` (HTTP endpoints that check the app itself are best) on every \
+long-running container: regular containers and sidecars (init containers with \
+`restartPolicy: Always`) of every workload except Jobs and CronJobs and pods whose \
+`restartPolicy` is `Never` or `OnFailure`; ordinary init containers and ephemeral \
+containers are out of scope. The fix adds `tcpSocket` probes on the container's first \
+declared TCP `containerPort` (by number), the liveness probe with \
+`initialDelaySeconds: 30` so a slow start is not killed; a container without a TCP port \
+gets no fix and keeps its finding.",
+    kinds: Kinds::Pods,
+    fix: FixKind::Safe,
+    fix_summary: "add tcpSocket liveness/readiness probes on the first TCP containerPort",
+    check,
+    apply_fix: Some(fix),
+};
+
+/// The containers of a long-running workload that should be probed and shut
+/// down gracefully: none for Jobs, CronJobs and pods that do not restart
+/// (`restartPolicy` `Never`/`OnFailure`); otherwise regular containers and
+/// sidecars (init containers with `restartPolicy: Always`), never ephemeral
+/// containers or ordinary init containers.
+pub fn long_running<'p>(t: &Target<'_>, pod: &'p PodTemplate) -> Vec<ContainerView<'p>> {
+    if !is_long_running(t, pod) {
+        return Vec::new();
+    }
+    pod.containers()
+        .into_iter()
+        .filter(|c| c.kind == ContainerKind::Regular || c.is_sidecar())
+        .collect()
+}
+
+/// Whether the workload's pods are meant to run until stopped.
+pub fn is_long_running(t: &Target<'_>, pod: &PodTemplate) -> bool {
+    if matches!(t.kind, "Job" | "CronJob") {
+        return false;
+    }
+    !matches!(
+        pod.spec.restart_policy.as_deref(),
+        Some("Never" | "OnFailure")
+    )
+}
+
+/// The first declared TCP `containerPort` of a container.
+pub fn first_tcp_port(c: &ContainerView<'_>) -> Option<i32> {
+    c.ports
+        .unwrap_or_default()
+        .iter()
+        .find(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+        .map(|p| p.container_port)
+}
+
+fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let Some(pod) = &t.pod else { return Ok(()) };
+    for c in long_running(t, pod) {
+        for (field, probe) in [
+            ("livenessProbe", c.liveness_probe),
+            ("readinessProbe", c.readiness_probe),
+        ] {
+            if probe.is_none() {
+                out.push(
+                    Violation::new(
+                        format!("{}/{field}", c.path),
+                        format!("probes (container {:?} must set {field})", c.name),
+                    )
+                    .in_container(c.name),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    let Some(pod) = &t.pod else { return false };
+    let mut changed = false;
+    for c in long_running(t, pod) {
+        let Some(port) = first_tcp_port(&c) else {
+            continue;
+        };
+        if c.liveness_probe.is_none() {
+            changed |= fixutil::set_default(
+                obj,
+                &c.path,
+                "livenessProbe",
+                json!({"tcpSocket": {"port": port}, "initialDelaySeconds": 30}),
+            );
+        }
+        if c.readiness_probe.is_none() {
+            changed |= fixutil::set_default(
+                obj,
+                &c.path,
+                "readinessProbe",
+                json!({"tcpSocket": {"port": port}}),
+            );
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::rules::testutil::{self, assert_fix_sound, run_rule};
+    use crate::policy::Tier;
+    use serde_json::json;
+
+    #[test]
+    fn probed_containers_pass_and_jobs_are_out_of_scope() {
+        let mut d = testutil::web_deployment();
+        for (ptr, port) in [
+            ("/spec/template/spec/containers/0", 8080),
+            ("/spec/template/spec/initContainers/1", 15000),
+        ] {
+            let c = d.pointer_mut(ptr).unwrap();
+            c["livenessProbe"] = json!({"httpGet": {"path": "/healthz", "port": port}});
+            c["readinessProbe"] = json!({"httpGet": {"path": "/ready", "port": port}});
+        }
+        assert!(run_rule("probes", &d, Tier::Production).findings.is_empty());
+        assert!(run_rule("probes", &testutil::cronjob(), Tier::Production)
+            .findings
+            .is_empty());
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["restartPolicy"] = json!("Never");
+        assert!(run_rule("probes", &pod, Tier::Production)
+            .findings
+            .is_empty());
+    }
+
+    #[test]
+    fn missing_probes_are_named_for_containers_and_sidecars() {
+        let e = run_rule("probes", &testutil::web_deployment(), Tier::Production);
+        let got: Vec<_> = e
+            .findings
+            .iter()
+            .map(|f| (f.path.as_str(), f.container.as_deref(), f.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "/spec/template/spec/initContainers/1/livenessProbe",
+                    Some("proxy"),
+                    "probes (container \"proxy\" must set livenessProbe)"
+                ),
+                (
+                    "/spec/template/spec/initContainers/1/readinessProbe",
+                    Some("proxy"),
+                    "probes (container \"proxy\" must set readinessProbe)"
+                ),
+                (
+                    "/spec/template/spec/containers/0/livenessProbe",
+                    Some("app"),
+                    "probes (container \"app\" must set livenessProbe)"
+                ),
+                (
+                    "/spec/template/spec/containers/0/readinessProbe",
+                    Some("app"),
+                    "probes (container \"app\" must set readinessProbe)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn fix_probes_the_first_tcp_port() {
+        let fixed = assert_fix_sound("probes", &testutil::web_deployment(), Tier::Production);
+        let app = &fixed["spec"]["template"]["spec"]["containers"][0];
+        // The first port is UDP statsd; the first TCP one is http 8080.
+        assert_eq!(
+            app["livenessProbe"],
+            json!({"tcpSocket": {"port": 8080}, "initialDelaySeconds": 30})
+        );
+        assert_eq!(app["readinessProbe"], json!({"tcpSocket": {"port": 8080}}));
+        let proxy = &fixed["spec"]["template"]["spec"]["initContainers"][1];
+        assert_eq!(
+            proxy["readinessProbe"],
+            json!({"tcpSocket": {"port": 15000}})
+        );
+        // The migration init container is not probed.
+        assert!(fixed["spec"]["template"]["spec"]["initContainers"][0]
+            .get("livenessProbe")
+            .is_none());
+        for obj in [
+            testutil::statefulset_db(),
+            testutil::daemonset_agent(),
+            testutil::bare_pod(),
+        ] {
+            assert_fix_sound("probes", &obj, Tier::Production);
+        }
+    }
+
+    #[test]
+    fn ephemeral_and_plain_init_containers_are_out_of_scope() {
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["containers"][0]["livenessProbe"] = json!({"tcpSocket": {"port": 6379}});
+        pod["spec"]["containers"][0]["readinessProbe"] = json!({"tcpSocket": {"port": 6379}});
+        pod["spec"]["initContainers"] = json!([{"name": "wait", "image": "busybox:1.36"}]);
+        pod["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox:1.36",
+            "ports": [{"containerPort": 8080}]}]);
+        assert!(run_rule("probes", &pod, Tier::Production)
+            .findings
+            .is_empty());
+        // Other pod kinds carry their template elsewhere.
+        let rc = json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "legacy"},
+            "spec": {"replicas": 2, "selector": {"app": "legacy"}, "template": {
+                "metadata": {"labels": {"app": "legacy"}},
+                "spec": {"containers": [{"name": "app", "image": "legacy:3.1",
+                    "ports": [{"containerPort": 80}]}]}}}});
+        let fixed = assert_fix_sound("probes", &rc, Tier::Production);
+        assert_eq!(
+            fixed["spec"]["template"]["spec"]["containers"][0]["readinessProbe"],
+            json!({"tcpSocket": {"port": 80}})
+        );
+    }
+
+    #[test]
+    fn no_tcp_port_means_no_fix_and_the_finding_stays() {
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["containers"][0]["ports"] =
+            json!([{"name": "dns", "containerPort": 53, "protocol": "UDP"}]);
+        let e = run_rule("probes", &pod, Tier::Production);
+        assert!(e.patch.0.is_empty());
+        assert_eq!(e.findings.len(), 2);
+        // A user's probe is kept; only the missing one is added.
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["containers"][0]["readinessProbe"] =
+            json!({"exec": {"command": ["redis-cli", "ping"]}});
+        let fixed = assert_fix_sound("probes", &pod, Tier::Production);
+        assert_eq!(
+            fixed["spec"]["containers"][0]["readinessProbe"],
+            json!({"exec": {"command": ["redis-cli", "ping"]}})
+        );
+    }
+}

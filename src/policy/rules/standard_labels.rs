@@ -1,0 +1,240 @@
+//! `standard-labels`: the `app.kubernetes.io/{name,version,component}` labels.
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::image_tag::ImageRef;
+use crate::policy::fixutil;
+use crate::policy::rule::{Kinds, RuleCtx};
+use crate::policy::target::ContainerKind;
+use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+
+pub static RULE: Rule = Rule {
+    id: "standard-labels",
+    tier: Tier::Production,
+    pss: None,
+    summary: "objects and pod templates carry app.kubernetes.io/name, version and component",
+    doc: "The recommended `app.kubernetes.io/*` labels are what dashboards, cost reports, \
+`kubectl get -l`, service meshes and incident responders use to answer \"what is this \
+pod, which version, which part of the system\". Set `app.kubernetes.io/name`, \
+`app.kubernetes.io/version` and `app.kubernetes.io/component` on the object's \
+`metadata.labels` and on its pod template's labels (so the pods carry them too; a Pod \
+has just its own metadata). The fix never changes a label that is already set and \
+never touches a selector: it sets `name` from the object's name (not when only \
+`generateName` is given) and `version` from the tag of the first regular container's \
+image when that tag is pinned and a valid label value (not `latest`, not a digest-only \
+image). `component` (web, database, worker…) only a person knows, so it stays a \
+finding. A version label the fix added is not updated when the image changes later \
+(it is then present, and existing labels are never changed): to keep it current, set \
+it in the manifest itself, e.g. from your Helm chart or kustomization.",
+    kinds: Kinds::Pods,
+    fix: FixKind::Safe,
+    fix_summary: "set app.kubernetes.io/name and version labels from the object name and image tag",
+    check,
+    apply_fix: Some(fix),
+};
+
+const NAME: &str = "app.kubernetes.io/name";
+const VERSION: &str = "app.kubernetes.io/version";
+const COMPONENT: &str = "app.kubernetes.io/component";
+const LABELS: [&str; 3] = [NAME, VERSION, COMPONENT];
+
+/// The metadata pointers to check: the object's, then its pod template's.
+fn locations<'t>(t: &'t Target<'_>) -> Vec<(&'static str, Option<&'t BTreeMap<String, String>>)> {
+    let mut out = vec![("/metadata", t.meta.labels.as_ref())];
+    if let Some(pod) = &t.pod {
+        if t.kind != "Pod" {
+            out.push((pod.meta_path, pod.meta.labels.as_ref()));
+        }
+    }
+    out
+}
+
+/// Whether `v` is a valid label value.
+pub fn valid_label_value(v: &str) -> bool {
+    v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && v.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && v.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    for (meta_path, labels) in locations(t) {
+        let dotted = meta_path.trim_start_matches('/').replace('/', ".");
+        for key in LABELS {
+            if labels.is_some_and(|l| l.contains_key(key)) {
+                continue;
+            }
+            out.push(Violation::new(
+                format!("{meta_path}/labels/{}", fixutil::escape(key)),
+                format!("standard labels ({dotted}.labels must set {key})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The values the fix can derive: name and version.
+fn derived(t: &Target<'_>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(name) = t.meta.name.as_deref() {
+        if !name.is_empty() && valid_label_value(name) {
+            out.push((NAME, name.to_string()));
+        }
+    }
+    let first_image = t.pod.as_ref().and_then(|p| {
+        p.containers()
+            .into_iter()
+            .find(|c| c.kind == ContainerKind::Regular)
+            .and_then(|c| c.image)
+    });
+    if let Some(tag) = first_image.and_then(|i| ImageRef::parse(i).tag) {
+        if tag != "latest" && valid_label_value(tag) {
+            out.push((VERSION, tag.to_string()));
+        }
+    }
+    out
+}
+
+fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    let values = derived(t);
+    let mut changed = false;
+    for (meta_path, labels) in locations(t) {
+        for (key, value) in &values {
+            if labels.is_some_and(|l| l.contains_key(*key)) {
+                continue;
+            }
+            changed |= fixutil::set_default(obj, &format!("{meta_path}/labels"), key, json!(value));
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_label_value;
+    use crate::policy::rules::testutil::{self, assert_fix_sound, run_rule};
+    use crate::policy::Tier;
+    use serde_json::{json, Value};
+
+    /// Give every metadata of `obj` the labels a person must choose.
+    fn with_component(mut obj: Value, component: &str) -> Value {
+        for p in [
+            "/metadata",
+            "/spec/template/metadata",
+            "/spec/jobTemplate/spec/template/metadata",
+        ] {
+            if let Some(m) = obj.pointer_mut(p) {
+                m["labels"]["app.kubernetes.io/component"] = json!(component);
+            }
+        }
+        obj
+    }
+
+    #[test]
+    fn labelled_objects_pass() {
+        let mut d = with_component(testutil::web_deployment(), "frontend");
+        for p in ["/metadata/labels", "/spec/template/metadata/labels"] {
+            let l = d.pointer_mut(p).unwrap();
+            l["app.kubernetes.io/name"] = json!("web");
+            l["app.kubernetes.io/version"] = json!("1.4.2");
+        }
+        assert!(run_rule("standard-labels", &d, Tier::Production)
+            .findings
+            .is_empty());
+    }
+
+    #[test]
+    fn missing_labels_point_at_escaped_keys() {
+        let e = run_rule(
+            "standard-labels",
+            &testutil::web_deployment(),
+            Tier::Production,
+        );
+        let got: Vec<_> = e
+            .findings
+            .iter()
+            .map(|f| (f.path.as_str(), f.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 6);
+        assert_eq!(
+            got[0],
+            (
+                "/metadata/labels/app.kubernetes.io~1name",
+                "standard labels (metadata.labels must set app.kubernetes.io/name)"
+            )
+        );
+        assert_eq!(
+            got[5],
+            (
+                "/spec/template/metadata/labels/app.kubernetes.io~1component",
+                "standard labels (spec.template.metadata.labels must set app.kubernetes.io/component)"
+            )
+        );
+        assert!(e.findings.iter().all(|f| f.container.is_none()));
+    }
+
+    #[test]
+    fn fix_sets_name_and_version_but_never_selectors_or_existing_values() {
+        let mut d = with_component(testutil::web_deployment(), "frontend");
+        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] = json!("shop-web");
+        let fixed = assert_fix_sound("standard-labels", &d, Tier::Production);
+        assert_eq!(
+            fixed["metadata"]["labels"],
+            json!({"app": "web", "app.kubernetes.io/component": "frontend",
+                   "app.kubernetes.io/name": "web", "app.kubernetes.io/version": "1.4.2"})
+        );
+        assert_eq!(
+            fixed["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+            json!("shop-web")
+        );
+        assert_eq!(fixed["spec"]["selector"], d["spec"]["selector"]);
+        for obj in [
+            testutil::statefulset_db(),
+            testutil::cronjob(),
+            testutil::daemonset_agent(),
+            testutil::bare_pod(),
+        ] {
+            let fixed = assert_fix_sound(
+                "standard-labels",
+                &with_component(obj, "x"),
+                Tier::Production,
+            );
+            assert!(fixed["metadata"]["labels"]["app.kubernetes.io/version"].is_string());
+        }
+    }
+
+    #[test]
+    fn component_latest_and_generate_name_stay_findings() {
+        let mut pod = testutil::bare_pod();
+        pod["metadata"] = json!({"generateName": "redis-"});
+        pod["spec"]["containers"][0]["image"] = json!("redis:latest");
+        let e = run_rule("standard-labels", &pod, Tier::Production);
+        assert_eq!(e.findings.len(), 3);
+        assert!(e.patch.0.is_empty());
+        // A digest-only image has no version to copy.
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["containers"][0]["image"] =
+            json!("redis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        let fixed = run_rule("standard-labels", &pod, Tier::Production)
+            .fixed
+            .unwrap();
+        assert_eq!(
+            fixed["metadata"]["labels"]["app.kubernetes.io/name"],
+            "redis"
+        );
+        assert!(fixed["metadata"]["labels"]
+            .get("app.kubernetes.io/version")
+            .is_none());
+    }
+
+    #[test]
+    fn label_values_validate() {
+        assert!(valid_label_value("1.4.2"));
+        assert!(valid_label_value("v1.2.3-rc.1_build"));
+        assert!(!valid_label_value("-x"));
+        assert!(!valid_label_value("x."));
+        assert!(!valid_label_value(&"a".repeat(64)));
+    }
+}
