@@ -6,10 +6,33 @@ use super::Rule;
 pub mod privileged;
 
 // tiergate rules
+pub mod cluster_admin_binding;
+pub mod default_deny_network_policy;
+pub mod ingress_tls;
+pub mod managed_secrets;
+pub mod namespace_quota;
+pub mod no_default_namespace;
+pub mod pdb;
+pub mod rbac_wildcards;
 pub mod resources;
+pub mod sensitive_configmap;
+pub mod service_type;
 
 /// Every rule, in catalog order (PSS first, then tiergate's own).
-pub static ALL: &[&Rule] = &[&privileged::RULE, &resources::RULE];
+pub static ALL: &[&Rule] = &[
+    &privileged::RULE,
+    &resources::RULE,
+    &sensitive_configmap::RULE,
+    &pdb::RULE,
+    &namespace_quota::RULE,
+    &default_deny_network_policy::RULE,
+    &no_default_namespace::RULE,
+    &ingress_tls::RULE,
+    &service_type::RULE,
+    &cluster_admin_binding::RULE,
+    &rbac_wildcards::RULE,
+    &managed_secrets::RULE,
+];
 
 /// The rule with this id.
 pub fn by_id(id: &str) -> Option<&'static Rule> {
