@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod error;
+pub mod facts;
 pub mod fixutil;
 pub mod pss;
 pub mod rule;

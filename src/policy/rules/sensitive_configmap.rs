@@ -18,7 +18,8 @@ a non-empty value, a PEM private key (`-----BEGIN ... PRIVATE KEY-----`) in any 
 recognisable cloud credential (AWS access key ids `AKIA`/`ASIA...`, a GCP service-account \
 JSON key, Google API keys, GitHub and Slack tokens, Azure storage account keys) is a \
 finding. Keys that only name or point at a credential (`...-name`, `-file`, `-path`, \
-`-url`, `-ref`, `-ttl`, ...) and boolean values are not. The finding names the key, never \
+`-url`, `-ref`, `-ttl`, `existingSecret`, ...), boolean values and bare substitution \
+placeholders (`${DB_PASSWORD}`, `{{ .Values.token }}`) are not. The finding names the key, never \
 its value. Move the value to a Secret (better: a SealedSecret or ExternalSecret) and \
 reference it with `secretKeyRef` or a secret volume.",
     kinds: Kinds::Only(&["ConfigMap"]),
@@ -65,7 +66,7 @@ fn credential_in(key: &str, value: &str) -> Option<&'static str> {
     if let Some(what) = cloud_token(value) {
         return Some(what);
     }
-    if is_secret_like_key(key) && !is_boolean(value) {
+    if is_secret_like_key(key) && !is_boolean(value) && !is_placeholder(value) {
         return Some("is named like a credential and must not hold one");
     }
     None
@@ -76,6 +77,18 @@ fn is_boolean(v: &str) -> bool {
         v.trim().to_ascii_lowercase().as_str(),
         "true" | "false" | "yes" | "no" | "on" | "off"
     )
+}
+
+/// A value that is only a substitution placeholder (`${DB_PASSWORD}`,
+/// `$(TOKEN)`, `{{ .Values.token }}`): filled elsewhere, not a credential.
+fn is_placeholder(v: &str) -> bool {
+    let v = v.trim();
+    let wrapped = |open: &str, close: &str| {
+        v.strip_prefix(open)
+            .and_then(|r| r.strip_suffix(close))
+            .is_some_and(|inner| !inner.contains(open) && !inner.contains(close))
+    };
+    wrapped("${", "}") || wrapped("$(", ")") || wrapped("{{", "}}")
 }
 
 /// Split a key into lower-case words at `_-. /`, digits and camelCase humps.
@@ -153,11 +166,20 @@ const REFERENCE_SUFFIXES: &[&str] = &[
     "expiration",
     "lifetime",
     "timeout",
+    "duration",
+    "interval",
+    "seconds",
     "length",
     "len",
+    "size",
+    "count",
+    "max",
+    "min",
     "policy",
     "header",
     "type",
+    "kind",
+    "mode",
     "enabled",
     "id",
     "mount",
@@ -166,13 +188,27 @@ const REFERENCE_SUFFIXES: &[&str] = &[
     "prefix",
     "format",
     "version",
+    "audience",
+    "issuer",
+    "scope",
+    "scopes",
+    "algorithm",
+    "provider",
+    "store",
+    "location",
 ];
+
+/// A first word that makes the key name an existing Secret (`existingSecret`).
+const REFERENCE_PREFIXES: &[&str] = &["existing"];
 
 fn is_secret_like_key(key: &str) -> bool {
     let w = words(key);
     let Some(last) = w.last() else { return false };
     // `*Key` only counts in a pair; a reference suffix is not a credential.
-    if REFERENCE_SUFFIXES.contains(&last.as_str()) {
+    if REFERENCE_SUFFIXES.contains(&last.as_str())
+        || w.first()
+            .is_some_and(|f| REFERENCE_PREFIXES.contains(&f.as_str()))
+    {
         return false;
     }
     w.iter().any(|x| SECRET_WORDS.contains(&x.as_str()))
@@ -299,6 +335,9 @@ mod tests {
             "DB_PASSWORD": "",
             "ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             "password-auth-enabled": "true",
+            "existingSecret": "db-credentials",
+            "oidc.token-audience": "api",
+            "SMTP_PASSWORD": "${SMTP_PASSWORD}",
             "keyboard": "qwerty",
         }));
         assert_eq!(findings(&c), vec![]);
@@ -404,5 +443,7 @@ mod tests {
         assert!(!is_secret_like_key("secretName"));
         assert!(!is_secret_like_key("monkey"));
         assert!(!is_secret_like_key("cache-key"));
+        assert!(!is_secret_like_key("existingSecret"));
+        assert!(is_secret_like_key("client-secret"));
     }
 }
