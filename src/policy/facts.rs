@@ -1,31 +1,341 @@
-//! Namespace facts from a set of objects (placeholder; replaced by the facts work).
+//! Namespace facts from a set of objects: how the CLI fills a [`Context`] from
+//! the other objects of its input. Pure: the caller reads the files.
+//!
+//! A namespace's facts are all known (possibly empty) when its `Namespace`
+//! object is in the input: the input then claims to describe the namespace.
+//! Otherwise each fact is known only when at least one object of its kind
+//! (NetworkPolicy, ResourceQuota, LimitRange, PodDisruptionBudget) for that
+//! namespace is present, and unknown else. Objects without
+//! `metadata.namespace` belong to no namespace here (they are not taken to be
+//! in `default`). `List` objects are read item by item; objects that do not
+//! parse as their kind are ignored (evaluating them reports the error).
+//!
+//! [`Context`]: super::Context
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::NamespaceFacts;
+use super::context::{Fact, NamespaceFacts, PdbFact};
 
-pub fn facts_from_objects(_objs: &[Value]) -> BTreeMap<String, NamespaceFacts> {
-    BTreeMap::new()
+/// What the input says about one namespace so far (`None`: no object of the kind).
+#[derive(Default)]
+struct Acc {
+    declared: bool,
+    default_deny: Option<Vec<String>>,
+    quotas: Option<Vec<String>>,
+    limits: Option<Vec<String>>,
+    pdbs: Option<Vec<PdbFact>>,
 }
 
+/// The facts of every namespace the objects mention, by namespace name.
+/// A namespace not in the map is one the input says nothing about
+/// (`NamespaceFacts::default()`, every fact unknown).
+pub fn facts_from_objects(objs: &[Value]) -> BTreeMap<String, NamespaceFacts> {
+    let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
+    for obj in flatten(objs) {
+        let (kind, api_version) = kind_of(obj);
+        let Some(meta) = meta_of(obj) else { continue };
+        let name = meta
+            .name
+            .clone()
+            .or_else(|| meta.generate_name.clone())
+            .unwrap_or_default();
+        if kind == "Namespace" && api_version == "v1" {
+            if !name.is_empty() {
+                acc.entry(name).or_default().declared = true;
+            }
+            continue;
+        }
+        let Some(ns) = meta.namespace.as_deref().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let a = acc.entry(ns.to_string()).or_default();
+        match (kind, api_version) {
+            ("NetworkPolicy", "networking.k8s.io/v1") => {
+                let Ok(np) = NetworkPolicy::deserialize(obj) else {
+                    continue;
+                };
+                let list = a.default_deny.get_or_insert_with(Vec::new);
+                if denies_ingress_by_default(&np.spec.unwrap_or_default()) {
+                    list.push(name);
+                }
+            }
+            ("ResourceQuota", "v1") => a.quotas.get_or_insert_with(Vec::new).push(name),
+            ("LimitRange", "v1") => a.limits.get_or_insert_with(Vec::new).push(name),
+            ("PodDisruptionBudget", "policy/v1" | "policy/v1beta1") => {
+                // v1beta1 has the same spec (only its empty selector differs),
+                // so read the spec alone: the typed object checks apiVersion.
+                let spec = match obj.get("spec") {
+                    None | Some(Value::Null) => Ok(PodDisruptionBudgetSpec::default()),
+                    Some(s) => PodDisruptionBudgetSpec::deserialize(s),
+                };
+                let Ok(spec) = spec else { continue };
+                let list = a.pdbs.get_or_insert_with(Vec::new);
+                let selector = spec.selector;
+                // A null selector selects no pods; so does an empty one in v1beta1.
+                match selector {
+                    Some(s) if api_version == "policy/v1" || !is_empty_selector(&s) => {
+                        list.push(PdbFact { name, selector: s })
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    acc.into_iter()
+        .map(|(ns, a)| {
+            fn fact<T>(declared: bool, v: Option<Vec<T>>) -> Fact<Vec<T>> {
+                match v {
+                    Some(v) => Fact::Known(v),
+                    None if declared => Fact::Known(Vec::new()),
+                    None => Fact::Unknown,
+                }
+            }
+            let d = a.declared;
+            let facts = NamespaceFacts {
+                default_deny_policies: fact(d, a.default_deny),
+                resource_quotas: fact(d, a.quotas),
+                limit_ranges: fact(d, a.limits),
+                pdbs: fact(d, a.pdbs),
+            };
+            (ns, facts)
+        })
+        .collect()
+}
+
+/// The labels of every `Namespace` object in the input, by namespace name.
 pub fn namespace_labels(objs: &[Value]) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for o in objs {
-        if o.get("kind").and_then(Value::as_str) == Some("Namespace") {
-            if let Some(name) = o.pointer("/metadata/name").and_then(Value::as_str) {
-                let labels = o
-                    .pointer("/metadata/labels")
-                    .and_then(Value::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.insert(name.to_string(), labels);
-            }
+    for obj in flatten(objs) {
+        if kind_of(obj) != ("Namespace", "v1") {
+            continue;
+        }
+        let Some(meta) = meta_of(obj) else { continue };
+        if let Some(name) = meta.name.filter(|n| !n.is_empty()) {
+            out.insert(name, meta.labels.unwrap_or_default());
         }
     }
     out
+}
+
+/// Whether a NetworkPolicy denies all ingress to every pod of its namespace by
+/// default: it selects every pod (an absent `podSelector` defaults to empty),
+/// its policy types include `Ingress` (an absent or empty `policyTypes`
+/// defaults to `Ingress`, plus `Egress` when egress rules exist, so ingress is
+/// always included), and it has no ingress rules (`ingress: [{}]` allows all).
+pub fn denies_ingress_by_default(spec: &NetworkPolicySpec) -> bool {
+    let selects_all = spec.pod_selector.as_ref().is_none_or(is_empty_selector);
+    let ingress_type = match spec.policy_types.as_deref() {
+        Some(types) if !types.is_empty() => types.iter().any(|t| t == "Ingress"),
+        _ => true,
+    };
+    let no_rules = spec.ingress.as_ref().is_none_or(|r| r.is_empty());
+    selects_all && ingress_type && no_rules
+}
+
+fn is_empty_selector(s: &LabelSelector) -> bool {
+    s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+}
+
+fn kind_of(obj: &Value) -> (&str, &str) {
+    let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("");
+    (s("kind"), s("apiVersion"))
+}
+
+fn meta_of(obj: &Value) -> Option<ObjectMeta> {
+    match obj.get("metadata") {
+        None | Some(Value::Null) => Some(ObjectMeta::default()),
+        Some(m) => ObjectMeta::deserialize(m).ok(),
+    }
+}
+
+/// Every object, with the items of `List` objects (`v1 List`, `PodList`, ...) in
+/// place of the list.
+fn flatten(objs: &[Value]) -> Vec<&Value> {
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: u8) {
+        let is_list = kind_of(v).0.ends_with("List");
+        match v.get("items").and_then(Value::as_array) {
+            Some(items) if is_list && depth < 8 => {
+                for i in items {
+                    walk(i, out, depth + 1);
+                }
+            }
+            _ => out.push(v),
+        }
+    }
+    let mut out = Vec::new();
+    for o in objs {
+        walk(o, &mut out, 0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ns(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": name, "labels": {"tiergate.io/tier": "production"}}})
+    }
+
+    fn netpol(name: &str, namespace: &str, spec: Value) -> Value {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+    }
+
+    fn named(kind: &str, api: &str, name: &str, namespace: &str) -> Value {
+        json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": namespace}})
+    }
+
+    fn pdb(api: &str, name: &str, selector: Value) -> Value {
+        json!({"apiVersion": api, "kind": "PodDisruptionBudget",
+               "metadata": {"name": name, "namespace": "shop"},
+               "spec": {"minAvailable": 1, "selector": selector}})
+    }
+
+    fn names(v: &[&str]) -> Fact<Vec<String>> {
+        Fact::Known(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn a_declared_namespace_knows_everything() {
+        let f = facts_from_objects(&[ns("shop")]);
+        assert_eq!(f.get("shop"), Some(&NamespaceFacts::known_empty()));
+
+        let f = facts_from_objects(&[
+            named("ResourceQuota", "v1", "compute", "shop"),
+            ns("shop"),
+            netpol(
+                "deny",
+                "shop",
+                json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+            ),
+            netpol(
+                "allow-web",
+                "shop",
+                json!({"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}]}),
+            ),
+            pdb("policy/v1", "web", json!({"matchLabels": {"app": "web"}})),
+        ]);
+        let s = &f["shop"];
+        assert_eq!(s.default_deny_policies, names(&["deny"]));
+        assert_eq!(s.resource_quotas, names(&["compute"]));
+        assert_eq!(s.limit_ranges, names(&[]));
+        let Fact::Known(pdbs) = &s.pdbs else {
+            panic!("pdbs unknown")
+        };
+        assert_eq!(pdbs.len(), 1);
+        assert_eq!(pdbs[0].name, "web");
+        assert_eq!(
+            pdbs[0].selector.match_labels.as_ref().unwrap()["app"],
+            "web"
+        );
+    }
+
+    #[test]
+    fn undeclared_namespaces_know_only_what_is_present() {
+        let f = facts_from_objects(&[
+            named("LimitRange", "v1", "defaults", "a"),
+            netpol("allow", "b", json!({"podSelector": {}, "ingress": [{}]})),
+            named("Deployment", "apps/v1", "web", "c"),
+        ]);
+        let a = &f["a"];
+        assert_eq!(a.limit_ranges, names(&["defaults"]));
+        assert_eq!(a.resource_quotas, Fact::Unknown);
+        assert_eq!(a.default_deny_policies, Fact::Unknown);
+        assert_eq!(a.pdbs, Fact::Unknown);
+        // A NetworkPolicy that is not default-deny still makes the fact known.
+        assert_eq!(f["b"].default_deny_policies, names(&[]));
+        assert_eq!(f["b"].limit_ranges, Fact::Unknown);
+        assert_eq!(f["c"], NamespaceFacts::default());
+        assert!(!f.contains_key("default"));
+    }
+
+    #[test]
+    fn objects_without_namespace_or_of_other_groups_are_ignored() {
+        let f = facts_from_objects(&[
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"}}),
+            json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "NetworkPolicy",
+                   "metadata": {"name": "x", "namespace": "shop"}, "spec": {}}),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                   "metadata": {"name": "bad", "namespace": "shop"}, "spec": {"ingress": 7}}),
+        ]);
+        assert!(!f.contains_key("default"));
+        assert_eq!(f["shop"], NamespaceFacts::default());
+    }
+
+    #[test]
+    fn default_deny_follows_api_defaulting() {
+        let spec = |v: Value| NetworkPolicySpec::deserialize(v).unwrap();
+        // Deny: empty or absent selector, Ingress implied or listed, no rules.
+        for v in [
+            json!({"podSelector": {}}),
+            json!({}),
+            json!({"podSelector": {"matchLabels": {}}, "policyTypes": []}),
+            json!({"podSelector": {}, "ingress": []}),
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+            // Egress rules without policyTypes: Ingress is still defaulted in.
+            json!({"podSelector": {}, "egress": [{"to": [{"podSelector": {}}]}]}),
+        ] {
+            assert!(denies_ingress_by_default(&spec(v.clone())), "{v}");
+        }
+        for v in [
+            json!({"podSelector": {}, "policyTypes": ["Egress"]}),
+            json!({"podSelector": {}, "ingress": [{}]}),
+            json!({"podSelector": {"matchLabels": {"app": "web"}}}),
+            json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}),
+        ] {
+            assert!(!denies_ingress_by_default(&spec(v.clone())), "{v}");
+        }
+        // A NetworkPolicy without a spec is all defaults: deny.
+        let f = facts_from_objects(&[json!({"apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy", "metadata": {"name": "d", "namespace": "n"}})]);
+        assert_eq!(f["n"].default_deny_policies, names(&["d"]));
+    }
+
+    #[test]
+    fn pdb_selectors_that_select_nothing_are_dropped() {
+        let f = facts_from_objects(&[
+            pdb("policy/v1", "all", json!({})),
+            pdb("policy/v1", "none", json!(null)),
+            pdb("policy/v1beta1", "old-empty", json!({})),
+            pdb(
+                "policy/v1beta1",
+                "old",
+                json!({"matchLabels": {"app": "db"}}),
+            ),
+        ]);
+        let Fact::Known(pdbs) = &f["shop"].pdbs else {
+            panic!("pdbs unknown")
+        };
+        let got: Vec<&str> = pdbs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(got, vec!["all", "old"]);
+    }
+
+    #[test]
+    fn lists_are_flattened() {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [
+            ns("shop"), named("ResourceQuota", "v1", "q", "shop")]});
+        let f = facts_from_objects(std::slice::from_ref(&list));
+        assert_eq!(f["shop"].resource_quotas, names(&["q"]));
+        assert_eq!(f["shop"].pdbs, Fact::Known(vec![]));
+        assert_eq!(namespace_labels(&[list]).len(), 1);
+    }
+
+    #[test]
+    fn namespace_labels_are_collected() {
+        let bare = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bare"}});
+        let l = namespace_labels(&[ns("shop"), bare, named("ConfigMap", "v1", "c", "shop")]);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l["shop"]["tiergate.io/tier"], "production");
+        assert!(l["bare"].is_empty());
+    }
 }

@@ -28,14 +28,24 @@ pub mod windows_host_process;
 pub mod allowed_registries;
 pub mod automount_service_account_token;
 pub mod business_labels;
+pub mod cluster_admin_binding;
+pub mod default_deny_network_policy;
 pub mod graceful_shutdown;
 pub mod image_digest;
 pub mod image_tag;
+pub mod ingress_tls;
+pub mod managed_secrets;
 pub mod min_replicas;
+pub mod namespace_quota;
+pub mod no_default_namespace;
+pub mod pdb;
 pub mod probes;
+pub mod rbac_wildcards;
 pub mod read_only_root_filesystem;
 pub mod resources;
 pub mod secrets_in_env;
+pub mod sensitive_configmap;
+pub mod service_type;
 pub mod standard_labels;
 pub mod startup_probe;
 pub mod topology_spread;
@@ -63,6 +73,7 @@ pub static ALL: &[&Rule] = &[
     &proc_mount_restricted::RULE,
     &resources::RULE,
     &secrets_in_env::RULE,
+    &sensitive_configmap::RULE,
     &image_tag::RULE,
     &image_digest::RULE,
     &allowed_registries::RULE,
@@ -73,8 +84,17 @@ pub static ALL: &[&Rule] = &[
     &standard_labels::RULE,
     &business_labels::RULE,
     &min_replicas::RULE,
+    &pdb::RULE,
     &topology_spread::RULE,
+    &namespace_quota::RULE,
+    &default_deny_network_policy::RULE,
+    &no_default_namespace::RULE,
+    &ingress_tls::RULE,
+    &service_type::RULE,
+    &cluster_admin_binding::RULE,
+    &rbac_wildcards::RULE,
     &automount_service_account_token::RULE,
+    &managed_secrets::RULE,
 ];
 
 /// The rule with this id.
