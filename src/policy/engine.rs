@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::pss::{PssLevel, PssVersion};
 use super::rule::RuleCtx;
+use super::rule::Violation;
 use super::{rules, Action, Context, EngineError, Rule, Target};
 use crate::config::{Config, Subject};
 
@@ -196,27 +197,80 @@ impl Engine {
                 });
             }
         }
-        // Most severe first; stable, so rule and field order hold within an action.
-        eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
-
-        if opts.fix {
+        let candidates = eval.findings.iter().any(|f| f.fixable);
+        if opts.fix || candidates {
             let mut working = obj.clone();
+            let mut fixes = Vec::new();
             for s in selected.iter().filter(|s| s.fix) {
                 if let Some(fix) = s.rule.apply_fix {
                     if fix(&target, &rctx, &mut working) {
-                        eval.fixes.push(super::engine::AppliedFix {
+                        fixes.push(AppliedFix {
                             rule: s.rule.id,
                             summary: s.rule.fix_summary,
                         });
                     }
                 }
             }
-            if !eval.fixes.is_empty() {
+            if candidates {
+                self.settle_fixable(
+                    &mut eval.findings,
+                    &selected,
+                    &rctx,
+                    &working,
+                    !fixes.is_empty(),
+                );
+            }
+            if opts.fix && !fixes.is_empty() {
                 eval.patch = json_patch::diff(obj, &working);
                 eval.fixed = Some(working);
+                eval.fixes = fixes;
             }
         }
+        // Most severe first; stable, so rule and field order hold within an action.
+        eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
         Ok(eval)
+    }
+
+    /// A finding is fixable when the fixes actually make it go away: re-check
+    /// the fixed object with the rules that had candidate findings. So `check`
+    /// on `fix` output shows exactly what no fix covers.
+    fn settle_fixable(
+        &self,
+        findings: &mut [Finding],
+        selected: &[Selected],
+        rctx: &RuleCtx<'_>,
+        fixed: &Value,
+        changed: bool,
+    ) {
+        let after = if changed {
+            Target::parse(fixed).ok()
+        } else {
+            None
+        };
+        let mut remaining: Vec<(&'static str, Violation)> = Vec::new();
+        if let Some(after) = &after {
+            let mut vs = Vec::new();
+            for s in selected.iter().filter(|s| s.fix) {
+                if !findings.iter().any(|f| f.fixable && f.rule == s.rule.id) {
+                    continue;
+                }
+                vs.clear();
+                if (s.rule.check)(after, rctx, &mut vs).is_err() {
+                    // Cannot tell: call none of this rule's findings fixable.
+                    for f in findings.iter_mut().filter(|f| f.rule == s.rule.id) {
+                        f.fixable = false;
+                    }
+                    continue;
+                }
+                remaining.extend(vs.drain(..).map(|v| (s.rule.id, v)));
+            }
+        }
+        for f in findings.iter_mut().filter(|f| f.fixable) {
+            f.fixable = after.is_some()
+                && !remaining
+                    .iter()
+                    .any(|(r, v)| *r == f.rule && v.path == f.path && v.message == f.message);
+        }
     }
 
     fn apply_exemptions(
