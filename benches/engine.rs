@@ -1,5 +1,8 @@
 //! Engine benchmarks: evaluating plus fixing a typical web Deployment at tier 3,
 //! and `check` over 10,000 generated objects (the CLI's judge path, in process).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
 use tiergate::cli::judge_sources;

@@ -221,7 +221,7 @@ impl Engine {
                 );
             }
             if opts.fix && !fixes.is_empty() {
-                eval.patch = json_patch::diff(obj, &working);
+                eval.patch = super::fixutil::diff(obj, &working);
                 eval.fixed = Some(working);
                 eval.fixes = fixes;
             }

@@ -56,13 +56,29 @@ impl ContainerKind {
     }
 }
 
+/// The JSON pointer of a container, formatted on demand (rules run on every
+/// request; most containers produce no finding and need no string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerPath {
+    pub base: &'static str,
+    pub kind: ContainerKind,
+    pub index: usize,
+}
+
+impl std::fmt::Display for ContainerPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.base, self.kind.field(), self.index)
+    }
+}
+
 /// One container of any list, with the fields rules read.
 #[derive(Debug, Clone)]
 pub struct ContainerView<'a> {
     pub kind: ContainerKind,
     pub index: usize,
-    /// JSON pointer of the container in the object.
-    pub path: String,
+    /// JSON pointer of the container in the object (formats as
+    /// `/spec/template/spec/containers/0`; built only when printed).
+    pub path: ContainerPath,
     pub name: &'a str,
     pub image: Option<&'a str>,
     pub security_context: Option<&'a SecurityContext>,
@@ -78,11 +94,16 @@ pub struct ContainerView<'a> {
 }
 
 impl<'a> ContainerView<'a> {
-    fn from_container(kind: ContainerKind, index: usize, base: &str, c: &'a Container) -> Self {
+    fn from_container(
+        kind: ContainerKind,
+        index: usize,
+        base: &'static str,
+        c: &'a Container,
+    ) -> Self {
         ContainerView {
             kind,
             index,
-            path: format!("{base}/{}/{index}", kind.field()),
+            path: ContainerPath { base, kind, index },
             name: &c.name,
             image: c.image.as_deref(),
             security_context: c.security_context.as_ref(),
@@ -129,7 +150,11 @@ impl PodTemplate {
             out.push(ContainerView {
                 kind: ContainerKind::Ephemeral,
                 index: i,
-                path: format!("{base}/ephemeralContainers/{i}"),
+                path: ContainerPath {
+                    base,
+                    kind: ContainerKind::Ephemeral,
+                    index: i,
+                },
                 name: &c.name,
                 image: c.image.as_deref(),
                 security_context: c.security_context.as_ref(),

@@ -98,7 +98,7 @@ fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         if c.liveness_probe.is_none() {
             changed |= fixutil::set_default(
                 obj,
-                &c.path,
+                &c.path.to_string(),
                 "livenessProbe",
                 json!({"tcpSocket": {"port": port}, "initialDelaySeconds": 30}),
             );
@@ -106,7 +106,7 @@ fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         if c.readiness_probe.is_none() {
             changed |= fixutil::set_default(
                 obj,
-                &c.path,
+                &c.path.to_string(),
                 "readinessProbe",
                 json!({"tcpSocket": {"port": port}}),
             );

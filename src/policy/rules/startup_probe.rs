@@ -59,7 +59,7 @@ fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         };
         changed |= fixutil::set_default(
             obj,
-            &c.path,
+            &c.path.to_string(),
             "startupProbe",
             json!({"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 30}),
         );
