@@ -756,3 +756,28 @@ async fn shutdown_answers_requests_in_flight() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_examples_decide_as_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let body: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("examples/review-deny.json")).unwrap(),
+    )
+    .unwrap();
+    // Embedded defaults (mode warn): allowed with warnings.
+    let (h, _d) = start_with(None, false).await;
+    let c = client(&[h.ca_pem.as_deref().unwrap()]);
+    let r = admit(&c, h.addr, "/validate", &body).await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(r["warnings"].as_array().unwrap().len(), 2);
+    h.shutdown().await.unwrap();
+    // examples/enforce.yaml: denied.
+    let mut opts = ServeOptions::local();
+    opts.config = Some(root.join("examples/enforce.yaml"));
+    let h = server::start(opts).await.unwrap();
+    let c = client(&[h.ca_pem.as_deref().unwrap()]);
+    let r = admit(&c, h.addr, "/validate", &body).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    h.shutdown().await.unwrap();
+}
