@@ -781,3 +781,33 @@ async fn readme_examples_decide_as_documented() {
     assert_eq!(r["status"]["code"], 403);
     h.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_and_http1_are_both_served() {
+    let (h, _d) = start_with(None, false).await;
+    let ca = h.ca_pem.clone().unwrap();
+    let body = review("h2", "CREATE", "Pod", bare_pod()).to_string();
+    for (c, want) in [
+        (client(&[&ca]), reqwest::Version::HTTP_2),
+        (
+            reqwest::Client::builder()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+                .http1_only()
+                .build()
+                .unwrap(),
+            reqwest::Version::HTTP_11,
+        ),
+    ] {
+        let r = c
+            .post(url(h.addr, "/validate?timeout=10s"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), want);
+        assert_eq!(r.status(), 200);
+    }
+    h.shutdown().await.unwrap();
+}
