@@ -1,5 +1,6 @@
 //! tiergate: a Kubernetes admission webhook that judges workloads by the tier
 //! of the namespace they land in. See the README for the two commands.
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod manifest;

@@ -1,9 +1,21 @@
 //! The admission webhook server (`tiergate serve`) and `tiergate certs`.
-//! (Being built: issue 3.)
+//!
+//! Composition happens here; the decisions are made in [`crate::admission`]
+//! (pure), and HTTP stays in [`http`]. [`start`] runs the server in the
+//! current tokio runtime and returns a [`Handle`], which is how `tiergate
+//! serve` and the integration tests both drive it.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+
+mod http;
+pub mod metrics;
+mod reload;
+mod run;
+pub mod tls;
+
+pub use run::{run_certs, run_serve, start, Handle, ServeOptions, TlsSource};
 
 /// `tiergate serve`
 #[derive(Debug, Clone, Args)]
@@ -43,12 +55,4 @@ pub struct CertsArgs {
     /// Output directory for ca.crt, tls.crt, tls.key.
     #[arg(long, default_value = "certs")]
     pub out: PathBuf,
-}
-
-pub fn run_serve(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("tiergate serve is not built yet")
-}
-
-pub fn run_certs(_args: CertsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("tiergate certs is not built yet")
 }

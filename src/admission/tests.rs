@@ -1,0 +1,548 @@
+use serde_json::{json, Value};
+
+use super::*;
+use crate::policy::Engine;
+
+/// A config from `yaml`, with the embedded tier resource defaults when it has
+/// none. These tests are about the protocol, not the catalog: every rule but
+/// `privileged` and `resources` is off unless `yaml` says otherwise.
+fn config(yaml: &str) -> Config {
+    let mut cfg = Config::from_yaml(yaml, "test").expect("config");
+    if cfg.tiers.is_empty() {
+        cfg.tiers = Config::default().tiers;
+    }
+    for rule in crate::policy::rules::ALL {
+        if rule.id != "privileged" && rule.id != "resources" {
+            cfg.rules
+                .entry(crate::config::RuleId(rule.id.to_string()))
+                .or_insert(crate::config::RuleOverride {
+                    action: Some(crate::policy::Action::Off),
+                    fix: None,
+                });
+        }
+    }
+    cfg
+}
+
+fn engine(yaml: &str) -> Engine {
+    Engine::new(config(yaml))
+}
+
+fn pod(containers: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"containers": containers}})
+}
+
+fn privileged_pod() -> Value {
+    pod(json!([{"name": "app", "image": "nginx",
+        "securityContext": {"privileged": true},
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                      "limits": {"cpu": "1", "memory": "1Gi"}}}]))
+}
+
+fn review_of(op: &str, kind: &str, object: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": kind},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web", "namespace": "shop", "operation": op,
+            "userInfo": {"username": "alice", "groups": ["dev"]},
+            "object": object, "oldObject": null, "dryRun": false}})
+}
+
+fn run(yaml: &str, body: &Value, webhook: Webhook, dry_run: bool) -> (Value, DecisionRecord) {
+    let e = engine(yaml);
+    let a = handle(
+        body.to_string().as_bytes(),
+        &e,
+        &ConfigContext,
+        Switches { webhook, dry_run },
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["kind"], "AdmissionReview");
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(v["response"]["uid"], body["request"]["uid"]);
+    if webhook == Webhook::Validate {
+        assert!(v["response"].get("patch").is_none());
+        assert!(v["response"].get("patchType").is_none());
+    }
+    (v["response"].clone(), a.record.unwrap())
+}
+
+const ENFORCE: &str = "defaults: {tier: 1, mode: enforce}\n";
+
+#[test]
+fn privileged_pod_is_denied_in_enforce_with_a_psa_style_message() {
+    let (r, rec) = run(
+        ENFORCE,
+        &review_of("CREATE", "Pod", privileged_pod()),
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert_eq!(
+        msg,
+        "Pod \"web\" in namespace \"shop\" violates tiergate tier 1 (foundation): \
+         privileged (container \"app\" must not set securityContext.privileged=true) \
+         at /spec/containers/0/securityContext/privileged \
+         (see `tiergate rules` for how to fix: privileged)"
+    );
+    assert_eq!(rec.decision, Decision::Deny);
+    assert_eq!(r["auditAnnotations"]["decision"], "deny");
+}
+
+#[test]
+fn warn_mode_allows_with_warnings_and_audit_mode_with_annotations() {
+    let body = review_of("CREATE", "Pod", privileged_pod());
+    let (r, rec) = run(
+        "defaults: {tier: 1, mode: warn}\n",
+        &body,
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], true);
+    assert_eq!(
+        r["warnings"],
+        json!(["privileged (container \"app\" must not set securityContext.privileged=true)"])
+    );
+    assert_eq!(rec.decision, Decision::Warn);
+
+    let (r, rec) = run(
+        "defaults: {tier: 1, mode: audit}\n",
+        &body,
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], true);
+    assert!(r.get("warnings").is_none());
+    let ann = r["auditAnnotations"].as_object().unwrap();
+    assert!(ann["finding.privileged"]
+        .as_str()
+        .unwrap()
+        .contains("container \"app\""));
+    assert_eq!(ann["mode"], "audit");
+    assert_eq!(rec.decision, Decision::Audit);
+    for k in ann.keys() {
+        assert!(render::is_valid_annotation_key(k), "{k}");
+    }
+}
+
+#[test]
+fn namespace_labels_set_their_own_tier_and_mode() {
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"tiergate.io/tier": "production", "tiergate.io/mode": "enforce"}}});
+    let src = ConfigContext;
+    let mut body = review_of("CREATE", "Namespace", ns);
+    body["request"]["namespace"] = json!("");
+    let req = AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap();
+    let r = src.context(&req, &Config::default());
+    assert_eq!(r.ctx.tier, Tier::Production);
+    assert_eq!(r.ctx.mode, Mode::Enforce);
+    assert_eq!(r.ctx.namespace.as_deref(), Some("shop"));
+    assert_eq!(r.ctx.requester.as_ref().unwrap().username, "alice");
+
+    let bad = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "x", "labels": {"tiergate.io/tier": "gold"}}});
+    let (resp, _) = run(
+        "",
+        &review_of("CREATE", "Namespace", bad),
+        Webhook::Validate,
+        false,
+    );
+    assert!(resp["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("invalid tier \"gold\""));
+}
+
+#[test]
+fn dry_run_switch_never_denies_or_patches() {
+    let body = review_of("CREATE", "Pod", privileged_pod());
+    let (r, rec) = run(ENFORCE, &body, Webhook::Validate, true);
+    assert_eq!(r["allowed"], true);
+    assert_eq!(rec.decision, Decision::WouldDeny);
+    assert!(r["auditAnnotations"]["would-deny"]
+        .as_str()
+        .unwrap()
+        .contains("privileged"));
+    assert!(r["warnings"][0].as_str().unwrap().starts_with("privileged"));
+
+    let bare = review_of(
+        "CREATE",
+        "Pod",
+        pod(json!([{"name": "app", "image": "nginx"}])),
+    );
+    let (r, rec) = run(ENFORCE, &bare, Webhook::Mutate, true);
+    assert!(r.get("patch").is_none());
+    assert_eq!(rec.decision, Decision::WouldPatch);
+    assert_eq!(rec.fixes, vec!["resources"]);
+    assert_eq!(r["auditAnnotations"]["would-patch"], "resources");
+}
+
+#[test]
+fn request_dry_run_is_decided_as_usual() {
+    let mut body = review_of("CREATE", "Pod", privileged_pod());
+    body["request"]["dryRun"] = json!(true);
+    let (r, rec) = run(ENFORCE, &body, Webhook::Validate, false);
+    assert_eq!(r["allowed"], false);
+    assert!(rec.request_dry_run);
+}
+
+fn decode_patch(r: &Value) -> json_patch::Patch {
+    use base64::Engine as _;
+    assert_eq!(r["patchType"], "JSONPatch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(r["patch"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn mutate_patches_in_enforce_and_warn_not_audit_and_is_idempotent() {
+    let obj = pod(json!([{"name": "app", "image": "nginx"}]));
+    for mode in ["enforce", "warn"] {
+        let yaml = format!("defaults: {{tier: 1, mode: {mode}}}\n");
+        let (r, rec) = run(
+            &yaml,
+            &review_of("CREATE", "Pod", obj.clone()),
+            Webhook::Mutate,
+            false,
+        );
+        assert_eq!(r["allowed"], true);
+        assert_eq!(rec.decision, Decision::Patch);
+        let patch = decode_patch(&r);
+        let mut fixed = obj.clone();
+        json_patch::patch(&mut fixed, &patch).unwrap();
+        assert_eq!(
+            fixed.pointer("/spec/containers/0/resources/limits/memory"),
+            Some(&json!("256Mi"))
+        );
+        assert!(r["warnings"][0].as_str().unwrap().contains("resources"));
+        // Second pass on our own output: no patch.
+        let (r2, rec2) = run(
+            &yaml,
+            &review_of("CREATE", "Pod", fixed),
+            Webhook::Mutate,
+            false,
+        );
+        assert!(r2.get("patch").is_none(), "{r2}");
+        assert_eq!(rec2.decision, Decision::Allow);
+    }
+    let (r, _) = run(
+        "defaults: {tier: 1, mode: audit}\n",
+        &review_of("CREATE", "Pod", obj),
+        Webhook::Mutate,
+        false,
+    );
+    assert!(r.get("patch").is_none());
+}
+
+#[test]
+fn delete_connect_and_subresources_pass_untouched() {
+    let mut del = review_of("DELETE", "Pod", Value::Null);
+    del["request"]["oldObject"] = privileged_pod();
+    for wh in [Webhook::Validate, Webhook::Mutate] {
+        let (r, rec) = run(ENFORCE, &del, wh, false);
+        assert_eq!(r["allowed"], true);
+        assert!(r.get("patch").is_none());
+        assert_eq!(rec.decision, Decision::Skip);
+    }
+    let connect = review_of(
+        "CONNECT",
+        "PodExecOptions",
+        json!({"kind": "PodExecOptions", "apiVersion": "v1", "command": ["sh"]}),
+    );
+    let (r, _) = run(ENFORCE, &connect, Webhook::Validate, false);
+    assert_eq!(r["allowed"], true);
+    for sub in ["status", "scale", "eviction", "binding"] {
+        let mut b = review_of("UPDATE", "Pod", privileged_pod());
+        b["request"]["subResource"] = json!(sub);
+        let (r, rec) = run(ENFORCE, &b, Webhook::Validate, false);
+        assert_eq!(r["allowed"], true, "{sub}");
+        assert_eq!(rec.decision, Decision::Skip);
+    }
+}
+
+#[test]
+fn ephemeral_containers_are_checked_as_pod_or_ephemeralcontainers_kind() {
+    let mut p = pod(json!([{"name": "app", "image": "nginx",
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}]));
+    let old = p.clone();
+    p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox",
+        "securityContext": {"privileged": true}}]);
+    let mut b = review_of("UPDATE", "Pod", p);
+    b["request"]["subResource"] = json!("ephemeralcontainers");
+    b["request"]["oldObject"] = old.clone();
+    let (r, _) = run(ENFORCE, &b, Webhook::Validate, false);
+    assert_eq!(r["allowed"], false);
+    assert!(r["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("container \"debug\""));
+    assert!(r["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/spec/ephemeralContainers/0/securityContext/privileged"));
+    // Mutate never patches a subresource.
+    let (r, _) = run(ENFORCE, &b, Webhook::Mutate, false);
+    assert!(r.get("patch").is_none());
+
+    // Old clusters: kind EphemeralContainers.
+    let ec = json!({"apiVersion": "v1", "kind": "EphemeralContainers",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "ephemeralContainers": [{"name": "debug", "image": "busybox", "securityContext": {"privileged": true}}]});
+    let mut b = review_of("UPDATE", "EphemeralContainers", ec);
+    b["request"]["subResource"] = json!("ephemeralcontainers");
+    let (r, _) = run(ENFORCE, &b, Webhook::Validate, false);
+    assert_eq!(r["allowed"], false, "{r}");
+    b["request"]["oldObject"] = old;
+    let (r, _) = run(ENFORCE, &b, Webhook::Validate, false);
+    assert_eq!(r["allowed"], false, "{r}");
+}
+
+#[test]
+fn generate_name_with_empty_name_is_named_by_its_prefix() {
+    let mut obj = privileged_pod();
+    obj["metadata"] = json!({"generateName": "web-", "namespace": "shop"});
+    let mut b = review_of("CREATE", "Pod", obj);
+    b["request"]["name"] = json!("");
+    let (r, _) = run(ENFORCE, &b, Webhook::Validate, false);
+    assert!(r["status"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Pod with generateName \"web-\" in namespace \"shop\""));
+}
+
+#[test]
+fn unchanged_pod_updates_are_not_judged_again() {
+    let mut b = review_of("UPDATE", "Pod", privileged_pod());
+    let mut old = privileged_pod();
+    old["metadata"]["labels"] = json!({"a": "b"});
+    b["request"]["oldObject"] = old;
+    let (r, rec) = run(ENFORCE, &b, Webhook::Validate, false);
+    assert_eq!(r["allowed"], true);
+    assert_eq!(rec.decision, Decision::Skip);
+}
+
+#[test]
+fn unknown_kinds_are_allowed() {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}});
+    let (r, rec) = run(
+        ENFORCE,
+        &review_of("CREATE", "ConfigMap", cm.clone()),
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], true);
+    assert_eq!(rec.decision, Decision::Allow);
+    let w =
+        json!({"apiVersion": "x.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": 3});
+    let (r, _) = run(
+        ENFORCE,
+        &review_of("CREATE", "Widget", w),
+        Webhook::Mutate,
+        false,
+    );
+    assert_eq!(r["allowed"], true);
+}
+
+#[test]
+fn invalid_objects_deny_on_validate_and_allow_on_mutate() {
+    let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": 7}});
+    let body = review_of("CREATE", "Pod", bad);
+    let (r, rec) = run(ENFORCE, &body, Webhook::Validate, false);
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 400);
+    assert!(r["status"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("tiergate cannot judge Pod \"web\": invalid Pod"));
+    assert_eq!(rec.error, Some(ErrorKind::InvalidObject));
+    let (r, rec) = run(ENFORCE, &body, Webhook::Mutate, false);
+    assert_eq!(r["allowed"], true);
+    assert!(r.get("patch").is_none());
+    assert_eq!(rec.decision, Decision::Error);
+    // CREATE without an object.
+    let (r, _) = run(
+        ENFORCE,
+        &review_of("CREATE", "Pod", Value::Null),
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], false);
+}
+
+struct Panicking(Config);
+impl Evaluate for Panicking {
+    fn evaluate(&self, _: &Value, _: &Context, _: &Options) -> Result<Evaluation, EngineError> {
+        panic!("boom")
+    }
+    fn config(&self) -> &Config {
+        &self.0
+    }
+}
+
+#[test]
+fn panics_follow_on_error_on_validate_and_allow_on_mutate() {
+    let body = review_of("CREATE", "Pod", privileged_pod()).to_string();
+    let sw = |webhook| Switches {
+        webhook,
+        dry_run: false,
+    };
+    let p = Panicking(Config::default());
+    let a = handle(body.as_bytes(), &p, &ConfigContext, sw(Webhook::Validate));
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["response"]["allowed"], false);
+    assert_eq!(v["response"]["uid"], "u-1");
+    assert!(v["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("internal error"));
+    assert_eq!(a.record.unwrap().error, Some(ErrorKind::Panic));
+    let a = handle(body.as_bytes(), &p, &ConfigContext, sw(Webhook::Mutate));
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"].get("patch").is_none());
+    let allow = Panicking(Config::from_yaml("onError: allow\n", "t").unwrap());
+    let a = handle(
+        body.as_bytes(),
+        &allow,
+        &ConfigContext,
+        sw(Webhook::Validate),
+    );
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(v["response"]["auditAnnotations"]["error"], "panic");
+}
+
+/// An evaluator that returns a given patch (for rules that touch labels).
+struct Fixed(Config, Value);
+impl Evaluate for Fixed {
+    fn evaluate(&self, obj: &Value, _: &Context, _: &Options) -> Result<Evaluation, EngineError> {
+        let mut e = Evaluation::default();
+        if obj != &self.1 {
+            e.patch = json_patch::diff(obj, &self.1);
+            e.fixed = Some(self.1.clone());
+        }
+        Ok(e)
+    }
+    fn config(&self) -> &Config {
+        &self.0
+    }
+}
+
+#[test]
+fn patches_escape_label_keys_with_slashes() {
+    let obj = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"a": "b"}},
+        "spec": {"containers": []}});
+    let mut want = obj.clone();
+    want["metadata"]["labels"]["app.kubernetes.io/name"] = json!("web");
+    want["metadata"]["annotations"] = json!({"x~y/z": "1"});
+    let f = Fixed(config(ENFORCE), want.clone());
+    let body = review_of("CREATE", "Pod", obj.clone()).to_string();
+    let a = handle(
+        body.as_bytes(),
+        &f,
+        &ConfigContext,
+        Switches {
+            webhook: Webhook::Mutate,
+            dry_run: false,
+        },
+    );
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    let patch = decode_patch(&v["response"]);
+    let text = serde_json::to_string(&patch).unwrap();
+    assert!(
+        text.contains("/metadata/labels/app.kubernetes.io~1name"),
+        "{text}"
+    );
+    let mut got = obj;
+    json_patch::patch(&mut got, &patch).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn bad_requests_are_400_with_clear_bodies() {
+    let e = engine("");
+    let sw = Switches {
+        webhook: Webhook::Validate,
+        dry_run: false,
+    };
+    for (body, want) in [
+        ("", "empty body"),
+        ("   ", "empty body"),
+        ("{not json", "malformed JSON"),
+        ("[1,2]", "not an AdmissionReview"),
+        (
+            "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\"}",
+            "no `request`",
+        ),
+        ("{\"request\":{\"operation\":\"CREATE\"}}", "uid"),
+        (
+            "{\"request\":{\"uid\":\"x\",\"operation\":\"PATCH\"}}",
+            "not an AdmissionReview",
+        ),
+    ] {
+        let a = handle(body.as_bytes(), &e, &ConfigContext, sw);
+        assert_eq!(a.status, 400, "{body}");
+        let text = String::from_utf8(a.body).unwrap();
+        assert!(text.contains(want), "{body}: {text}");
+    }
+}
+
+#[test]
+fn exemptions_are_recorded() {
+    let yaml = "defaults: {tier: 1, mode: enforce}\nexemptions:\n  - reason: break-glass\n    users: [alice]\n    rules: [privileged]\n";
+    let (r, rec) = run(
+        yaml,
+        &review_of("CREATE", "Pod", privileged_pod()),
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], true);
+    assert_eq!(
+        rec.exempted,
+        vec![("privileged", "break-glass".to_string())]
+    );
+    assert_eq!(r["auditAnnotations"]["exempted.privileged"], "break-glass");
+}
+
+#[test]
+fn many_findings_respect_warning_and_message_limits() {
+    let containers: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"name": format!("container-with-a-rather-long-name-{i:04}-{}", "x".repeat(40)),
+                        "image": "nginx", "securityContext": {"privileged": true}})
+        })
+        .collect();
+    let body = review_of("CREATE", "Pod", pod(json!(containers)));
+    let (r, _) = run(
+        "defaults: {tier: 1, mode: warn}\n",
+        &body,
+        Webhook::Validate,
+        false,
+    );
+    let w: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(w.iter().all(|x| x.chars().count() < 120));
+    assert!(w.iter().map(|x| x.len()).sum::<usize>() < 4096);
+    assert!(w.last().unwrap().starts_with("and "));
+    for (k, v) in r["auditAnnotations"].as_object().unwrap() {
+        assert!(render::is_valid_annotation_key(k));
+        assert!(v.as_str().unwrap().len() <= render::ANNOTATION_VALUE_MAX);
+    }
+    let (r, _) = run(ENFORCE, &body, Webhook::Validate, false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.len() <= render::MESSAGE_MAX);
+    assert!(
+        msg.contains(" more") && msg.ends_with("privileged, resources)"),
+        "{msg}"
+    );
+}

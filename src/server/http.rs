@@ -1,0 +1,239 @@
+//! Thin HTTP handlers: check method, content type and size, hand the bytes to
+//! [`admission::handle`], count and log the record.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::{field, info, info_span, warn};
+
+use super::metrics::Metrics;
+use crate::admission::{self, ContextSource, Switches, Webhook};
+use crate::policy::Engine;
+
+/// Everything the handlers share.
+pub struct AppState {
+    engine: RwLock<Arc<Engine>>,
+    pub source: Arc<dyn ContextSource>,
+    pub metrics: Metrics,
+    /// `--dry-run` on the command line (the config may also turn it on).
+    pub dry_run_flag: bool,
+    pub ready: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(
+        engine: Engine,
+        source: Arc<dyn ContextSource>,
+        metrics: Metrics,
+        dry_run_flag: bool,
+    ) -> Self {
+        AppState {
+            engine: RwLock::new(Arc::new(engine)),
+            source,
+            metrics,
+            dry_run_flag,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        match self.engine.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn set_engine(&self, e: Engine) {
+        let e = Arc::new(e);
+        match self.engine.write() {
+            Ok(mut g) => *g = e,
+            Err(p) => *p.into_inner() = e,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+            && !self.draining.load(Ordering::SeqCst)
+            && self.source.ready()
+    }
+}
+
+pub fn webhook_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .with_state(state)
+}
+
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if st.is_ready() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else if st.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn validate(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    admit(st, Webhook::Validate, headers, body).await
+}
+
+async fn mutate(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    admit(st, Webhook::Mutate, headers, body).await
+}
+
+fn plain(status: StatusCode, msg: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn admit(st: Arc<AppState>, webhook: Webhook, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let span = info_span!(
+        "admission",
+        webhook = webhook.name(),
+        uid = field::Empty,
+        kind = field::Empty,
+        namespace = field::Empty,
+        object_name = field::Empty,
+        operation = field::Empty,
+        decision = field::Empty,
+        duration_ms = field::Empty,
+    );
+    if !is_json(&headers) {
+        st.metrics.http_error(webhook, "content_type");
+        span.in_scope(|| {
+            warn!(
+                status = 415,
+                "rejected: content type is not application/json"
+            )
+        });
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json\n".into(),
+        );
+    }
+    let engine = st.engine();
+    let limit = usize::try_from(engine.config().max_request_bytes).unwrap_or(usize::MAX);
+    let too_large = || {
+        st.metrics.http_error(webhook, "too_large");
+        span.in_scope(|| warn!(status = 413, limit, "rejected: body over the limit"));
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit of {limit} bytes\n"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+        Err(e) => {
+            st.metrics.http_error(webhook, "read");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}\n"),
+            );
+        }
+    };
+    let dry_run = st.dry_run_flag || engine.config().dry_run;
+    let source = st.source.clone();
+    let sw = Switches { webhook, dry_run };
+    let answer = tokio::task::spawn_blocking(move || {
+        admission::handle(&bytes, engine.as_ref(), source.as_ref(), sw)
+    })
+    .await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            st.metrics.http_error(webhook, "internal");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("tiergate internal error: {e}\n"),
+            );
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    span.record("duration_ms", secs * 1000.0);
+    if let Some(bad) = &answer.bad_request {
+        st.metrics.http_error(webhook, "bad_request");
+        span.in_scope(|| warn!(status = 400, error = %bad, "rejected: not an AdmissionReview"));
+    }
+    if let Some(rec) = &answer.record {
+        st.metrics.record(rec, secs);
+        span.record("uid", rec.uid.as_str());
+        span.record("kind", rec.kind.as_str());
+        span.record("namespace", rec.namespace.as_deref().unwrap_or(""));
+        span.record("object_name", rec.name.as_str());
+        span.record("operation", rec.operation);
+        span.record("decision", rec.decision.name());
+        span.in_scope(|| {
+            let rules: Vec<&str> = rec.findings.iter().map(|f| f.rule).collect();
+            info!(
+                allowed = rec.allowed,
+                tier = rec.tier.map(|t| t.number()),
+                mode = rec.mode.map(|m| m.name()),
+                findings = rec.findings.len(),
+                rules = ?rules,
+                fixes = ?rec.fixes,
+                exempted = rec.exempted.len(),
+                error = rec.error.map(|e| e.name()),
+                request_dry_run = rec.request_dry_run,
+                "admission decided"
+            )
+        });
+    }
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    (
+        status,
+        [(header::CONTENT_TYPE, answer.content_type)],
+        answer.body,
+    )
+        .into_response()
+}

@@ -1,0 +1,209 @@
+//! Prometheus metrics. Labels are bounded: webhook, operation, kind (known
+//! kinds, else `other`), decision, rule, tier, action, result. No namespaces
+//! or object names.
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::admission::{DecisionRecord, Webhook};
+use crate::policy::rules;
+
+/// The duration buckets: 0.1 ms to 1 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    findings: IntCounterVec,
+    patches: IntCounterVec,
+    exemptions: IntCounterVec,
+    errors: IntCounterVec,
+    config_reloads: IntCounterVec,
+    tls_reloads: IntCounterVec,
+    cert_expiry: IntGauge,
+}
+
+/// A kind as a bounded label value.
+pub fn kind_label(kind: &str) -> &'static str {
+    const EXTRA: &[&str] = &["Namespace", "EphemeralContainers"];
+    rules::ALL
+        .iter()
+        .flat_map(|r| r.kinds.list().iter())
+        .chain(EXTRA.iter())
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tiergate_admission_requests_total",
+                "Admission requests answered, by webhook, operation, kind and decision.",
+            ),
+            &["webhook", "operation", "kind", "decision"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tiergate_admission_duration_seconds",
+                "Time to answer an admission request.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["webhook"],
+        )?;
+        let findings = IntCounterVec::new(
+            Opts::new(
+                "tiergate_rule_findings_total",
+                "Rule findings, by rule, namespace tier and action.",
+            ),
+            &["rule", "tier", "action"],
+        )?;
+        let patches = IntCounterVec::new(
+            Opts::new("tiergate_patches_total", "Fixes sent in a patch, by rule."),
+            &["rule"],
+        )?;
+        let exemptions = IntCounterVec::new(
+            Opts::new("tiergate_exemptions_total", "Exemptions applied, by rule."),
+            &["rule"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "tiergate_errors_total",
+                "Requests tiergate could not judge or read, by webhook and error kind.",
+            ),
+            &["webhook", "kind"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "tiergate_config_reloads_total",
+                "Config reloads, by result.",
+            ),
+            &["result"],
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "tiergate_tls_reloads_total",
+                "Serving certificate reloads, by result.",
+            ),
+            &["result"],
+        )?;
+        let cert_expiry = IntGauge::new(
+            "tiergate_tls_cert_expiry_timestamp_seconds",
+            "When the serving certificate expires (Unix seconds).",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("tiergate_build_info", "tiergate build information."),
+            &["version"],
+        )?;
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(findings.clone()),
+            Box::new(patches.clone()),
+            Box::new(exemptions.clone()),
+            Box::new(errors.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(tls_reloads.clone()),
+            Box::new(cert_expiry.clone()),
+            Box::new(build_info.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for r in ["success", "error"] {
+            config_reloads.with_label_values(&[r]);
+            tls_reloads.with_label_values(&[r]);
+        }
+        for w in [Webhook::Validate, Webhook::Mutate] {
+            duration.with_label_values(&[w.name()]);
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            findings,
+            patches,
+            exemptions,
+            errors,
+            config_reloads,
+            tls_reloads,
+            cert_expiry,
+        })
+    }
+
+    /// Count one decision.
+    pub fn record(&self, rec: &DecisionRecord, seconds: f64) {
+        self.requests
+            .with_label_values(&[
+                rec.webhook,
+                rec.operation,
+                kind_label(&rec.kind),
+                rec.decision.name(),
+            ])
+            .inc();
+        self.duration
+            .with_label_values(&[rec.webhook])
+            .observe(seconds);
+        let tier = rec.tier.map(|t| t.number().to_string()).unwrap_or_default();
+        // The validating side owns findings; the mutating side owns patches.
+        if rec.webhook == Webhook::Validate.name() {
+            for f in &rec.findings {
+                self.findings
+                    .with_label_values(&[f.rule, &tier, f.action.name()])
+                    .inc();
+            }
+            for (rule, _) in &rec.exempted {
+                self.exemptions.with_label_values(&[rule]).inc();
+            }
+        } else if rec.decision == crate::admission::Decision::Patch {
+            for rule in &rec.fixes {
+                self.patches.with_label_values(&[rule]).inc();
+            }
+        }
+        if let Some(e) = rec.error {
+            self.errors
+                .with_label_values(&[rec.webhook, e.name()])
+                .inc();
+        }
+    }
+
+    /// Count a request that was not a review (400, 413, 415...).
+    pub fn http_error(&self, webhook: Webhook, kind: &'static str) {
+        self.errors.with_label_values(&[webhook.name(), kind]).inc();
+    }
+
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[if ok { "success" } else { "error" }])
+            .inc();
+    }
+
+    pub fn tls_reload(&self, ok: bool) {
+        self.tls_reloads
+            .with_label_values(&[if ok { "success" } else { "error" }])
+            .inc();
+    }
+
+    pub fn set_cert_expiry(&self, unix_seconds: i64) {
+        self.cert_expiry.set(unix_seconds);
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if enc.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

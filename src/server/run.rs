@@ -1,0 +1,431 @@
+//! Start, run and stop the server; `tiergate certs`.
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use base64::Engine as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::http::{admin_router, webhook_router, AppState};
+use super::metrics::Metrics;
+use super::reload::{self, ConfigFile, Reloader, TlsFiles};
+use super::tls::{self, CertStore};
+use super::{CertsArgs, ServeArgs};
+use crate::admission::{ConfigContext, ContextSource};
+use crate::config::{Config, DEFAULT_YAML};
+use crate::policy::Engine;
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, reloaded when they change.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A CA and certificate made at start for these names; the CA bundle is
+    /// written to `ca_out` when given.
+    Generate {
+        names: Vec<String>,
+        ca_out: Option<PathBuf>,
+    },
+}
+
+/// Everything [`start`] needs.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Config file; the embedded defaults when `None`.
+    pub config: Option<PathBuf>,
+    pub tls: TlsSource,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub grace: Duration,
+    /// How often the watched files are also polled.
+    pub poll: Duration,
+    /// Where namespace tier and mode come from.
+    pub context_source: Arc<dyn ContextSource>,
+}
+
+impl ServeOptions {
+    pub fn from_args(a: &ServeArgs) -> Self {
+        let tls = match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => TlsSource::Generate {
+                names: tls::default_serve_names(),
+                ca_out: Some(a.ca_out.clone()),
+            },
+        };
+        ServeOptions {
+            config: a.config.clone(),
+            tls,
+            listen: a.listen,
+            admin_listen: a.admin_listen,
+            dry_run: a.dry_run,
+            grace: Duration::from_secs(20),
+            poll: Duration::from_secs(10),
+            context_source: Arc::new(ConfigContext),
+        }
+    }
+
+    /// Both ports on 127.0.0.1, chosen by the OS; a generated certificate;
+    /// embedded config. For tests and local runs.
+    pub fn local() -> Self {
+        ServeOptions {
+            config: None,
+            tls: TlsSource::Generate {
+                names: tls::default_serve_names(),
+                ca_out: None,
+            },
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dry_run: false,
+            grace: Duration::from_secs(10),
+            poll: Duration::from_secs(10),
+            context_source: Arc::new(ConfigContext),
+        }
+    }
+}
+
+/// A running server.
+pub struct Handle {
+    /// The webhook (HTTPS) address.
+    pub addr: SocketAddr,
+    /// The admin (HTTP) address.
+    pub admin_addr: SocketAddr,
+    /// The generated CA (PEM), when the certificate was generated.
+    pub ca_pem: Option<String>,
+    state: Arc<AppState>,
+    shutdown_tx: watch::Sender<bool>,
+    admin_shutdown_tx: watch::Sender<bool>,
+    webhook_task: tokio::task::JoinHandle<()>,
+    admin_task: tokio::task::JoinHandle<()>,
+    reload_task: Option<tokio::task::JoinHandle<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Handle {
+    /// Whether /readyz answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.state.is_ready()
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.state.metrics.render()
+    }
+
+    /// Drain and stop: readiness fails at once, the listener stops accepting,
+    /// in-flight requests finish (bounded by the grace period), then the
+    /// admin port closes.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.draining.store(true, Ordering::SeqCst);
+        info!("draining: not ready, no new connections");
+        let _ = self.shutdown_tx.send(true);
+        let _ = self.webhook_task.await;
+        if let Some(t) = self.reload_task {
+            let _ = t.await;
+        }
+        let _ = self.admin_shutdown_tx.send(true);
+        let _ = self.admin_task.await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, Option<Vec<u8>>)> {
+    match path {
+        None => Ok((Config::from_yaml(DEFAULT_YAML, "(embedded default)")?, None)),
+        Some(p) => {
+            let bytes =
+                std::fs::read(p).with_context(|| format!("reading config {}", p.display()))?;
+            Ok((reload::parse_config(p, &bytes)?, Some(bytes)))
+        }
+    }
+}
+
+async fn until(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Start the server in the current tokio runtime.
+pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
+    let metrics = Metrics::new().context("metrics")?;
+    let (config, config_bytes) = load_config(opts.config.as_deref())?;
+    let (pair, tls_files, ca_pem) = match &opts.tls {
+        TlsSource::Files { cert, key } => {
+            let c = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let k = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let pair = tls::load_pair(&c, &k)
+                .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?;
+            (pair, Some((cert.clone(), key.clone(), c, k)), None)
+        }
+        TlsSource::Generate { names, ca_out } => {
+            let g = tls::generate(names)?;
+            if let Some(out) = ca_out {
+                std::fs::write(out, &g.ca_pem)
+                    .with_context(|| format!("writing the CA bundle to {}", out.display()))?;
+                info!(
+                    ca = %out.display(),
+                    "generated a self-signed CA and serving certificate; the CA bundle is in {} \
+                     (use it with curl --cacert, or base64 as a webhook caBundle)",
+                    out.display()
+                );
+            }
+            let pair = tls::load_pair(g.cert_pem.as_bytes(), g.key_pem.as_bytes())?;
+            (pair, None, Some(g.ca_pem))
+        }
+    };
+    metrics.set_cert_expiry(pair.not_after);
+    let store = Arc::new(CertStore::new(pair.key));
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(store.clone())?));
+
+    let state = Arc::new(AppState::new(
+        Engine::new(config),
+        opts.context_source.clone(),
+        metrics,
+        opts.dry_run,
+    ));
+
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("listening on {}", opts.listen))?;
+    let admin = TcpListener::bind(opts.admin_listen)
+        .await
+        .with_context(|| format!("listening on {}", opts.admin_listen))?;
+    let addr = listener.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (admin_shutdown_tx, admin_shutdown_rx) = watch::channel(false);
+
+    let admin_app = admin_router(state.clone());
+    let admin_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin, admin_app)
+            .with_graceful_shutdown(until(admin_shutdown_rx))
+            .await
+        {
+            warn!(error = %e, "admin server failed");
+        }
+    });
+    let webhook_task = tokio::spawn(serve_webhook(
+        listener,
+        acceptor,
+        webhook_router(state.clone()),
+        shutdown_rx.clone(),
+        opts.grace,
+    ));
+
+    let reloader = Reloader {
+        tls: tls_files.map(|(cert, key, c, k)| TlsFiles {
+            cert,
+            key,
+            store,
+            last: Some((c, k)),
+        }),
+        config: opts.config.clone().map(|path| ConfigFile {
+            path,
+            last: config_bytes,
+        }),
+        state: state.clone(),
+    };
+    let (watcher, reload_task) = if reloader.tls.is_some() || reloader.config.is_some() {
+        let (w, t) = reload::spawn(reloader, opts.poll, shutdown_rx);
+        (w, Some(t))
+    } else {
+        (None, None)
+    };
+
+    state.ready.store(true, Ordering::SeqCst);
+    info!(
+        webhook_addr = %addr,
+        admin_addr = %admin_addr,
+        dry_run = opts.dry_run || state.engine().config().dry_run,
+        "tiergate listening: POST https://{addr}/validate and /mutate; http://{admin_addr}/metrics, /livez, /readyz"
+    );
+    Ok(Handle {
+        addr,
+        admin_addr,
+        ca_pem,
+        state,
+        shutdown_tx,
+        admin_shutdown_tx,
+        webhook_task,
+        admin_task,
+        reload_task,
+        _watcher: watcher,
+    })
+}
+
+async fn serve_webhook(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    // Every connection task holds a clone of `done_tx`; when all are gone,
+    // `done_rx` yields None.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    loop {
+        tokio::select! {
+            _ = until(shutdown.clone()) => break,
+            r = listener.accept() => {
+                let (tcp, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                let sd = shutdown.clone();
+                let guard = done_tx.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10));
+                    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            if let Err(e) = r {
+                                debug!(%peer, error = %e, "connection error");
+                            }
+                        }
+                        _ = until(sd) => {
+                            conn.as_mut().graceful_shutdown();
+                            if let Err(e) = conn.as_mut().await {
+                                debug!(%peer, error = %e, "connection error while draining");
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    drop(done_tx);
+    if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+        warn!(
+            grace_seconds = grace.as_secs_f64(),
+            "grace period over with requests still in flight"
+        );
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let res = if std::io::stdout().is_terminal() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .compact()
+            .try_init()
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    };
+    if res.is_err() {
+        eprintln!("tiergate: logging already initialised");
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("waiting for SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        Ok("Ctrl-C")
+    }
+}
+
+/// `tiergate serve`: run until SIGTERM or SIGINT, then drain and exit 0.
+pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let handle = start(ServeOptions::from_args(&args)).await?;
+        let sig = wait_for_signal().await?;
+        info!(signal = sig, "shutting down");
+        handle.shutdown().await
+    })
+}
+
+/// `tiergate certs`: write ca.crt, tls.crt, tls.key and print the caBundle.
+pub fn run_certs(args: CertsArgs) -> anyhow::Result<()> {
+    let names = tls::service_names(&args.service, &args.namespace);
+    let g = tls::generate(&names)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let write = |name: &str, text: &str| -> anyhow::Result<()> {
+        let p = args.out.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
+    };
+    write("ca.crt", &g.ca_pem)?;
+    write("tls.crt", &g.cert_pem)?;
+    write("tls.key", &g.key_pem)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let p = args.out.join("tls.key");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", p.display()))?;
+    }
+    eprintln!(
+        "tiergate: wrote {}/ca.crt, tls.crt, tls.key for {}; the caBundle (base64 of ca.crt) follows:",
+        args.out.display(),
+        names.join(", ")
+    );
+    println!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(g.ca_pem.as_bytes())
+    );
+    Ok(())
+}
