@@ -39,15 +39,14 @@ pub fn judge_sources(
     sources: &[SourceFile],
     settings: &Settings,
 ) -> anyhow::Result<Vec<Judged>> {
-    let all: Vec<Value> = sources
-        .iter()
-        .flat_map(|s| s.documents.iter())
-        .filter_map(|d| d.value.as_ref())
-        .flat_map(objects_of)
-        .cloned()
-        .collect();
-    let ns_facts = facts::facts_from_objects(&all);
-    let ns_labels = facts::namespace_labels(&all);
+    let documents = || {
+        sources
+            .iter()
+            .flat_map(|s| s.documents.iter())
+            .filter_map(|d| d.value.as_ref())
+    };
+    let ns_facts = facts::facts_from_objects(documents());
+    let ns_labels = facts::namespace_labels(documents());
 
     let mut out = Vec::new();
     for (si, src) in sources.iter().enumerate() {

@@ -110,14 +110,16 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             fix: false,
         },
     )?;
-    let mut stdout = std::io::stdout().lock();
-    let text = match a.output {
-        CheckFormat::Json => output::json(&judged),
-        CheckFormat::Sarif => output::sarif(&judged),
-        CheckFormat::Junit => output::junit(&judged),
-        CheckFormat::Table => output::table(&judged, output::use_colour()),
-    };
-    stdout.write_all(text.as_bytes())?;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    match a.output {
+        CheckFormat::Json => output::json(&judged, &mut stdout)?,
+        CheckFormat::Sarif => stdout.write_all(output::sarif(&judged).as_bytes())?,
+        CheckFormat::Junit => stdout.write_all(output::junit(&judged).as_bytes())?,
+        CheckFormat::Table => {
+            stdout.write_all(output::table(&judged, output::use_colour()).as_bytes())?
+        }
+    }
+    stdout.flush()?;
     let denies = judged.iter().any(|j| j.eval.denies());
     Ok(if denies {
         ExitCode::from(1)

@@ -33,34 +33,74 @@ fn object_label(j: &Judged) -> String {
     }
 }
 
-/// `-o json`
-pub fn json(judged: &[Judged]) -> String {
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    results: Vec<JsonResult<'a>>,
+    summary: JsonSummary,
+}
+
+#[derive(serde::Serialize)]
+struct JsonResult<'a> {
+    file: &'a str,
+    document: usize,
+    kind: &'a str,
+    namespace: &'a Option<String>,
+    name: &'a str,
+    findings: Vec<JsonFinding<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonFinding<'a> {
+    rule: &'a str,
+    tier: u8,
+    action: Action,
+    message: &'a str,
+    path: &'a str,
+    fixable: bool,
+}
+
+#[derive(serde::Serialize)]
+struct JsonSummary {
+    objects: usize,
+    deny: usize,
+    warn: usize,
+}
+
+/// `-o json`, streamed to `out` (reports over many objects can be large).
+pub fn json(judged: &[Judged], out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let (deny, warn) = counts(judged);
-    let results: Vec<Value> = judged
-        .iter()
-        .map(|j| {
-            json!({
-                "file": j.file,
-                "document": j.document,
-                "kind": j.kind,
-                "namespace": j.namespace,
-                "name": j.name,
-                "findings": j.eval.findings.iter().map(|f| json!({
-                    "rule": f.rule,
-                    "tier": f.tier,
-                    "action": f.action,
-                    "message": f.message,
-                    "path": f.path,
-                    "fixable": f.fixable,
-                })).collect::<Vec<_>>(),
+    let report = JsonReport {
+        results: judged
+            .iter()
+            .map(|j| JsonResult {
+                file: &j.file,
+                document: j.document,
+                kind: &j.kind,
+                namespace: &j.namespace,
+                name: &j.name,
+                findings: j
+                    .eval
+                    .findings
+                    .iter()
+                    .map(|f| JsonFinding {
+                        rule: f.rule,
+                        tier: f.tier,
+                        action: f.action,
+                        message: &f.message,
+                        path: &f.path,
+                        fixable: f.fixable,
+                    })
+                    .collect(),
             })
-        })
-        .collect();
-    let v = json!({
-        "results": results,
-        "summary": {"objects": judged.len(), "deny": deny, "warn": warn},
-    });
-    format!("{v:#}\n")
+            .collect(),
+        summary: JsonSummary {
+            objects: judged.len(),
+            deny,
+            warn,
+        },
+    };
+    serde_json::to_writer_pretty(&mut *out, &report)?;
+    out.write_all(b"\n")
 }
 
 fn sarif_level(a: Action) -> &'static str {

@@ -34,7 +34,9 @@ struct Acc {
 /// The facts of every namespace the objects mention, by namespace name.
 /// A namespace not in the map is one the input says nothing about
 /// (`NamespaceFacts::default()`, every fact unknown).
-pub fn facts_from_objects(objs: &[Value]) -> BTreeMap<String, NamespaceFacts> {
+pub fn facts_from_objects<'a>(
+    objs: impl IntoIterator<Item = &'a Value>,
+) -> BTreeMap<String, NamespaceFacts> {
     let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
     for obj in flatten(objs) {
         let (kind, api_version) = kind_of(obj);
@@ -109,7 +111,9 @@ pub fn facts_from_objects(objs: &[Value]) -> BTreeMap<String, NamespaceFacts> {
 }
 
 /// The labels of every `Namespace` object in the input, by namespace name.
-pub fn namespace_labels(objs: &[Value]) -> BTreeMap<String, BTreeMap<String, String>> {
+pub fn namespace_labels<'a>(
+    objs: impl IntoIterator<Item = &'a Value>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for obj in flatten(objs) {
         if kind_of(obj) != ("Namespace", "v1") {
@@ -157,7 +161,7 @@ fn meta_of(obj: &Value) -> Option<ObjectMeta> {
 
 /// Every object, with the items of `List` objects (`v1 List`, `PodList`, ...) in
 /// place of the list.
-fn flatten(objs: &[Value]) -> Vec<&Value> {
+fn flatten<'a>(objs: impl IntoIterator<Item = &'a Value>) -> Vec<&'a Value> {
     fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: u8) {
         let is_list = kind_of(v).0.ends_with("List");
         match v.get("items").and_then(Value::as_array) {
