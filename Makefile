@@ -1,4 +1,4 @@
-.PHONY: build test run lint bench certs
+.PHONY: build test run lint bench certs docs
 build:
 	cargo build --release
 run:
@@ -12,3 +12,5 @@ bench:
 	cargo bench --bench engine
 certs:
 	cargo run --release -- certs --service tiergate --namespace tiergate-system --out certs
+docs:
+	cargo run --quiet -- rules -o markdown > docs/RULES.md

@@ -350,3 +350,14 @@ fn config_errors_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("colour"), "{}", stderr(&o));
 }
+
+#[test]
+fn docs_rules_md_is_current() {
+    let o = tiergate(&["rules", "-o", "markdown"], None);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/RULES.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == stdout(&o),
+        "docs/RULES.md is stale: run `cargo run -- rules -o markdown > docs/RULES.md`"
+    );
+}
