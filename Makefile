@@ -1,4 +1,4 @@
-.PHONY: build test run lint bench certs docs
+.PHONY: build test run lint bench certs docs image helm deploy-check dev-certs
 build:
 	cargo build --release
 run:
@@ -14,3 +14,23 @@ certs:
 	cargo run --release -- certs --service tiergate --namespace tiergate-system --out certs
 docs:
 	cargo run --quiet -- rules -o markdown > docs/RULES.md
+
+# ---- Deployment (deploy/, Dockerfile) ----
+IMAGE ?= ghcr.io/tiergate/tiergate
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# The one place the image is built. PUSH=1 pushes and prints the digest to pin
+# in deploy/ (kustomize `images:` / Helm image.digest).
+image:
+	mkdir -p target
+	docker buildx build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) \
+		$(if $(filter 1,$(PUSH)),--push,--load) --metadata-file target/image-metadata.json .
+	@sed -n 's/.*"containerimage.digest": *"\([^"]*\)".*/digest: \1/p' target/image-metadata.json
+# helm, built from its Go module into target/tools (slow the first time).
+helm:
+	scripts/install-helm.sh
+# Render both overlays and the chart, check them at tier 5, compare them.
+deploy-check: helm
+	TIERGATE_REQUIRE_HELM=1 cargo test --test deploy
+# Self-signed serving certificate for deploy/overlays/dev.
+dev-certs:
+	cargo run --release -- certs --service tiergate --namespace tiergate-system --out deploy/overlays/dev/certs

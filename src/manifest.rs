@@ -181,8 +181,41 @@ fn parse_yaml_doc(text: &str) -> Result<Option<Value>, String> {
     if !meaningful(text) {
         return Ok(None);
     }
-    let v: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let mut v: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    unwrap_base64(&mut v);
     Ok(if v.is_null() { None } else { Some(v) })
+}
+
+/// Remove line breaks and spaces from the base64 values of Secret `data` and
+/// ConfigMap `binaryData` (in a document or the items of a List). The
+/// apiserver's base64 decoder ignores them, and tools wrap long values in YAML
+/// block scalars (kustomize's `secretGenerator` does), so such a manifest is
+/// valid and must be judged, not rejected as malformed.
+fn unwrap_base64(doc: &mut Value) {
+    let field = |obj: &Value| match obj.get("kind").and_then(Value::as_str) {
+        Some("Secret") => Some("data"),
+        Some("ConfigMap") => Some("binaryData"),
+        _ => None,
+    };
+    let strip = |obj: &mut Value| {
+        let Some(f) = field(obj) else { return };
+        if let Some(map) = obj.get_mut(f).and_then(Value::as_object_mut) {
+            for value in map.values_mut() {
+                if let Value::String(s) = value {
+                    if s.bytes().any(|b| b.is_ascii_whitespace()) {
+                        s.retain(|c| !c.is_ascii_whitespace());
+                    }
+                }
+            }
+        }
+    };
+    if is_list(doc) {
+        if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
+            items.iter_mut().for_each(strip);
+        }
+    } else {
+        strip(doc);
+    }
 }
 
 /// One chunk of a YAML file: the separator text before it (`---` line, or a
@@ -309,6 +342,30 @@ mod tests {
         assert_eq!(src.format, Format::Json);
         let v = src.documents[0].value.as_ref().unwrap();
         assert_eq!(objects_of(v).len(), 2);
+    }
+
+    #[test]
+    fn wrapped_base64_in_secret_data_is_unwrapped() {
+        let text = "kind: Secret\nmetadata:\n  name: s\ndata:\n  ca.crt: |\n    aGVs\n    bG8=\n";
+        let src = parse_source("s.yaml", None, text).unwrap();
+        let v = src.documents[0].value.as_ref().unwrap();
+        assert_eq!(
+            v.pointer("/data/ca.crt"),
+            Some(&serde_json::json!("aGVsbG8="))
+        );
+        // The document text, written back by `fix`, is untouched.
+        assert_eq!(src.documents[0].text, text);
+        let list = "kind: List\nitems:\n- kind: ConfigMap\n  binaryData:\n    b: \"aG Vs\"\n  data:\n    d: \"a b\"\n";
+        let src = parse_source("l.yaml", None, list).unwrap();
+        let v = src.documents[0].value.as_ref().unwrap();
+        assert_eq!(
+            v.pointer("/items/0/binaryData/b"),
+            Some(&serde_json::json!("aGVs"))
+        );
+        assert_eq!(
+            v.pointer("/items/0/data/d"),
+            Some(&serde_json::json!("a b"))
+        );
     }
 
     #[test]

@@ -1,0 +1,76 @@
+{{- define "tiergate.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tiergate.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Standard and business labels of every object. */}}
+{{- define "tiergate.labels" -}}
+{{ include "tiergate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: tiergate
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- range $k, $v := .Values.businessLabels }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "tiergate.tlsSecret" -}}
+{{ include "tiergate.fullname" . }}-tls
+{{- end -}}
+
+{{- define "tiergate.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* The self-signed pair used without cert-manager when no PEM files are given:
+     made once, then read back from the existing Secret on upgrades. */}}
+{{- define "tiergate.generatedTLS" -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "tiergate.tlsSecret" .) -}}
+{{- if and $secret (index $secret "data") -}}
+ca: {{ index $secret.data "ca.crt" }}
+crt: {{ index $secret.data "tls.crt" }}
+key: {{ index $secret.data "tls.key" }}
+{{- else -}}
+{{- $svc := include "tiergate.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $ca := genCA "tiergate CA" 3650 -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc $ns) nil $names 365 $ca -}}
+ca: {{ $ca.Cert | b64enc }}
+crt: {{ $cert.Cert | b64enc }}
+key: {{ $cert.Key | b64enc }}
+{{- end -}}
+{{- end -}}
+
+{{- define "tiergate.namespaceSelector" -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values:
+        {{- range .Values.webhook.excludeNamespaces }}
+        - {{ . }}
+        {{- end }}
+        - {{ .Release.Namespace }}
+{{- end -}}
+
+{{- define "tiergate.matchConditions" -}}
+{{- if .Values.webhook.breakGlassGroup }}
+matchConditions:
+  - name: break-glass
+    expression: {{ printf "!has(request.userInfo.groups) || !('%s' in request.userInfo.groups)" .Values.webhook.breakGlassGroup | quote }}
+{{- end }}
+{{- end -}}
