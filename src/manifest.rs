@@ -181,7 +181,11 @@ fn parse_yaml_doc(text: &str) -> Result<Option<Value>, String> {
     if !meaningful(text) {
         return Ok(None);
     }
-    let mut v: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    // Kubernetes reads manifests as YAML 1.1 (`defaultMode: 0644` is octal 420).
+    let mut options = serde_saphyr::Options::default();
+    options.legacy_octal_numbers = true;
+    let mut v: Value =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())?;
     unwrap_base64(&mut v);
     Ok(if v.is_null() { None } else { Some(v) })
 }
@@ -365,6 +369,15 @@ mod tests {
         assert_eq!(
             v.pointer("/items/0/data/d"),
             Some(&serde_json::json!("a b"))
+        );
+    }
+
+    #[test]
+    fn octal_numbers_read_as_kubernetes_does() {
+        let src = parse_source("x.yaml", None, "mode: 0644\nplain: 644\n").unwrap();
+        assert_eq!(
+            src.documents[0].value,
+            Some(serde_json::json!({"mode": 420, "plain": 644}))
         );
     }
 
