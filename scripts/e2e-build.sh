@@ -40,5 +40,5 @@ build etcd "$root/tests/e2e/etcd" go.etcd.io/etcd/server/v3 -ldflags "-s -w"
 build kube-apiserver "$root/tests/e2e/k8s" k8s.io/kubernetes/cmd/kube-apiserver \
 	-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v${k8s_version} -X k8s.io/component-base/version.gitTreeState=clean"
 echo "e2e-build: done in $((SECONDS - total))s"
-"$out/etcd" --version | head -1
+"$out/etcd" --version | sed -n 1p
 "$out/kube-apiserver" --version
