@@ -680,9 +680,11 @@ async fn s09_webhook_down_fail_and_ignore() {
         let r2 = s.apply(&KUBECTL_ADMIN, &pod.replace("name: web", "name: web2"), &[]);
         let timed_out = t.elapsed();
         eprintln!(
-            "e2e: failurePolicy {policy}: refused answered in {:.2}s, hung in {:.2}s",
+            "e2e: failurePolicy {policy}: refused answered in {:.2}s, hung in {:.2}s\n  refused: {}\n  hung: {}",
             refused.as_secs_f64(),
-            timed_out.as_secs_f64()
+            timed_out.as_secs_f64(),
+            if r.ok { r.stdout.trim() } else { r.stderr.trim() },
+            if r2.ok { r2.stdout.trim() } else { r2.stderr.trim() },
         );
         drop(hung);
         match policy {
