@@ -1,4 +1,4 @@
-.PHONY: build test run lint bench certs docs image helm deploy-check dev-certs
+.PHONY: build test run lint bench certs docs image helm deploy-check dev-certs e2e e2e-bin
 build:
 	cargo build --release
 run:
@@ -34,3 +34,13 @@ deploy-check: helm
 # Self-signed serving certificate for deploy/overlays/dev.
 dev-certs:
 	cargo run --release -- certs --service tiergate --namespace tiergate-system --out deploy/overlays/dev/certs
+
+# End-to-end: build kube-apiserver and etcd from the Go module proxy into
+# target/e2e-bin/ (once; cached), then run tiergate against them.
+E2E_THREADS ?= 4
+e2e-bin:
+	scripts/e2e-build.sh
+e2e: e2e-bin
+	@start=$$(date +%s); \
+	cargo test --features e2e --test e2e -- --test-threads=$(E2E_THREADS); rc=$$?; \
+	echo "e2e: suite (build + run) took $$(( $$(date +%s) - start ))s"; exit $$rc
