@@ -222,18 +222,7 @@ impl ContextSource for ConfigContext {
         ctx.namespace = req.namespace.clone();
         if req.kind == "Namespace" && req.group.is_empty() {
             let labels = labels_of(req.object.as_ref());
-            if let Some(t) = labels.get(TIER_LABEL) {
-                match t.parse::<Tier>() {
-                    Ok(t) => ctx.tier = t,
-                    Err(e) => notes.push(format!("{TIER_LABEL}: {e}; using {}", ctx.tier)),
-                }
-            }
-            if let Some(m) = labels.get(MODE_LABEL) {
-                match m.parse::<Mode>() {
-                    Ok(m) => ctx.mode = m,
-                    Err(e) => notes.push(format!("{MODE_LABEL}: {e}; using {}", ctx.mode)),
-                }
-            }
+            apply_namespace_labels(&mut ctx, &labels, &mut notes);
             let own_name = req
                 .object
                 .as_ref()
@@ -254,6 +243,28 @@ impl ContextSource for ConfigContext {
             ctx,
             notes,
             annotations: Vec::new(),
+        }
+    }
+}
+
+/// Set the context's tier and mode from a namespace's `tiergate.io/tier` and
+/// `tiergate.io/mode` labels; a value that does not parse keeps the current
+/// one and adds a note saying so.
+pub fn apply_namespace_labels(
+    ctx: &mut Context,
+    labels: &BTreeMap<String, String>,
+    notes: &mut Vec<String>,
+) {
+    if let Some(t) = labels.get(TIER_LABEL) {
+        match t.parse::<Tier>() {
+            Ok(t) => ctx.tier = t,
+            Err(e) => notes.push(format!("{TIER_LABEL}: {e}; using {}", ctx.tier)),
+        }
+    }
+    if let Some(m) = labels.get(MODE_LABEL) {
+        match m.parse::<Mode>() {
+            Ok(m) => ctx.mode = m,
+            Err(e) => notes.push(format!("{MODE_LABEL}: {e}; using {}", ctx.mode)),
         }
     }
 }

@@ -47,8 +47,7 @@ pub enum Verdict {
 /// Whether the requester is a tier admin.
 pub fn is_tier_admin(who: Option<&Requester>, admins: &TierAdmins) -> bool {
     let Some(who) = who else { return false };
-    admins.users.contains(&who.username)
-        || who.groups.iter().any(|g| admins.groups.contains(g))
+    admins.users.contains(&who.username) || who.groups.iter().any(|g| admins.groups.contains(g))
 }
 
 /// "users a, b; groups c" (or that nobody is configured).
