@@ -2,6 +2,7 @@
 //! of the namespace they land in. See the README for the two commands.
 pub mod admission;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod manifest;
 pub mod policy;

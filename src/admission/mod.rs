@@ -10,6 +10,7 @@
 //! admits what the policy would deny.
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use base64::Engine as _;
 use kube::core::admission::Operation;
@@ -17,6 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::{Config, OnError};
+use crate::policy::guard::{self, NamespaceChange, Verdict};
 use crate::policy::{
     Action, Context, Engine, EngineError, Evaluation, Finding, Mode, Options, Requester, Tier,
 };
@@ -27,10 +29,7 @@ mod request;
 use render::{cap_warnings, truncate, Annotations, MESSAGE_MAX};
 pub use request::{operation_name, sniff_uid, AdmissionRequest, BadRequest, REVIEW_API_VERSION};
 
-/// Namespace label that sets the tier.
-pub const TIER_LABEL: &str = "tiergate.io/tier";
-/// Namespace label that sets the mode.
-pub const MODE_LABEL: &str = "tiergate.io/mode";
+pub use crate::policy::guard::{MODE_LABEL, TIER_LABEL};
 
 /// Which webhook is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,6 +169,22 @@ pub struct ResolvedContext {
     pub ctx: Context,
     /// Things the requester should know (an invalid tier label, say).
     pub notes: Vec<String>,
+    /// Audit annotations about where the context came from (keys without
+    /// the webhook prefix, e.g. `context`).
+    pub annotations: Vec<(String, String)>,
+}
+
+/// How long a context source may wait for its cache when the request gives no
+/// `?timeout=`: a quarter of the apiserver's default 10 s, capped at 1 s.
+pub const DEFAULT_CACHE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a context source may wait for its cache, given the request's
+/// remaining deadline (`?timeout=`): min(1 s, timeout / 4).
+pub fn cache_wait_budget(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(t) => (t / 4).min(DEFAULT_CACHE_WAIT),
+        None => DEFAULT_CACHE_WAIT,
+    }
 }
 
 /// The source of the namespace facts for a request. Today: the config
@@ -177,6 +192,18 @@ pub struct ResolvedContext {
 /// cluster issue plugs in a watch cache behind the same trait.
 pub trait ContextSource: Send + Sync {
     fn context(&self, req: &AdmissionRequest, cfg: &Config) -> ResolvedContext;
+    /// [`ContextSource::context`], allowed to block up to `wait` for a cache
+    /// that does not know the request's namespace yet. Called on a blocking
+    /// thread. Default: no waiting.
+    fn context_within(
+        &self,
+        req: &AdmissionRequest,
+        cfg: &Config,
+        wait: Duration,
+    ) -> ResolvedContext {
+        let _ = wait;
+        self.context(req, cfg)
+    }
     /// Whether the source is ready (caches synced). Default: always.
     fn ready(&self) -> bool {
         true
@@ -194,29 +221,8 @@ impl ContextSource for ConfigContext {
         let mut notes = Vec::new();
         ctx.namespace = req.namespace.clone();
         if req.kind == "Namespace" && req.group.is_empty() {
-            let labels: BTreeMap<String, String> = req
-                .object
-                .as_ref()
-                .and_then(|o| o.pointer("/metadata/labels"))
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(t) = labels.get(TIER_LABEL) {
-                match t.parse::<Tier>() {
-                    Ok(t) => ctx.tier = t,
-                    Err(e) => notes.push(format!("{TIER_LABEL}: {e}; using {}", ctx.tier)),
-                }
-            }
-            if let Some(m) = labels.get(MODE_LABEL) {
-                match m.parse::<Mode>() {
-                    Ok(m) => ctx.mode = m,
-                    Err(e) => notes.push(format!("{MODE_LABEL}: {e}; using {}", ctx.mode)),
-                }
-            }
+            let labels = labels_of(req.object.as_ref());
+            apply_namespace_labels(&mut ctx, &labels, &mut notes);
             let own_name = req
                 .object
                 .as_ref()
@@ -233,7 +239,33 @@ impl ContextSource for ConfigContext {
                 groups: req.groups.clone(),
             });
         }
-        ResolvedContext { ctx, notes }
+        ResolvedContext {
+            ctx,
+            notes,
+            annotations: Vec::new(),
+        }
+    }
+}
+
+/// Set the context's tier and mode from a namespace's `tiergate.io/tier` and
+/// `tiergate.io/mode` labels; a value that does not parse keeps the current
+/// one and adds a note saying so.
+pub fn apply_namespace_labels(
+    ctx: &mut Context,
+    labels: &BTreeMap<String, String>,
+    notes: &mut Vec<String>,
+) {
+    if let Some(t) = labels.get(TIER_LABEL) {
+        match t.parse::<Tier>() {
+            Ok(t) => ctx.tier = t,
+            Err(e) => notes.push(format!("{TIER_LABEL}: {e}; using {}", ctx.tier)),
+        }
+    }
+    if let Some(m) = labels.get(MODE_LABEL) {
+        match m.parse::<Mode>() {
+            Ok(m) => ctx.mode = m,
+            Err(e) => notes.push(format!("{MODE_LABEL}: {e}; using {}", ctx.mode)),
+        }
     }
 }
 
@@ -265,6 +297,18 @@ pub fn handle(
     source: &dyn ContextSource,
     sw: Switches,
 ) -> Answer {
+    handle_within(body, engine, source, sw, DEFAULT_CACHE_WAIT)
+}
+
+/// [`handle`], with the time the context source may wait for its cache
+/// (see [`cache_wait_budget`]).
+pub fn handle_within(
+    body: &[u8],
+    engine: &dyn Evaluate,
+    source: &dyn ContextSource,
+    sw: Switches,
+    wait: Duration,
+) -> Answer {
     let req = match AdmissionRequest::from_body(body) {
         Ok(r) => r,
         Err(e) => {
@@ -277,8 +321,9 @@ pub fn handle(
             }
         }
     };
-    let (review, record) = match catch_unwind(AssertUnwindSafe(|| decide(&req, engine, source, sw)))
-    {
+    let (review, record) = match catch_unwind(AssertUnwindSafe(|| {
+        decide_within(&req, engine, source, sw, wait)
+    })) {
         Ok(x) => x,
         Err(_) => error_answer(&req, engine.config(), sw, ErrorKind::Internal, None, None),
     };
@@ -434,6 +479,92 @@ pub fn decide(
     source: &dyn ContextSource,
     sw: Switches,
 ) -> (Value, DecisionRecord) {
+    decide_within(req, engine, source, sw, DEFAULT_CACHE_WAIT)
+}
+
+/// The labels at `/metadata/labels` of an object (string values only).
+fn labels_of(obj: Option<&Value>) -> BTreeMap<String, String> {
+    obj.and_then(|o| o.pointer("/metadata/labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The tier guard's verdict on a Namespace CREATE or UPDATE (validating
+/// webhook only); `None` for every other request.
+fn guard_verdict(
+    req: &AdmissionRequest,
+    ctx: &Context,
+    cfg: &Config,
+    sw: Switches,
+) -> Option<Verdict> {
+    let applies = sw.webhook == Webhook::Validate
+        && req.kind == "Namespace"
+        && req.group.is_empty()
+        && req.sub_resource.is_none()
+        && matches!(req.operation, Operation::Create | Operation::Update);
+    if !applies {
+        return None;
+    }
+    let new = labels_of(req.object.as_ref());
+    let old = (req.operation == Operation::Update).then(|| labels_of(req.old_object.as_ref()));
+    let name = ctx.namespace.clone().unwrap_or_else(|| req.name.clone());
+    Some(guard::guard_namespace(
+        NamespaceChange {
+            name: &name,
+            old: old.as_ref(),
+            new: &new,
+        },
+        ctx.requester.as_ref(),
+        cfg,
+    ))
+}
+
+/// The answer when the tier guard refuses a Namespace change.
+fn guard_deny(
+    req: &AdmissionRequest,
+    ctx: &Context,
+    sw: Switches,
+    msg: String,
+) -> (Value, DecisionRecord) {
+    let mut rec = base_record(req, sw);
+    rec.tier = Some(ctx.tier);
+    rec.mode = Some(ctx.mode);
+    let mut ann = Annotations::default();
+    let msg = truncate(&msg, MESSAGE_MAX);
+    let mut out = Out {
+        allowed: true,
+        ..Out::default()
+    };
+    if sw.dry_run {
+        rec.decision = Decision::WouldDeny;
+        ann.set("would-deny", &msg);
+        out.warnings = cap_warnings([msg]);
+    } else {
+        rec.decision = Decision::Deny;
+        out.allowed = false;
+        out.code = Some((403, "Forbidden"));
+        ann.set("tier-guard", &msg);
+        out.message = msg;
+    }
+    rec.allowed = out.allowed;
+    ann.set("decision", rec.decision.name());
+    out.annotations = ann.finish();
+    (review(req, out), rec)
+}
+
+/// [`decide`], with the time the context source may wait for its cache.
+pub fn decide_within(
+    req: &AdmissionRequest,
+    engine: &dyn Evaluate,
+    source: &dyn ContextSource,
+    sw: Switches,
+    wait: Duration,
+) -> (Value, DecisionRecord) {
     let cfg = engine.config();
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return skip(req, sw);
@@ -460,8 +591,13 @@ pub fn decide(
             return error_answer(req, cfg, sw, ErrorKind::InvalidObject, Some(msg), None);
         }
     };
-    let resolved = source.context(req, cfg);
+    let resolved = source.context_within(req, cfg, wait);
     let ctx = resolved.ctx;
+    // Labels are the policy: weakening them is for tier admins only. (The
+    // guard's notes on invalid labels already there duplicate the context's.)
+    if let Some(Verdict::Deny(msg)) = guard_verdict(req, &ctx, cfg, sw) {
+        return guard_deny(req, &ctx, sw, msg);
+    }
     let opts = Options {
         pss: None,
         only: None,
@@ -493,6 +629,9 @@ pub fn decide(
     let mut ann = Annotations::default();
     ann.set("tier", format!("{} ({})", ctx.tier.number(), ctx.tier));
     ann.set("mode", ctx.mode.name());
+    for (k, v) in &resolved.annotations {
+        ann.set(k, v);
+    }
     for (rule, reason) in &rec.exempted {
         ann.append(&format!("exempted.{rule}"), reason);
     }

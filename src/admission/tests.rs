@@ -152,10 +152,83 @@ fn namespace_labels_set_their_own_tier_and_mode() {
         Webhook::Validate,
         false,
     );
-    assert!(resp["warnings"][0]
-        .as_str()
-        .unwrap()
-        .contains("invalid tier \"gold\""));
+    // An invalid tier is refused by the tier guard, naming the accepted values.
+    assert_eq!(resp["allowed"], false);
+    let msg = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("tiergate.io/tier=\"gold\" is not a tier (accepted: 1..5"),
+        "{msg}"
+    );
+}
+
+fn namespace_update(old: Value, new: Value, user: &str, groups: &[&str]) -> Value {
+    let ns = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": labels}})
+    };
+    let mut body = review_of("UPDATE", "Namespace", ns(new));
+    body["request"]["oldObject"] = ns(old);
+    body["request"]["namespace"] = json!("");
+    body["request"]["name"] = json!("shop");
+    body["request"]["userInfo"] = json!({"username": user, "groups": groups});
+    body
+}
+
+#[test]
+fn tier_guard_denies_non_admins_lowering_a_tier() {
+    let cfg = "tierAdmins: {users: [alice], groups: [system:masters]}\n";
+    let body = namespace_update(
+        json!({"tiergate.io/tier": "3", "tiergate.io/mode": "enforce"}),
+        json!({"tiergate.io/tier": "1", "tiergate.io/mode": "enforce"}),
+        "bob",
+        &["dev"],
+    );
+    let (resp, rec) = run(cfg, &body, Webhook::Validate, false);
+    let r = &resp;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("namespace \"shop\": lowering tiergate.io/tier from 3 (enterprise) to 1 (foundation) is reserved to tier admins only (users alice; groups system:masters); user \"bob\""), "{msg}");
+    assert_eq!(rec.decision, Decision::Deny);
+    assert!(r.get("patch").is_none());
+    for k in r["auditAnnotations"].as_object().unwrap().keys() {
+        assert!(render::is_valid_annotation_key(k), "{k}");
+    }
+
+    // A tier admin (by user or group) may.
+    for (user, groups) in [("alice", vec![]), ("root", vec!["system:masters"])] {
+        let body = namespace_update(
+            json!({"tiergate.io/tier": "3"}),
+            json!({"tiergate.io/tier": "1"}),
+            user,
+            &groups,
+        );
+        let (resp, _) = run(cfg, &body, Webhook::Validate, false);
+        assert_eq!(resp["allowed"], true, "{user}");
+    }
+
+    // Server dry-run: would deny, allowed, said in a warning.
+    let (resp, rec) = run(cfg, &body, Webhook::Validate, true);
+    assert_eq!(resp["allowed"], true);
+    assert_eq!(rec.decision, Decision::WouldDeny);
+    assert!(resp["warnings"][0].as_str().unwrap().contains("lowering"));
+
+    // The mutating webhook does not judge labels.
+    let (resp, _) = run(cfg, &body, Webhook::Mutate, false);
+    assert_eq!(resp["allowed"], true);
+}
+
+#[test]
+fn tier_guard_lets_everyone_raise_and_tighten() {
+    let body = namespace_update(
+        json!({"tiergate.io/tier": "1", "tiergate.io/mode": "warn"}),
+        json!({"tiergate.io/tier": "2", "tiergate.io/mode": "enforce", "team": "a"}),
+        "bob",
+        &[],
+    );
+    let (resp, rec) = run("", &body, Webhook::Validate, false);
+    assert_eq!(resp["allowed"], true);
+    assert_eq!(rec.tier, Some(Tier::Production));
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod facts;
 pub mod fixutil;
+pub mod guard;
 pub mod pss;
 pub mod rule;
 pub mod rules;

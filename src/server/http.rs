@@ -2,11 +2,11 @@
 //! [`admission::handle`], count and log the record.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -103,12 +103,64 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn validate(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    admit(st, Webhook::Validate, headers, body).await
+async fn validate(
+    State(st): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admit(st, Webhook::Validate, request_timeout(&uri), headers, body).await
 }
 
-async fn mutate(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    admit(st, Webhook::Mutate, headers, body).await
+async fn mutate(
+    State(st): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    admit(st, Webhook::Mutate, request_timeout(&uri), headers, body).await
+}
+
+/// The apiserver's `?timeout=10s` (the time left for this call).
+fn request_timeout(uri: &Uri) -> Option<Duration> {
+    uri.query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "timeout")
+        .and_then(|(_, v)| parse_go_duration(v))
+}
+
+/// A Go duration (`10s`, `1m30s`, `500ms`, `1.5s`), as the apiserver formats
+/// `?timeout=`. `None` when it does not parse.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_end);
+        let n: f64 = num.parse().ok()?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = tail;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 fn plain(status: StatusCode, msg: String) -> Response {
@@ -128,7 +180,13 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn admit(st: Arc<AppState>, webhook: Webhook, headers: HeaderMap, body: Body) -> Response {
+async fn admit(
+    st: Arc<AppState>,
+    webhook: Webhook,
+    timeout: Option<Duration>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let span = info_span!(
         "admission",
@@ -185,8 +243,9 @@ async fn admit(st: Arc<AppState>, webhook: Webhook, headers: HeaderMap, body: Bo
     let dry_run = st.dry_run_flag || engine.config().dry_run;
     let source = st.source.clone();
     let sw = Switches { webhook, dry_run };
+    let wait = admission::cache_wait_budget(timeout);
     let answer = tokio::task::spawn_blocking(move || {
-        admission::handle(&bytes, engine.as_ref(), source.as_ref(), sw)
+        admission::handle_within(&bytes, engine.as_ref(), source.as_ref(), sw, wait)
     })
     .await;
     let answer = match answer {
@@ -236,4 +295,39 @@ async fn admit(st: Arc<AppState>, webhook: Webhook, headers: HeaderMap, body: Bo
         answer.body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        let d = |s| parse_go_duration(s);
+        assert_eq!(d("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(d("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(d("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(d("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(d("0s"), Some(Duration::ZERO));
+        for bad in ["", "10", "s", "10x", "-1s", "1..2s"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn timeout_comes_from_the_query() {
+        let u: Uri = "/validate?timeout=8s".parse().unwrap();
+        assert_eq!(request_timeout(&u), Some(Duration::from_secs(8)));
+        assert_eq!(
+            admission::cache_wait_budget(request_timeout(&u)),
+            Duration::from_secs(1)
+        );
+        let u: Uri = "/validate?x=1&timeout=2s".parse().unwrap();
+        assert_eq!(
+            admission::cache_wait_budget(request_timeout(&u)),
+            Duration::from_millis(500)
+        );
+        let u: Uri = "/validate".parse().unwrap();
+        assert_eq!(request_timeout(&u), None);
+    }
 }

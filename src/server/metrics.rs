@@ -197,6 +197,11 @@ impl Metrics {
         self.cert_expiry.set(unix_seconds);
     }
 
+    /// The registry, for collectors owned elsewhere (the cluster caches).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

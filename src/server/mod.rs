@@ -15,7 +15,7 @@ mod reload;
 mod run;
 pub mod tls;
 
-pub use run::{run_certs, run_serve, start, Handle, ServeOptions, TlsSource};
+pub use run::{run_certs, run_serve, start, ClusterMode, Handle, ServeOptions, TlsSource};
 
 /// `tiergate serve`
 #[derive(Debug, Clone, Args)]
@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Where to write the generated CA bundle.
     #[arg(long, default_value = "./tiergate-ca.pem")]
     pub ca_out: PathBuf,
+    /// Do not watch the cluster for namespace tiers and facts, even when a
+    /// kubeconfig (KUBECONFIG, ~/.kube/config) or in-cluster config is found.
+    #[arg(long)]
+    pub no_cluster: bool,
 }
 
 /// `tiergate certs`

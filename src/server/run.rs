@@ -23,6 +23,7 @@ use super::reload::{self, ConfigFile, Reloader, TlsFiles};
 use super::tls::{self, CertStore};
 use super::{CertsArgs, ServeArgs};
 use crate::admission::{ConfigContext, ContextSource};
+use crate::cluster::{self, CacheMetrics, Caches, ClusterContext, Watches};
 use crate::config::{Config, DEFAULT_YAML};
 use crate::policy::Engine;
 
@@ -39,6 +40,19 @@ pub enum TlsSource {
     },
 }
 
+/// Whether namespace tiers and facts come from the cluster.
+#[derive(Clone, Default)]
+pub enum ClusterMode {
+    /// Config defaults and Namespace objects' own labels only.
+    #[default]
+    Off,
+    /// Watch the cluster when a kubeconfig (`KUBECONFIG`, `~/.kube/config`)
+    /// or in-cluster config is found; else as `Off`.
+    Auto,
+    /// Watch the cluster through this client.
+    Client(kube::Client),
+}
+
 /// Everything [`start`] needs.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -53,8 +67,12 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// How often the watched files are also polled.
     pub poll: Duration,
-    /// Where namespace tier and mode come from.
+    /// Where namespace tier and mode come from when the cluster is not
+    /// watched.
     pub context_source: Arc<dyn ContextSource>,
+    /// Whether to watch the cluster (then the cluster caches are the context
+    /// source).
+    pub cluster: ClusterMode,
 }
 
 impl ServeOptions {
@@ -78,6 +96,11 @@ impl ServeOptions {
             grace: Duration::from_secs(20),
             poll: Duration::from_secs(10),
             context_source: Arc::new(ConfigContext),
+            cluster: if a.no_cluster {
+                ClusterMode::Off
+            } else {
+                ClusterMode::Auto
+            },
         }
     }
 
@@ -96,6 +119,7 @@ impl ServeOptions {
             grace: Duration::from_secs(10),
             poll: Duration::from_secs(10),
             context_source: Arc::new(ConfigContext),
+            cluster: ClusterMode::Off,
         }
     }
 }
@@ -115,12 +139,18 @@ pub struct Handle {
     admin_task: tokio::task::JoinHandle<()>,
     reload_task: Option<tokio::task::JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
+    cluster: Option<Watches>,
 }
 
 impl Handle {
     /// Whether /readyz answers 200.
     pub fn is_ready(&self) -> bool {
         self.state.is_ready()
+    }
+
+    /// The cluster caches, when the cluster is watched.
+    pub fn cluster_caches(&self) -> Option<&Arc<Caches>> {
+        self.cluster.as_ref().map(|w| &w.caches)
     }
 
     /// The metrics in the Prometheus text format.
@@ -131,7 +161,7 @@ impl Handle {
     /// Drain and stop: readiness fails at once, the listener stops accepting,
     /// in-flight requests finish (bounded by the grace period), then the
     /// admin port closes.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.state.draining.store(true, Ordering::SeqCst);
         info!("draining: not ready, no new connections");
         let _ = self.shutdown_tx.send(true);
@@ -141,6 +171,9 @@ impl Handle {
         }
         let _ = self.admin_shutdown_tx.send(true);
         let _ = self.admin_task.await;
+        if let Some(w) = self.cluster.as_mut() {
+            w.stop();
+        }
         info!("stopped");
         Ok(())
     }
@@ -193,9 +226,34 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
     let store = Arc::new(CertStore::new(pair.key));
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(store.clone())?));
 
+    let client = match opts.cluster.clone() {
+        ClusterMode::Off => {
+            info!("cluster facts are off (--no-cluster): namespace tiers come from the config defaults, namespace-fact rules report unknown");
+            None
+        }
+        ClusterMode::Client(c) => Some(c),
+        ClusterMode::Auto => match kube::Client::try_default().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                info!(reason = %e, "no cluster configuration found (KUBECONFIG, ~/.kube/config or in-cluster): cluster facts are off; namespace tiers come from the config defaults, namespace-fact rules report unknown");
+                None
+            }
+        },
+    };
+    let (source, cluster) = match client {
+        None => (opts.context_source.clone(), None),
+        Some(client) => {
+            let cm = CacheMetrics::new().context("cluster metrics")?;
+            cm.register(metrics.registry()).context("cluster metrics")?;
+            let watches = cluster::spawn(client, cm);
+            info!("watching the cluster: namespaces, networkpolicies, resourcequotas, limitranges, poddisruptionbudgets; not ready until every cache has synced");
+            let src: Arc<dyn ContextSource> = Arc::new(ClusterContext::new(watches.caches.clone()));
+            (src, Some(watches))
+        }
+    };
     let state = Arc::new(AppState::new(
         Engine::new(config),
-        opts.context_source.clone(),
+        source,
         metrics,
         opts.dry_run,
     ));
@@ -267,6 +325,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         admin_task,
         reload_task,
         _watcher: watcher,
+        cluster,
     })
 }
 

@@ -1,0 +1,209 @@
+//! Cluster facts from watch caches: namespace tiers, modes and labels, and the
+//! NetworkPolicies, ResourceQuotas, LimitRanges and PodDisruptionBudgets of
+//! each namespace, kept by kube-rs watchers and read in O(1) per request with
+//! no API call on the request path (GUIDE section 4).
+//!
+//! - [`summary`]: what is kept of each object (a name and one small fact,
+//!   never the whole object), as kube [`Lookup`](kube::runtime::reflector::Lookup)
+//!   types in ordinary reflector stores.
+//! - [`store`]: a reflector store plus an index by namespace.
+//! - [`watch`]: the watchers (Namespaces, ResourceQuotas and LimitRanges as
+//!   metadata only), their backoff, and the cache metrics.
+//! - [`ClusterContext`]: the admission [`ContextSource`] that reads them.
+//!
+//! Readiness: not ready until every cache has listed once. After that a watch
+//! error keeps the last state serving (the watcher backs off and relists; a
+//! relist replaces the cache whole when it completes), and readiness stays
+//! true: turning every replica unready during an apiserver restart would
+//! only make the webhook fail closed for no gain.
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::admission::{
+    apply_namespace_labels, AdmissionRequest, ConfigContext, ContextSource, ResolvedContext,
+};
+use crate::config::Config;
+use crate::policy::context::PdbFact;
+use crate::policy::{Fact, NamespaceFacts};
+
+pub mod store;
+pub mod summary;
+pub mod watch;
+
+use store::{cache, Cache, CacheWriter};
+use summary::{DefaultDeny, Limits, NsLabels, PdbSelector, Quota};
+
+pub use watch::{spawn, CacheMetrics, Watches};
+
+/// The audit annotation that says where the context came from when the
+/// namespace was not in the cache.
+pub const CONTEXT_ANNOTATION: &str = "context";
+
+/// Every cache tiergate keeps.
+pub struct Caches {
+    pub namespaces: Arc<Cache<NsLabels>>,
+    pub network_policies: Arc<Cache<DefaultDeny>>,
+    pub resource_quotas: Arc<Cache<Quota>>,
+    pub limit_ranges: Arc<Cache<Limits>>,
+    pub pdbs: Arc<Cache<PdbSelector>>,
+}
+
+/// The write sides, one per watch task.
+pub struct Writers {
+    pub namespaces: CacheWriter<NsLabels>,
+    pub network_policies: CacheWriter<DefaultDeny>,
+    pub resource_quotas: CacheWriter<Quota>,
+    pub limit_ranges: CacheWriter<Limits>,
+    pub pdbs: CacheWriter<PdbSelector>,
+}
+
+impl Caches {
+    /// Empty, unsynced caches and their writers.
+    pub fn new() -> (Arc<Caches>, Writers) {
+        let (namespaces, ns_w) = cache();
+        let (network_policies, np_w) = cache();
+        let (resource_quotas, rq_w) = cache();
+        let (limit_ranges, lr_w) = cache();
+        let (pdbs, pdb_w) = cache();
+        (
+            Arc::new(Caches {
+                namespaces,
+                network_policies,
+                resource_quotas,
+                limit_ranges,
+                pdbs,
+            }),
+            Writers {
+                namespaces: ns_w,
+                network_policies: np_w,
+                resource_quotas: rq_w,
+                limit_ranges: lr_w,
+                pdbs: pdb_w,
+            },
+        )
+    }
+
+    /// Whether every cache has listed once.
+    pub fn synced(&self) -> bool {
+        self.namespaces.synced()
+            && self.network_policies.synced()
+            && self.resource_quotas.synced()
+            && self.limit_ranges.synced()
+            && self.pdbs.synced()
+    }
+
+    /// The namespace facts the caches know: each fact is known (possibly
+    /// empty) once its cache has synced, unknown before.
+    pub fn facts(&self, ns: &str) -> NamespaceFacts {
+        fn names<P: summary::Payload>(
+            c: &Cache<P>,
+            ns: &str,
+            keep: impl Fn(&P) -> bool,
+        ) -> Fact<Vec<String>> {
+            if !c.synced() {
+                return Fact::Unknown;
+            }
+            let mut v: Vec<String> = c.with_namespace(ns, |it| {
+                it.filter(|s| keep(&s.payload))
+                    .map(|s| s.name.clone())
+                    .collect()
+            });
+            v.sort();
+            Fact::Known(v)
+        }
+        let pdbs = if self.pdbs.synced() {
+            let mut v: Vec<PdbFact> = self.pdbs.with_namespace(ns, |it| {
+                it.filter_map(|s| {
+                    s.payload.0.as_ref().map(|sel| PdbFact {
+                        name: s.name.clone(),
+                        selector: sel.clone(),
+                    })
+                })
+                .collect()
+            });
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            Fact::Known(v)
+        } else {
+            Fact::Unknown
+        };
+        NamespaceFacts {
+            default_deny_policies: names(&self.network_policies, ns, |d: &DefaultDeny| d.0),
+            resource_quotas: names(&self.resource_quotas, ns, |_| true),
+            limit_ranges: names(&self.limit_ranges, ns, |_| true),
+            pdbs,
+        }
+    }
+}
+
+/// Context from the watch caches: the namespace's tier, mode and labels from
+/// its cached labels, and its facts from the cached objects. Namespace
+/// objects themselves are judged by their own (new) labels, as
+/// [`ConfigContext`] does.
+pub struct ClusterContext {
+    caches: Arc<Caches>,
+}
+
+impl ClusterContext {
+    pub fn new(caches: Arc<Caches>) -> Self {
+        ClusterContext { caches }
+    }
+
+    pub fn caches(&self) -> &Arc<Caches> {
+        &self.caches
+    }
+}
+
+impl ContextSource for ClusterContext {
+    fn context(&self, req: &AdmissionRequest, cfg: &Config) -> ResolvedContext {
+        self.context_within(req, cfg, Duration::ZERO)
+    }
+
+    fn context_within(
+        &self,
+        req: &AdmissionRequest,
+        cfg: &Config,
+        wait: Duration,
+    ) -> ResolvedContext {
+        let mut r = ConfigContext.context(req, cfg);
+        let Some(ns) = r.ctx.namespace.clone().filter(|n| !n.is_empty()) else {
+            return r;
+        };
+        let own_labels = req.kind == "Namespace" && req.group.is_empty();
+        if !own_labels {
+            let found = self.caches.namespaces.wait_for(wait, |c| c.get(&ns));
+            match found {
+                Some(s) => {
+                    apply_namespace_labels(&mut r.ctx, &s.payload.0, &mut r.notes);
+                    r.ctx.namespace_labels = s.payload.0.clone();
+                }
+                None => {
+                    let why = if self.caches.namespaces.synced() {
+                        "is not in the cluster cache"
+                    } else {
+                        "is unknown: the cluster cache has not synced yet"
+                    };
+                    r.annotations.push((
+                        CONTEXT_ANNOTATION.to_string(),
+                        format!(
+                            "namespace {ns:?} {why} (waited {} ms); decided on the config \
+                             defaults: tier {} ({}), mode {}",
+                            wait.as_millis(),
+                            cfg.defaults.tier.number(),
+                            cfg.defaults.tier,
+                            cfg.defaults.mode
+                        ),
+                    ));
+                }
+            }
+        }
+        r.ctx.facts = self.caches.facts(&ns);
+        r
+    }
+
+    fn ready(&self) -> bool {
+        self.caches.synced()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! What the caches keep of each object: a name, a namespace and the one thing
+//! tiergate needs from it, never the whole object. A [`Summary`] implements
+//! kube's [`Lookup`], so it lives in an ordinary reflector store.
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::Lookup;
+use kube::runtime::watcher::Event;
+
+use crate::policy::facts::denies_ingress_by_default;
+
+/// What a summary carries, and which resource it summarises.
+pub trait Payload: Clone + Send + Sync + 'static {
+    const KIND: &'static str;
+    const GROUP: &'static str;
+    const VERSION: &'static str;
+    const PLURAL: &'static str;
+    /// The `resource` label of the cache metrics.
+    const RESOURCE: &'static str;
+    const NAMESPACED: bool;
+}
+
+/// One cached object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary<P> {
+    pub name: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub payload: P,
+}
+
+impl<P: Payload> Lookup for Summary<P> {
+    type DynamicType = ();
+    fn kind(_: &()) -> Cow<'_, str> {
+        P::KIND.into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        P::GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        P::VERSION.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        P::PLURAL.into()
+    }
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.name))
+    }
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        self.namespace.as_deref().map(Cow::Borrowed)
+    }
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+}
+
+/// A Namespace: its labels (tier, mode, and what business-labels copies).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NsLabels(pub BTreeMap<String, String>);
+
+/// A NetworkPolicy: whether it denies all ingress by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultDeny(pub bool);
+
+/// A ResourceQuota: its name is all that counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota;
+
+/// A LimitRange: its name is all that counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits;
+
+/// A PodDisruptionBudget: its selector (`None`: selects no pods).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PdbSelector(pub Option<LabelSelector>);
+
+macro_rules! payload {
+    ($t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $res:literal, $nsd:literal) => {
+        impl Payload for $t {
+            const KIND: &'static str = $kind;
+            const GROUP: &'static str = $group;
+            const VERSION: &'static str = $version;
+            const PLURAL: &'static str = $plural;
+            const RESOURCE: &'static str = $res;
+            const NAMESPACED: bool = $nsd;
+        }
+    };
+}
+payload!(
+    NsLabels,
+    "Namespace",
+    "",
+    "v1",
+    "namespaces",
+    "namespaces",
+    false
+);
+payload!(
+    DefaultDeny,
+    "NetworkPolicy",
+    "networking.k8s.io",
+    "v1",
+    "networkpolicies",
+    "networkpolicies",
+    true
+);
+payload!(
+    Quota,
+    "ResourceQuota",
+    "",
+    "v1",
+    "resourcequotas",
+    "resourcequotas",
+    true
+);
+payload!(
+    Limits,
+    "LimitRange",
+    "",
+    "v1",
+    "limitranges",
+    "limitranges",
+    true
+);
+payload!(
+    PdbSelector,
+    "PodDisruptionBudget",
+    "policy",
+    "v1",
+    "poddisruptionbudgets",
+    "poddisruptionbudgets",
+    true
+);
+
+fn name_ns(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> (String, Option<String>) {
+    (
+        meta.name.clone().unwrap_or_default(),
+        meta.namespace.clone().filter(|n| !n.is_empty()),
+    )
+}
+
+/// Summarise a watched object.
+pub trait Summarize {
+    type Out: Payload;
+    fn summarize(&self) -> Summary<Self::Out>;
+}
+
+impl Summarize for PartialObjectMeta<Namespace> {
+    type Out = NsLabels;
+    fn summarize(&self) -> Summary<NsLabels> {
+        Summary {
+            name: self.metadata.name.clone().unwrap_or_default(),
+            namespace: None,
+            payload: NsLabels(self.metadata.labels.clone().unwrap_or_default()),
+        }
+    }
+}
+
+impl Summarize for Namespace {
+    type Out = NsLabels;
+    fn summarize(&self) -> Summary<NsLabels> {
+        Summary {
+            name: self.metadata.name.clone().unwrap_or_default(),
+            namespace: None,
+            payload: NsLabels(self.metadata.labels.clone().unwrap_or_default()),
+        }
+    }
+}
+
+impl Summarize for NetworkPolicy {
+    type Out = DefaultDeny;
+    fn summarize(&self) -> Summary<DefaultDeny> {
+        let (name, namespace) = name_ns(&self.metadata);
+        let deny = denies_ingress_by_default(&self.spec.clone().unwrap_or_default());
+        Summary {
+            name,
+            namespace,
+            payload: DefaultDeny(deny),
+        }
+    }
+}
+
+impl Summarize for PartialObjectMeta<ResourceQuota> {
+    type Out = Quota;
+    fn summarize(&self) -> Summary<Quota> {
+        let (name, namespace) = name_ns(&self.metadata);
+        Summary {
+            name,
+            namespace,
+            payload: Quota,
+        }
+    }
+}
+
+impl Summarize for PartialObjectMeta<LimitRange> {
+    type Out = Limits;
+    fn summarize(&self) -> Summary<Limits> {
+        let (name, namespace) = name_ns(&self.metadata);
+        Summary {
+            name,
+            namespace,
+            payload: Limits,
+        }
+    }
+}
+
+impl Summarize for PodDisruptionBudget {
+    type Out = PdbSelector;
+    fn summarize(&self) -> Summary<PdbSelector> {
+        let (name, namespace) = name_ns(&self.metadata);
+        let selector = self.spec.as_ref().and_then(|s| s.selector.clone());
+        Summary {
+            name,
+            namespace,
+            payload: PdbSelector(selector),
+        }
+    }
+}
+
+/// A watcher event with its object summarised.
+pub fn summarize_event<K: Summarize>(ev: Event<K>) -> Event<Summary<K::Out>> {
+    match ev {
+        Event::Apply(o) => Event::Apply(o.summarize()),
+        Event::Delete(o) => Event::Delete(o.summarize()),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(o.summarize()),
+        Event::InitDone => Event::InitDone,
+    }
+}

@@ -1,0 +1,386 @@
+//! The caches fed with synthetic watcher events (no apiserver), and the
+//! context a request gets from them.
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::watcher::Event;
+use serde_json::{json, Value};
+
+use super::summary::{Summarize, Summary};
+use super::*;
+use crate::policy::{Mode, Tier};
+
+fn ns(name: &str, labels: &[(&str, &str)]) -> Summary<NsLabels> {
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels.iter().cloned().collect::<BTreeMap<_, _>>()}
+    }))
+    .unwrap();
+    ns.summarize()
+}
+
+fn netpol(ns: &str, name: &str, spec: Value) -> Summary<DefaultDeny> {
+    let np: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns}, "spec": spec
+    }))
+    .unwrap();
+    np.summarize()
+}
+
+fn named<P: summary::Payload>(ns: &str, name: &str, payload: P) -> Summary<P> {
+    Summary {
+        name: name.into(),
+        namespace: Some(ns.into()),
+        payload,
+    }
+}
+
+fn pdb(ns: &str, name: &str, spec: Value) -> Summary<PdbSelector> {
+    let p: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns}, "spec": spec
+    }))
+    .unwrap();
+    p.summarize()
+}
+
+/// Initial list of `objs` on a writer.
+fn list<P: summary::Payload>(w: &mut store::CacheWriter<P>, objs: Vec<Summary<P>>) {
+    w.apply(&Event::Init);
+    for o in objs {
+        w.apply(&Event::InitApply(o));
+    }
+    assert!(w.apply(&Event::InitDone));
+}
+
+fn synced_empty() -> (Arc<Caches>, Writers) {
+    let (c, mut w) = Caches::new();
+    list(&mut w.namespaces, vec![]);
+    list(&mut w.network_policies, vec![]);
+    list(&mut w.resource_quotas, vec![]);
+    list(&mut w.limit_ranges, vec![]);
+    list(&mut w.pdbs, vec![]);
+    (c, w)
+}
+
+fn request(kind: &str, namespace: &str) -> AdmissionRequest {
+    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": if kind == "Deployment" {"apps"} else {""}, "version": "v1", "kind": kind},
+            "resource": {"group": "", "version": "v1", "resource": "x"},
+            "name": "web", "namespace": namespace, "operation": "CREATE",
+            "userInfo": {"username": "bob"},
+            "object": {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "web", "namespace": namespace}},
+            "oldObject": null}});
+    AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn not_ready_until_every_cache_has_listed() {
+    let (c, mut w) = Caches::new();
+    let src = ClusterContext::new(c.clone());
+    assert!(!src.ready());
+    list(&mut w.namespaces, vec![]);
+    list(&mut w.network_policies, vec![]);
+    list(&mut w.resource_quotas, vec![]);
+    list(&mut w.limit_ranges, vec![]);
+    assert!(!src.ready());
+    // Facts of unsynced caches stay unknown.
+    assert_eq!(c.facts("shop").pdbs, Fact::Unknown);
+    assert_eq!(c.facts("shop").resource_quotas, Fact::Known(vec![]));
+    list(&mut w.pdbs, vec![]);
+    assert!(src.ready());
+    assert_eq!(c.facts("shop"), NamespaceFacts::known_empty());
+}
+
+#[test]
+fn tier_mode_labels_and_facts_come_from_the_caches() {
+    let (c, mut w) = Caches::new();
+    list(
+        &mut w.namespaces,
+        vec![
+            ns(
+                "shop",
+                &[
+                    ("tiergate.io/tier", "2"),
+                    ("tiergate.io/mode", "enforce"),
+                    ("team", "a"),
+                ],
+            ),
+            ns("other", &[("tiergate.io/tier", "5")]),
+        ],
+    );
+    list(
+        &mut w.network_policies,
+        vec![
+            netpol(
+                "shop",
+                "default-deny",
+                json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+            ),
+            netpol(
+                "shop",
+                "allow-web",
+                json!({"podSelector": {"matchLabels": {"app": "web"}},
+                "ingress": [{"from": [{"podSelector": {}}]}]}),
+            ),
+            netpol("other", "deny", json!({"podSelector": {}})),
+        ],
+    );
+    list(
+        &mut w.resource_quotas,
+        vec![named("shop", "compute", summary::Quota)],
+    );
+    list(
+        &mut w.limit_ranges,
+        vec![named("shop", "defaults", summary::Limits)],
+    );
+    list(
+        &mut w.pdbs,
+        vec![
+            pdb(
+                "shop",
+                "web",
+                json!({"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}),
+            ),
+            pdb("shop", "none", json!({"minAvailable": 1})),
+        ],
+    );
+    let src = ClusterContext::new(c);
+    let r = src.context(&request("Deployment", "shop"), &Config::default());
+    assert_eq!(r.ctx.tier, Tier::Production);
+    assert_eq!(r.ctx.mode, Mode::Enforce);
+    assert_eq!(r.ctx.namespace.as_deref(), Some("shop"));
+    assert_eq!(
+        r.ctx.namespace_labels.get("team").map(String::as_str),
+        Some("a")
+    );
+    assert!(r.annotations.is_empty() && r.notes.is_empty());
+    let f = &r.ctx.facts;
+    assert_eq!(
+        f.default_deny_policies,
+        Fact::Known(vec!["default-deny".to_string()])
+    );
+    assert_eq!(f.resource_quotas, Fact::Known(vec!["compute".to_string()]));
+    assert_eq!(f.limit_ranges, Fact::Known(vec!["defaults".to_string()]));
+    let pdbs = f.pdbs.known().unwrap();
+    assert_eq!(pdbs.len(), 1, "a PDB without a selector selects nothing");
+    assert_eq!(pdbs[0].name, "web");
+    assert_eq!(r.ctx.requester.as_ref().unwrap().username, "bob");
+
+    let r = src.context(&request("Deployment", "other"), &Config::default());
+    assert_eq!(r.ctx.tier, Tier::Hyperscale);
+    assert_eq!(r.ctx.mode, Mode::Warn, "no mode label: the default");
+    assert_eq!(r.ctx.facts.resource_quotas, Fact::Known(vec![]));
+}
+
+#[test]
+fn watch_events_update_the_caches_in_place() {
+    let (c, mut w) = synced_empty();
+    let src = ClusterContext::new(c.clone());
+    w.namespaces
+        .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "1")])));
+    let tier = |src: &ClusterContext| {
+        src.context(&request("Pod", "shop"), &Config::default())
+            .ctx
+            .tier
+    };
+    assert_eq!(tier(&src), Tier::Foundation);
+    // Relabelled to tier 2: the next request sees it.
+    w.namespaces
+        .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "2")])));
+    assert_eq!(tier(&src), Tier::Production);
+
+    let np = netpol("shop", "deny", json!({"podSelector": {}}));
+    w.network_policies.apply(&Event::Apply(np.clone()));
+    assert_eq!(
+        c.facts("shop").default_deny_policies,
+        Fact::Known(vec!["deny".into()])
+    );
+    // Edited to allow some ingress: no longer a default deny.
+    w.network_policies.apply(&Event::Apply(netpol(
+        "shop",
+        "deny",
+        json!({"podSelector": {}, "ingress": [{}]}),
+    )));
+    assert_eq!(c.facts("shop").default_deny_policies, Fact::Known(vec![]));
+    w.network_policies.apply(&Event::Apply(np.clone()));
+    w.network_policies.apply(&Event::Delete(np));
+    assert_eq!(c.facts("shop").default_deny_policies, Fact::Known(vec![]));
+    assert_eq!(c.network_policies.len(), 0);
+}
+
+#[test]
+fn a_relist_keeps_serving_the_old_state_until_it_completes() {
+    let (c, mut w) = synced_empty();
+    w.resource_quotas
+        .apply(&Event::Apply(named("shop", "old", summary::Quota)));
+    // The watch broke and relists: until InitDone the old state serves.
+    w.resource_quotas.apply(&Event::Init);
+    w.resource_quotas
+        .apply(&Event::InitApply(named("shop", "new", summary::Quota)));
+    assert_eq!(
+        c.facts("shop").resource_quotas,
+        Fact::Known(vec!["old".into()])
+    );
+    assert!(c.synced(), "still ready while relisting");
+    w.resource_quotas.apply(&Event::InitDone);
+    // Objects missing from the relist are gone.
+    assert_eq!(
+        c.facts("shop").resource_quotas,
+        Fact::Known(vec!["new".into()])
+    );
+}
+
+#[test]
+fn an_unknown_namespace_waits_then_uses_the_defaults_and_says_so() {
+    let (c, _w) = synced_empty();
+    let src = ClusterContext::new(c);
+    let cfg = Config::from_yaml("defaults: {tier: 2, mode: enforce}\n", "t").unwrap();
+    let t0 = Instant::now();
+    let r = src.context_within(&request("Pod", "new-ns"), &cfg, Duration::from_millis(100));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert_eq!((r.ctx.tier, r.ctx.mode), (Tier::Production, Mode::Enforce));
+    assert_eq!(r.annotations.len(), 1);
+    assert_eq!(r.annotations[0].0, "context");
+    assert_eq!(
+        r.annotations[0].1,
+        "namespace \"new-ns\" is not in the cluster cache (waited 100 ms); decided on the config defaults: tier 2 (production), mode enforce"
+    );
+}
+
+#[test]
+fn a_namespace_arriving_during_the_wait_is_used() {
+    let (c, mut w) = synced_empty();
+    let src = ClusterContext::new(c);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        w.namespaces
+            .apply(&Event::Apply(ns("fresh", &[("tiergate.io/tier", "3")])));
+        w
+    });
+    let t0 = Instant::now();
+    let r = src.context_within(
+        &request("Pod", "fresh"),
+        &Config::default(),
+        Duration::from_secs(5),
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "woken by the change, not the timeout"
+    );
+    assert_eq!(r.ctx.tier, Tier::Enterprise);
+    assert!(r.annotations.is_empty());
+    let _ = t.join();
+}
+
+#[test]
+fn namespace_objects_use_their_own_labels_and_cluster_scoped_objects_the_defaults() {
+    let (c, mut w) = synced_empty();
+    w.namespaces
+        .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "1")])));
+    let src = ClusterContext::new(c);
+    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+            "resource": {"group": "", "version": "v1", "resource": "namespaces"},
+            "name": "shop", "operation": "UPDATE",
+            "object": {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "shop", "labels": {"tiergate.io/tier": "4"}}},
+            "oldObject": null}});
+    let req = AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap();
+    let r = src.context_within(&req, &Config::default(), Duration::from_secs(5));
+    assert_eq!(r.ctx.tier, Tier::MultiCluster);
+    assert!(r.annotations.is_empty());
+
+    let mut crb = request("ClusterRoleBinding", "");
+    crb.namespace = None;
+    let t0 = Instant::now();
+    let r = src.context_within(&crb, &Config::default(), Duration::from_secs(5));
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "no namespace, no wait"
+    );
+    assert_eq!(r.ctx.tier, Tier::Foundation);
+    assert_eq!(r.ctx.facts, NamespaceFacts::default());
+}
+
+#[test]
+fn an_invalid_tier_label_in_the_cache_keeps_the_default_with_a_note() {
+    let (c, mut w) = synced_empty();
+    w.namespaces
+        .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "gold")])));
+    let r = ClusterContext::new(c).context(&request("Pod", "shop"), &Config::default());
+    assert_eq!(r.ctx.tier, Tier::Foundation);
+    assert!(
+        r.notes[0].contains("invalid tier \"gold\""),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn the_webhook_decides_on_cached_facts() {
+    // End to end through admission::decide: tier 2 enforce, the
+    // default-deny-network-policy rule on, nothing else.
+    let (c, mut w) = synced_empty();
+    w.namespaces.apply(&Event::Apply(ns(
+        "shop",
+        &[("tiergate.io/tier", "2"), ("tiergate.io/mode", "enforce")],
+    )));
+    let mut cfg = Config::default();
+    for rule in crate::policy::rules::ALL {
+        if rule.id != "default-deny-network-policy" {
+            cfg.rules.insert(
+                crate::config::RuleId(rule.id.to_string()),
+                crate::config::RuleOverride {
+                    action: Some(crate::policy::Action::Off),
+                    fix: None,
+                },
+            );
+        }
+    }
+    let engine = crate::policy::Engine::new(cfg);
+    let src = ClusterContext::new(c);
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}});
+    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "web", "namespace": "shop", "operation": "CREATE",
+            "userInfo": {"username": "bob"}, "object": deploy, "oldObject": null}});
+    let sw = crate::admission::Switches {
+        webhook: crate::admission::Webhook::Validate,
+        dry_run: false,
+    };
+    let (resp, _) = crate::admission::decide(
+        &AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap(),
+        &engine,
+        &src,
+        sw,
+    );
+    assert_eq!(resp["response"]["allowed"], false, "{resp}");
+    let msg = resp["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("default-deny-network-policy"), "{msg}");
+    w.network_policies.apply(&Event::Apply(netpol(
+        "shop",
+        "default-deny",
+        json!({"podSelector": {}}),
+    )));
+    let (resp, _) = crate::admission::decide(
+        &AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap(),
+        &engine,
+        &src,
+        sw,
+    );
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+}

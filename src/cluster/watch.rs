@@ -1,0 +1,174 @@
+//! The watch tasks that keep the caches, and their metrics. Namespaces,
+//! ResourceQuotas and LimitRanges are watched as metadata only
+//! (`PartialObjectMeta`, kube's metadata watch).
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use super::store::CacheWriter;
+use super::summary::{summarize_event, Payload, Summarize, Summary};
+use super::{Caches, Writers};
+
+/// `tiergate_cluster_cache_synced{resource}` and
+/// `tiergate_cluster_watch_errors_total{resource}`.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    pub synced: IntGaugeVec,
+    pub watch_errors: IntCounterVec,
+}
+
+/// The `resource` label values.
+pub const RESOURCES: [&str; 5] = [
+    "namespaces",
+    "networkpolicies",
+    "resourcequotas",
+    "limitranges",
+    "poddisruptionbudgets",
+];
+
+impl CacheMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let synced = IntGaugeVec::new(
+            Opts::new(
+                "tiergate_cluster_cache_synced",
+                "1 once the cluster cache of a resource has listed (it keeps serving through watch errors).",
+            ),
+            &["resource"],
+        )?;
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "tiergate_cluster_watch_errors_total",
+                "Watch errors of the cluster caches, by resource (each is retried with backoff).",
+            ),
+            &["resource"],
+        )?;
+        for r in RESOURCES {
+            synced.with_label_values(&[r]).set(0);
+            watch_errors.with_label_values(&[r]);
+        }
+        Ok(CacheMetrics {
+            synced,
+            watch_errors,
+        })
+    }
+
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.synced.clone()))?;
+        registry.register(Box::new(self.watch_errors.clone()))
+    }
+}
+
+/// The running watch tasks; dropping this stops them.
+pub struct Watches {
+    pub caches: Arc<Caches>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watches {
+    /// Stop the watch tasks.
+    pub fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start one watch task per resource in the current tokio runtime.
+pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
+    let (caches, w) = Caches::new();
+    let Writers {
+        namespaces,
+        network_policies,
+        resource_quotas,
+        limit_ranges,
+        pdbs,
+    } = w;
+    let cfg = watcher::Config::default();
+    let tasks = vec![
+        tokio::spawn(run(
+            watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                cfg.clone(),
+            ),
+            namespaces,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(Api::<NetworkPolicy>::all(client.clone()), cfg.clone()),
+            network_policies,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(
+                Api::<PartialObjectMeta<ResourceQuota>>::all(client.clone()),
+                cfg.clone(),
+            ),
+            resource_quotas,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(
+                Api::<PartialObjectMeta<LimitRange>>::all(client.clone()),
+                cfg.clone(),
+            ),
+            limit_ranges,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(Api::<PodDisruptionBudget>::all(client), cfg),
+            pdbs,
+            metrics,
+        )),
+    ];
+    Watches { caches, tasks }
+}
+
+/// Feed one watch stream into its cache until the task is aborted. The
+/// watcher's default backoff spaces out the retries after errors.
+async fn run<K, S>(stream: S, mut writer: CacheWriter<K::Out>, metrics: CacheMetrics)
+where
+    K: Summarize + Clone + Debug + DeserializeOwned + Send + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    let resource = <K::Out as Payload>::RESOURCE;
+    let stream = stream.default_backoff();
+    futures::pin_mut!(stream);
+    let mut first = true;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(ev) => {
+                let ev: watcher::Event<Summary<K::Out>> = summarize_event(ev);
+                if writer.apply(&ev) {
+                    metrics.synced.with_label_values(&[resource]).set(1);
+                    if first {
+                        info!(resource, "cluster cache synced");
+                        first = false;
+                    }
+                }
+            }
+            Err(e) => {
+                metrics.watch_errors.with_label_values(&[resource]).inc();
+                warn!(resource, error = %e, "cluster watch error; retrying with backoff, the cache keeps serving");
+            }
+        }
+    }
+    warn!(resource, "cluster watch stream ended");
+}

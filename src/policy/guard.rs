@@ -1,0 +1,418 @@
+//! Guarding the tiers themselves: a Namespace's `tiergate.io/tier` and
+//! `tiergate.io/mode` labels are the policy, so whoever may edit a Namespace
+//! could otherwise weaken it. Pure: judged from the AdmissionReview alone (old
+//! and new labels, the requester), no cache needed.
+//!
+//! - A tier or mode value that does not parse is denied when it is new or
+//!   changed (a value that was already there before the update only warns, so
+//!   that unrelated updates of an old namespace keep working).
+//! - On UPDATE, lowering the effective tier, removing the tier label, or
+//!   relaxing the effective mode (enforce → warn → audit) is reserved for the
+//!   config's `tierAdmins` (users and groups; system identities such as
+//!   `system:masters` or a GitOps controller's service account are listed
+//!   there too). Anyone else is denied with a message naming who may do it.
+//! - CREATE sets the first values; raising a tier or tightening a mode is
+//!   always allowed.
+use std::collections::BTreeMap;
+
+use super::context::Requester;
+use super::tier::{Mode, Tier, MODE_VALUES, TIER_VALUES};
+use crate::config::{Config, TierAdmins};
+
+/// Namespace label that sets the tier.
+pub const TIER_LABEL: &str = "tiergate.io/tier";
+/// Namespace label that sets the mode.
+pub const MODE_LABEL: &str = "tiergate.io/mode";
+
+/// A Namespace write as the guard needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct NamespaceChange<'a> {
+    /// The namespace's name.
+    pub name: &'a str,
+    /// The labels before (`None` on CREATE).
+    pub old: Option<&'a BTreeMap<String, String>>,
+    /// The labels after.
+    pub new: &'a BTreeMap<String, String>,
+}
+
+/// The guard's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed; the notes are warnings for the requester.
+    Allow(Vec<String>),
+    /// Denied, with a message a person can act on.
+    Deny(String),
+}
+
+/// Whether the requester is a tier admin.
+pub fn is_tier_admin(who: Option<&Requester>, admins: &TierAdmins) -> bool {
+    let Some(who) = who else { return false };
+    admins.users.contains(&who.username) || who.groups.iter().any(|g| admins.groups.contains(g))
+}
+
+/// "users a, b; groups c" (or that nobody is configured).
+fn who_may(admins: &TierAdmins) -> String {
+    let mut parts = Vec::new();
+    if !admins.users.is_empty() {
+        parts.push(format!("users {}", admins.users.join(", ")));
+    }
+    if !admins.groups.is_empty() {
+        parts.push(format!("groups {}", admins.groups.join(", ")));
+    }
+    if parts.is_empty() {
+        "nobody: the tiergate config lists no tierAdmins".to_string()
+    } else {
+        format!("tier admins only ({})", parts.join("; "))
+    }
+}
+
+fn requester_name(who: Option<&Requester>) -> String {
+    match who {
+        Some(r) if !r.username.is_empty() => format!("user {:?}", r.username),
+        _ => "an anonymous requester".to_string(),
+    }
+}
+
+/// How strict a mode is (higher is stricter).
+fn strictness(m: Mode) -> u8 {
+    match m {
+        Mode::Enforce => 2,
+        Mode::Warn => 1,
+        Mode::Audit => 0,
+    }
+}
+
+fn tier_text(t: Tier) -> String {
+    format!("{} ({t})", t.number())
+}
+
+/// Judge a Namespace CREATE or UPDATE.
+pub fn guard_namespace(
+    change: NamespaceChange<'_>,
+    who: Option<&Requester>,
+    cfg: &Config,
+) -> Verdict {
+    let ns = change.name;
+    let old_label = |k: &str| change.old.and_then(|o| o.get(k));
+    let new_tier_raw = change.new.get(TIER_LABEL);
+    let new_mode_raw = change.new.get(MODE_LABEL);
+    let mut notes = Vec::new();
+
+    // 1. Values that do not parse.
+    let mut invalid = Vec::new();
+    let new_tier = match new_tier_raw.map(|v| v.parse::<Tier>()) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            let v = new_tier_raw.map(String::as_str).unwrap_or_default();
+            let text = format!("{TIER_LABEL}={v:?} is not a tier (accepted: {TIER_VALUES})");
+            if old_label(TIER_LABEL) == new_tier_raw {
+                notes.push(format!(
+                    "namespace {ns:?}: {text}; tier {} applies",
+                    cfg.defaults.tier
+                ));
+            } else {
+                invalid.push(text);
+            }
+            None
+        }
+    };
+    let new_mode = match new_mode_raw.map(|v| v.parse::<Mode>()) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(_)) => {
+            let v = new_mode_raw.map(String::as_str).unwrap_or_default();
+            let text = format!("{MODE_LABEL}={v:?} is not a mode (accepted: {MODE_VALUES})");
+            if old_label(MODE_LABEL) == new_mode_raw {
+                notes.push(format!(
+                    "namespace {ns:?}: {text}; mode {} applies",
+                    cfg.defaults.mode
+                ));
+            } else {
+                invalid.push(text);
+            }
+            None
+        }
+    };
+    if !invalid.is_empty() {
+        return Verdict::Deny(format!("namespace {ns:?}: {}", invalid.join("; ")));
+    }
+
+    // 2. Weakening, on UPDATE only.
+    let Some(_) = change.old else {
+        return Verdict::Allow(notes);
+    };
+    let old_tier = old_label(TIER_LABEL).and_then(|v| v.parse::<Tier>().ok());
+    let old_mode = old_label(MODE_LABEL).and_then(|v| v.parse::<Mode>().ok());
+    let eff = |t: Option<Tier>| t.unwrap_or(cfg.defaults.tier);
+    let effm = |m: Option<Mode>| m.unwrap_or(cfg.defaults.mode);
+
+    let mut weakening = Vec::new();
+    if old_label(TIER_LABEL).is_some() && new_tier_raw.is_none() {
+        weakening.push(format!(
+            "removing {TIER_LABEL} (was {})",
+            old_label(TIER_LABEL)
+                .map(String::as_str)
+                .unwrap_or_default()
+        ));
+    } else if eff(new_tier) < eff(old_tier) {
+        weakening.push(format!(
+            "lowering {TIER_LABEL} from {} to {}",
+            tier_text(eff(old_tier)),
+            tier_text(eff(new_tier))
+        ));
+    }
+    if strictness(effm(new_mode)) < strictness(effm(old_mode)) {
+        let how = if new_mode_raw.is_none() {
+            format!(
+                "removing {MODE_LABEL} (mode {} becomes the default {})",
+                effm(old_mode),
+                effm(new_mode)
+            )
+        } else {
+            format!(
+                "relaxing {MODE_LABEL} from {} to {}",
+                effm(old_mode),
+                effm(new_mode)
+            )
+        };
+        weakening.push(how);
+    }
+    if weakening.is_empty() {
+        return Verdict::Allow(notes);
+    }
+    if is_tier_admin(who, &cfg.tier_admins) {
+        return Verdict::Allow(notes);
+    }
+    Verdict::Deny(format!(
+        "namespace {ns:?}: {} is reserved to {}; {} is not one (ask a tier admin, \
+         or add the identity to tierAdmins in the tiergate config)",
+        weakening.join(" and "),
+        who_may(&cfg.tier_admins),
+        requester_name(who)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::from_yaml(
+            "tierAdmins:\n  users: [alice, 'system:serviceaccount:argocd:argocd-application-controller']\n  groups: [system:masters, platform]\n",
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn user(name: &str, groups: &[&str]) -> Requester {
+        Requester {
+            username: name.to_string(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn judge(old: Option<&[(&str, &str)]>, new: &[(&str, &str)], who: &Requester) -> Verdict {
+        let old = old.map(labels);
+        let new = labels(new);
+        guard_namespace(
+            NamespaceChange {
+                name: "shop",
+                old: old.as_ref(),
+                new: &new,
+            },
+            Some(who),
+            &cfg(),
+        )
+    }
+
+    fn deny_text(v: Verdict) -> String {
+        match v {
+            Verdict::Deny(m) => m,
+            Verdict::Allow(n) => panic!("allowed: {n:?}"),
+        }
+    }
+
+    const T: &str = TIER_LABEL;
+    const M: &str = MODE_LABEL;
+
+    #[test]
+    fn create_with_valid_labels_is_allowed() {
+        let bob = user("bob", &["dev"]);
+        assert_eq!(
+            judge(None, &[(T, "1"), (M, "audit")], &bob),
+            Verdict::Allow(vec![])
+        );
+        assert_eq!(judge(None, &[], &bob), Verdict::Allow(vec![]));
+        assert_eq!(
+            judge(None, &[(T, "hyperscale"), (M, "enforce")], &bob),
+            Verdict::Allow(vec![])
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_denied_with_the_accepted_values() {
+        let admin = user("alice", &[]);
+        let msg = deny_text(judge(None, &[(T, "gold")], &admin));
+        assert_eq!(
+            msg,
+            "namespace \"shop\": tiergate.io/tier=\"gold\" is not a tier \
+             (accepted: 1..5 or foundation, production, enterprise, multi-cluster, hyperscale)"
+        );
+        let msg = deny_text(judge(Some(&[(M, "warn")]), &[(M, "loud")], &admin));
+        assert_eq!(
+            msg,
+            "namespace \"shop\": tiergate.io/mode=\"loud\" is not a mode (accepted: enforce, warn, audit)"
+        );
+        let msg = deny_text(judge(None, &[(T, "9"), (M, "")], &admin));
+        assert!(
+            msg.contains("tier=\"9\"") && msg.contains("mode=\"\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_value_already_there_only_warns() {
+        let bob = user("bob", &[]);
+        let v = judge(
+            Some(&[(T, "gold"), ("team", "a")]),
+            &[(T, "gold"), ("team", "b")],
+            &bob,
+        );
+        match v {
+            Verdict::Allow(notes) => {
+                assert_eq!(notes.len(), 1);
+                assert!(notes[0].contains("accepted: 1..5"), "{notes:?}");
+            }
+            Verdict::Deny(m) => panic!("denied: {m}"),
+        }
+    }
+
+    #[test]
+    fn non_admin_cannot_lower_a_tier() {
+        let bob = user("bob", &["dev"]);
+        let msg = deny_text(judge(Some(&[(T, "3")]), &[(T, "production")], &bob));
+        assert_eq!(
+            msg,
+            "namespace \"shop\": lowering tiergate.io/tier from 3 (enterprise) to 2 (production) \
+             is reserved to tier admins only (users alice, \
+             system:serviceaccount:argocd:argocd-application-controller; groups system:masters, \
+             platform); user \"bob\" is not one (ask a tier admin, or add the identity to \
+             tierAdmins in the tiergate config)"
+        );
+    }
+
+    #[test]
+    fn non_admin_cannot_remove_the_tier_label() {
+        let bob = user("bob", &[]);
+        let msg = deny_text(judge(Some(&[(T, "1")]), &[], &bob));
+        assert!(msg.contains("removing tiergate.io/tier (was 1)"), "{msg}");
+        // Even when the label held the default tier.
+        let msg = deny_text(judge(
+            Some(&[(T, "2"), (M, "enforce")]),
+            &[(M, "enforce")],
+            &bob,
+        ));
+        assert!(msg.contains("removing tiergate.io/tier (was 2)"), "{msg}");
+    }
+
+    #[test]
+    fn non_admin_cannot_relax_a_mode() {
+        let bob = user("bob", &[]);
+        for to in ["warn", "audit"] {
+            let msg = deny_text(judge(Some(&[(M, "enforce")]), &[(M, to)], &bob));
+            assert!(
+                msg.contains(&format!("relaxing tiergate.io/mode from enforce to {to}")),
+                "{msg}"
+            );
+        }
+        let msg = deny_text(judge(Some(&[(M, "warn")]), &[(M, "audit")], &bob));
+        assert!(msg.contains("from warn to audit"), "{msg}");
+        // Removing the label falls back to the default mode (warn).
+        let msg = deny_text(judge(Some(&[(M, "enforce")]), &[], &bob));
+        assert!(
+            msg.contains("removing tiergate.io/mode (mode enforce becomes the default warn)"),
+            "{msg}"
+        );
+        // Both at once are named together.
+        let msg = deny_text(judge(
+            Some(&[(T, "2"), (M, "enforce")]),
+            &[(T, "1"), (M, "audit")],
+            &bob,
+        ));
+        assert!(msg.contains(" and relaxing"), "{msg}");
+    }
+
+    #[test]
+    fn admins_by_user_group_or_system_identity_may_weaken() {
+        let old: &[(&str, &str)] = &[(T, "4"), (M, "enforce")];
+        let new: &[(&str, &str)] = &[(M, "audit")];
+        for who in [
+            user("alice", &[]),
+            user("carol", &["platform"]),
+            user(
+                "kubernetes-admin",
+                &["system:masters", "system:authenticated"],
+            ),
+            user(
+                "system:serviceaccount:argocd:argocd-application-controller",
+                &[],
+            ),
+        ] {
+            assert_eq!(
+                judge(Some(old), new, &who),
+                Verdict::Allow(vec![]),
+                "{who:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn raising_tightening_and_unrelated_edits_are_for_everyone() {
+        let bob = user("bob", &[]);
+        let ok = |old: &[(&str, &str)], new: &[(&str, &str)]| {
+            assert_eq!(
+                judge(Some(old), new, &bob),
+                Verdict::Allow(vec![]),
+                "{old:?} -> {new:?}"
+            );
+        };
+        ok(&[(T, "1")], &[(T, "2")]);
+        ok(&[(M, "audit")], &[(M, "enforce")]);
+        ok(
+            &[(T, "2"), (M, "enforce")],
+            &[(T, "2"), (M, "enforce"), ("x", "y")],
+        );
+        ok(&[(T, "2")], &[(T, "production")]);
+        // No label before: the default (1) is the floor; adding 1 is no change.
+        ok(&[], &[(T, "1")]);
+        ok(&[], &[(M, "warn")]);
+        // The old value was invalid: its effective tier was the default.
+        ok(&[(T, "gold")], &[(T, "1")]);
+    }
+
+    #[test]
+    fn nobody_configured_says_so_and_anonymous_is_named() {
+        let cfg = Config::from_yaml("tierAdmins: {users: [], groups: []}\n", "t").unwrap();
+        let old = labels(&[(T, "3")]);
+        let new = labels(&[(T, "1")]);
+        let change = NamespaceChange {
+            name: "shop",
+            old: Some(&old),
+            new: &new,
+        };
+        let msg = deny_text(guard_namespace(change, None, &cfg));
+        assert!(
+            msg.contains("reserved to nobody: the tiergate config lists no tierAdmins"),
+            "{msg}"
+        );
+        assert!(msg.contains("an anonymous requester is not one"), "{msg}");
+    }
+}
