@@ -8,6 +8,7 @@
 //! subresources without a pod spec pass untouched, warnings and audit
 //! annotations stay within their limits, and a panic in the engine never
 //! admits what the policy would deny.
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -379,10 +380,12 @@ fn template_mutable_on_update(kind: &str) -> bool {
     )
 }
 
-/// The object to judge. For an `ephemeralcontainers` update of kind
-/// `EphemeralContainers` (clusters before 1.22), the Pod is rebuilt from the
-/// old Pod (when given) with the new ephemeral containers.
-fn object_to_judge(req: &AdmissionRequest) -> Result<Value, String> {
+/// The object to judge: the request's own object, borrowed (a deep copy of a
+/// Value tree cost about a tenth of a request in the profile). For an
+/// `ephemeralcontainers` update of kind `EphemeralContainers` (clusters
+/// before 1.22), the Pod is rebuilt from the old Pod (when given) with the
+/// new ephemeral containers.
+fn object_to_judge(req: &AdmissionRequest) -> Result<Cow<'_, Value>, String> {
     let obj = req.object.as_ref().ok_or_else(|| {
         format!(
             "the request has no object to judge for {}",
@@ -390,7 +393,7 @@ fn object_to_judge(req: &AdmissionRequest) -> Result<Value, String> {
         )
     })?;
     if req.kind != "EphemeralContainers" {
-        return Ok(obj.clone());
+        return Ok(Cow::Borrowed(obj));
     }
     let ephemeral = obj
         .get("ephemeralContainers")
@@ -409,7 +412,7 @@ fn object_to_judge(req: &AdmissionRequest) -> Result<Value, String> {
         }
         None => pod["spec"] = json!({"containers": [], "ephemeralContainers": ephemeral}),
     }
-    Ok(pod)
+    Ok(Cow::Owned(pod))
 }
 
 fn skip(req: &AdmissionRequest, sw: Switches) -> (Value, DecisionRecord) {
