@@ -1,4 +1,4 @@
-.PHONY: build test run lint bench certs docs image helm deploy-check dev-certs e2e e2e-bin
+.PHONY: build test run lint bench bench-load bench-load-smoke certs docs image helm deploy-check dev-certs e2e e2e-bin
 build:
 	cargo build --release
 run:
@@ -10,6 +10,13 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 bench:
 	cargo bench --bench engine
+# Load benchmark: tiergate serve vs a floor server (axum + rustls), table on
+# stdout, JSON in target/bench-load.json. About 2 minutes.
+bench-load:
+	cargo bench --bench load
+# The same for a few seconds (CI).
+bench-load-smoke:
+	cargo bench --bench load -- --smoke
 certs:
 	cargo run --release -- certs --service tiergate --namespace tiergate-system --out certs
 docs:

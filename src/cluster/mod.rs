@@ -203,6 +203,10 @@ impl ContextSource for ClusterContext {
     fn ready(&self) -> bool {
         self.caches.synced()
     }
+
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

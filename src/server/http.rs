@@ -1,5 +1,6 @@
 //! Thin HTTP handlers: check method, content type and size, hand the bytes to
 //! [`admission::handle`], count and log the record.
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tracing::{field, info, info_span, warn};
+use tracing::{info, warn};
 
 use super::metrics::Metrics;
 use crate::admission::{self, ContextSource, Switches, Webhook};
@@ -180,6 +181,16 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Bodies up to this size are judged on the async worker that read them. A
+/// typical review (5 to 20 KiB) is judged in well under a millisecond, and
+/// handing it to the blocking pool cost two thread switches per request and,
+/// under load, one pool thread (with its own allocator heap) per request in
+/// flight: 64 concurrent reviews took the process from 37 to 215 MiB. Larger
+/// bodies still go to the blocking pool, so one huge object cannot stall a
+/// worker's other connections; so does every request when the context
+/// source may wait for a cluster cache.
+pub const INLINE_MAX_BYTES: usize = 64 * 1024;
+
 async fn admit(
     st: Arc<AppState>,
     webhook: Webhook,
@@ -188,25 +199,14 @@ async fn admit(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let span = info_span!(
-        "admission",
-        webhook = webhook.name(),
-        uid = field::Empty,
-        kind = field::Empty,
-        namespace = field::Empty,
-        object_name = field::Empty,
-        operation = field::Empty,
-        decision = field::Empty,
-        duration_ms = field::Empty,
-    );
+    let hook = webhook.name();
     if !is_json(&headers) {
         st.metrics.http_error(webhook, "content_type");
-        span.in_scope(|| {
-            warn!(
-                status = 415,
-                "rejected: content type is not application/json"
-            )
-        });
+        warn!(
+            webhook = hook,
+            status = 415,
+            "rejected: content type is not application/json"
+        );
         return plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "expected Content-Type: application/json\n".into(),
@@ -216,7 +216,12 @@ async fn admit(
     let limit = usize::try_from(engine.config().max_request_bytes).unwrap_or(usize::MAX);
     let too_large = || {
         st.metrics.http_error(webhook, "too_large");
-        span.in_scope(|| warn!(status = 413, limit, "rejected: body over the limit"));
+        warn!(
+            webhook = hook,
+            status = 413,
+            limit,
+            "rejected: body over the limit"
+        );
         plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body over the limit of {limit} bytes\n"),
@@ -241,13 +246,22 @@ async fn admit(
         }
     };
     let dry_run = st.dry_run_flag || engine.config().dry_run;
-    let source = st.source.clone();
     let sw = Switches { webhook, dry_run };
     let wait = admission::cache_wait_budget(timeout);
-    let answer = tokio::task::spawn_blocking(move || {
-        admission::handle_within(&bytes, engine.as_ref(), source.as_ref(), sw, wait)
-    })
-    .await;
+    let answer = if bytes.len() <= INLINE_MAX_BYTES && !st.source.may_block() {
+        // `handle_within` catches panics while deciding; this catches the rest.
+        catch_unwind(AssertUnwindSafe(|| {
+            admission::handle_within(&bytes, engine.as_ref(), st.source.as_ref(), sw, wait)
+        }))
+        .map_err(|_| "the admission handler panicked".to_string())
+    } else {
+        let source = st.source.clone();
+        tokio::task::spawn_blocking(move || {
+            admission::handle_within(&bytes, engine.as_ref(), source.as_ref(), sw, wait)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    };
     let answer = match answer {
         Ok(a) => a,
         Err(e) => {
@@ -259,34 +273,35 @@ async fn admit(
         }
     };
     let secs = started.elapsed().as_secs_f64();
-    span.record("duration_ms", secs * 1000.0);
     if let Some(bad) = &answer.bad_request {
         st.metrics.http_error(webhook, "bad_request");
-        span.in_scope(|| warn!(status = 400, error = %bad, "rejected: not an AdmissionReview"));
+        warn!(webhook = hook, status = 400, error = %bad, "rejected: not an AdmissionReview");
     }
     if let Some(rec) = &answer.record {
         st.metrics.record(rec, secs);
-        span.record("uid", rec.uid.as_str());
-        span.record("kind", rec.kind.as_str());
-        span.record("namespace", rec.namespace.as_deref().unwrap_or(""));
-        span.record("object_name", rec.name.as_str());
-        span.record("operation", rec.operation);
-        span.record("decision", rec.decision.name());
-        span.in_scope(|| {
-            let rules: Vec<&str> = rec.findings.iter().map(|f| f.rule).collect();
-            info!(
-                allowed = rec.allowed,
-                tier = rec.tier.map(|t| t.number()),
-                mode = rec.mode.map(|m| m.name()),
-                findings = rec.findings.len(),
-                rules = ?rules,
-                fixes = ?rec.fixes,
-                exempted = rec.exempted.len(),
-                error = rec.error.map(|e| e.name()),
-                request_dry_run = rec.request_dry_run,
-                "admission decided"
-            )
-        });
+        // One event with every field: recording them one by one on a span
+        // re-encoded the span's JSON fields at each call (6% of a request's
+        // instructions in the profile).
+        info!(
+            webhook = hook,
+            uid = rec.uid.as_str(),
+            kind = rec.kind.as_str(),
+            namespace = rec.namespace.as_deref().unwrap_or(""),
+            object_name = rec.name.as_str(),
+            operation = rec.operation,
+            decision = rec.decision.name(),
+            duration_ms = secs * 1000.0,
+            allowed = rec.allowed,
+            tier = rec.tier.map(|t| t.number()),
+            mode = rec.mode.map(|m| m.name()),
+            findings = rec.findings.len(),
+            rules = ?rec.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
+            fixes = ?rec.fixes,
+            exempted = rec.exempted.len(),
+            error = rec.error.map(|e| e.name()),
+            request_dry_run = rec.request_dry_run,
+            "admission decided"
+        );
     }
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     (

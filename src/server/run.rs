@@ -445,8 +445,14 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
 /// `tiergate serve`: run until SIGTERM or SIGINT, then drain and exit 0.
 pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
+    // Reviews are judged on the workers (see `http::INLINE_MAX_BYTES`); the
+    // blocking pool only takes the rare large body and file reloads, so it
+    // is bounded: a flood of large bodies queues instead of adding a thread
+    // (and an allocator heap) per request.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads((2 * cores).max(4))
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async {
