@@ -50,4 +50,7 @@ e2e-bin:
 e2e: e2e-bin
 	@start=$$(date +%s); \
 	cargo test --features e2e --test e2e -- --test-threads=$(E2E_THREADS); rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+	  cargo test --features e2e --test e2e -- --ignored --test-threads=1; rc=$$?; \
+	fi; \
 	echo "e2e: suite (build + run) took $$(( $$(date +%s) - start ))s"; exit $$rc

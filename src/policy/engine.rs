@@ -197,11 +197,18 @@ impl Engine {
                 });
             }
         }
+        // Fixes run only for rules that found something they may fix: a fix
+        // changes nothing its rule does not flag, so the others are skipped
+        // (and with no candidate at all, so is the copy of the object).
         let candidates = eval.findings.iter().any(|f| f.fixable);
-        if opts.fix || candidates {
+        if candidates {
             let mut working = obj.clone();
             let mut fixes = Vec::new();
-            for s in selected.iter().filter(|s| s.fix) {
+            let has_candidate = |id: &str| eval.findings.iter().any(|f| f.fixable && f.rule == id);
+            for s in selected
+                .iter()
+                .filter(|s| s.fix && has_candidate(s.rule.id))
+            {
                 if let Some(fix) = s.rule.apply_fix {
                     if fix(&target, &rctx, &mut working) {
                         fixes.push(AppliedFix {
@@ -211,15 +218,13 @@ impl Engine {
                     }
                 }
             }
-            if candidates {
-                self.settle_fixable(
-                    &mut eval.findings,
-                    &selected,
-                    &rctx,
-                    &working,
-                    !fixes.is_empty(),
-                );
-            }
+            self.settle_fixable(
+                &mut eval.findings,
+                &selected,
+                &rctx,
+                &working,
+                !fixes.is_empty(),
+            );
             if opts.fix && !fixes.is_empty() {
                 eval.patch = super::fixutil::diff(obj, &working);
                 eval.fixed = Some(working);

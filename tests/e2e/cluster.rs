@@ -1,24 +1,9 @@
 //! End-to-end: tiergate's cluster caches and tier guard behind a real
 //! kube-apiserver (issue 5, section 3).
 //!
-//! NOT WIRED YET. Written against the e2e harness of branch `e2e`
-//! (tests/e2e/harness, feature `e2e`), which had not landed on main when
-//! this was written. To wire it: add `mod cluster;` to tests/e2e/main.rs. It
-//! uses these harness items, as seen on branch `e2e`:
-//!
-//! - `harness::cluster()` with `.dir`, `.kubeconfig`, `.tiergate_cert`,
-//!   `.tiergate_key`, `.ca_pem`;
-//! - `harness::procs::{free_ports, spawn, tail, Guard}` (Guard kills its
-//!   child on drop; `Guard::kill`, `Guard::running`);
-//! - `harness::{admin, client_as, metric_sum, TIERGATE, VALIDATE}`.
-//!
-//! and one that does not exist yet, for the last test only:
-//!
-//! - `harness::cluster().restart_apiserver()`: kill the kube-apiserver,
-//!   wait, start it again on the same port and wait for its /readyz. It
-//!   disturbs every scenario running at the time, so that test is
-//!   `#[ignore]`d and meant for `cargo test --features e2e --test e2e --
-//!   --ignored --test-threads=1`.
+//! The apiserver-restart test disturbs every scenario running at the time,
+//! so it is `#[ignore]`d here and `make e2e` runs it alone afterwards
+//! (`--ignored --test-threads=1`).
 //!
 //! Unlike `Scenario`, these tests start `tiergate serve` with
 //! `KUBECONFIG` set to the e2e kubeconfig, so its cluster caches are on, and
@@ -501,7 +486,7 @@ async fn an_apiserver_restart_is_survived_from_the_caches() {
     let errors_before = s.live.metric("tiergate_cluster_watch_errors_total", &[]);
     let c = cluster();
     // Needs harness support (see the module doc).
-    c.restart_apiserver();
+    c.restart_apiserver(Duration::from_secs(3));
     // While it was down tiergate stayed ready and answered from its caches
     // (checked after the fact: the webhook needs the apiserver to be called).
     assert_eq!(s.live.readyz(), Some(200));

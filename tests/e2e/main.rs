@@ -11,5 +11,6 @@
 //! scenario's config, and its own webhook configurations whose
 //! namespaceSelector picks only that namespace, so scenarios run in parallel
 //! without seeing each other.
+mod cluster;
 mod harness;
 mod scenarios;

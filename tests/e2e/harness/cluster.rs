@@ -140,6 +140,35 @@ pub struct Cluster {
     pub audit_log: PathBuf,
     /// How long etcd + kube-apiserver took to become ready.
     pub startup: Duration,
+    /// How to start the kube-apiserver again (see [`Cluster::restart_apiserver`]).
+    apiserver: std::sync::Mutex<ApiserverProc>,
+}
+
+/// The running kube-apiserver: its pid and what it was started with.
+struct ApiserverProc {
+    pid: u32,
+    bin: PathBuf,
+    etcd_client: u16,
+    secure: u16,
+}
+
+impl Cluster {
+    /// Kill the kube-apiserver, wait `down`, start it again on the same port
+    /// and wait for its `/readyz`. Disturbs every test running at the time.
+    pub fn restart_apiserver(&self, down: Duration) {
+        let mut a = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            procs::kill_kept(a.pid),
+            "the kube-apiserver was not running"
+        );
+        std::thread::sleep(down);
+        let cmd = apiserver_command(&self.dir, &a.bin, a.etcd_client, a.secure)
+            .expect("kube-apiserver command");
+        let child = spawn_listening(cmd, &self.dir, a.secure).expect("restarting kube-apiserver");
+        a.pid = child.id();
+        procs::keep_until_exit(child);
+        wait_ready(&self.kubeconfig, &self.dir).expect("kube-apiserver ready after restart");
+    }
 }
 
 /// Where the binaries are: `$E2E_BIN_DIR` or `target/e2e-bin`.
@@ -218,7 +247,7 @@ fn start() -> Result<Cluster, String> {
     let mut last_err = String::new();
     for _attempt in 0..3 {
         match start_processes(&dir, &etcd_bin, &apiserver_bin) {
-            Ok(port) => {
+            Ok((port, etcd_client, pid)) => {
                 let server = format!("https://127.0.0.1:{port}");
                 let kubeconfig = dir.join("kubeconfig");
                 write(&kubeconfig, &kubeconfig_yaml(&server, &pki))?;
@@ -238,6 +267,12 @@ fn start() -> Result<Cluster, String> {
                     server,
                     kubeconfig,
                     startup,
+                    apiserver: std::sync::Mutex::new(ApiserverProc {
+                        pid,
+                        bin: apiserver_bin.clone(),
+                        etcd_client,
+                        secure: port,
+                    }),
                 });
             }
             Err(e) => last_err = e,
@@ -248,7 +283,11 @@ fn start() -> Result<Cluster, String> {
 
 /// Start etcd and kube-apiserver; returns the apiserver's port once it
 /// listens (not yet ready).
-fn start_processes(dir: &Path, etcd_bin: &Path, apiserver_bin: &Path) -> Result<u16, String> {
+fn start_processes(
+    dir: &Path,
+    etcd_bin: &Path,
+    apiserver_bin: &Path,
+) -> Result<(u16, u16, u32), String> {
     let ports = free_ports(3);
     let (client, peer, secure) = (ports[0], ports[1], ports[2]);
     let log = |name: &str| -> Result<(std::fs::File, std::fs::File), String> {
@@ -300,9 +339,30 @@ fn start_processes(dir: &Path, etcd_bin: &Path, apiserver_bin: &Path) -> Result<
     }
     procs::keep_until_exit(etcd);
 
+    let cmd = apiserver_command(dir, apiserver_bin, client, secure)?;
+    let apiserver = spawn_listening(cmd, dir, secure)?;
+    let pid = apiserver.id();
+    procs::keep_until_exit(apiserver);
+    Ok((secure, client, pid))
+}
+
+/// The kube-apiserver command line of this run (logs appended to its log).
+fn apiserver_command(
+    dir: &Path,
+    apiserver_bin: &Path,
+    client: u16,
+    secure: u16,
+) -> Result<Command, String> {
     let pki = dir.join("pki");
     let f = |n: &str| pki.join(n).display().to_string();
-    let (o, e) = log("kube-apiserver")?;
+    let o = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("kube-apiserver.log"))
+        .map_err(|e| format!("kube-apiserver.log: {e}"))?;
+    let e = o
+        .try_clone()
+        .map_err(|e| format!("kube-apiserver.log: {e}"))?;
     let mut cmd = Command::new(apiserver_bin);
     cmd.args([
         format!("--etcd-servers=http://127.0.0.1:{client}"),
@@ -334,8 +394,12 @@ fn start_processes(dir: &Path, etcd_bin: &Path, apiserver_bin: &Path) -> Result<
     .stdin(Stdio::null())
     .stdout(o)
     .stderr(e);
+    Ok(cmd)
+}
+
+/// Spawn the kube-apiserver and wait until it listens (not yet ready).
+fn spawn_listening(cmd: Command, dir: &Path, secure: u16) -> Result<std::process::Child, String> {
     let mut apiserver = procs::spawn(cmd).map_err(|e| format!("starting kube-apiserver: {e}"))?;
-    // Listening is enough here; readiness is checked through the API.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(Some(status)) = apiserver.try_wait() {
@@ -345,7 +409,7 @@ fn start_processes(dir: &Path, etcd_bin: &Path, apiserver_bin: &Path) -> Result<
             ));
         }
         if std::net::TcpStream::connect(("127.0.0.1", secure)).is_ok() {
-            break;
+            return Ok(apiserver);
         }
         if Instant::now() > deadline {
             let _ = apiserver.kill();
@@ -357,8 +421,6 @@ fn start_processes(dir: &Path, etcd_bin: &Path, apiserver_bin: &Path) -> Result<
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    procs::keep_until_exit(apiserver);
-    Ok(secure)
 }
 
 /// Wait for `/readyz` (every post-start hook, RBAC bootstrap included).

@@ -180,7 +180,11 @@ impl Tiergate {
             let out = std::fs::File::create(&log).expect("tiergate log");
             let err = out.try_clone().expect("tiergate log");
             let mut cmd = Command::new(TIERGATE);
+            // Scenarios judge by their config alone: no cluster caches, even
+            // on a machine with a ~/.kube/config (tests/e2e/cluster.rs
+            // covers tiergate with its caches on).
             cmd.arg("serve")
+                .arg("--no-cluster")
                 .arg("--config")
                 .arg(&cfg_path)
                 .arg("--tls-cert")

@@ -109,6 +109,25 @@ pub fn keep_until_exit(child: Child) {
     with_registry(|r| r.children.push(child));
 }
 
+/// Kill and reap a child kept with [`keep_until_exit`]; false when no kept
+/// child has that pid.
+pub fn kill_kept(pid: u32) -> bool {
+    let mut found = None;
+    with_registry(|r| {
+        if let Some(i) = r.children.iter().position(|c| c.id() == pid) {
+            found = Some(r.children.remove(i));
+        }
+    });
+    match found {
+        Some(mut c) => {
+            let _ = c.kill();
+            let _ = c.wait();
+            true
+        }
+        None => false,
+    }
+}
+
 /// Remove `dir` at exit (unless `E2E_KEEP` is set).
 pub fn remove_at_exit(dir: &Path) {
     let keep = std::env::var_os("E2E_KEEP").is_some();
