@@ -12,5 +12,6 @@
 //! namespaceSelector picks only that namespace, so scenarios run in parallel
 //! without seeing each other.
 mod cluster;
+mod deploy;
 mod harness;
 mod scenarios;
