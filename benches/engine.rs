@@ -82,5 +82,77 @@ fn bench_engine(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_engine);
+fn pod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+      "metadata": {"name": "api-0", "namespace": "shop", "labels": {"app": "api"}},
+      "spec": {"containers": [
+        {"name": "api", "image": "ghcr.io/acme/api:1.8.0",
+         "ports": [{"containerPort": 8080}],
+         "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false,
+                             "capabilities": {"drop": ["ALL"]}},
+         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                       "limits": {"cpu": "500m", "memory": "256Mi"}}}]}})
+}
+
+fn review(object: &Value) -> Vec<u8> {
+    let kind = object["kind"].as_str().unwrap_or("Pod");
+    let (group, version) = match kind {
+        "Deployment" => ("apps", "v1"),
+        _ => ("", "v1"),
+    };
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+      "request": {"uid": "0b8b2f0c-1d7e-4f00-9a55-3b7e0c1d2e3f",
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
+        "name": object["metadata"]["name"], "namespace": "shop", "operation": "CREATE",
+        "userInfo": {"username": "dev@example.com", "groups": ["system:authenticated"]},
+        "object": object, "oldObject": null, "dryRun": false}})
+    .to_string()
+    .into_bytes()
+}
+
+fn bench_admission(c: &mut Criterion) {
+    use tiergate::admission::{decide, handle, AdmissionRequest, ConfigContext, Switches, Webhook};
+    // Namespaces at tier 3, enforcing, as in the load benchmark.
+    let mut cfg = Config::from_yaml("defaults: {tier: enterprise, mode: enforce}\n", "bench")
+        .unwrap_or_default();
+    cfg.fill_from_default();
+    let engine = Engine::new(cfg);
+    let ctx = Context::new(Tier::Enterprise, Mode::Enforce);
+    let p = pod();
+    let body = review(&web_deployment(0));
+    let mut g = c.benchmark_group("admission");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_review_deployment", |b| {
+        b.iter(|| AdmissionRequest::from_body(&body).is_ok())
+    });
+    g.bench_function("evaluate_pod_tier3", |b| {
+        b.iter(|| engine.evaluate(&p, &ctx, &Options::default()))
+    });
+    if let Ok(req) = AdmissionRequest::from_body(&body) {
+        let sw = Switches {
+            webhook: Webhook::Validate,
+            dry_run: false,
+        };
+        let (response, _) = decide(&req, &engine, &ConfigContext, sw);
+        g.bench_function("render_response", |b| {
+            b.iter(|| serde_json::to_vec(&response).map(|v| v.len()))
+        });
+    }
+    for (name, webhook) in [
+        ("handle_validate_deployment", Webhook::Validate),
+        ("handle_mutate_deployment", Webhook::Mutate),
+    ] {
+        let sw = Switches {
+            webhook,
+            dry_run: false,
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| handle(&body, &engine, &ConfigContext, sw).body.len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_engine, bench_admission);
 criterion_main!(benches);
