@@ -175,11 +175,15 @@ fn unknown_facts_never_deny_and_known_ones_do() {
 #[test]
 fn fixable_means_the_fix_really_removes_the_finding() {
     let engine = Engine::new(Config::default());
+    let exact = Options {
+        exact_fixable: true,
+        ..Options::default()
+    };
     let e = engine
         .evaluate(
             &deployment(),
             &Context::new(Tier::Production, Mode::Enforce),
-            &Options::default(),
+            &exact,
         )
         .unwrap();
     let res = e.findings.iter().find(|f| f.rule == "resources").unwrap();

@@ -104,6 +104,7 @@ fn pss_conformance_fixtures() {
                 pss: Some((level, PssVersion { minor })),
                 only: None,
                 fix: false,
+                exact_fixable: true,
             };
             for outcome in ["pass", "fail"] {
                 for file in yaml_files(&vdir.join(outcome)) {

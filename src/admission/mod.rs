@@ -610,6 +610,7 @@ pub fn decide_within(
         pss: None,
         only: None,
         fix: sw.webhook == Webhook::Mutate,
+        exact_fixable: false,
     };
     let result = catch_unwind(AssertUnwindSafe(|| engine.evaluate(&obj, &ctx, &opts)));
     let eval = match result {

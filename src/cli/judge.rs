@@ -99,6 +99,7 @@ pub fn judge_sources(
                     pss: settings.pss,
                     only: settings.only.clone(),
                     fix: settings.fix,
+                    exact_fixable: true,
                 };
                 let eval = engine
                     .evaluate(obj, &ctx, &opts)

@@ -15,8 +15,14 @@ pub struct Options {
     pub pss: Option<(PssLevel, PssVersion)>,
     /// Evaluate just these rule ids, whatever their tier.
     pub only: Option<Vec<String>>,
-    /// Compute fixes (the patch); `fixable` on findings is reported either way.
+    /// Compute fixes (the patch).
     pub fix: bool,
+    /// Make `fixable` on findings exact: run the fixes and check again, so a
+    /// finding is fixable only when the fixes really make it go away (what
+    /// `tiergate check` reports). Without it, `fixable` means "the rule's fix
+    /// is on" and, unless `fix` is set, no fix runs at all (the validating
+    /// webhook's fast path).
+    pub exact_fixable: bool,
 }
 
 /// One finding: a rule, where, what, and what it does.
@@ -201,7 +207,7 @@ impl Engine {
         // changes nothing its rule does not flag, so the others are skipped
         // (and with no candidate at all, so is the copy of the object).
         let candidates = eval.findings.iter().any(|f| f.fixable);
-        if candidates {
+        if candidates && (opts.fix || opts.exact_fixable) {
             let mut working = obj.clone();
             let mut fixes = Vec::new();
             let has_candidate = |id: &str| eval.findings.iter().any(|f| f.fixable && f.rule == id);
@@ -218,13 +224,15 @@ impl Engine {
                     }
                 }
             }
-            self.settle_fixable(
-                &mut eval.findings,
-                &selected,
-                &rctx,
-                &working,
-                !fixes.is_empty(),
-            );
+            if opts.exact_fixable {
+                self.settle_fixable(
+                    &mut eval.findings,
+                    &selected,
+                    &rctx,
+                    &working,
+                    !fixes.is_empty(),
+                );
+            }
             if opts.fix && !fixes.is_empty() {
                 eval.patch = super::fixutil::diff(obj, &working);
                 eval.fixed = Some(working);

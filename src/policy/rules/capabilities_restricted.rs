@@ -166,6 +166,7 @@ mod tests {
                 pss: Some((PssLevel::Restricted, PssVersion { minor })),
                 only: None,
                 fix: false,
+                exact_fixable: false,
             };
             let mut r: Vec<&str> = Engine::new(Default::default())
                 .evaluate(&p, &Context::new(Tier::Hyperscale, Mode::Enforce), &opts)

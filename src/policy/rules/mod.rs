@@ -176,6 +176,7 @@ mod tests {
             pss: None,
             only: Some(RULESA.iter().map(|s| s.to_string()).collect()),
             fix: true,
+            exact_fixable: false,
         };
         for obj in [
             testutil::web_deployment(),

@@ -110,6 +110,7 @@ mod tests {
                 pss: Some((level, PssVersion { minor: 37 })),
                 only: None,
                 fix: false,
+                exact_fixable: false,
             };
             Engine::new(Default::default())
                 .evaluate(&d, &Context::new(Tier::Hyperscale, Mode::Enforce), &opts)

@@ -142,6 +142,7 @@ mod tests {
                         pss: Some((PssLevel::Baseline, PssVersion { minor })),
                         only: None,
                         fix: false,
+                        exact_fixable: false,
                     },
                 )
                 .unwrap()

@@ -26,6 +26,7 @@ pub fn run_rule_with(rule: &str, obj: &Value, ctx: &Context, extra_config: &str)
         pss: None,
         only: Some(vec![rule.to_string()]),
         fix: true,
+        exact_fixable: true,
     };
     engine.evaluate(obj, ctx, &opts).expect("evaluate")
 }
