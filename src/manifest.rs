@@ -5,6 +5,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -153,22 +154,28 @@ pub fn parse_source(
         }
         // Not valid JSON: YAML is a superset, let the YAML parser explain.
     }
-    let mut documents = Vec::new();
-    for (index, chunk) in split_yaml(text).into_iter().enumerate() {
-        let value = parse_yaml_doc(&chunk.body).map_err(|message| ManifestError::Parse {
-            file: name.to_string(),
-            document: index,
-            line: chunk.line,
-            message,
-        })?;
-        documents.push(Document {
-            index,
-            line: chunk.line,
-            separator: chunk.sep,
-            text: chunk.body,
-            value,
-        });
-    }
+    // Documents are independent: parse them in parallel, keep input order,
+    // report the first bad document first.
+    let parsed: Vec<Result<Document, ManifestError>> = split_yaml(text)
+        .into_par_iter()
+        .enumerate()
+        .map(|(index, chunk)| {
+            let value = parse_yaml_doc(&chunk.body).map_err(|message| ManifestError::Parse {
+                file: name.to_string(),
+                document: index,
+                line: chunk.line,
+                message,
+            })?;
+            Ok(Document {
+                index,
+                line: chunk.line,
+                separator: chunk.sep,
+                text: chunk.body,
+                value,
+            })
+        })
+        .collect();
+    let documents = parsed.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(SourceFile {
         name: name.to_string(),
         path: path.map(Path::to_path_buf),

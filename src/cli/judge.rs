@@ -3,9 +3,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::manifest::{is_list as is_list_doc, objects_of, Format, SourceFile};
+use rayon::prelude::*;
+
+use crate::manifest::{is_list as is_list_doc, objects_of, Document, Format, SourceFile};
 use crate::policy::pss::{PssLevel, PssVersion};
-use crate::policy::{facts, Context, Engine, Evaluation, Mode, Options, Tier};
+use crate::policy::{facts, Context, Engine, Evaluation, Mode, NamespaceFacts, Options, Tier};
 
 pub struct Settings {
     pub tier: Option<Tier>,
@@ -48,87 +50,114 @@ pub fn judge_sources(
     let ns_facts = facts::facts_from_objects(documents());
     let ns_labels = facts::namespace_labels(documents());
 
-    let mut out = Vec::new();
+    // Every object, in input order; judged in parallel (objects are
+    // independent), then reported in input order, the first error first.
+    let mut tasks = Vec::new();
     for (si, src) in sources.iter().enumerate() {
         for doc in &src.documents {
             let Some(value) = &doc.value else { continue };
             let is_list = is_list_doc(value);
             for (ii, obj) in objects_of(value).into_iter().enumerate() {
-                let where_ = || {
-                    let item = if is_list {
-                        format!(" item {ii}")
-                    } else {
-                        String::new()
-                    };
-                    format!(
-                        "{}: document {}{item} (line {})",
-                        src.name, doc.index, doc.line
-                    )
-                };
-                let namespace = obj
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                let labels = namespace
-                    .as_ref()
-                    .and_then(|n| ns_labels.get(n))
-                    .cloned()
-                    .unwrap_or_default();
-                let tier = match settings.tier {
-                    Some(t) => t,
-                    None => match labels.get(TIER_LABEL) {
-                        Some(v) => v.parse::<Tier>().map_err(|e| {
-                            anyhow::anyhow!(
-                                "{}: namespace {:?} label {TIER_LABEL}: {e}",
-                                where_(),
-                                namespace.as_deref().unwrap_or_default()
-                            )
-                        })?,
-                        None => engine.config().defaults.tier,
-                    },
-                };
-                let mut ctx = Context::new(tier, settings.mode);
-                ctx.facts = namespace
-                    .as_ref()
-                    .and_then(|n| ns_facts.get(n))
-                    .cloned()
-                    .unwrap_or_default();
-                ctx.namespace = namespace.clone();
-                ctx.namespace_labels = labels;
-                let opts = Options {
-                    pss: settings.pss,
-                    only: settings.only.clone(),
-                    fix: settings.fix,
-                    exact_fixable: true,
-                };
-                let eval = engine
-                    .evaluate(obj, &ctx, &opts)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
-                out.push(Judged {
-                    file: src.name.clone(),
-                    source: si,
-                    document: doc.index,
+                tasks.push(Task {
+                    si,
+                    src,
+                    doc,
                     item: is_list.then_some(ii),
-                    line: doc.line,
-                    kind: obj
-                        .get("kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    namespace,
-                    name: obj
-                        .pointer("/metadata/name")
-                        .or_else(|| obj.pointer("/metadata/generateName"))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    tier,
-                    eval,
+                    obj,
                 });
             }
         }
     }
-    Ok(out)
+    let results: Vec<anyhow::Result<Judged>> = tasks
+        .par_iter()
+        .map(|t| judge_one(engine, settings, &ns_facts, &ns_labels, t))
+        .collect();
+    results.into_iter().collect()
+}
+
+struct Task<'a> {
+    si: usize,
+    src: &'a SourceFile,
+    doc: &'a Document,
+    item: Option<usize>,
+    obj: &'a Value,
+}
+
+fn judge_one(
+    engine: &Engine,
+    settings: &Settings,
+    ns_facts: &BTreeMap<String, NamespaceFacts>,
+    ns_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    t: &Task<'_>,
+) -> anyhow::Result<Judged> {
+    let (src, doc, obj) = (t.src, t.doc, t.obj);
+    let where_ = || {
+        let item = t.item.map(|i| format!(" item {i}")).unwrap_or_default();
+        format!(
+            "{}: document {}{item} (line {})",
+            src.name, doc.index, doc.line
+        )
+    };
+    let namespace = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let labels = namespace
+        .as_ref()
+        .and_then(|n| ns_labels.get(n))
+        .cloned()
+        .unwrap_or_default();
+    let tier = match settings.tier {
+        Some(t) => t,
+        None => match labels.get(TIER_LABEL) {
+            Some(v) => v.parse::<Tier>().map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: namespace {:?} label {TIER_LABEL}: {e}",
+                    where_(),
+                    namespace.as_deref().unwrap_or_default()
+                )
+            })?,
+            None => engine.config().defaults.tier,
+        },
+    };
+    let mut ctx = Context::new(tier, settings.mode);
+    ctx.facts = namespace
+        .as_ref()
+        .and_then(|n| ns_facts.get(n))
+        .cloned()
+        .unwrap_or_default();
+    ctx.namespace = namespace.clone();
+    ctx.namespace_labels = labels;
+    let opts = Options {
+        pss: settings.pss,
+        only: settings.only.clone(),
+        fix: settings.fix,
+        exact_fixable: true,
+    };
+    let eval = engine
+        .evaluate(obj, &ctx, &opts)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
+    Ok(Judged {
+        file: src.name.clone(),
+        source: t.si,
+        document: doc.index,
+        item: t.item,
+        line: doc.line,
+        kind: obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        namespace,
+        name: obj
+            .pointer("/metadata/name")
+            .or_else(|| obj.pointer("/metadata/generateName"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        tier,
+        eval,
+    })
 }
 
 /// The source's text with fixed documents re-written and every other document
