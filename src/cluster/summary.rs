@@ -155,25 +155,28 @@ pub trait Summarize {
     fn summarize(&self) -> Summary<Self::Out>;
 }
 
+/// A Namespace's summary: its name and labels (from full or metadata-only objects).
+fn namespace_summary(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Summary<NsLabels> {
+    Summary {
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: None,
+        payload: NsLabels(meta.labels.clone().unwrap_or_default()),
+    }
+}
+
 impl Summarize for PartialObjectMeta<Namespace> {
     type Out = NsLabels;
     fn summarize(&self) -> Summary<NsLabels> {
-        Summary {
-            name: self.metadata.name.clone().unwrap_or_default(),
-            namespace: None,
-            payload: NsLabels(self.metadata.labels.clone().unwrap_or_default()),
-        }
+        namespace_summary(&self.metadata)
     }
 }
 
 impl Summarize for Namespace {
     type Out = NsLabels;
     fn summarize(&self) -> Summary<NsLabels> {
-        Summary {
-            name: self.metadata.name.clone().unwrap_or_default(),
-            namespace: None,
-            payload: NsLabels(self.metadata.labels.clone().unwrap_or_default()),
-        }
+        namespace_summary(&self.metadata)
     }
 }
 
@@ -181,7 +184,10 @@ impl Summarize for NetworkPolicy {
     type Out = DefaultDeny;
     fn summarize(&self) -> Summary<DefaultDeny> {
         let (name, namespace) = name_ns(&self.metadata);
-        let deny = denies_ingress_by_default(&self.spec.clone().unwrap_or_default());
+        let deny = match &self.spec {
+            Some(spec) => denies_ingress_by_default(spec),
+            None => denies_ingress_by_default(&Default::default()),
+        };
         Summary {
             name,
             namespace,

@@ -107,6 +107,12 @@ pub enum OnError {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RuleId(pub String);
 
+impl std::borrow::Borrow<str> for RuleId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl<'de> Deserialize<'de> for RuleId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -379,11 +385,8 @@ impl Config {
     }
 
     fn rule_override(&self, tier: Tier, id: &str) -> (Option<Action>, Option<bool>) {
-        let global = self.rules.iter().find(|(k, _)| k.0 == id).map(|(_, v)| v);
-        let per_tier = self
-            .tiers
-            .get(&tier)
-            .and_then(|t| t.rules.iter().find(|(k, _)| k.0 == id).map(|(_, v)| v));
+        let global = self.rules.get(id);
+        let per_tier = self.tiers.get(&tier).and_then(|t| t.rules.get(id));
         let action = per_tier
             .and_then(|o| o.action)
             .or_else(|| global.and_then(|o| o.action));
