@@ -1,9 +1,10 @@
 //! Pod Security Standards conformance: every fixture of upstream
-//! pod-security-admission's `test/testdata` (see
-//! `../shared/conformance/pss/README.md`), at every level and version, must be
-//! allowed (`pass/`) or denied for the right check (`fail/`).
+//! pod-security-admission's `test/testdata` (kept in `tests/data/pss`, see
+//! its README), at every level and version, must be allowed (`pass/`) or
+//! denied for the right check (`fail/`).
+mod common;
+
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tiergate::config::Config;
@@ -48,24 +49,12 @@ fn replacement(prefix: &str) -> Option<&'static str> {
     })
 }
 
-/// `capabilities_restricted0.yaml` → `capabilities_restricted`.
-fn prefix_of(file: &Path) -> String {
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    stem.trim_end_matches(|c: char| c.is_ascii_digit())
+/// `restricted/v1.3/fail/capabilities_restricted0.yaml` → `capabilities_restricted`.
+fn prefix_of(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.trim_end_matches(".yaml")
+        .trim_end_matches(|c: char| c.is_ascii_digit())
         .to_string()
-}
-
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
 }
 
 fn describe(findings: &[Finding]) -> String {
@@ -83,103 +72,120 @@ fn describe(findings: &[Finding]) -> String {
     s
 }
 
+/// Every level and version must have both pass and fail fixtures, and the
+/// suite holds all 4,537 of them.
 #[test]
 fn pss_conformance_fixtures() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/pss");
-    assert!(
-        root.join("baseline").is_dir() && root.join("restricted").is_dir(),
-        "PSS conformance fixtures not found at {}: check out the shared tree next to this \
-         repository (CI has it)",
-        root.display()
+    let fixtures = common::pss_fixtures();
+    assert_eq!(
+        fixtures.len(),
+        4537,
+        "tests/data/pss/index.tsv is incomplete"
     );
     let engine = Engine::new(Config::default());
     let ctx = Context::new(Tier::Hyperscale, Mode::Enforce);
 
-    let mut checked = 0usize;
     let mut failures: Vec<String> = Vec::new();
-    for level in [PssLevel::Baseline, PssLevel::Restricted] {
+    let mut per_dir: std::collections::BTreeMap<String, usize> = Default::default();
+    for (name, _, text) in &fixtures {
+        let parts: Vec<&str> = name.split('/').collect();
+        let [level, version, outcome, _file] = parts[..] else {
+            failures.push(format!("{name}: not <level>/v1.<N>/<pass|fail>/<file>"));
+            continue;
+        };
+        *per_dir
+            .entry(format!("{level}/{version}/{outcome}"))
+            .or_default() += 1;
+        let level = match level {
+            "baseline" => PssLevel::Baseline,
+            "restricted" => PssLevel::Restricted,
+            _ => {
+                failures.push(format!("{name}: unknown level"));
+                continue;
+            }
+        };
+        let Some(minor) = version
+            .strip_prefix("v1.")
+            .and_then(|m| m.parse::<u32>().ok())
+        else {
+            failures.push(format!("{name}: unknown version"));
+            continue;
+        };
+        let opts = Options {
+            pss: Some((level, PssVersion { minor })),
+            only: None,
+            fix: false,
+            exact_fixable: true,
+        };
+        let obj: Value = match serde_saphyr::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{name}: cannot parse: {e}"));
+                continue;
+            }
+        };
+        let eval = match engine.evaluate(&obj, &ctx, &opts) {
+            Ok(e) => e,
+            Err(e) => {
+                failures.push(format!("{name}: evaluation failed: {e}"));
+                continue;
+            }
+        };
+        let denials: Vec<&Finding> = eval
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Deny)
+            .collect();
+        if outcome == "pass" {
+            if !denials.is_empty() {
+                failures.push(format!(
+                    "{name}: expected allowed, denied:{}",
+                    describe(&eval.findings)
+                ));
+            }
+            continue;
+        }
+        let prefix = prefix_of(name);
+        let Some(want) = expected_substring(&prefix) else {
+            failures.push(format!("{name}: unknown check prefix {prefix:?}"));
+            continue;
+        };
+        let mut wants = vec![want];
+        if level == PssLevel::Restricted {
+            if let Some(r) = replacement(&prefix).and_then(expected_substring) {
+                wants.push(r);
+            }
+        }
+        let named = denials
+            .iter()
+            .any(|f| wants.iter().any(|w| f.message.contains(w)));
+        if !named {
+            failures.push(format!(
+                "{name}: expected a denial containing {wants:?}, got:{}",
+                describe(&eval.findings)
+            ));
+        }
+    }
+    for level in ["baseline", "restricted"] {
         for minor in 0..=LATEST_MINOR {
-            let vdir = root.join(level.name()).join(format!("v1.{minor}"));
-            let opts = Options {
-                pss: Some((level, PssVersion { minor })),
-                only: None,
-                fix: false,
-                exact_fixable: true,
-            };
             for outcome in ["pass", "fail"] {
-                for file in yaml_files(&vdir.join(outcome)) {
-                    checked += 1;
-                    let name = file
-                        .strip_prefix(&root)
-                        .unwrap_or(&file)
-                        .display()
-                        .to_string();
-                    let text = match std::fs::read_to_string(&file) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            failures.push(format!("{name}: cannot read: {e}"));
-                            continue;
-                        }
-                    };
-                    let obj: Value = match serde_saphyr::from_str(&text) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            failures.push(format!("{name}: cannot parse: {e}"));
-                            continue;
-                        }
-                    };
-                    let eval = match engine.evaluate(&obj, &ctx, &opts) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            failures.push(format!("{name}: evaluation failed: {e}"));
-                            continue;
-                        }
-                    };
-                    let denials: Vec<&Finding> = eval
-                        .findings
-                        .iter()
-                        .filter(|f| f.action == Action::Deny)
-                        .collect();
-                    if outcome == "pass" {
-                        if !denials.is_empty() {
-                            failures.push(format!(
-                                "{name}: expected allowed, denied:{}",
-                                describe(&eval.findings)
-                            ));
-                        }
-                        continue;
-                    }
-                    let prefix = prefix_of(&file);
-                    let Some(want) = expected_substring(&prefix) else {
-                        failures.push(format!("{name}: unknown check prefix {prefix:?}"));
-                        continue;
-                    };
-                    let mut wants = vec![want];
-                    if level == PssLevel::Restricted {
-                        if let Some(r) = replacement(&prefix).and_then(expected_substring) {
-                            wants.push(r);
-                        }
-                    }
-                    let named = denials
-                        .iter()
-                        .any(|f| wants.iter().any(|w| f.message.contains(w)));
-                    if !named {
-                        failures.push(format!(
-                            "{name}: expected a denial containing {wants:?}, got:{}",
-                            describe(&eval.findings)
-                        ));
-                    }
+                let dir = format!("{level}/v1.{minor}/{outcome}");
+                if per_dir.get(&dir).copied().unwrap_or(0) == 0 {
+                    failures.push(format!("{dir}: no fixtures"));
                 }
             }
         }
     }
-    let passed = checked - failures.len();
-    println!("PSS conformance: {checked} files, {passed} passed");
-    assert!(checked > 0, "no fixtures found under {}", root.display());
+    let passed = fixtures.len() - failures.len().min(fixtures.len());
+    println!(
+        "PSS conformance: {} fixtures, {passed} passed",
+        fixtures.len()
+    );
     assert!(
         failures.is_empty(),
-        "{} of {checked} PSS fixtures failed:\n  {}",
+        "{} of {} PSS fixtures failed:\n  {}",
         failures.len(),
+        fixtures.len(),
         failures.join("\n  ")
     );
 }

@@ -199,3 +199,89 @@ where
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Every Pod Security Standards fixture (`tests/data/pss`, see its README):
+/// (path `<level>/v1.<N>/<pass|fail>/<name>.yaml`, content id, YAML text),
+/// in path order, expanded from the compact store.
+pub fn pss_fixtures() -> Vec<(String, String, String)> {
+    let dir = data_dir().join("pss");
+    let index = std::fs::read_to_string(dir.join("index.tsv")).expect("tests/data/pss/index.tsv");
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in index
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (path, id) = line.split_once('\t').expect("index line: path<TAB>id");
+        let text = texts
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                std::fs::read_to_string(dir.join("contents").join(format!("{id}.yaml")))
+                    .unwrap_or_else(|e| panic!("tests/data/pss/contents/{id}.yaml: {e}"))
+            })
+            .clone();
+        out.push((path.to_string(), id.to_string(), text));
+    }
+    out
+}
+
+/// An AdmissionReview for `object`: `request.kind` from the object's
+/// `apiVersion` and `kind`, the namespace from its metadata (else `shop`).
+pub struct ReviewBuilder {
+    review: Value,
+}
+
+impl ReviewBuilder {
+    pub fn new(uid: &str, op: &str, object: Value) -> Self {
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("Pod")
+            .to_string();
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1");
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.to_string()),
+        };
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .cloned()
+            .unwrap_or(json!("shop"));
+        let name = object
+            .pointer("/metadata/name")
+            .cloned()
+            .unwrap_or(json!(""));
+        let resource = format!("{}s", kind.to_ascii_lowercase());
+        ReviewBuilder {
+            review: json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": uid,
+                    "kind": {"group": group, "version": version, "kind": kind},
+                    "resource": {"group": group, "version": version, "resource": resource},
+                    "name": name, "namespace": namespace, "operation": op,
+                    "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+                    "object": object, "oldObject": null, "dryRun": false}}),
+        }
+    }
+    pub fn namespace(mut self, ns: Option<&str>) -> Self {
+        self.review["request"]["namespace"] = ns.map_or(Value::Null, |n| json!(n));
+        self
+    }
+    pub fn old(mut self, old: Value) -> Self {
+        self.review["request"]["oldObject"] = old;
+        self
+    }
+    pub fn user(mut self, name: &str, groups: &[&str]) -> Self {
+        self.review["request"]["userInfo"] = json!({"username": name, "groups": groups});
+        self
+    }
+    pub fn sub_resource(mut self, sub: &str) -> Self {
+        self.review["request"]["subResource"] = json!(sub);
+        self
+    }
+    pub fn build(self) -> Value {
+        self.review
+    }
+}
