@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tiergate::cli::judge_sources;
 use tiergate::config::Config;
 use tiergate::manifest::parse_source;
-use tiergate::policy::{Context, Engine, Mode, Options, Tier};
+use tiergate::policy::{Context, Engine, Mode, Options, PolicyConfig, Tier};
 
 fn web_deployment(i: usize) -> Value {
     json!({
@@ -27,7 +27,7 @@ fn web_deployment(i: usize) -> Value {
 }
 
 fn bench_engine(c: &mut Criterion) {
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     let ctx = Context::new(Tier::Enterprise, Mode::Enforce);
     let d = web_deployment(0);
     let fix = Options {
@@ -112,11 +112,14 @@ fn review(object: &Value) -> Vec<u8> {
 }
 
 fn bench_admission(c: &mut Criterion) {
-    use tiergate::admission::{decide, handle, AdmissionRequest, ConfigContext, Switches, Webhook};
+    use tiergate::admission::decide::{decide_in, Progress};
+    use tiergate::admission::{
+        handle, AdmissionRequest, AdmissionSettings, ConfigContext, ContextSource, Webhook,
+    };
     // Namespaces at tier 3, enforcing, as in the load benchmark.
-    let mut cfg = Config::from_yaml("defaults: {tier: enterprise, mode: enforce}\n", "bench")
+    let cfg = Config::from_yaml("defaults: {tier: enterprise, mode: enforce}\n", "bench")
+        .map(|c| c.policy)
         .unwrap_or_default();
-    cfg.fill_from_default();
     let engine = Engine::new(cfg);
     let ctx = Context::new(Tier::Enterprise, Mode::Enforce);
     let p = pod();
@@ -130,25 +133,23 @@ fn bench_admission(c: &mut Criterion) {
         b.iter(|| engine.evaluate(&p, &ctx, &Options::default()))
     });
     if let Ok(req) = AdmissionRequest::from_body(&body) {
-        let sw = Switches {
-            webhook: Webhook::Validate,
-            dry_run: false,
-        };
-        let (response, _) = decide(&req, &engine, &ConfigContext, sw);
-        g.bench_function("render_response", |b| {
-            b.iter(|| serde_json::to_vec(&response).map(|v| v.len()))
+        let settings = AdmissionSettings::new(Webhook::Validate);
+        let decided = decide_in(&req, &engine, settings, &mut Progress::default(), |cfg| {
+            ConfigContext.try_context(&req, cfg)
         });
+        if let Some((response, _)) = decided {
+            g.bench_function("render_response", |b| {
+                b.iter(|| serde_json::to_vec(&response).map(|v| v.len()))
+            });
+        }
     }
     for (name, webhook) in [
         ("handle_validate_deployment", Webhook::Validate),
         ("handle_mutate_deployment", Webhook::Mutate),
     ] {
-        let sw = Switches {
-            webhook,
-            dry_run: false,
-        };
+        let settings = AdmissionSettings::new(webhook);
         g.bench_function(name, |b| {
-            b.iter(|| handle(&body, &engine, &ConfigContext, sw).body.len())
+            b.iter(|| handle(&body, &engine, &ConfigContext, settings).body.len())
         });
     }
     g.finish();

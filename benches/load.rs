@@ -371,7 +371,7 @@ struct CorpusStats {
 
 /// Judge the corpus in process: how many objects the engine denies at tier 3.
 fn corpus_stats(corpus: &[(Value, Vec<u8>)]) -> anyhow::Result<CorpusStats> {
-    let cfg = Config::from_yaml(&bench_config(), "bench")?;
+    let cfg = Config::from_yaml(&bench_config(), "bench")?.policy;
     if cfg.defaults.tier != Tier::Enterprise || cfg.defaults.mode != Mode::Enforce {
         bail!("the bench config is not tier 3 enforce");
     }

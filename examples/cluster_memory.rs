@@ -18,7 +18,7 @@ use serde_json::json;
 use tiergate::admission::{AdmissionRequest, ContextSource};
 use tiergate::cluster::summary::summarize_event;
 use tiergate::cluster::{Caches, ClusterContext};
-use tiergate::config::Config;
+use tiergate::policy::PolicyConfig;
 
 /// mimalloc, as in the binary, counting the live heap bytes.
 struct Counting;
@@ -59,7 +59,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n_ns: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let n_np: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let cfg = Config::default();
+    let cfg = PolicyConfig::default();
 
     let (caches, mut w) = Caches::new();
     let src = ClusterContext::new(caches.clone());

@@ -3,7 +3,8 @@
 use serde_json::{json, Value};
 use tiergate::config::Config;
 use tiergate::policy::{
-    rules, Action, Context, Engine, Fact, Mode, NamespaceFacts, Options, Requester, Tier,
+    rules, Action, Context, Engine, Fact, Mode, NamespaceFacts, Options, PolicyConfig, Requester,
+    Tier,
 };
 
 fn deployment() -> Value {
@@ -24,7 +25,7 @@ fn rules_found(e: &tiergate::policy::Evaluation) -> Vec<&'static str> {
 
 #[test]
 fn each_tier_includes_the_rules_below_it() {
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     let mut previous: Vec<&str> = Vec::new();
     for tier in Tier::ALL {
         let e = engine
@@ -56,7 +57,7 @@ fn each_tier_includes_the_rules_below_it() {
 
 #[test]
 fn replaced_baseline_check_reports_once() {
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     let e = engine
         .evaluate(
             &deployment(),
@@ -79,7 +80,7 @@ fn replaced_baseline_check_reports_once() {
 
 #[test]
 fn modes_cap_actions() {
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     for (mode, cap) in [
         (Mode::Enforce, Action::Deny),
         (Mode::Warn, Action::Warn),
@@ -100,7 +101,7 @@ fn modes_cap_actions() {
 
 #[test]
 fn config_overrides_actions_per_tier() {
-    let cfg = Config::from_yaml("tiers:\n  production:\n    rules:\n      privileged: {action: warn}\n      image-tag: {action: off}\n", "t").unwrap();
+    let cfg = Config::from_yaml("tiers:\n  production:\n    rules:\n      privileged: {action: warn}\n      image-tag: {action: off}\n", "t").unwrap().policy;
     let engine = Engine::new(cfg);
     let e = engine
         .evaluate(
@@ -120,7 +121,7 @@ fn exemptions_skip_listed_rules_and_are_recorded() {
         "exemptions:\n  - reason: node agent needs the host\n    namespaces: [shop]\n    names: ['we*']\n    rules: [privileged, host-path-volumes]\n  - reason: break-glass\n    groups: [sre]\n",
         "t",
     )
-    .unwrap();
+    .unwrap().policy;
     let engine = Engine::new(cfg);
     let mut ctx = Context::new(Tier::Foundation, Mode::Enforce);
     ctx.namespace = Some("shop".into());
@@ -148,7 +149,7 @@ fn exemptions_skip_listed_rules_and_are_recorded() {
 
 #[test]
 fn unknown_facts_never_deny_and_known_ones_do() {
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     let mut ctx = Context::new(Tier::Production, Mode::Enforce);
     ctx.namespace = Some("shop".into());
     let only = Options {
@@ -174,7 +175,7 @@ fn unknown_facts_never_deny_and_known_ones_do() {
 
 #[test]
 fn fixable_means_the_fix_really_removes_the_finding() {
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     let exact = Options {
         exact_fixable: true,
         ..Options::default()
@@ -219,7 +220,7 @@ fn fixable_means_the_fix_really_removes_the_finding() {
 
 #[test]
 fn bad_objects_are_errors_not_panics() {
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     let ctx = Context::new(Tier::Hyperscale, Mode::Enforce);
     for bad in [
         json!(null),

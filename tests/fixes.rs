@@ -4,16 +4,14 @@
 mod common;
 
 use tiergate::config::Config;
-use tiergate::policy::{rules, Context, Engine, FixKind, Mode, Options, Tier};
+use tiergate::policy::{kinds, rules, Context, Engine, Mode, Options, Tier};
 
 fn engine_with_all_fixes_on() -> Engine {
     let mut yaml = String::from("rules:\n");
-    for r in rules::ALL.iter().filter(|r| r.fix != FixKind::None) {
+    for r in rules::ALL.iter().filter(|r| r.fix.exists()) {
         yaml.push_str(&format!("  {}: {{fix: on}}\n", r.id));
     }
-    let mut cfg = Config::from_yaml(&yaml, "test").expect("config");
-    cfg.fill_from_default();
-    Engine::new(cfg)
+    Engine::new(Config::from_yaml(&yaml, "test").expect("config").policy)
 }
 
 fn ctx(tier: Tier) -> Context {
@@ -34,11 +32,12 @@ fn every_fixable_rule_at_every_tier_is_sound() {
     let engine = engine_with_all_fixes_on();
     let objects = common::realistic();
     let mut checked = 0;
-    for rule in rules::ALL.iter().filter(|r| r.fix != FixKind::None) {
+    for rule in rules::ALL.iter().filter(|r| r.fix.exists()) {
         let mut effective_somewhere = false;
         for tier in Tier::ALL.into_iter().filter(|t| *t >= rule.tier) {
             for (file, obj) in &objects {
-                if !rule.kinds.matches(obj["kind"].as_str().unwrap_or("")) {
+                let group = kinds::group_of(obj["apiVersion"].as_str().unwrap_or(""));
+                if !rule.applies_to(group, obj["kind"].as_str().unwrap_or("")) {
                     continue;
                 }
                 let opts = Options {

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tiergate::admission::{handle, ConfigContext, Switches, Webhook};
+use tiergate::admission::{handle, AdmissionSettings, ConfigContext, Webhook};
 use tiergate::config::Config;
 use tiergate::policy::Engine;
 
@@ -156,8 +156,8 @@ fn cases() -> Vec<(String, Value)> {
 }
 
 /// One answer: status, content type and body, as the server would send them.
-fn answer(engine: &Engine, body: &[u8], webhook: Webhook, dry_run: bool) -> Vec<u8> {
-    let a = handle(body, engine, &ConfigContext, Switches { webhook, dry_run });
+fn answer(engine: &Engine, body: &[u8], settings: AdmissionSettings) -> Vec<u8> {
+    let a = handle(body, engine, &ConfigContext, settings);
     let mut bytes = format!("{} {}\n", a.status, a.content_type).into_bytes();
     bytes.extend_from_slice(&a.body);
     bytes
@@ -173,14 +173,16 @@ fn admission_answers_are_byte_identical_to_the_recorded_ones() {
     let cases = cases();
     let mut got: BTreeMap<String, String> = BTreeMap::new();
     for (cfg_name, yaml, dry_run) in CONFIGS {
-        let mut cfg = Config::from_yaml(yaml, cfg_name).expect("config");
-        cfg.fill_from_default();
-        let engine = Engine::new(cfg);
+        let cfg = Config::from_yaml(yaml, cfg_name).expect("config");
+        let engine = Engine::new(cfg.policy);
         for (case, review) in &cases {
             let body = review.to_string().into_bytes();
             for webhook in [Webhook::Validate, Webhook::Mutate] {
                 let key = format!("{cfg_name}/{}/{case}", webhook.name());
-                let bytes = answer(&engine, &body, webhook, *dry_run);
+                let settings = AdmissionSettings::new(webhook)
+                    .dry_run(*dry_run || cfg.server.dry_run)
+                    .on_error(cfg.server.on_error);
+                let bytes = answer(&engine, &body, settings);
                 if let Some(d) = &dump {
                     let file = d.join(format!("{}.json", key.replace('/', "__")));
                     std::fs::write(file, &bytes).expect("dump");

@@ -5,7 +5,7 @@
 //! echoes the uid.
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use tiergate::admission::{self, ConfigContext, ErrorKind, Switches, Webhook};
+use tiergate::admission::{self, AdmissionSettings, ConfigContext, ErrorKind, Webhook};
 use tiergate::config::{Config, DEFAULT_YAML};
 use tiergate::policy::Engine;
 
@@ -171,8 +171,8 @@ fn apply(v: &mut Value, m: &Mutation) {
 fn engines() -> Vec<Engine> {
     let enforce = DEFAULT_YAML.replace("mode: warn ", "mode: enforce ");
     vec![
-        Engine::new(Config::from_yaml(DEFAULT_YAML, "default").unwrap()),
-        Engine::new(Config::from_yaml(&enforce, "enforce").unwrap()),
+        Engine::new(Config::from_yaml(DEFAULT_YAML, "default").unwrap().policy),
+        Engine::new(Config::from_yaml(&enforce, "enforce").unwrap().policy),
     ]
 }
 
@@ -182,7 +182,12 @@ fn check_answer(
     webhook: Webhook,
     dry_run: bool,
 ) -> Result<(), TestCaseError> {
-    let a = admission::handle(body, engine, &ConfigContext, Switches { webhook, dry_run });
+    let a = admission::handle(
+        body,
+        engine,
+        &ConfigContext,
+        AdmissionSettings::new(webhook).dry_run(dry_run),
+    );
     match a.status {
         400 => {
             prop_assert!(a.bad_request.is_some());

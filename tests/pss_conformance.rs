@@ -7,10 +7,10 @@ mod common;
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use tiergate::config::Config;
+
 use tiergate::policy::pss::{PssLevel, PssVersion, LATEST_MINOR};
 use tiergate::policy::tier::Action;
-use tiergate::policy::{Context, Engine, Finding, Mode, Options, Tier};
+use tiergate::policy::{Context, Engine, Finding, Mode, Options, PolicyConfig, Tier};
 
 /// The substring a denial must carry, by the fixture's check prefix
 /// (upstream's table in the README).
@@ -82,7 +82,7 @@ fn pss_conformance_fixtures() {
         4537,
         "tests/data/pss/index.tsv is incomplete"
     );
-    let engine = Engine::new(Config::default());
+    let engine = Engine::new(PolicyConfig::default());
     let ctx = Context::new(Tier::Hyperscale, Mode::Enforce);
 
     let mut failures: Vec<String> = Vec::new();

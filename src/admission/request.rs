@@ -167,9 +167,3 @@ pub fn operation_name(op: &Operation) -> &'static str {
         Operation::Connect => "CONNECT",
     }
 }
-
-/// The request uid if the body is JSON with one, for error answers.
-pub fn sniff_uid(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    v.pointer("/request/uid")?.as_str().map(str::to_string)
-}

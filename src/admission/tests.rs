@@ -1,21 +1,20 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::policy::Engine;
+use crate::config::Config;
+use crate::policy::config::{RuleId, RuleOverride};
+use crate::policy::{Engine, Mode, Tier};
 
 /// A config from `yaml`, with the embedded tier resource defaults when it has
 /// none. These tests are about the protocol, not the catalog: every rule but
 /// `privileged` and `resources` is off unless `yaml` says otherwise.
-fn config(yaml: &str) -> Config {
-    let mut cfg = Config::from_yaml(yaml, "test").expect("config");
-    if cfg.tiers.is_empty() {
-        cfg.tiers = Config::default().tiers;
-    }
+fn config(yaml: &str) -> PolicyConfig {
+    let mut cfg = Config::from_yaml(yaml, "test").expect("config").policy;
     for rule in crate::policy::rules::ALL {
         if rule.id != "privileged" && rule.id != "resources" {
             cfg.rules
-                .entry(crate::config::RuleId(rule.id.to_string()))
-                .or_insert(crate::config::RuleOverride {
+                .entry(RuleId(rule.id.to_string()))
+                .or_insert(RuleOverride {
                     action: Some(crate::policy::Action::Off),
                     fix: None,
                 });
@@ -56,7 +55,7 @@ fn run(yaml: &str, body: &Value, webhook: Webhook, dry_run: bool) -> (Value, Dec
         body.to_string().as_bytes(),
         &e,
         &ConfigContext,
-        Switches { webhook, dry_run },
+        AdmissionSettings::new(webhook).dry_run(dry_run),
     );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let v: Value = serde_json::from_slice(&a.body).unwrap();
@@ -126,7 +125,7 @@ fn warn_mode_allows_with_warnings_and_audit_mode_with_annotations() {
     assert_eq!(ann["mode"], "audit");
     assert_eq!(rec.decision, Decision::Audit);
     for k in ann.keys() {
-        assert!(render::is_valid_annotation_key(k), "{k}");
+        assert!(limits::is_valid_annotation_key(k), "{k}");
     }
 }
 
@@ -138,7 +137,7 @@ fn namespace_labels_set_their_own_tier_and_mode() {
     let mut body = review_of("CREATE", "Namespace", ns);
     body["request"]["namespace"] = json!("");
     let req = AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap();
-    let r = src.context(&req, &Config::default());
+    let r = src.context_within(&req, &PolicyConfig::default(), Duration::ZERO);
     assert_eq!(r.ctx.tier, Tier::Production);
     assert_eq!(r.ctx.mode, Mode::Enforce);
     assert_eq!(r.ctx.namespace.as_deref(), Some("shop"));
@@ -192,7 +191,7 @@ fn tier_guard_denies_non_admins_lowering_a_tier() {
     assert_eq!(rec.decision, Decision::Deny);
     assert!(r.get("patch").is_none());
     for k in r["auditAnnotations"].as_object().unwrap().keys() {
-        assert!(render::is_valid_annotation_key(k), "{k}");
+        assert!(limits::is_valid_annotation_key(k), "{k}");
     }
 
     // A tier admin (by user or group) may.
@@ -448,12 +447,12 @@ fn invalid_objects_deny_on_validate_and_allow_on_mutate() {
     assert_eq!(r["allowed"], false);
 }
 
-struct Panicking(Config);
+struct Panicking(PolicyConfig);
 impl Evaluate for Panicking {
     fn evaluate(&self, _: &Value, _: &Context, _: &Options) -> Result<Evaluation, EngineError> {
         panic!("boom")
     }
-    fn config(&self) -> &Config {
+    fn config(&self) -> &PolicyConfig {
         &self.0
     }
 }
@@ -461,11 +460,8 @@ impl Evaluate for Panicking {
 #[test]
 fn panics_follow_on_error_on_validate_and_allow_on_mutate() {
     let body = review_of("CREATE", "Pod", privileged_pod()).to_string();
-    let sw = |webhook| Switches {
-        webhook,
-        dry_run: false,
-    };
-    let p = Panicking(Config::default());
+    let sw = |webhook| AdmissionSettings::new(webhook).dry_run(false);
+    let p = Panicking(PolicyConfig::default());
     let a = handle(body.as_bytes(), &p, &ConfigContext, sw(Webhook::Validate));
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["response"]["allowed"], false);
@@ -474,17 +470,21 @@ fn panics_follow_on_error_on_validate_and_allow_on_mutate() {
         .as_str()
         .unwrap()
         .contains("internal error"));
-    assert_eq!(a.record.unwrap().error, Some(ErrorKind::Panic));
+    let rec = a.record.unwrap();
+    assert_eq!(rec.error, Some(ErrorKind::Panic));
+    // The one panic boundary still knows the context resolved before it.
+    assert_eq!(rec.tier, Some(Tier::Foundation));
     let a = handle(body.as_bytes(), &p, &ConfigContext, sw(Webhook::Mutate));
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["response"]["allowed"], true);
     assert!(v["response"].get("patch").is_none());
-    let allow = Panicking(Config::from_yaml("onError: allow\n", "t").unwrap());
+    let file = Config::from_yaml("onError: allow\n", "t").unwrap();
+    let allow = Panicking(file.policy);
     let a = handle(
         body.as_bytes(),
         &allow,
         &ConfigContext,
-        sw(Webhook::Validate),
+        sw(Webhook::Validate).on_error(file.server.on_error),
     );
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["response"]["allowed"], true);
@@ -492,7 +492,7 @@ fn panics_follow_on_error_on_validate_and_allow_on_mutate() {
 }
 
 /// An evaluator that returns a given patch (for rules that touch labels).
-struct Fixed(Config, Value);
+struct Fixed(PolicyConfig, Value);
 impl Evaluate for Fixed {
     fn evaluate(&self, obj: &Value, _: &Context, _: &Options) -> Result<Evaluation, EngineError> {
         let mut e = Evaluation::default();
@@ -502,7 +502,7 @@ impl Evaluate for Fixed {
         }
         Ok(e)
     }
-    fn config(&self) -> &Config {
+    fn config(&self) -> &PolicyConfig {
         &self.0
     }
 }
@@ -520,10 +520,7 @@ fn patches_escape_label_keys_with_slashes() {
         body.as_bytes(),
         &f,
         &ConfigContext,
-        Switches {
-            webhook: Webhook::Mutate,
-            dry_run: false,
-        },
+        AdmissionSettings::new(Webhook::Mutate).dry_run(false),
     );
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     let patch = decode_patch(&v["response"]);
@@ -540,10 +537,7 @@ fn patches_escape_label_keys_with_slashes() {
 #[test]
 fn bad_requests_are_400_with_clear_bodies() {
     let e = engine("");
-    let sw = Switches {
-        webhook: Webhook::Validate,
-        dry_run: false,
-    };
+    let sw = AdmissionSettings::new(Webhook::Validate).dry_run(false);
     for (body, want) in [
         ("", "empty body"),
         ("   ", "empty body"),
@@ -608,12 +602,12 @@ fn many_findings_respect_warning_and_message_limits() {
     assert!(w.iter().map(|x| x.len()).sum::<usize>() < 4096);
     assert!(w.last().unwrap().starts_with("and "));
     for (k, v) in r["auditAnnotations"].as_object().unwrap() {
-        assert!(render::is_valid_annotation_key(k));
-        assert!(v.as_str().unwrap().len() <= render::ANNOTATION_VALUE_MAX);
+        assert!(limits::is_valid_annotation_key(k));
+        assert!(v.as_str().unwrap().len() <= limits::ANNOTATION_VALUE_MAX);
     }
     let (r, _) = run(ENFORCE, &body, Webhook::Validate, false);
     let msg = r["status"]["message"].as_str().unwrap();
-    assert!(msg.len() <= render::MESSAGE_MAX);
+    assert!(msg.len() <= limits::MESSAGE_MAX);
     assert!(
         msg.contains(" more") && msg.ends_with("privileged, resources)"),
         "{msg}"

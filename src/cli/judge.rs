@@ -1,4 +1,6 @@
-//! Judging the objects of the CLI's input: contexts from the input itself.
+//! Judging the objects of the CLI's input: each object's namespace labels and
+//! facts come from the input itself, and become its context through the same
+//! resolver the webhook uses ([`namespace::resolve`]).
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -6,8 +8,9 @@ use serde_json::Value;
 use rayon::prelude::*;
 
 use crate::manifest::{is_list as is_list_doc, objects_of, Document, Format, SourceFile};
+use crate::policy::namespace::{self, NamespaceInput};
 use crate::policy::pss::{PssLevel, PssVersion};
-use crate::policy::{facts, Context, Engine, Evaluation, Mode, NamespaceFacts, Options, Tier};
+use crate::policy::{facts, Engine, Evaluation, Mode, NamespaceFacts, Options, Tier};
 
 pub struct Settings {
     pub tier: Option<Tier>,
@@ -30,10 +33,11 @@ pub struct Judged {
     pub namespace: Option<String>,
     pub name: String,
     pub tier: Tier,
+    /// What the context resolver had to say (an invalid tier label and the
+    /// tier used instead), as the webhook warns.
+    pub notes: Vec<String>,
     pub eval: Evaluation,
 }
-
-const TIER_LABEL: &str = "tiergate.io/tier";
 
 /// Judge every object of every source.
 pub fn judge_sources(
@@ -102,32 +106,32 @@ fn judge_one(
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let labels = namespace
-        .as_ref()
-        .and_then(|n| ns_labels.get(n))
-        .cloned()
-        .unwrap_or_default();
-    let tier = match settings.tier {
-        Some(t) => t,
-        None => match labels.get(TIER_LABEL) {
-            Some(v) => v.parse::<Tier>().map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: namespace {:?} label {TIER_LABEL}: {e}",
-                    where_(),
-                    namespace.as_deref().unwrap_or_default()
-                )
-            })?,
-            None => engine.config().defaults.tier,
-        },
+    // A Namespace object is judged in itself, as admission judges it.
+    let (judged_in, own_labels) = if is_namespace(obj) {
+        let (name, labels) = namespace::subject_namespace(Some(obj), "");
+        (name, Some(labels))
+    } else {
+        (namespace.clone(), None)
     };
-    let mut ctx = Context::new(tier, settings.mode);
-    ctx.facts = namespace
+    let labels = own_labels
         .as_ref()
-        .and_then(|n| ns_facts.get(n))
-        .cloned()
-        .unwrap_or_default();
-    ctx.namespace = namespace.clone();
-    ctx.namespace_labels = labels;
+        .or_else(|| judged_in.as_ref().and_then(|n| ns_labels.get(n)));
+    let resolved = namespace::resolve(
+        NamespaceInput {
+            name: judged_in.as_deref(),
+            labels,
+            facts: judged_in
+                .as_ref()
+                .and_then(|n| ns_facts.get(n))
+                .cloned()
+                .unwrap_or_default(),
+            requester: None,
+            tier: settings.tier,
+            mode: Some(settings.mode),
+        },
+        engine.config(),
+    );
+    let ctx = resolved.ctx;
     let opts = Options {
         pss: settings.pss,
         only: settings.only.clone(),
@@ -155,9 +159,24 @@ fn judge_one(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
-        tier,
+        tier: ctx.tier,
+        notes: resolved
+            .notes
+            .into_iter()
+            .map(|n| match &judged_in {
+                Some(ns) => format!("namespace {ns:?}: {n}"),
+                None => n,
+            })
+            .collect(),
         eval,
     })
+}
+
+/// Whether an object is a core Namespace.
+fn is_namespace(obj: &Value) -> bool {
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    namespace::is_namespace_kind(crate::policy::kinds::group_of(api_version), kind)
 }
 
 /// The source's text with fixed documents re-written and every other document

@@ -1,4 +1,6 @@
-//! The offline CLI: `tiergate check`, `fix`, `rules`. (Being built: issue 2.)
+//! The offline CLI: `tiergate check`, `fix`, `rules`: the engine on manifest
+//! files, with each object's context made from the input as the webhook makes
+//! it from the cluster.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,10 +72,11 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::manifest::{self, Format, SourceFile};
-use crate::policy::{pss, rules as catalog, Engine, FixKind, Mode, Tier};
+use crate::policy::{pss, rules as catalog, Engine, Mode, PolicyConfig, Tier};
 
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    Ok(Config::load(path)?)
+/// The policy half of the config file (the CLI has no server settings).
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<PolicyConfig> {
+    Ok(Config::load(path)?.0.policy)
 }
 
 fn read_all(paths: &[String]) -> anyhow::Result<Vec<SourceFile>> {
@@ -200,13 +203,4 @@ pub fn rules(a: RulesArgs) -> anyhow::Result<ExitCode> {
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// How a rule's fix is described in listings.
-pub(crate) fn fix_label(kind: FixKind) -> &'static str {
-    match kind {
-        FixKind::None => "",
-        FixKind::Safe => "safe",
-        FixKind::OptIn => "opt-in",
-    }
 }

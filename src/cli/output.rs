@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use serde_json::{json, Value};
 
-use super::{fix_label, Judged};
+use super::Judged;
 use crate::policy::{rules, Action};
 
 /// Colour only on a terminal and when NO_COLOR is unset.
@@ -46,6 +46,8 @@ struct JsonResult<'a> {
     kind: &'a str,
     namespace: &'a Option<String>,
     name: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
     findings: Vec<JsonFinding<'a>>,
 }
 
@@ -78,6 +80,7 @@ pub fn json(judged: &[Judged], out: &mut dyn std::io::Write) -> std::io::Result<
                 kind: &j.kind,
                 namespace: &j.namespace,
                 name: &j.name,
+                notes: &j.notes,
                 findings: j
                     .eval
                     .findings
@@ -149,18 +152,41 @@ pub fn sarif(judged: &[Judged]) -> String {
             }));
         }
     }
+    // The context resolver's notes (an invalid tier label) are tool
+    // notifications, not results: no rule failed.
+    let notifications: Vec<Value> = judged
+        .iter()
+        .flat_map(|j| j.notes.iter().map(move |n| (j, n)))
+        .map(|(j, n)| {
+            json!({
+                "level": "warning",
+                "message": {"text": format!("{}: {n}", object_label(j))},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": sarif_uri(&j.file)},
+                    "region": {"startLine": j.line.max(1)},
+                }}],
+            })
+        })
+        .collect();
+    let mut run = json!({
+        "tool": {"driver": {
+            "name": "tiergate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "informationUri": "https://github.com/tiergate/tiergate",
+            "rules": rule_list,
+        }},
+        "results": results,
+    });
+    if !notifications.is_empty() {
+        run["invocations"] = json!([{
+            "executionSuccessful": true,
+            "toolExecutionNotifications": notifications,
+        }]);
+    }
     let v = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "tiergate",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/tiergate/tiergate",
-                "rules": rule_list,
-            }},
-            "results": results,
-        }],
+        "runs": [run],
     });
     format!("{v:#}\n")
 }
@@ -223,7 +249,7 @@ pub fn junit(judged: &[Judged]) -> String {
             .iter()
             .filter(|f| f.action != Action::Deny)
             .collect();
-        if denies.is_empty() && others.is_empty() {
+        if denies.is_empty() && others.is_empty() && j.notes.is_empty() {
             s.push_str("/>\n");
             continue;
         }
@@ -241,10 +267,16 @@ pub fn junit(judged: &[Judged]) -> String {
                 xml_escape(&body.join("\n"))
             );
         }
-        if !others.is_empty() {
-            let body: Vec<String> = others
+        if !others.is_empty() || !j.notes.is_empty() {
+            let body: Vec<String> = j
+                .notes
                 .iter()
-                .map(|f| format!("{} [{}] {} at {}", f.action, f.rule, f.message, f.path))
+                .map(|n| format!("note: {n}"))
+                .chain(
+                    others
+                        .iter()
+                        .map(|f| format!("{} [{}] {} at {}", f.action, f.rule, f.message, f.path)),
+                )
                 .collect();
             let _ = writeln!(
                 s,
@@ -273,7 +305,10 @@ impl Paint {
 pub fn table(judged: &[Judged], colour: bool) -> String {
     let p = Paint(colour);
     let mut s = String::new();
-    for j in judged.iter().filter(|j| !j.eval.findings.is_empty()) {
+    for j in judged
+        .iter()
+        .filter(|j| !j.eval.findings.is_empty() || !j.notes.is_empty())
+    {
         let _ = writeln!(
             s,
             "{} {}  {}",
@@ -305,6 +340,9 @@ pub fn table(judged: &[Judged], colour: bool) -> String {
         for e in &j.eval.exempted {
             let _ = writeln!(s, "  EXEMPT {:<27} {}", e.rule, e.reason);
         }
+        for n in &j.notes {
+            let _ = writeln!(s, "  {} {}", p.wrap("33", "NOTE "), n);
+        }
         s.push('\n');
     }
     let (deny, warn) = counts(judged);
@@ -329,9 +367,9 @@ pub fn rules_json() -> String {
                 "id": r.id,
                 "tier": r.tier.number(),
                 "pss": r.pss.map(|p| p.check_id),
-                "fixable": r.fix != crate::policy::FixKind::None,
-                "fix": fix_label(r.fix),
-                "kinds": r.kinds.list(),
+                "fixable": r.fix.exists(),
+                "fix": r.fix.label(),
+                "kinds": r.kinds().names(),
                 "summary": r.summary,
                 "doc": r.doc,
             })
@@ -353,7 +391,7 @@ pub fn rules_table() -> String {
             r.id,
             r.tier.number(),
             r.pss.map(|p| p.check_id).unwrap_or("-"),
-            match fix_label(r.fix) {
+            match r.fix.label() {
                 "" => "-",
                 l => l,
             },
@@ -378,7 +416,7 @@ pub fn rules_markdown() -> String {
             r.pss
                 .map(|p| format!("`{}`", p.check_id))
                 .unwrap_or_default(),
-            fix_label(r.fix),
+            r.fix.label(),
             r.summary
         );
     }
@@ -389,7 +427,7 @@ pub fn rules_markdown() -> String {
             "- tier: {} ({}) and up\n- kinds: {}",
             r.tier.number(),
             r.tier.name(),
-            r.kinds.list().join(", ")
+            r.kinds().names().join(", ")
         );
         if let Some(p) = r.pss {
             let _ = writeln!(
@@ -400,8 +438,8 @@ pub fn rules_markdown() -> String {
                 p.min_minor
             );
         }
-        if r.fix != crate::policy::FixKind::None {
-            let _ = writeln!(s, "- fix ({}): {}", fix_label(r.fix), r.fix_summary);
+        if r.fix.exists() {
+            let _ = writeln!(s, "- fix ({}): {}", r.fix.label(), r.fix.summary());
         }
     }
     s.push_str(

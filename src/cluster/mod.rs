@@ -19,12 +19,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admission::{
-    apply_namespace_labels, AdmissionRequest, ConfigContext, ContextSource, ResolvedContext,
-};
-use crate::config::Config;
+use crate::admission::context::resolve_request;
+use crate::admission::{AdmissionRequest, ContextSource, Lookup, ResolvedContext};
 use crate::policy::context::PdbFact;
-use crate::policy::{Fact, NamespaceFacts};
+use crate::policy::namespace::{is_namespace_kind, subject_namespace};
+use crate::policy::{Fact, NamespaceFacts, PolicyConfig};
 
 pub mod store;
 pub mod summary;
@@ -138,7 +137,7 @@ impl Caches {
 /// Context from the watch caches: the namespace's tier, mode and labels from
 /// its cached labels, and its facts from the cached objects. Namespace
 /// objects themselves are judged by their own (new) labels, as
-/// [`ConfigContext`] does.
+/// [`ConfigContext`](crate::admission::ConfigContext) does.
 pub struct ClusterContext {
     caches: Arc<Caches>,
 }
@@ -148,64 +147,86 @@ impl ClusterContext {
         ClusterContext { caches }
     }
 
-    pub fn caches(&self) -> &Arc<Caches> {
-        &self.caches
+    /// The namespace a request's object lands in: its own for a Namespace.
+    fn namespace_of(req: &AdmissionRequest) -> (bool, Option<String>) {
+        let own = is_namespace_kind(&req.group, &req.kind);
+        let ns = if own {
+            subject_namespace(req.object.as_ref(), &req.name).0
+        } else {
+            req.namespace.clone()
+        };
+        (own, ns.filter(|n| !n.is_empty()))
+    }
+
+    /// The context once the namespace's labels are known (or known to be
+    /// missing: `labels` is `None`, and `missing` says why).
+    fn resolved(
+        &self,
+        req: &AdmissionRequest,
+        cfg: &PolicyConfig,
+        ns: &str,
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+        missing: Option<String>,
+    ) -> ResolvedContext {
+        let mut r = resolve_request(req, cfg, labels, self.caches.facts(ns));
+        if let Some(why) = missing {
+            r.annotations.push((CONTEXT_ANNOTATION.to_string(), why));
+        }
+        r
     }
 }
 
 impl ContextSource for ClusterContext {
-    fn context(&self, req: &AdmissionRequest, cfg: &Config) -> ResolvedContext {
-        self.context_within(req, cfg, Duration::ZERO)
-    }
-
     fn context_within(
         &self,
         req: &AdmissionRequest,
-        cfg: &Config,
+        cfg: &PolicyConfig,
         wait: Duration,
     ) -> ResolvedContext {
-        let mut r = ConfigContext.context(req, cfg);
-        let Some(ns) = r.ctx.namespace.clone().filter(|n| !n.is_empty()) else {
-            return r;
+        let (own, ns) = Self::namespace_of(req);
+        let Some(ns) = ns else {
+            return resolve_request(req, cfg, None, NamespaceFacts::default());
         };
-        let own_labels = req.kind == "Namespace" && req.group.is_empty();
-        if !own_labels {
-            let found = self.caches.namespaces.wait_for(wait, |c| c.get(&ns));
-            match found {
-                Some(s) => {
-                    apply_namespace_labels(&mut r.ctx, &s.payload.0, &mut r.notes);
-                    r.ctx.namespace_labels = s.payload.0.clone();
-                }
-                None => {
-                    let why = if self.caches.namespaces.synced() {
-                        "is not in the cluster cache"
-                    } else {
-                        "is unknown: the cluster cache has not synced yet"
-                    };
-                    r.annotations.push((
-                        CONTEXT_ANNOTATION.to_string(),
-                        format!(
-                            "namespace {ns:?} {why} (waited {} ms); decided on the config \
-                             defaults: tier {} ({}), mode {}",
-                            wait.as_millis(),
-                            cfg.defaults.tier.number(),
-                            cfg.defaults.tier,
-                            cfg.defaults.mode
-                        ),
-                    ));
-                }
+        if own {
+            return self.resolved(req, cfg, &ns, None, None);
+        }
+        match self.caches.namespaces.wait_for(wait, |c| c.get(&ns)) {
+            Some(s) => self.resolved(req, cfg, &ns, Some(&s.payload.0), None),
+            None => {
+                let why = if self.caches.namespaces.synced() {
+                    "is not in the cluster cache"
+                } else {
+                    "is unknown: the cluster cache has not synced yet"
+                };
+                let note = format!(
+                    "namespace {ns:?} {why} (waited {} ms); decided on the config \
+                     defaults: tier {} ({}), mode {}",
+                    wait.as_millis(),
+                    cfg.defaults.tier.number(),
+                    cfg.defaults.tier,
+                    cfg.defaults.mode
+                );
+                self.resolved(req, cfg, &ns, None, Some(note))
             }
         }
-        r.ctx.facts = self.caches.facts(&ns);
-        r
+    }
+
+    /// Without waiting: ready when the request needs no namespace labels or
+    /// the cache has them; else the caller hands off to a thread that may
+    /// wait.
+    fn try_context(&self, req: &AdmissionRequest, cfg: &PolicyConfig) -> Lookup {
+        let (own, ns) = Self::namespace_of(req);
+        match ns {
+            Some(ns) if !own => match self.caches.namespaces.get(&ns) {
+                Some(s) => Lookup::Ready(self.resolved(req, cfg, &ns, Some(&s.payload.0), None)),
+                None => Lookup::WouldBlock,
+            },
+            _ => Lookup::Ready(self.context_within(req, cfg, Duration::ZERO)),
+        }
     }
 
     fn ready(&self) -> bool {
         self.caches.synced()
-    }
-
-    fn may_block(&self) -> bool {
-        true
     }
 }
 

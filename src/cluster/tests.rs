@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 
 use super::summary::{Summarize, Summary};
 use super::*;
+use crate::admission::{AdmissionSettings, Webhook};
+use crate::config::Config;
+use crate::policy::config::{RuleId, RuleOverride};
 use crate::policy::{Mode, Tier};
 
 fn ns(name: &str, labels: &[(&str, &str)]) -> Summary<NsLabels> {
@@ -147,7 +150,11 @@ fn tier_mode_labels_and_facts_come_from_the_caches() {
         ],
     );
     let src = ClusterContext::new(c);
-    let r = src.context(&request("Deployment", "shop"), &Config::default());
+    let r = src.context_within(
+        &request("Deployment", "shop"),
+        &PolicyConfig::default(),
+        Duration::ZERO,
+    );
     assert_eq!(r.ctx.tier, Tier::Production);
     assert_eq!(r.ctx.mode, Mode::Enforce);
     assert_eq!(r.ctx.namespace.as_deref(), Some("shop"));
@@ -168,7 +175,11 @@ fn tier_mode_labels_and_facts_come_from_the_caches() {
     assert_eq!(pdbs[0].name, "web");
     assert_eq!(r.ctx.requester.as_ref().unwrap().username, "bob");
 
-    let r = src.context(&request("Deployment", "other"), &Config::default());
+    let r = src.context_within(
+        &request("Deployment", "other"),
+        &PolicyConfig::default(),
+        Duration::ZERO,
+    );
     assert_eq!(r.ctx.tier, Tier::Hyperscale);
     assert_eq!(r.ctx.mode, Mode::Warn, "no mode label: the default");
     assert_eq!(r.ctx.facts.resource_quotas, Fact::Known(vec![]));
@@ -181,9 +192,13 @@ fn watch_events_update_the_caches_in_place() {
     w.namespaces
         .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "1")])));
     let tier = |src: &ClusterContext| {
-        src.context(&request("Pod", "shop"), &Config::default())
-            .ctx
-            .tier
+        src.context_within(
+            &request("Pod", "shop"),
+            &PolicyConfig::default(),
+            Duration::ZERO,
+        )
+        .ctx
+        .tier
     };
     assert_eq!(tier(&src), Tier::Foundation);
     // Relabelled to tier 2: the next request sees it.
@@ -236,7 +251,9 @@ fn a_relist_keeps_serving_the_old_state_until_it_completes() {
 fn an_unknown_namespace_waits_then_uses_the_defaults_and_says_so() {
     let (c, _w) = synced_empty();
     let src = ClusterContext::new(c);
-    let cfg = Config::from_yaml("defaults: {tier: 2, mode: enforce}\n", "t").unwrap();
+    let cfg = Config::from_yaml("defaults: {tier: 2, mode: enforce}\n", "t")
+        .unwrap()
+        .policy;
     let t0 = Instant::now();
     let r = src.context_within(&request("Pod", "new-ns"), &cfg, Duration::from_millis(100));
     let waited = t0.elapsed();
@@ -266,7 +283,7 @@ fn a_namespace_arriving_during_the_wait_is_used() {
     let t0 = Instant::now();
     let r = src.context_within(
         &request("Pod", "fresh"),
-        &Config::default(),
+        &PolicyConfig::default(),
         Duration::from_secs(5),
     );
     assert!(
@@ -292,14 +309,14 @@ fn namespace_objects_use_their_own_labels_and_cluster_scoped_objects_the_default
                 "metadata": {"name": "shop", "labels": {"tiergate.io/tier": "4"}}},
             "oldObject": null}});
     let req = AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap();
-    let r = src.context_within(&req, &Config::default(), Duration::from_secs(5));
+    let r = src.context_within(&req, &PolicyConfig::default(), Duration::from_secs(5));
     assert_eq!(r.ctx.tier, Tier::MultiCluster);
     assert!(r.annotations.is_empty());
 
     let mut crb = request("ClusterRoleBinding", "");
     crb.namespace = None;
     let t0 = Instant::now();
-    let r = src.context_within(&crb, &Config::default(), Duration::from_secs(5));
+    let r = src.context_within(&crb, &PolicyConfig::default(), Duration::from_secs(5));
     assert!(
         t0.elapsed() < Duration::from_secs(1),
         "no namespace, no wait"
@@ -313,7 +330,11 @@ fn an_invalid_tier_label_in_the_cache_keeps_the_default_with_a_note() {
     let (c, mut w) = synced_empty();
     w.namespaces
         .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "gold")])));
-    let r = ClusterContext::new(c).context(&request("Pod", "shop"), &Config::default());
+    let r = ClusterContext::new(c).context_within(
+        &request("Pod", "shop"),
+        &PolicyConfig::default(),
+        Duration::ZERO,
+    );
     assert_eq!(r.ctx.tier, Tier::Foundation);
     assert!(
         r.notes[0].contains("invalid tier \"gold\""),
@@ -331,12 +352,12 @@ fn the_webhook_decides_on_cached_facts() {
         "shop",
         &[("tiergate.io/tier", "2"), ("tiergate.io/mode", "enforce")],
     )));
-    let mut cfg = Config::default();
+    let mut cfg = PolicyConfig::default();
     for rule in crate::policy::rules::ALL {
         if rule.id != "default-deny-network-policy" {
             cfg.rules.insert(
-                crate::config::RuleId(rule.id.to_string()),
-                crate::config::RuleOverride {
+                RuleId(rule.id.to_string()),
+                RuleOverride {
                     action: Some(crate::policy::Action::Off),
                     fix: None,
                 },
@@ -355,16 +376,12 @@ fn the_webhook_decides_on_cached_facts() {
             "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
             "name": "web", "namespace": "shop", "operation": "CREATE",
             "userInfo": {"username": "bob"}, "object": deploy, "oldObject": null}});
-    let sw = crate::admission::Switches {
-        webhook: crate::admission::Webhook::Validate,
-        dry_run: false,
+    let settings = AdmissionSettings::new(Webhook::Validate);
+    let decide = |engine: &crate::policy::Engine, src: &ClusterContext| -> Value {
+        let a = crate::admission::handle(body.to_string().as_bytes(), engine, src, settings);
+        serde_json::from_slice(&a.body).unwrap()
     };
-    let (resp, _) = crate::admission::decide(
-        &AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap(),
-        &engine,
-        &src,
-        sw,
-    );
+    let resp = decide(&engine, &src);
     assert_eq!(resp["response"]["allowed"], false, "{resp}");
     let msg = resp["response"]["status"]["message"]
         .as_str()
@@ -376,11 +393,6 @@ fn the_webhook_decides_on_cached_facts() {
         "default-deny",
         json!({"podSelector": {}}),
     )));
-    let (resp, _) = crate::admission::decide(
-        &AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap(),
-        &engine,
-        &src,
-        sw,
-    );
+    let resp = decide(&engine, &src);
     assert_eq!(resp["response"]["allowed"], true, "{resp}");
 }

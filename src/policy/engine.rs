@@ -2,11 +2,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::config::{PolicyConfig, Subject};
 use super::pss::{PssLevel, PssVersion};
 use super::rule::RuleCtx;
 use super::rule::Violation;
 use super::{rules, Action, Context, EngineError, Rule, Target};
-use crate::config::{Config, Subject};
 
 /// How to select rules for one evaluation.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +82,7 @@ impl Evaluation {
 /// The policy engine. Cheap to share: it holds only the config.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    config: std::sync::Arc<Config>,
+    config: std::sync::Arc<PolicyConfig>,
 }
 
 struct Selected {
@@ -92,22 +92,22 @@ struct Selected {
 }
 
 impl Engine {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: PolicyConfig) -> Self {
         Engine {
             config: std::sync::Arc::new(config),
         }
     }
 
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &PolicyConfig {
         &self.config
     }
 
-    fn select(&self, kind: &str, ctx: &Context, opts: &Options) -> (Vec<Selected>, u32) {
+    fn select(&self, target: &Target<'_>, ctx: &Context, opts: &Options) -> (Vec<Selected>, u32) {
         let cfg = &self.config;
         let mut minor = cfg.pss_version.minor;
         let mut out: Vec<Selected> = Vec::new();
         for rule in rules::ALL.iter().copied() {
-            if !rule.kinds.matches(kind) {
+            if !rule.applies_to(target.group, target.kind) {
                 continue;
             }
             let (action, fix) = if let Some((level, version)) = opts.pss {
@@ -170,7 +170,7 @@ impl Engine {
         opts: &Options,
     ) -> Result<Evaluation, EngineError> {
         let target = Target::parse(obj)?;
-        let (mut selected, minor) = self.select(target.kind, ctx, opts);
+        let (mut selected, minor) = self.select(&target, ctx, opts);
         let mut eval = Evaluation::default();
 
         if opts.pss.is_none() {
@@ -185,7 +185,7 @@ impl Engine {
         let mut violations = Vec::new();
         for s in &selected {
             violations.clear();
-            (s.rule.check)(&target, &rctx, &mut violations)?;
+            s.rule.run_check(&target, &rctx, &mut violations)?;
             for v in violations.drain(..) {
                 let action = if v.unknown {
                     s.action.min(Action::Warn)
@@ -215,13 +215,11 @@ impl Engine {
                 .iter()
                 .filter(|s| s.fix && has_candidate(s.rule.id))
             {
-                if let Some(fix) = s.rule.apply_fix {
-                    if fix(&target, &rctx, &mut working) {
-                        fixes.push(AppliedFix {
-                            rule: s.rule.id,
-                            summary: s.rule.fix_summary,
-                        });
-                    }
+                if s.rule.run_fix(&target, &rctx, &mut working) {
+                    fixes.push(AppliedFix {
+                        rule: s.rule.id,
+                        summary: s.rule.fix.summary(),
+                    });
                 }
             }
             if opts.exact_fixable {
@@ -268,7 +266,7 @@ impl Engine {
                     continue;
                 }
                 vs.clear();
-                if (s.rule.check)(after, rctx, &mut vs).is_err() {
+                if s.rule.run_check(after, rctx, &mut vs).is_err() {
                     // Cannot tell: call none of this rule's findings fixable.
                     for f in findings.iter_mut().filter(|f| f.rule == s.rule.id) {
                         f.fixable = false;

@@ -15,14 +15,10 @@
 //!   always allowed.
 use std::collections::BTreeMap;
 
+use super::config::{PolicyConfig, TierAdmins};
 use super::context::Requester;
+pub use super::namespace::{MODE_LABEL, TIER_LABEL};
 use super::tier::{Mode, Tier, MODE_VALUES, TIER_VALUES};
-use crate::config::{Config, TierAdmins};
-
-/// Namespace label that sets the tier.
-pub const TIER_LABEL: &str = "tiergate.io/tier";
-/// Namespace label that sets the mode.
-pub const MODE_LABEL: &str = "tiergate.io/mode";
 
 /// A Namespace write as the guard needs it.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +34,9 @@ pub struct NamespaceChange<'a> {
 /// The guard's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Allowed; the notes are warnings for the requester.
-    Allow(Vec<String>),
+    /// Allowed. (An invalid value that was already there is allowed too:
+    /// the namespace resolver's note tells the requester which value applies.)
+    Allow,
     /// Denied, with a message a person can act on.
     Deny(String),
 }
@@ -90,13 +87,12 @@ fn tier_text(t: Tier) -> String {
 pub fn guard_namespace(
     change: NamespaceChange<'_>,
     who: Option<&Requester>,
-    cfg: &Config,
+    cfg: &PolicyConfig,
 ) -> Verdict {
     let ns = change.name;
     let old_label = |k: &str| change.old.and_then(|o| o.get(k));
     let new_tier_raw = change.new.get(TIER_LABEL);
     let new_mode_raw = change.new.get(MODE_LABEL);
-    let mut notes = Vec::new();
 
     // 1. Values that do not parse.
     let mut invalid = Vec::new();
@@ -106,12 +102,7 @@ pub fn guard_namespace(
         Some(Err(_)) => {
             let v = new_tier_raw.map(String::as_str).unwrap_or_default();
             let text = format!("{TIER_LABEL}={v:?} is not a tier (accepted: {TIER_VALUES})");
-            if old_label(TIER_LABEL) == new_tier_raw {
-                notes.push(format!(
-                    "namespace {ns:?}: {text}; tier {} applies",
-                    cfg.defaults.tier
-                ));
-            } else {
+            if old_label(TIER_LABEL) != new_tier_raw {
                 invalid.push(text);
             }
             None
@@ -123,12 +114,7 @@ pub fn guard_namespace(
         Some(Err(_)) => {
             let v = new_mode_raw.map(String::as_str).unwrap_or_default();
             let text = format!("{MODE_LABEL}={v:?} is not a mode (accepted: {MODE_VALUES})");
-            if old_label(MODE_LABEL) == new_mode_raw {
-                notes.push(format!(
-                    "namespace {ns:?}: {text}; mode {} applies",
-                    cfg.defaults.mode
-                ));
-            } else {
+            if old_label(MODE_LABEL) != new_mode_raw {
                 invalid.push(text);
             }
             None
@@ -140,12 +126,12 @@ pub fn guard_namespace(
 
     // 2. Weakening, on UPDATE only.
     let Some(_) = change.old else {
-        return Verdict::Allow(notes);
+        return Verdict::Allow;
     };
     let old_tier = old_label(TIER_LABEL).and_then(|v| v.parse::<Tier>().ok());
     let old_mode = old_label(MODE_LABEL).and_then(|v| v.parse::<Mode>().ok());
-    let eff = |t: Option<Tier>| t.unwrap_or(cfg.defaults.tier);
-    let effm = |m: Option<Mode>| m.unwrap_or(cfg.defaults.mode);
+    let effective_tier = |t: Option<Tier>| t.unwrap_or(cfg.defaults.tier);
+    let effective_mode = |m: Option<Mode>| m.unwrap_or(cfg.defaults.mode);
 
     let mut weakening = Vec::new();
     if old_label(TIER_LABEL).is_some() && new_tier_raw.is_none() {
@@ -155,34 +141,34 @@ pub fn guard_namespace(
                 .map(String::as_str)
                 .unwrap_or_default()
         ));
-    } else if eff(new_tier) < eff(old_tier) {
+    } else if effective_tier(new_tier) < effective_tier(old_tier) {
         weakening.push(format!(
             "lowering {TIER_LABEL} from {} to {}",
-            tier_text(eff(old_tier)),
-            tier_text(eff(new_tier))
+            tier_text(effective_tier(old_tier)),
+            tier_text(effective_tier(new_tier))
         ));
     }
-    if strictness(effm(new_mode)) < strictness(effm(old_mode)) {
+    if strictness(effective_mode(new_mode)) < strictness(effective_mode(old_mode)) {
         let how = if new_mode_raw.is_none() {
             format!(
                 "removing {MODE_LABEL} (mode {} becomes the default {})",
-                effm(old_mode),
-                effm(new_mode)
+                effective_mode(old_mode),
+                effective_mode(new_mode)
             )
         } else {
             format!(
                 "relaxing {MODE_LABEL} from {} to {}",
-                effm(old_mode),
-                effm(new_mode)
+                effective_mode(old_mode),
+                effective_mode(new_mode)
             )
         };
         weakening.push(how);
     }
     if weakening.is_empty() {
-        return Verdict::Allow(notes);
+        return Verdict::Allow;
     }
     if is_tier_admin(who, &cfg.tier_admins) {
-        return Verdict::Allow(notes);
+        return Verdict::Allow;
     }
     Verdict::Deny(format!(
         "namespace {ns:?}: {} is reserved to {}; {} is not one (ask a tier admin, \
@@ -197,12 +183,10 @@ pub fn guard_namespace(
 mod tests {
     use super::*;
 
-    fn cfg() -> Config {
-        Config::from_yaml(
+    fn cfg() -> PolicyConfig {
+        crate::policy::config::from_test_yaml(
             "tierAdmins:\n  users: [alice, 'system:serviceaccount:argocd:argocd-application-controller']\n  groups: [system:masters, platform]\n",
-            "test",
         )
-        .unwrap()
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -236,7 +220,7 @@ mod tests {
     fn deny_text(v: Verdict) -> String {
         match v {
             Verdict::Deny(m) => m,
-            Verdict::Allow(n) => panic!("allowed: {n:?}"),
+            Verdict::Allow => panic!("allowed"),
         }
     }
 
@@ -246,14 +230,11 @@ mod tests {
     #[test]
     fn create_with_valid_labels_is_allowed() {
         let bob = user("bob", &["dev"]);
-        assert_eq!(
-            judge(None, &[(T, "1"), (M, "audit")], &bob),
-            Verdict::Allow(vec![])
-        );
-        assert_eq!(judge(None, &[], &bob), Verdict::Allow(vec![]));
+        assert_eq!(judge(None, &[(T, "1"), (M, "audit")], &bob), Verdict::Allow);
+        assert_eq!(judge(None, &[], &bob), Verdict::Allow);
         assert_eq!(
             judge(None, &[(T, "hyperscale"), (M, "enforce")], &bob),
-            Verdict::Allow(vec![])
+            Verdict::Allow
         );
     }
 
@@ -286,13 +267,7 @@ mod tests {
             &[(T, "gold"), ("team", "b")],
             &bob,
         );
-        match v {
-            Verdict::Allow(notes) => {
-                assert_eq!(notes.len(), 1);
-                assert!(notes[0].contains("accepted: 1..5"), "{notes:?}");
-            }
-            Verdict::Deny(m) => panic!("denied: {m}"),
-        }
+        assert_eq!(v, Verdict::Allow);
     }
 
     #[test]
@@ -366,11 +341,7 @@ mod tests {
                 &[],
             ),
         ] {
-            assert_eq!(
-                judge(Some(old), new, &who),
-                Verdict::Allow(vec![]),
-                "{who:?}"
-            );
+            assert_eq!(judge(Some(old), new, &who), Verdict::Allow, "{who:?}");
         }
     }
 
@@ -380,7 +351,7 @@ mod tests {
         let ok = |old: &[(&str, &str)], new: &[(&str, &str)]| {
             assert_eq!(
                 judge(Some(old), new, &bob),
-                Verdict::Allow(vec![]),
+                Verdict::Allow,
                 "{old:?} -> {new:?}"
             );
         };
@@ -400,7 +371,7 @@ mod tests {
 
     #[test]
     fn nobody_configured_says_so_and_anonymous_is_named() {
-        let cfg = Config::from_yaml("tierAdmins: {users: [], groups: []}\n", "t").unwrap();
+        let cfg = crate::policy::config::from_test_yaml("tierAdmins: {users: [], groups: []}\n");
         let old = labels(&[(T, "3")]);
         let new = labels(&[(T, "1")]);
         let change = NamespaceChange {

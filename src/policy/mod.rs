@@ -5,11 +5,14 @@
 //! Every rule lives in one file under `rules/` (id, doc, tier, check, fix, tests)
 //! and is listed once in `rules/mod.rs`.
 
+pub mod config;
 pub mod context;
 pub mod error;
 pub mod facts;
 pub mod fixutil;
 pub mod guard;
+pub mod kinds;
+pub mod namespace;
 pub mod pss;
 pub mod rule;
 pub mod rules;
@@ -18,9 +21,10 @@ pub mod tier;
 
 mod engine;
 
+pub use config::PolicyConfig;
 pub use context::{Context, Fact, NamespaceFacts, Requester};
 pub use engine::{Engine, Evaluation, Finding, Options};
 pub use error::EngineError;
-pub use rule::{FixKind, Kinds, Rule, Violation};
+pub use rule::{Check, Fix, FixFn, Kinds, Rule, Violation};
 pub use target::Target;
 pub use tier::{Action, Mode, Tier};

@@ -102,6 +102,49 @@ impl PssCheck {
     }
 }
 
+/// A change upstream Pod Security Admission made to its checks, and the
+/// version it came in: the data behind every version-dependent branch of a
+/// PSS rule (as upstream keeps one versioned check per change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PssChange {
+    /// v1.19: `seccompProfile` (baseline) checks the `securityContext`
+    /// fields; before, the seccomp annotations.
+    SeccompFields,
+    /// v1.25: the restricted checks that only make sense on Linux skip pods
+    /// with `spec.os.name: windows`.
+    WindowsPodsExempt,
+    /// v1.31: `container_engine_t` is an allowed SELinux type.
+    SelinuxContainerEngineType,
+    /// v1.35: pods in their own user namespace (`hostUsers: false`) may run
+    /// as root and with an unmasked procMount.
+    UserNamespacePods,
+}
+
+impl PssChange {
+    /// Every change, in version order.
+    pub const ALL: [PssChange; 4] = [
+        PssChange::SeccompFields,
+        PssChange::WindowsPodsExempt,
+        PssChange::SelinuxContainerEngineType,
+        PssChange::UserNamespacePods,
+    ];
+
+    /// The minor version the change came in.
+    pub const fn since(self) -> u32 {
+        match self {
+            PssChange::SeccompFields => 19,
+            PssChange::WindowsPodsExempt => 25,
+            PssChange::SelinuxContainerEngineType => 31,
+            PssChange::UserNamespacePods => 35,
+        }
+    }
+
+    /// Whether the change is part of policy version v1.`minor`.
+    pub fn in_effect_at(self, minor: u32) -> bool {
+        minor >= self.since()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +167,13 @@ mod tests {
         assert!(parse_level_version("strict").is_err());
         assert!(parse_level_version("baseline:v2.1").is_err());
         assert!(parse_level_version("baseline:v1.99").is_err());
+    }
+
+    #[test]
+    fn changes_are_in_version_order_and_take_effect_at_their_version() {
+        let versions: Vec<u32> = PssChange::ALL.iter().map(|c| c.since()).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+        assert!(!PssChange::WindowsPodsExempt.in_effect_at(24));
+        assert!(PssChange::WindowsPodsExempt.in_effect_at(25));
     }
 }

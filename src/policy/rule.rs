@@ -1,56 +1,58 @@
 //! What a rule is. Each rule is one `static RULE: Rule` in its own file under
 //! `rules/`, with its doc and its tests, and one line in `rules/mod.rs`.
+//!
+//! The types say what a rule reads and whether it fixes:
+//! - [`Check::Pod`]: the rule reads a pod template, and is given one for
+//!   every kind that carries one ([`crate::policy::kinds::WORKLOADS`]);
+//! - [`Check::Object`]: the rule reads whole objects of the [`Kinds`] it names;
+//! - [`Fix`]: none, on by default, or opt-in, each fix with its summary and
+//!   its function.
 use serde_json::Value;
 
-use super::pss::PssCheck;
-use super::{Context, Target, Tier};
-use crate::config::Config;
+use super::kinds::{GroupKind, WORKLOADS};
+use super::pss::{PssChange, PssCheck};
+use super::target::PodTemplate;
+use super::{Context, EngineError, PolicyConfig, Target, Tier};
 
-/// Whether and how a rule fixes what it finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FixKind {
-    /// No fix: a person must change the manifest.
-    None,
-    /// Fixed by default (config may turn it off).
-    Safe,
-    /// Fixed only when the config turns the fix on.
-    OptIn,
-}
-
-/// The workload kinds that carry a pod template, and where.
-pub const POD_KINDS: &[&str] = &[
-    "Pod",
-    "PodTemplate",
-    "Deployment",
-    "ReplicaSet",
-    "StatefulSet",
-    "DaemonSet",
-    "Job",
-    "CronJob",
-    "ReplicationController",
-];
-
-/// Which kinds a rule applies to.
+/// Which kinds an object rule applies to.
 #[derive(Debug, Clone, Copy)]
 pub enum Kinds {
-    /// Every kind with a pod template ([`POD_KINDS`]).
-    Pods,
+    /// Every kind with a pod template.
+    Workloads,
     /// Exactly these kinds.
-    Only(&'static [&'static str]),
+    Only(&'static [GroupKind]),
+    /// Every kind with a pod template, and these.
+    WorkloadsAnd(&'static [GroupKind]),
 }
 
 impl Kinds {
-    pub fn matches(&self, kind: &str) -> bool {
+    pub fn matches(&self, group: &str, kind: &str) -> bool {
+        let workload = || WORKLOADS.iter().any(|w| w.gk.is(group, kind));
         match self {
-            Kinds::Pods => POD_KINDS.contains(&kind),
-            Kinds::Only(ks) => ks.contains(&kind),
+            Kinds::Workloads => workload(),
+            Kinds::Only(ks) => ks.iter().any(|k| k.is(group, kind)),
+            Kinds::WorkloadsAnd(ks) => workload() || ks.iter().any(|k| k.is(group, kind)),
         }
     }
-    pub fn list(&self) -> &'static [&'static str] {
+    /// Every group and kind, for listings.
+    pub fn list(&self) -> Vec<GroupKind> {
+        let workloads = WORKLOADS.iter().map(|w| w.gk);
         match self {
-            Kinds::Pods => POD_KINDS,
-            Kinds::Only(ks) => ks,
+            Kinds::Workloads => workloads.collect(),
+            Kinds::Only(ks) => ks.to_vec(),
+            Kinds::WorkloadsAnd(ks) => workloads.chain(ks.iter().copied()).collect(),
         }
+    }
+    /// The kind names, without repeats, for docs (`Deployment`, not one per
+    /// group it was ever served in).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for gk in self.list() {
+            if !out.contains(&gk.kind) {
+                out.push(gk.kind);
+            }
+        }
+        out
     }
 }
 
@@ -90,17 +92,87 @@ impl Violation {
 /// What a rule's check and fix can see besides the object.
 pub struct RuleCtx<'a> {
     pub ctx: &'a Context,
-    pub config: &'a Config,
+    pub config: &'a PolicyConfig,
     /// The Pod Security Standards minor version checks follow (`37` = v1.37).
     pub pss_minor: u32,
 }
 
-pub type CheckFn =
-    fn(&Target<'_>, &RuleCtx<'_>, &mut Vec<Violation>) -> Result<(), super::EngineError>;
+impl RuleCtx<'_> {
+    /// Whether the PSS version being followed includes an upstream change.
+    pub fn pss_has(&self, change: PssChange) -> bool {
+        change.in_effect_at(self.pss_minor)
+    }
+}
+
+pub type PodCheckFn =
+    fn(&PodTemplate, &RuleCtx<'_>, &mut Vec<Violation>) -> Result<(), EngineError>;
+pub type ObjectCheckFn =
+    fn(&Target<'_>, &RuleCtx<'_>, &mut Vec<Violation>) -> Result<(), EngineError>;
+
+/// What a rule reads, and its check.
+#[derive(Clone, Copy)]
+pub enum Check {
+    /// The pod template of every kind that carries one.
+    Pod(PodCheckFn),
+    /// Whole objects of these kinds.
+    Object(Kinds, ObjectCheckFn),
+}
+
 /// A fix edits the working copy of the object in place and returns whether it
 /// changed anything. It must be idempotent and must not drop or reorder what
 /// the user wrote.
-pub type FixFn = fn(&Target<'_>, &RuleCtx<'_>, &mut Value) -> bool;
+#[derive(Clone, Copy)]
+pub enum FixFn {
+    /// Given the pod template the check read.
+    Pod(fn(&PodTemplate, &RuleCtx<'_>, &mut Value) -> bool),
+    /// Given the whole object.
+    Object(fn(&Target<'_>, &RuleCtx<'_>, &mut Value) -> bool),
+}
+
+/// Whether and how a rule fixes what it finds.
+#[derive(Clone, Copy)]
+pub enum Fix {
+    /// No fix: a person must change the manifest.
+    None,
+    /// Fixed by default (config may turn it off).
+    Safe {
+        /// One line: what the fix does (shown as a warning when applied).
+        summary: &'static str,
+        apply: FixFn,
+    },
+    /// Fixed only when the config turns the fix on.
+    OptIn { summary: &'static str, apply: FixFn },
+}
+
+impl Fix {
+    /// `safe`, `opt-in` or empty, for listings.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Fix::None => "",
+            Fix::Safe { .. } => "safe",
+            Fix::OptIn { .. } => "opt-in",
+        }
+    }
+    pub fn exists(&self) -> bool {
+        !matches!(self, Fix::None)
+    }
+    /// Whether the fix runs when the config says nothing.
+    pub fn on_by_default(&self) -> bool {
+        matches!(self, Fix::Safe { .. })
+    }
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Fix::None => "",
+            Fix::Safe { summary, .. } | Fix::OptIn { summary, .. } => summary,
+        }
+    }
+    fn apply_fn(&self) -> Option<FixFn> {
+        match self {
+            Fix::None => None,
+            Fix::Safe { apply, .. } | Fix::OptIn { apply, .. } => Some(*apply),
+        }
+    }
+}
 
 /// A rule of the catalog.
 pub struct Rule {
@@ -114,12 +186,52 @@ pub struct Rule {
     pub summary: &'static str,
     /// One paragraph: what, why, how to fix.
     pub doc: &'static str,
-    pub kinds: Kinds,
-    pub fix: FixKind,
-    /// One line: what the fix does (shown as a warning when applied).
-    pub fix_summary: &'static str,
-    pub check: CheckFn,
-    pub apply_fix: Option<FixFn>,
+    pub check: Check,
+    pub fix: Fix,
+}
+
+impl Rule {
+    /// Whether the rule judges objects of this group and kind.
+    pub fn applies_to(&self, group: &str, kind: &str) -> bool {
+        match self.check {
+            Check::Pod(_) => Kinds::Workloads.matches(group, kind),
+            Check::Object(kinds, _) => kinds.matches(group, kind),
+        }
+    }
+
+    /// The kinds the rule judges.
+    pub fn kinds(&self) -> Kinds {
+        match self.check {
+            Check::Pod(_) => Kinds::Workloads,
+            Check::Object(kinds, _) => kinds,
+        }
+    }
+
+    /// Run the check on an object (nothing for a pod rule on an object
+    /// without a pod template).
+    pub fn run_check(
+        &self,
+        t: &Target<'_>,
+        r: &RuleCtx<'_>,
+        out: &mut Vec<Violation>,
+    ) -> Result<(), EngineError> {
+        match self.check {
+            Check::Pod(check) => match &t.pod {
+                Some(pod) => check(pod, r, out),
+                None => Ok(()),
+            },
+            Check::Object(_, check) => check(t, r, out),
+        }
+    }
+
+    /// Run the fix on the working copy; whether it changed anything.
+    pub fn run_fix(&self, t: &Target<'_>, r: &RuleCtx<'_>, working: &mut Value) -> bool {
+        match self.fix.apply_fn() {
+            None => false,
+            Some(FixFn::Pod(fix)) => t.pod.as_ref().is_some_and(|pod| fix(pod, r, working)),
+            Some(FixFn::Object(fix)) => fix(t, r, working),
+        }
+    }
 }
 
 impl std::fmt::Debug for Rule {

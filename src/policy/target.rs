@@ -1,36 +1,19 @@
 //! The object under judgement: the raw JSON plus the typed parts rules read.
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Lifecycle, PodSpec, Probe, ResourceRequirements,
-    SecurityContext,
+    ContainerPort, EnvVar, Lifecycle, PodSpec, Probe, ResourceRequirements, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::kinds;
 use super::EngineError;
-
-/// Where a kind keeps its pod template: (metadata pointer, spec pointer).
-pub fn pod_template_paths(kind: &str) -> Option<(&'static str, &'static str)> {
-    Some(match kind {
-        "Pod" => ("/metadata", "/spec"),
-        "PodTemplate" => ("/template/metadata", "/template/spec"),
-        "Deployment"
-        | "ReplicaSet"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "Job"
-        | "ReplicationController" => ("/spec/template/metadata", "/spec/template/spec"),
-        "CronJob" => (
-            "/spec/jobTemplate/spec/template/metadata",
-            "/spec/jobTemplate/spec/template/spec",
-        ),
-        _ => return None,
-    })
-}
 
 /// A pod template: its metadata and spec, typed, and where they are.
 #[derive(Debug, Clone)]
 pub struct PodTemplate {
+    /// The kind that carries it (a Deployment's template knows it is one).
+    pub workload: &'static kinds::Workload,
     pub meta: ObjectMeta,
     pub spec: PodSpec,
     pub meta_path: &'static str,
@@ -75,7 +58,6 @@ impl std::fmt::Display for ContainerPath {
 #[derive(Debug, Clone)]
 pub struct ContainerView<'a> {
     pub kind: ContainerKind,
-    pub index: usize,
     /// JSON pointer of the container in the object (formats as
     /// `/spec/template/spec/containers/0`; built only when printed).
     pub path: ContainerPath,
@@ -93,31 +75,33 @@ pub struct ContainerView<'a> {
     pub restart_policy: Option<&'a str>,
 }
 
-impl<'a> ContainerView<'a> {
-    fn from_container(
-        kind: ContainerKind,
-        index: usize,
-        base: &'static str,
-        c: &'a Container,
-    ) -> Self {
+/// A [`ContainerView`] of a `Container` or an `EphemeralContainer` (the two
+/// types share the fields rules read).
+macro_rules! container_view {
+    ($kind:expr, $index:expr, $base:expr, $c:expr) => {
         ContainerView {
-            kind,
-            index,
-            path: ContainerPath { base, kind, index },
-            name: &c.name,
-            image: c.image.as_deref(),
-            security_context: c.security_context.as_ref(),
-            ports: c.ports.as_deref(),
-            env: c.env.as_deref(),
-            resources: c.resources.as_ref(),
-            liveness_probe: c.liveness_probe.as_ref(),
-            readiness_probe: c.readiness_probe.as_ref(),
-            startup_probe: c.startup_probe.as_ref(),
-            lifecycle: c.lifecycle.as_ref(),
-            restart_policy: c.restart_policy.as_deref(),
+            kind: $kind,
+            path: ContainerPath {
+                base: $base,
+                kind: $kind,
+                index: $index,
+            },
+            name: &$c.name,
+            image: $c.image.as_deref(),
+            security_context: $c.security_context.as_ref(),
+            ports: $c.ports.as_deref(),
+            env: $c.env.as_deref(),
+            resources: $c.resources.as_ref(),
+            liveness_probe: $c.liveness_probe.as_ref(),
+            readiness_probe: $c.readiness_probe.as_ref(),
+            startup_probe: $c.startup_probe.as_ref(),
+            lifecycle: $c.lifecycle.as_ref(),
+            restart_policy: $c.restart_policy.as_deref(),
         }
-    }
+    };
+}
 
+impl ContainerView<'_> {
     /// A sidecar: an init container that keeps running (`restartPolicy: Always`).
     pub fn is_sidecar(&self) -> bool {
         self.kind == ContainerKind::Init && self.restart_policy == Some("Always")
@@ -131,42 +115,13 @@ impl PodTemplate {
         let s = &self.spec;
         let mut out = Vec::new();
         for (i, c) in s.init_containers.iter().flatten().enumerate() {
-            out.push(ContainerView::from_container(
-                ContainerKind::Init,
-                i,
-                base,
-                c,
-            ));
+            out.push(container_view!(ContainerKind::Init, i, base, c));
         }
         for (i, c) in s.containers.iter().enumerate() {
-            out.push(ContainerView::from_container(
-                ContainerKind::Regular,
-                i,
-                base,
-                c,
-            ));
+            out.push(container_view!(ContainerKind::Regular, i, base, c));
         }
         for (i, c) in s.ephemeral_containers.iter().flatten().enumerate() {
-            out.push(ContainerView {
-                kind: ContainerKind::Ephemeral,
-                index: i,
-                path: ContainerPath {
-                    base,
-                    kind: ContainerKind::Ephemeral,
-                    index: i,
-                },
-                name: &c.name,
-                image: c.image.as_deref(),
-                security_context: c.security_context.as_ref(),
-                ports: c.ports.as_deref(),
-                env: c.env.as_deref(),
-                resources: c.resources.as_ref(),
-                liveness_probe: c.liveness_probe.as_ref(),
-                readiness_probe: c.readiness_probe.as_ref(),
-                startup_probe: c.startup_probe.as_ref(),
-                lifecycle: c.lifecycle.as_ref(),
-                restart_policy: c.restart_policy.as_deref(),
-            });
+            out.push(container_view!(ContainerKind::Ephemeral, i, base, c));
         }
         out
     }
@@ -176,8 +131,9 @@ impl PodTemplate {
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
     pub raw: &'a Value,
+    /// The API group of `apiVersion` (`""` for the core group).
+    pub group: &'a str,
     pub kind: &'a str,
-    pub api_version: &'a str,
     pub meta: ObjectMeta,
     /// Set for kinds with a pod template.
     pub pod: Option<PodTemplate>,
@@ -211,9 +167,11 @@ impl<'a> Target<'a> {
             .clone()
             .or_else(|| meta.generate_name.clone())
             .unwrap_or_default();
-        let pod = match pod_template_paths(kind) {
+        let group = kinds::group_of(api_version);
+        let pod = match kinds::workload_of(group, kind) {
             None => None,
-            Some((meta_path, spec_path)) => {
+            Some(w) => {
+                let (meta_path, spec_path) = (w.meta, w.spec);
                 let spec_v = raw.pointer(spec_path).ok_or_else(|| EngineError::Invalid {
                     kind: kind.to_string(),
                     name: name.clone(),
@@ -232,6 +190,7 @@ impl<'a> Target<'a> {
                     }
                 };
                 Some(PodTemplate {
+                    workload: w,
                     meta: pmeta,
                     spec,
                     meta_path,
@@ -241,8 +200,8 @@ impl<'a> Target<'a> {
         };
         Ok(Target {
             raw,
+            group,
             kind,
-            api_version,
             meta,
             pod,
         })

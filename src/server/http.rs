@@ -1,6 +1,5 @@
 //! Thin HTTP handlers: check method, content type and size, hand the bytes to
-//! [`admission::handle`], count and log the record.
-use std::panic::{catch_unwind, AssertUnwindSafe};
+//! the admission layer, count and log the record.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -15,12 +14,29 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::{info, warn};
 
 use super::metrics::Metrics;
-use crate::admission::{self, ContextSource, Switches, Webhook};
+use crate::admission::{self, AdmissionRequest, AdmissionSettings, ContextSource, Webhook};
+use crate::config::{Config, ServerSettings};
 use crate::policy::Engine;
+
+/// The configuration in force: the engine built from the policy half, and
+/// the server's settings. Replaced whole on reload.
+pub struct Active {
+    pub engine: Engine,
+    pub server: ServerSettings,
+}
+
+impl Active {
+    pub fn new(config: Config) -> Self {
+        Active {
+            engine: Engine::new(config.policy),
+            server: config.server,
+        }
+    }
+}
 
 /// Everything the handlers share.
 pub struct AppState {
-    engine: RwLock<Arc<Engine>>,
+    active: RwLock<Arc<Active>>,
     pub source: Arc<dyn ContextSource>,
     pub metrics: Metrics,
     /// `--dry-run` on the command line (the config may also turn it on).
@@ -31,13 +47,13 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(
-        engine: Engine,
+        active: Active,
         source: Arc<dyn ContextSource>,
         metrics: Metrics,
         dry_run_flag: bool,
     ) -> Self {
         AppState {
-            engine: RwLock::new(Arc::new(engine)),
+            active: RwLock::new(Arc::new(active)),
             source,
             metrics,
             dry_run_flag,
@@ -46,19 +62,26 @@ impl AppState {
         }
     }
 
-    pub fn engine(&self) -> Arc<Engine> {
-        match self.engine.read() {
+    /// The configuration in force.
+    pub fn active(&self) -> Arc<Active> {
+        match self.active.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
 
-    pub fn set_engine(&self, e: Engine) {
-        let e = Arc::new(e);
-        match self.engine.write() {
-            Ok(mut g) => *g = e,
-            Err(p) => *p.into_inner() = e,
+    /// Put a new configuration in force (a reload).
+    pub fn set_active(&self, a: Active) {
+        let a = Arc::new(a);
+        match self.active.write() {
+            Ok(mut g) => *g = a,
+            Err(p) => *p.into_inner() = a,
         }
+    }
+
+    /// Whether the server runs in dry-run (flag or config).
+    pub fn dry_run(&self) -> bool {
+        self.dry_run_flag || self.active().server.dry_run
     }
 
     pub fn is_ready(&self) -> bool {
@@ -181,14 +204,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Bodies up to this size are judged on the async worker that read them. A
-/// typical review (5 to 20 KiB) is judged in well under a millisecond, and
-/// handing it to the blocking pool cost two thread switches per request and,
-/// under load, one pool thread (with its own allocator heap) per request in
-/// flight: 64 concurrent reviews took the process from 37 to 215 MiB. Larger
+/// Bodies up to this size are judged on the async worker that read them,
+/// when the context source can answer without waiting. A typical review (5
+/// to 20 KiB) is judged in well under a millisecond, and handing it to the
+/// blocking pool costs two thread switches per request and, under load, one
+/// pool thread (with its own allocator heap) per request in flight. Larger
 /// bodies still go to the blocking pool, so one huge object cannot stall a
-/// worker's other connections; so does every request when the context
-/// source may wait for a cluster cache.
+/// worker's other connections; so does a request whose namespace the
+/// cluster cache does not know yet (it may wait for it).
 pub const INLINE_MAX_BYTES: usize = 64 * 1024;
 
 async fn admit(
@@ -199,25 +222,70 @@ async fn admit(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let hook = webhook.name();
-    if !is_json(&headers) {
-        st.metrics.http_error(webhook, "content_type");
-        warn!(
-            webhook = hook,
-            status = 415,
-            "rejected: content type is not application/json"
-        );
-        return plain(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected Content-Type: application/json\n".into(),
-        );
+    if let Some(r) = unless_json(&st, webhook, &headers) {
+        return r;
     }
-    let engine = st.engine();
-    let limit = usize::try_from(engine.config().max_request_bytes).unwrap_or(usize::MAX);
+    let active = st.active();
+    let bytes = match read_body(&st, webhook, &headers, body, &active.server).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let settings = AdmissionSettings {
+        webhook,
+        dry_run: st.dry_run_flag || active.server.dry_run,
+        on_error: active.server.on_error,
+    };
+    let wait = admission::cache_wait_budget(timeout);
+    let answer = match judge(&st, active, bytes, settings, wait).await {
+        Ok(a) => a,
+        Err(e) => {
+            st.metrics.http_error(webhook, "internal");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("tiergate internal error: {e}\n"),
+            );
+        }
+    };
+    record(&st, webhook, &answer, started.elapsed().as_secs_f64());
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    (
+        status,
+        [(header::CONTENT_TYPE, answer.content_type)],
+        answer.body,
+    )
+        .into_response()
+}
+
+/// The 415 answer, unless the body is declared JSON.
+fn unless_json(st: &AppState, webhook: Webhook, headers: &HeaderMap) -> Option<Response> {
+    if is_json(headers) {
+        return None;
+    }
+    st.metrics.http_error(webhook, "content_type");
+    warn!(
+        webhook = webhook.name(),
+        status = 415,
+        "rejected: content type is not application/json"
+    );
+    Some(plain(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "expected Content-Type: application/json\n".into(),
+    ))
+}
+
+/// The body, read up to `maxRequestBytes` (413 above, without reading more).
+async fn read_body(
+    st: &AppState,
+    webhook: Webhook,
+    headers: &HeaderMap,
+    body: Body,
+    server: &ServerSettings,
+) -> Result<axum::body::Bytes, Response> {
+    let limit = usize::try_from(server.max_request_bytes).unwrap_or(usize::MAX);
     let too_large = || {
         st.metrics.http_error(webhook, "too_large");
         warn!(
-            webhook = hook,
+            webhook = webhook.name(),
             status = 413,
             limit,
             "rejected: body over the limit"
@@ -232,84 +300,83 @@ async fn admit(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return Err(too_large());
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => {
             st.metrics.http_error(webhook, "read");
-            return plain(
+            Err(plain(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the request body: {e}\n"),
-            );
+            ))
         }
-    };
-    let dry_run = st.dry_run_flag || engine.config().dry_run;
-    let sw = Switches { webhook, dry_run };
-    let wait = admission::cache_wait_budget(timeout);
-    let answer = if bytes.len() <= INLINE_MAX_BYTES && !st.source.may_block() {
-        // `handle_within` catches panics while deciding; this catches the rest.
-        catch_unwind(AssertUnwindSafe(|| {
-            admission::handle_within(&bytes, engine.as_ref(), st.source.as_ref(), sw, wait)
-        }))
-        .map_err(|_| "the admission handler panicked".to_string())
-    } else {
-        let source = st.source.clone();
-        tokio::task::spawn_blocking(move || {
-            admission::handle_within(&bytes, engine.as_ref(), source.as_ref(), sw, wait)
+    }
+}
+
+/// Judge the body: on this worker when it is small and its context needs no
+/// wait, else on the blocking pool.
+async fn judge(
+    st: &AppState,
+    active: Arc<Active>,
+    bytes: axum::body::Bytes,
+    settings: AdmissionSettings,
+    wait: Duration,
+) -> Result<admission::Answer, String> {
+    let source = st.source.clone();
+    if bytes.len() > INLINE_MAX_BYTES {
+        return tokio::task::spawn_blocking(move || {
+            admission::handle_within(&bytes, &active.engine, source.as_ref(), settings, wait)
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    }
+    let req = match AdmissionRequest::from_body(&bytes) {
+        Ok(r) => r,
+        Err(e) => return Ok(admission::bad_request(e)),
     };
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            st.metrics.http_error(webhook, "internal");
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("tiergate internal error: {e}\n"),
-            );
-        }
-    };
-    let secs = started.elapsed().as_secs_f64();
+    if let Some(a) = admission::answer_now(&req, &active.engine, source.as_ref(), settings) {
+        return Ok(a);
+    }
+    tokio::task::spawn_blocking(move || {
+        admission::answer_within(&req, &active.engine, source.as_ref(), settings, wait)
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Count the answer and log one line for it.
+fn record(st: &AppState, webhook: Webhook, answer: &admission::Answer, secs: f64) {
+    let hook = webhook.name();
     if let Some(bad) = &answer.bad_request {
         st.metrics.http_error(webhook, "bad_request");
         warn!(webhook = hook, status = 400, error = %bad, "rejected: not an AdmissionReview");
     }
-    if let Some(rec) = &answer.record {
-        st.metrics.record(rec, secs);
-        // One event with every field: recording them one by one on a span
-        // re-encoded the span's JSON fields at each call (6% of a request's
-        // instructions in the profile).
-        info!(
-            webhook = hook,
-            uid = rec.uid.as_str(),
-            kind = rec.kind.as_str(),
-            namespace = rec.namespace.as_deref().unwrap_or(""),
-            object_name = rec.name.as_str(),
-            operation = rec.operation,
-            decision = rec.decision.name(),
-            duration_ms = secs * 1000.0,
-            allowed = rec.allowed,
-            tier = rec.tier.map(|t| t.number()),
-            mode = rec.mode.map(|m| m.name()),
-            findings = rec.findings.len(),
-            rules = ?rec.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
-            fixes = ?rec.fixes,
-            exempted = rec.exempted.len(),
-            error = rec.error.map(|e| e.name()),
-            request_dry_run = rec.request_dry_run,
-            "admission decided"
-        );
-    }
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    (
-        status,
-        [(header::CONTENT_TYPE, answer.content_type)],
-        answer.body,
-    )
-        .into_response()
+    let Some(rec) = &answer.record else { return };
+    st.metrics.record(rec, secs);
+    // One event with every field: recording them one by one on a span
+    // re-encodes the span's JSON fields at each call.
+    info!(
+        webhook = hook,
+        uid = rec.uid.as_str(),
+        kind = rec.kind.as_str(),
+        namespace = rec.namespace.as_deref().unwrap_or(""),
+        object_name = rec.name.as_str(),
+        operation = rec.operation,
+        decision = rec.decision.name(),
+        duration_ms = secs * 1000.0,
+        allowed = rec.allowed,
+        tier = rec.tier.map(|t| t.number()),
+        mode = rec.mode.map(|m| m.name()),
+        findings = rec.findings.len(),
+        rules = ?rec.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
+        fixes = ?rec.fixes,
+        exempted = rec.exempted.len(),
+        error = rec.error.map(|e| e.name()),
+        request_dry_run = rec.request_dry_run,
+        "admission decided"
+    );
 }
 
 #[cfg(test)]

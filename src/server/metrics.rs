@@ -28,13 +28,21 @@ pub struct Metrics {
     cert_expiry: IntGauge,
 }
 
-/// A kind as a bounded label value.
+/// A kind as a bounded label value: a kind some rule judges, `Namespace`,
+/// `EphemeralContainers`, else `other`.
 pub fn kind_label(kind: &str) -> &'static str {
-    const EXTRA: &[&str] = &["Namespace", "EphemeralContainers"];
-    rules::ALL
+    static KNOWN: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut v: Vec<&'static str> = vec!["Namespace", "EphemeralContainers"];
+        for k in rules::ALL.iter().flat_map(|r| r.kinds().names()) {
+            if !v.contains(&k) {
+                v.push(k);
+            }
+        }
+        v
+    });
+    known
         .iter()
-        .flat_map(|r| r.kinds.list().iter())
-        .chain(EXTRA.iter())
         .find(|k| **k == kind)
         .copied()
         .unwrap_or("other")

@@ -11,10 +11,9 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::http::AppState;
+use super::http::{Active, AppState};
 use super::tls::{load_pair, CertStore};
 use crate::config::Config;
-use crate::policy::Engine;
 
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -33,15 +32,6 @@ pub struct Reloader {
     pub tls: Option<TlsFiles>,
     pub config: Option<ConfigFile>,
     pub state: Arc<AppState>,
-}
-
-/// Parse a config file's bytes.
-pub fn parse_config(path: &Path, bytes: &[u8]) -> anyhow::Result<Config> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("config {}: not UTF-8: {e}", path.display()))?;
-    let mut cfg = Config::from_yaml(text, &path.display().to_string())?;
-    cfg.fill_from_default();
-    Ok(cfg)
 }
 
 impl Reloader {
@@ -92,9 +82,9 @@ impl Reloader {
         if let Some(cf) = &mut self.config {
             if let Ok(bytes) = std::fs::read(&cf.path) {
                 if cf.last.as_ref() != Some(&bytes) {
-                    match parse_config(&cf.path, &bytes) {
+                    match Config::from_bytes(&bytes, &cf.path.display().to_string()) {
                         Ok(cfg) => {
-                            self.state.set_engine(Engine::new(cfg));
+                            self.state.set_active(Active::new(cfg));
                             self.state.metrics.config_reload(true);
                             info!(config = %cf.path.display(), "config reloaded");
                         }

@@ -1,7 +1,7 @@
 //! Start, run and stop the server; `tiergate certs`.
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +17,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use super::http::{admin_router, webhook_router, AppState};
+use super::http::{admin_router, webhook_router, Active, AppState};
 use super::metrics::Metrics;
 use super::reload::{self, ConfigFile, Reloader, TlsFiles};
 use super::tls::{self, CertStore};
 use super::{CertsArgs, ServeArgs};
 use crate::admission::{ConfigContext, ContextSource};
-use crate::cluster::{self, CacheMetrics, Caches, ClusterContext, Watches};
-use crate::config::{Config, DEFAULT_YAML};
-use crate::policy::Engine;
+use crate::cluster::{self, CacheMetrics, ClusterContext, Watches};
+use crate::config::Config;
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -148,16 +147,6 @@ impl Handle {
         self.state.is_ready()
     }
 
-    /// The cluster caches, when the cluster is watched.
-    pub fn cluster_caches(&self) -> Option<&Arc<Caches>> {
-        self.cluster.as_ref().map(|w| &w.caches)
-    }
-
-    /// The metrics in the Prometheus text format.
-    pub fn metrics_text(&self) -> String {
-        self.state.metrics.render()
-    }
-
     /// Drain and stop: readiness fails at once, the listener stops accepting,
     /// in-flight requests finish (bounded by the grace period), then the
     /// admin port closes.
@@ -179,26 +168,21 @@ impl Handle {
     }
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, Option<Vec<u8>>)> {
-    match path {
-        None => Ok((Config::from_yaml(DEFAULT_YAML, "(embedded default)")?, None)),
-        Some(p) => {
-            let bytes =
-                std::fs::read(p).with_context(|| format!("reading config {}", p.display()))?;
-            Ok((reload::parse_config(p, &bytes)?, Some(bytes)))
-        }
-    }
-}
-
 async fn until(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Start the server in the current tokio runtime.
-pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
-    let metrics = Metrics::new().context("metrics")?;
-    let (config, config_bytes) = load_config(opts.config.as_deref())?;
-    let (pair, tls_files, ca_pem) = match &opts.tls {
+/// The serving certificate, from files or generated.
+struct Serving {
+    acceptor: TlsAcceptor,
+    /// The files to reload, with the contents read.
+    files: Option<TlsFiles>,
+    /// The generated CA, when generated.
+    ca_pem: Option<String>,
+}
+
+fn serving_certificate(tls: &TlsSource, metrics: &Metrics) -> anyhow::Result<Serving> {
+    let (pair, files, ca_pem) = match tls {
         TlsSource::Files { cert, key } => {
             let c = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
             let k = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
@@ -225,8 +209,21 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
     metrics.set_cert_expiry(pair.not_after);
     let store = Arc::new(CertStore::new(pair.key));
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(store.clone())?));
+    Ok(Serving {
+        acceptor,
+        files: files.map(|(cert, key, c, k)| TlsFiles {
+            cert,
+            key,
+            store,
+            last: Some((c, k)),
+        }),
+        ca_pem,
+    })
+}
 
-    let client = match opts.cluster.clone() {
+/// The kube client to watch the cluster with, if any.
+async fn cluster_client(mode: ClusterMode) -> Option<kube::Client> {
+    match mode {
         ClusterMode::Off => {
             info!("cluster facts are off (--no-cluster): namespace tiers come from the config defaults, namespace-fact rules report unknown");
             None
@@ -239,85 +236,104 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
                 None
             }
         },
+    }
+}
+
+/// The context source: the cluster caches when watching, else `fallback`.
+fn context_source(
+    client: Option<kube::Client>,
+    fallback: Arc<dyn ContextSource>,
+    metrics: &Metrics,
+) -> anyhow::Result<(Arc<dyn ContextSource>, Option<Watches>)> {
+    let Some(client) = client else {
+        return Ok((fallback, None));
     };
-    let (source, cluster) = match client {
-        None => (opts.context_source.clone(), None),
-        Some(client) => {
-            let cm = CacheMetrics::new().context("cluster metrics")?;
-            cm.register(metrics.registry()).context("cluster metrics")?;
-            let watches = cluster::spawn(client, cm);
-            info!("watching the cluster: namespaces, networkpolicies, resourcequotas, limitranges, poddisruptionbudgets; not ready until every cache has synced");
-            let src: Arc<dyn ContextSource> = Arc::new(ClusterContext::new(watches.caches.clone()));
-            (src, Some(watches))
+    let cm = CacheMetrics::new().context("cluster metrics")?;
+    cm.register(metrics.registry()).context("cluster metrics")?;
+    let watches = cluster::spawn(client, cm);
+    info!("watching the cluster: namespaces, networkpolicies, resourcequotas, limitranges, poddisruptionbudgets; not ready until every cache has synced");
+    let src: Arc<dyn ContextSource> = Arc::new(ClusterContext::new(watches.caches.clone()));
+    Ok((src, Some(watches)))
+}
+
+/// The admin server (`/metrics`, `/livez`, `/readyz`), until `shutdown`.
+fn spawn_admin(
+    admin: TcpListener,
+    state: Arc<AppState>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let app = admin_router(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin, app)
+            .with_graceful_shutdown(until(shutdown))
+            .await
+        {
+            warn!(error = %e, "admin server failed");
         }
-    };
+    })
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+/// Start the server in the current tokio runtime.
+pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
+    let metrics = Metrics::new().context("metrics")?;
+    let (config, config_bytes) = Config::load(opts.config.as_deref())?;
+    let serving = serving_certificate(&opts.tls, &metrics)?;
+    let client = cluster_client(opts.cluster.clone()).await;
+    let (source, cluster) = context_source(client, opts.context_source.clone(), &metrics)?;
     let state = Arc::new(AppState::new(
-        Engine::new(config),
+        Active::new(config),
         source,
         metrics,
         opts.dry_run,
     ));
 
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("listening on {}", opts.listen))?;
-    let admin = TcpListener::bind(opts.admin_listen)
-        .await
-        .with_context(|| format!("listening on {}", opts.admin_listen))?;
+    let listener = bind(opts.listen).await?;
+    let admin = bind(opts.admin_listen).await?;
     let addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (admin_shutdown_tx, admin_shutdown_rx) = watch::channel(false);
-
-    let admin_app = admin_router(state.clone());
-    let admin_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin, admin_app)
-            .with_graceful_shutdown(until(admin_shutdown_rx))
-            .await
-        {
-            warn!(error = %e, "admin server failed");
-        }
-    });
+    let admin_task = spawn_admin(admin, state.clone(), admin_shutdown_rx);
     let webhook_task = tokio::spawn(serve_webhook(
         listener,
-        acceptor,
+        serving.acceptor,
         webhook_router(state.clone()),
         shutdown_rx.clone(),
         opts.grace,
     ));
-
     let reloader = Reloader {
-        tls: tls_files.map(|(cert, key, c, k)| TlsFiles {
-            cert,
-            key,
-            store,
-            last: Some((c, k)),
-        }),
+        tls: serving.files,
         config: opts.config.clone().map(|path| ConfigFile {
             path,
             last: config_bytes,
         }),
         state: state.clone(),
     };
-    let (watcher, reload_task) = if reloader.tls.is_some() || reloader.config.is_some() {
-        let (w, t) = reload::spawn(reloader, opts.poll, shutdown_rx);
-        (w, Some(t))
-    } else {
-        (None, None)
+    let (watcher, reload_task) = match reloader.tls.is_some() || reloader.config.is_some() {
+        true => {
+            let (w, t) = reload::spawn(reloader, opts.poll, shutdown_rx);
+            (w, Some(t))
+        }
+        false => (None, None),
     };
 
     state.ready.store(true, Ordering::SeqCst);
     info!(
         webhook_addr = %addr,
         admin_addr = %admin_addr,
-        dry_run = opts.dry_run || state.engine().config().dry_run,
+        dry_run = state.dry_run(),
         "tiergate listening: POST https://{addr}/validate and /mutate; http://{admin_addr}/metrics, /livez, /readyz"
     );
     Ok(Handle {
         addr,
         admin_addr,
-        ca_pem,
+        ca_pem: serving.ca_pem,
         state,
         shutdown_tx,
         admin_shutdown_tx,

@@ -1,12 +1,10 @@
 //! PSS `allowPrivilegeEscalation` (restricted, v1.8+; Windows pods exempt
 //! from v1.25): every container must set allowPrivilegeEscalation: false.
+use super::prelude::*;
 use serde_json::Value;
 
 use super::pss_common::{in_container, is_windows, msg, sc_path, who};
 use crate::policy::fixutil;
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "allow-privilege-escalation",
@@ -26,16 +24,15 @@ default, so Pod Security Standards restricted requires every container to set \
 pods are exempt from v1.25). The fix sets it where it is unset, except on containers \
 that are privileged or add CAP_SYS_ADMIN (the API rejects that combination); an \
 explicit `true` is left for you to change.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "set securityContext.allowPrivilegeEscalation: false where unset",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::Safe {
+        summary: "set securityContext.allowPrivilegeEscalation: false where unset",
+        apply: FixFn::Pod(fix),
+    },
 };
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if r.pss_minor >= 25 && is_windows(&pod.spec) {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if r.pss_has(PssChange::WindowsPodsExempt) && is_windows(&pod.spec) {
         return Ok(());
     }
     for c in pod.containers() {
@@ -71,8 +68,7 @@ fn needs_escalation(sc: Option<&Value>) -> bool {
         .is_some_and(|a| a.iter().any(|c| c == "CAP_SYS_ADMIN" || c == "SYS_ADMIN"))
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     // A Linux-only field: the API rejects it on Windows pods.
     if is_windows(&pod.spec) {
         return false;

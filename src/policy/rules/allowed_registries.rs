@@ -1,7 +1,6 @@
 //! `allowed-registries`: images come from the registries the config allows.
 use super::image_tag::ImageRef;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+use super::prelude::*;
 
 pub static RULE: Rule = Rule {
     id: "allowed-registries",
@@ -17,11 +16,8 @@ each entry is a prefix of the fully qualified image name matched on a path bound
 short names are expanded first (`nginx` is `docker.io/library/nginx`, `index.docker.io` \
 is `docker.io`). The rule is inactive while the list is empty. There is no automatic \
 fix: mirror the image into an allowed registry and point the manifest at the mirror.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 /// Whether the fully qualified `name` lies under the allow-list entry `prefix`.
@@ -53,12 +49,11 @@ fn normalise_host(host: &str) -> String {
 /// How many allow-list entries a message names.
 const MAX_SHOWN: usize = 3;
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let allowed = &r.config.registries.allowed;
     if allowed.is_empty() {
         return Ok(());
     }
-    let Some(pod) = &t.pod else { return Ok(()) };
     // Keep messages short enough for a kubectl warning line.
     let mut shown = allowed
         .iter()

@@ -1,11 +1,9 @@
 //! PSS `appArmorProfile` (baseline, v1.0+): AppArmor may not be turned off,
 //! neither through the `appArmorProfile` fields nor the beta annotations.
+use super::prelude::*;
 use super::pss_common::{
     annotation_path, annotations, in_container, msg, pod_sc_path, q, sc_path, who,
 };
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "app-armor-profile",
@@ -24,11 +22,8 @@ escapes. Pod Security Standards baseline allows only `RuntimeDefault` or `Localh
 `localhost/<name>` or empty in the older \
 `container.apparmor.security.beta.kubernetes.io/<container>` annotations. Remove the \
 override or name a Localhost profile that allows what the workload needs.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 const ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
@@ -42,8 +37,7 @@ fn allowed_annotation(v: &str) -> bool {
     v.is_empty() || v == "runtime/default" || v.starts_with("localhost/")
 }
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     if let Some(p) = pod
         .spec
         .security_context

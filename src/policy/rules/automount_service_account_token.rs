@@ -1,9 +1,8 @@
 //! `automount-service-account-token`: pods opt in to an API token explicitly.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "automount-service-account-token",
@@ -19,15 +18,14 @@ really calls the API (an explicit `true` is the opt-in and passes; operators, \
 controllers and agents need it). Leaving the field unset is the finding. The fix is \
 opt-in (`rules.automount-service-account-token.fix: on`) because a workload that does \
 use the API breaks without its token: it sets `false` where the field is unset.",
-    kinds: Kinds::Pods,
-    fix: FixKind::OptIn,
-    fix_summary: "set automountServiceAccountToken: false where unset",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::OptIn {
+        summary: "set automountServiceAccountToken: false where unset",
+        apply: FixFn::Pod(fix),
+    },
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     if pod.spec.automount_service_account_token.is_none() {
         out.push(Violation::new(
             format!("{}/automountServiceAccountToken", pod.spec_path),
@@ -37,8 +35,7 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
     Ok(())
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     if pod.spec.automount_service_account_token.is_some() {
         return false;
     }
@@ -97,9 +94,13 @@ mod tests {
             testutil::bare_pod(),
         ] {
             let fixed = assert_fix_sound("automount-service-account-token", &obj, Tier::Enterprise);
-            let spec = crate::policy::target::pod_template_paths(obj["kind"].as_str().unwrap())
-                .unwrap()
-                .1;
+            let api_version = obj["apiVersion"].as_str().unwrap();
+            let spec = crate::policy::kinds::workload_of(
+                crate::policy::kinds::group_of(api_version),
+                obj["kind"].as_str().unwrap(),
+            )
+            .unwrap()
+            .spec;
             assert_eq!(
                 fixed.pointer(&format!("{spec}/automountServiceAccountToken")),
                 Some(&json!(false))

@@ -1,9 +1,8 @@
 //! `business-labels`: `team`, `environment` and `cost-center` labels.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "business-labels",
@@ -17,11 +16,11 @@ names. Set the `team`, `environment` and `cost-center` labels on the object's \
 the fix copies each missing label from the namespace's labels when the namespace has \
 it (a label the object already has is never changed); a label the namespace does not \
 have either stays a finding: label the namespace, or the object.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "copy missing team/environment/cost-center labels from the namespace",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Object(Kinds::Workloads, check),
+    fix: Fix::Safe {
+        summary: "copy missing team/environment/cost-center labels from the namespace",
+        apply: FixFn::Object(fix),
+    },
 };
 
 const LABELS: [&str; 3] = ["team", "environment", "cost-center"];

@@ -1,9 +1,7 @@
 //! PSS `capabilities_baseline` (baseline, v1.0+): only the container
 //! runtime's default capabilities may be added.
+use super::prelude::*;
 use super::pss_common::{in_container, msg, q, sc_path, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "capabilities-baseline",
@@ -21,11 +19,8 @@ the node's network. Pod Security Standards baseline allows `capabilities.add` to
 hold only the runtime's defaults: AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, \
 KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID and SYS_CHROOT. \
 Remove the others from `securityContext.capabilities.add`.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 /// The capabilities baseline lets a container add (upstream `capabilities_allowed_1_0`).
@@ -45,8 +40,7 @@ pub const ALLOWED: &[&str] = &[
     "SYS_CHROOT",
 ];
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         let adds = c
             .security_context

@@ -1,14 +1,12 @@
 //! PSS `capabilities_restricted` (restricted, v1.22+; Windows pods exempt
 //! from v1.25): drop ALL capabilities, add back at most NET_BIND_SERVICE.
 //! Replaces `capabilities_baseline` under restricted.
+use super::prelude::*;
 use serde_json::Value;
 
 use super::pss_common::{in_container, is_windows, msg, q, sc_path, who};
 use crate::policy::fixutil;
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
 use crate::policy::target::ContainerView;
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "capabilities-restricted",
@@ -27,11 +25,11 @@ container to set `securityContext.capabilities.drop: [\"ALL\"]` and to add back 
 most `NET_BIND_SERVICE` (policy v1.22+; Windows pods are exempt from v1.25). The \
 fix appends \"ALL\" to `capabilities.drop`, keeping what is already listed; \
 capabilities the container adds are left for you to review.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "add \"ALL\" to securityContext.capabilities.drop",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::Safe {
+        summary: "add \"ALL\" to securityContext.capabilities.drop",
+        apply: FixFn::Pod(fix),
+    },
 };
 
 const REASON: &str = "unrestricted capabilities";
@@ -43,9 +41,8 @@ fn drops_all(c: &ContainerView<'_>) -> bool {
         .is_some_and(|d| d.iter().any(|x| x == "ALL"))
 }
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if r.pss_minor >= 25 && is_windows(&pod.spec) {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if r.pss_has(PssChange::WindowsPodsExempt) && is_windows(&pod.spec) {
         return Ok(());
     }
     for c in pod.containers() {
@@ -86,8 +83,7 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
     Ok(())
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     // Capabilities are Linux-only: the API rejects them on Windows pods.
     if is_windows(&pod.spec) {
         return false;

@@ -1,8 +1,6 @@
 //! `cluster-admin-binding`: `cluster-admin` is bound only to system groups.
+use super::prelude::*;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
-
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "cluster-admin-binding",
@@ -18,11 +16,11 @@ ServiceAccounts, other groups, and the all-encompassing `system:authenticated`, 
 `system:unauthenticated` and `system:serviceaccounts[:<namespace>]` groups) is a finding. \
 Bind a Role or ClusterRole that grants only what the subject needs (`admin`, `edit`, \
 `view` or your own).",
-    kinds: Kinds::Only(&["RoleBinding", "ClusterRoleBinding"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(
+        Kinds::Only(&[kinds::ROLE_BINDING, kinds::CLUSTER_ROLE_BINDING]),
+        check,
+    ),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

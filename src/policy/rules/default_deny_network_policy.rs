@@ -1,7 +1,7 @@
 //! `default-deny-network-policy`: the namespace has a default-deny NetworkPolicy.
-use crate::policy::rule::{Kinds, RuleCtx};
+use super::prelude::*;
 use crate::policy::rules::pdb::in_namespace;
-use crate::policy::{EngineError, Fact, FixKind, Rule, Target, Tier, Violation};
+use crate::policy::Fact;
 
 pub static RULE: Rule = Rule {
     id: "default-deny-network-policy",
@@ -16,11 +16,8 @@ then get explicit allow policies for the traffic they need. Workloads in a produ
 namespace require one. Add it with the namespace. When the namespace's NetworkPolicies are \
 not known (the CLI was not given them, or the webhook's cache has not synced) the rule says \
 so in a warning instead of guessing.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Workloads, check),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -1,10 +1,9 @@
 //! `graceful-shutdown`: a preStop hook and a termination grace period.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use super::probes::{is_long_running, long_running};
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "graceful-shutdown",
@@ -23,22 +22,21 @@ needed in the image; Kubernetes 1.30 or later) where a container has no preStop 
 and `terminationGracePeriodSeconds: 30` to the pod when unset. It adds no sleep when \
 the pod sets a grace period under 10 seconds: the sleep would eat the time the app \
 has to drain after SIGTERM, so that finding stays for a person to weigh.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "add a 5s preStop sleep and terminationGracePeriodSeconds: 30",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::Safe {
+        summary: "add a 5s preStop sleep and terminationGracePeriodSeconds: 30",
+        apply: FixFn::Pod(fix),
+    },
 };
 
 /// The shortest pod grace period the fix adds its 5s preStop sleep under.
 const MIN_GRACE_FOR_SLEEP: i64 = 10;
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if !is_long_running(t, pod) {
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if !is_long_running(pod) {
         return Ok(());
     }
-    for c in long_running(t, pod) {
+    for c in long_running(pod) {
         if c.lifecycle.and_then(|l| l.pre_stop.as_ref()).is_none() {
             out.push(
                 Violation::new(
@@ -61,9 +59,8 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
     Ok(())
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
-    if !is_long_running(t, pod) {
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    if !is_long_running(pod) {
         return false;
     }
     let mut changed = false;
@@ -72,7 +69,7 @@ fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         .spec
         .termination_grace_period_seconds
         .is_none_or(|g| g >= MIN_GRACE_FOR_SLEEP);
-    for c in long_running(t, pod) {
+    for c in long_running(pod) {
         if room_to_sleep && c.lifecycle.and_then(|l| l.pre_stop.as_ref()).is_none() {
             changed |= fixutil::set_default(
                 obj,

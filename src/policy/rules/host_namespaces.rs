@@ -1,9 +1,7 @@
 //! PSS `hostNamespaces` (baseline, v1.0+): no sharing of the host's network,
 //! PID or IPC namespaces.
+use super::prelude::*;
 use super::pss_common::msg;
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "host-namespaces",
@@ -20,15 +18,11 @@ with the node: it can sniff or bind the node's interfaces, see and signal every 
 process on the node, or read other workloads' shared memory. Pod Security Standards \
 baseline forbids all three. Remove the fields (or set them to false); expose a port \
 through a Service instead of the host network.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let s = &pod.spec;
     for (field, value) in [
         ("hostNetwork", s.host_network),

@@ -1,8 +1,6 @@
 //! PSS `hostPathVolumes` (baseline, v1.0+): no hostPath volumes.
+use super::prelude::*;
 use super::pss_common::{msg, q};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "host-path-volumes",
@@ -20,15 +18,11 @@ writes land on the node itself. Pod Security Standards baseline forbids hostPath
 volumes. Use an emptyDir for scratch space, a PersistentVolumeClaim for data, or a \
 ConfigMap/Secret for files; node agents that truly need the host belong in an \
 exempted system namespace.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for (i, v) in pod.spec.volumes.iter().flatten().enumerate() {
         if v.host_path.is_some() {
             out.push(Violation::new(

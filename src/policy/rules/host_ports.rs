@@ -1,8 +1,6 @@
 //! PSS `hostPorts` (baseline, v1.0+): no host ports.
+use super::prelude::*;
 use super::pss_common::{in_container, msg, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "host-ports",
@@ -19,15 +17,11 @@ NetworkPolicies aimed at pods, limits the workload to one replica per node and \
 exposes it wherever the node is reachable. Pod Security Standards baseline forbids \
 host ports (0 or unset is fine). Remove `ports[].hostPort` and publish the port \
 through a Service (NodePort or LoadBalancer if it must be reachable from outside).",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         for (j, p) in c.ports.into_iter().flatten().enumerate() {
             if let Some(hp) = p.host_port.filter(|hp| *hp != 0) {

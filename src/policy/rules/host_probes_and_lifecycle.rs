@@ -1,11 +1,9 @@
 //! PSS `hostProbesAndHostLifecycle` (baseline, v1.34+): probes and lifecycle
 //! handlers must not name a host.
+use super::prelude::*;
 use k8s_openapi::api::core::v1::{HTTPGetAction, TCPSocketAction};
 
 use super::pss_common::{in_container, msg, q, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "host-probes-and-lifecycle",
@@ -23,15 +21,11 @@ services that trust the node's network position (server-side request forgery). \
 Pod Security Standards baseline forbids a non-empty `host` on liveness, readiness \
 and startup probes and on postStart/preStop hooks from v1.34. Remove `host`: the \
 kubelet then targets the pod's own IP, which is what a probe should check.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         let mut handlers: Vec<(String, Option<&HTTPGetAction>, Option<&TCPSocketAction>)> =
             Vec::new();

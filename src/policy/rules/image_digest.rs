@@ -1,7 +1,6 @@
 //! `image-digest`: every image is pinned by an `@sha256:` digest.
 use super::image_tag::ImageRef;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+use super::prelude::*;
 
 pub static RULE: Rule = Rule {
     id: "image-digest",
@@ -15,15 +14,11 @@ rollbacks exact. Write images as `registry/repo:tag@sha256:<64 hex digits>` (kee
 tag for people; the runtime pulls by the digest). Only `sha256` digests are accepted. \
 There is no automatic fix: resolving a tag to a digest needs the registry, and the \
 policy engine does no I/O; let your CI or a tool like `crane digest` pin images.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         let Some(image) = c.image else { continue };
         if ImageRef::parse(image).has_sha256_digest() {

@@ -2,8 +2,7 @@
 //!
 //! Also home of [`ImageRef`], the image reference parser `image-digest`,
 //! `allowed-registries` and `standard-labels` share.
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+use super::prelude::*;
 
 pub static RULE: Rule = Rule {
     id: "image-tag",
@@ -17,11 +16,8 @@ container, init container and ephemeral container an explicit version tag \
 (`ghcr.io/acme/web:1.4.2`) or pin it by digest (`...@sha256:<64 hex>`, which counts as \
 pinned on its own). A registry port (`registry:5000/app`) is not a tag. There is no \
 automatic fix: only a person knows which version was meant.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 /// A parsed image reference: `[registry[:port]/]repository[:tag][@digest]`.
@@ -104,8 +100,7 @@ impl<'a> ImageRef<'a> {
     }
 }
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         let Some(image) = c.image else { continue };
         if ImageRef::parse(image).is_pinned() {
@@ -209,7 +204,7 @@ mod tests {
         let mut pod = testutil::bare_pod();
         pod["spec"]["containers"][0]["image"] = json!("redis");
         let ctx = crate::policy::Context::new(Tier::Foundation, crate::policy::Mode::Enforce);
-        let engine = crate::policy::Engine::new(crate::config::Config::default());
+        let engine = crate::policy::Engine::new(crate::policy::PolicyConfig::default());
         let e = engine
             .evaluate(&pod, &ctx, &crate::policy::Options::default())
             .unwrap();

@@ -1,8 +1,6 @@
 //! `ingress-tls`: every host an Ingress serves is covered by its `spec.tls`.
+use super::prelude::*;
 use k8s_openapi::api::networking::v1::{Ingress, IngressTLS};
-
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "ingress-tls",
@@ -17,11 +15,8 @@ that only has a `defaultBackend`, serve the controller's catch-all host: the API
 `tls` entry without `hosts` covers it, so they need such an entry. Add the hosts to \
 `spec.tls` with a `secretName`, typically issued by cert-manager through the \
 `cert-manager.io/cluster-issuer` annotation.",
-    kinds: Kinds::Only(&["Ingress"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Only(kinds::INGRESSES), check),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -1,8 +1,6 @@
 //! `managed-secrets`: Secrets come from a controller, not from a manifest.
+use super::prelude::*;
 use k8s_openapi::api::core::v1::Secret;
-
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "managed-secrets",
@@ -24,11 +22,8 @@ label or `reconcile.external-secrets.io/data-hash` annotation); when its type is
 `helm.sh/release.v1` (Helm's own release record, written by the Helm client); or when it \
 holds no `data` or `stringData` at all. Any other Secret with data is a finding: commit a \
 SealedSecret or an ExternalSecret instead and let the controller create the Secret.",
-    kinds: Kinds::Only(&["Secret"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Only(&[kinds::SECRET]), check),
+    fix: Fix::None,
 };
 
 /// Kinds whose controllers create Secrets and own them.

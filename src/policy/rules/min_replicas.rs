@@ -1,8 +1,6 @@
 //! `min-replicas`: Deployments and StatefulSets run at least two replicas.
+use super::prelude::*;
 use serde_json::Value;
-
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "min-replicas",
@@ -18,11 +16,11 @@ for a HorizontalPodAutoscaler: when one manages the workload, set `spec.replicas
 its `minReplicas` (2 or more) in the manifest, or exempt the object with a reason. \
 There is no automatic fix: more replicas cost money and a singleton may be one on \
 purpose (a leader without election), so a person decides.",
-    kinds: Kinds::Only(&["Deployment", "StatefulSet"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(
+        Kinds::Only(&[kinds::DEPLOYMENT, kinds::STATEFUL_SET]),
+        check,
+    ),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -112,7 +110,7 @@ mod tests {
     fn non_integer_replicas_are_an_error() {
         let mut d = testutil::web_deployment();
         d["spec"]["replicas"] = json!("three");
-        let engine = crate::policy::Engine::new(crate::config::Config::default());
+        let engine = crate::policy::Engine::new(crate::policy::PolicyConfig::default());
         let ctx = crate::policy::Context::new(Tier::Production, crate::policy::Mode::Enforce);
         assert!(engine
             .evaluate(&d, &ctx, &crate::policy::Options::default())

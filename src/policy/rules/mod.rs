@@ -11,6 +11,7 @@ pub mod host_namespaces;
 pub mod host_path_volumes;
 pub mod host_ports;
 pub mod host_probes_and_lifecycle;
+pub mod prelude;
 pub mod privileged;
 pub mod proc_mount;
 pub mod proc_mount_restricted;
@@ -120,9 +121,9 @@ mod tests {
             assert!(r.doc.len() > 80, "rule {} needs a real doc paragraph", r.id);
             assert!(!r.summary.is_empty());
             assert_eq!(
-                r.apply_fix.is_some(),
-                r.fix != crate::policy::FixKind::None,
-                "rule {} fix kind and fix fn disagree",
+                r.fix.exists(),
+                !r.fix.summary().is_empty(),
+                "rule {}: a fix needs a summary",
                 r.id
             );
         }
@@ -147,7 +148,7 @@ mod tests {
 
     #[test]
     fn rulesa_fixes_compose_at_tier_5() {
-        use crate::config::Config;
+        use crate::policy::PolicyConfig;
         use crate::policy::{Context, Engine, Mode, Options, Tier};
 
         let mut yaml = String::from(
@@ -155,12 +156,12 @@ mod tests {
         );
         for id in RULESA {
             let rule = by_id(id).expect("registered");
-            if rule.fix != crate::policy::FixKind::None {
+            if rule.fix.exists() {
                 yaml.push_str(&format!("  {id}: {{fix: on}}\n"));
             }
         }
-        let mut cfg = Config::from_yaml(&yaml, "test").expect("config");
-        cfg.tiers = Config::default().tiers;
+        let mut cfg = crate::policy::config::from_test_yaml(&yaml);
+        cfg.tiers = PolicyConfig::default().tiers;
         let engine = Engine::new(cfg);
         let mut ctx = Context::new(Tier::Hyperscale, Mode::Enforce);
         ctx.namespace = Some("shop".into());

@@ -1,7 +1,7 @@
 //! `namespace-quota`: the namespace has a ResourceQuota and a LimitRange.
-use crate::policy::rule::{Kinds, RuleCtx};
+use super::prelude::*;
 use crate::policy::rules::pdb::in_namespace;
-use crate::policy::{EngineError, Fact, FixKind, Rule, Target, Tier, Violation};
+use crate::policy::Fact;
 
 pub static RULE: Rule = Rule {
     id: "namespace-quota",
@@ -16,11 +16,8 @@ in that namespace; the finding names the one that is missing. Create them with t
 namespace (for example from your namespace template or Helm chart). When the namespace's \
 quotas or limit ranges are not known (the CLI was not given them, or the webhook's cache has \
 not synced) the rule says so in a warning instead of guessing.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Workloads, check),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

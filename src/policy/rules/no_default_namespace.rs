@@ -1,6 +1,5 @@
 //! `no-default-namespace`: nothing is deployed into the `default` namespace.
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+use super::prelude::*;
 
 pub static RULE: Rule = Rule {
     id: "no-default-namespace",
@@ -16,27 +15,19 @@ application's namespace. The namespace is the one the object is admitted into, e
 `metadata.namespace`; an object without a namespace in the CLI's input is not judged to be \
 in `default`. The two objects the control plane itself keeps in `default` (the `kubernetes` \
 Service and the `kube-root-ca.crt` ConfigMap) are not findings.",
-    kinds: Kinds::Only(&[
-        "Pod",
-        "PodTemplate",
-        "Deployment",
-        "ReplicaSet",
-        "StatefulSet",
-        "DaemonSet",
-        "Job",
-        "CronJob",
-        "ReplicationController",
-        "Service",
-        "ConfigMap",
-        "Secret",
-        "Ingress",
-        "Role",
-        "RoleBinding",
-    ]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(
+        Kinds::WorkloadsAnd(&[
+            kinds::SERVICE,
+            kinds::CONFIG_MAP,
+            kinds::SECRET,
+            kinds::INGRESS,
+            kinds::INGRESS_EXTENSIONS,
+            kinds::ROLE,
+            kinds::ROLE_BINDING,
+        ]),
+        check,
+    ),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

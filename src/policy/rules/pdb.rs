@@ -1,10 +1,10 @@
 //! `pdb`: a PodDisruptionBudget in the namespace selects the workload's pods.
+use super::prelude::*;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, Fact, FixKind, Rule, Target, Tier, Violation};
+use crate::policy::Fact;
 
 pub static RULE: Rule = Rule {
     id: "pdb",
@@ -20,11 +20,11 @@ with `minAvailable` or `maxUnavailable` set so at least one replica survives a d
 ReplicaSet controlled by another object (a Deployment's) is judged through its owner. When \
 the namespace's PodDisruptionBudgets are not known (the CLI was not given them, or the \
 webhook's cache has not synced) the rule says so in a warning instead of guessing.",
-    kinds: Kinds::Only(&["Deployment", "StatefulSet", "ReplicaSet"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(
+        Kinds::Only(&[kinds::DEPLOYMENT, kinds::STATEFUL_SET, kinds::REPLICA_SET]),
+        check,
+    ),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -1,7 +1,5 @@
 //! PSS `privileged` (baseline): no privileged containers.
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+use super::prelude::*;
 
 pub static RULE: Rule = Rule {
     id: "privileged",
@@ -17,15 +15,11 @@ pub static RULE: Rule = Rule {
 host's devices: it is root on the node, and one compromise is a node compromise. \
 Pod Security Standards baseline forbids it. Remove `securityContext.privileged: true` \
 (or set it to false); grant the single capability the workload needs instead.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         if c.security_context.and_then(|s| s.privileged) == Some(true) {
             out.push(

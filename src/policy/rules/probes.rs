@@ -2,12 +2,11 @@
 //!
 //! Also home of the "long-running" scope `startup-probe` and
 //! `graceful-shutdown` share, and of the tcpSocket probe fix.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::target::{ContainerKind, ContainerView, PodTemplate};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+use crate::policy::target::{ContainerKind, ContainerView};
 
 pub static RULE: Rule = Rule {
     id: "probes",
@@ -25,11 +24,11 @@ containers are out of scope. The fix adds `tcpSocket` probes on the container's 
 declared TCP `containerPort` (by number), the liveness probe with \
 `initialDelaySeconds: 30` so a slow start is not killed; a container without a TCP port \
 gets no fix and keeps its finding.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "add tcpSocket liveness/readiness probes on the first TCP containerPort",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::Safe {
+        summary: "add tcpSocket liveness/readiness probes on the first TCP containerPort",
+        apply: FixFn::Pod(fix),
+    },
 };
 
 /// The containers of a long-running workload that should be probed and shut
@@ -37,8 +36,8 @@ gets no fix and keeps its finding.",
 /// (`restartPolicy` `Never`/`OnFailure`); otherwise regular containers and
 /// sidecars (init containers with `restartPolicy: Always`), never ephemeral
 /// containers or ordinary init containers.
-pub fn long_running<'p>(t: &Target<'_>, pod: &'p PodTemplate) -> Vec<ContainerView<'p>> {
-    if !is_long_running(t, pod) {
+pub fn long_running(pod: &PodTemplate) -> Vec<ContainerView<'_>> {
+    if !is_long_running(pod) {
         return Vec::new();
     }
     pod.containers()
@@ -48,8 +47,8 @@ pub fn long_running<'p>(t: &Target<'_>, pod: &'p PodTemplate) -> Vec<ContainerVi
 }
 
 /// Whether the workload's pods are meant to run until stopped.
-pub fn is_long_running(t: &Target<'_>, pod: &PodTemplate) -> bool {
-    if matches!(t.kind, "Job" | "CronJob") {
+pub fn is_long_running(pod: &PodTemplate) -> bool {
+    if pod.workload.gk.group == "batch" {
         return false;
     }
     !matches!(
@@ -67,9 +66,8 @@ pub fn first_tcp_port(c: &ContainerView<'_>) -> Option<i32> {
         .map(|p| p.container_port)
 }
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    for c in long_running(t, pod) {
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    for c in long_running(pod) {
         for (field, probe) in [
             ("livenessProbe", c.liveness_probe),
             ("readinessProbe", c.readiness_probe),
@@ -88,10 +86,9 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
     Ok(())
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     let mut changed = false;
-    for c in long_running(t, pod) {
+    for c in long_running(pod) {
         let Some(port) = first_tcp_port(&c) else {
             continue;
         };

@@ -1,10 +1,7 @@
 //! PSS `procMount` (baseline, v1.0+; from v1.35 user-namespace pods are
 //! exempt): containers keep the default masked /proc.
+use super::prelude::*;
 use super::pss_common::{in_container, msg, q, sc_path, user_namespace, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::target::PodTemplate;
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "proc-mount",
@@ -23,16 +20,12 @@ Security Standards baseline allows only `Default` (or unset) in \
 (`hostUsers: false`) may unmask /proc, since it cannot touch the host's view. \
 Remove `procMount`, or run the pod with `hostUsers: false` if it truly needs it \
 (restricted still forbids it).",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if r.pss_minor >= 35 && user_namespace(&pod.spec) {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if r.pss_has(PssChange::UserNamespacePods) && user_namespace(&pod.spec) {
         return Ok(());
     }
     non_default_proc_mounts(pod, out);

@@ -1,9 +1,7 @@
 //! PSS `procMount_restricted` (restricted, v1.35+): the default masked /proc,
 //! even in a user namespace. Replaces `procMount` under restricted.
+use super::prelude::*;
 use super::proc_mount::non_default_proc_mounts;
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "proc-mount-restricted",
@@ -21,15 +19,11 @@ namespace: an unmasked /proc still widens what a compromised process can probe a
 tune. It replaces the baseline `proc-mount` rule, which exempts user-namespace \
 pods. Remove `procMount` from every container, init container and ephemeral \
 container.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     non_default_proc_mounts(pod, out);
     Ok(())
 }

@@ -1,8 +1,6 @@
 //! `rbac-wildcards`: no `*` in the verbs, resources or apiGroups of a role.
+use super::prelude::*;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
-
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "rbac-wildcards",
@@ -18,11 +16,8 @@ contains `*` is a finding; list the verbs, resources and groups the subject need
 An aggregated ClusterRole (one with an `aggregationRule`) passes whatever its `rules` say: \
 the aggregation controller overwrites them from the roles it selects, which are judged \
 themselves.",
-    kinds: Kinds::Only(&["Role", "ClusterRole"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Only(&[kinds::ROLE, kinds::CLUSTER_ROLE]), check),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -1,9 +1,8 @@
 //! `read-only-root-filesystem`: containers mount their root filesystem read-only.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "read-only-root-filesystem",
@@ -18,15 +17,14 @@ true` on every container, init container and ephemeral container, and mount an \
 opt-in (`rules.read-only-root-filesystem.fix: on`) because an app that writes to its \
 root filesystem fails at run time once it is read-only: it sets `true` only where the \
 field is unset and never overrides an explicit `false`, which stays a finding.",
-    kinds: Kinds::Pods,
-    fix: FixKind::OptIn,
-    fix_summary: "set securityContext.readOnlyRootFilesystem: true where unset",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::OptIn {
+        summary: "set securityContext.readOnlyRootFilesystem: true where unset",
+        apply: FixFn::Pod(fix),
+    },
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         if c.security_context.and_then(|s| s.read_only_root_filesystem) != Some(true) {
             out.push(
@@ -44,8 +42,7 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
     Ok(())
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     let mut changed = false;
     for c in pod.containers() {
         if c.security_context
@@ -128,7 +125,7 @@ mod tests {
 
     #[test]
     fn fix_is_off_unless_opted_in() {
-        let engine = crate::policy::Engine::new(crate::config::Config::default());
+        let engine = crate::policy::Engine::new(crate::policy::PolicyConfig::default());
         let ctx = crate::policy::Context::new(Tier::Production, crate::policy::Mode::Enforce);
         let opts = crate::policy::Options {
             only: Some(vec!["read-only-root-filesystem".into()]),

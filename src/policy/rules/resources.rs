@@ -1,10 +1,9 @@
 //! `resources`: every container has cpu and memory requests and limits.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
 use crate::policy::target::ContainerKind;
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "resources",
@@ -18,17 +17,16 @@ both `cpu` and `memory` on every container and init container. The fix fills in 
 what is missing from the tier's defaults in the config (`tiers.<tier>.resources`); \
 a missing request next to a limit is set to the limit, as Kubernetes itself does, \
 and a default limit is raised to the request when the request is larger.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "set missing cpu/memory requests and limits from the tier defaults",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::Safe {
+        summary: "set missing cpu/memory requests and limits from the tier defaults",
+        apply: FixFn::Pod(fix),
+    },
 };
 
 const RESOURCES: [&str; 2] = ["cpu", "memory"];
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         // Ephemeral containers may not set resources at all.
         if c.kind == ContainerKind::Ephemeral {
@@ -62,8 +60,7 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
     Ok(())
 }
 
-fn fix(t: &Target<'_>, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     let Some(defaults) = r.config.resources(r.ctx.tier) else {
         return false;
     };

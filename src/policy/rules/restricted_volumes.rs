@@ -1,11 +1,9 @@
 //! PSS `restrictedVolumes` (restricted, v1.0+): only ephemeral and
 //! API-backed volume types. Replaces `hostPathVolumes` under restricted.
+use super::prelude::*;
 use serde_json::Value;
 
 use super::pss_common::{msg, q};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "restricted-volumes",
@@ -24,11 +22,8 @@ Security Standards restricted allows only configMap, csi, downwardAPI, emptyDir,
 ephemeral, image, persistentVolumeClaim, projected and secret volumes. Move the \
 storage behind a PersistentVolumeClaim (an administrator-created PersistentVolume or \
 a CSI StorageClass).",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Workloads, check),
+    fix: Fix::None,
 };
 
 const ALLOWED: &[&str] = &[

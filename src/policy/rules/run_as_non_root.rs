@@ -1,12 +1,10 @@
 //! PSS `runAsNonRoot` (restricted, v1.0+; from v1.35 user-namespace pods are
 //! exempt): every container must be required to run as a non-root user.
+use super::prelude::*;
 use serde_json::Value;
 
 use super::pss_common::{in_container, msg, pod_sc_path, sc_path, user_namespace, who};
 use crate::policy::fixutil;
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "run-as-non-root",
@@ -26,22 +24,21 @@ container may set it to false (from v1.35 pods with `hostUsers: false` are exemp
 The fix is opt-in because an image that does run as root will then fail to start: \
 it sets the pod-level field only when it is unset and leaves explicit container \
 values alone.",
-    kinds: Kinds::Pods,
-    fix: FixKind::OptIn,
-    fix_summary: "set pod securityContext.runAsNonRoot: true",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::OptIn {
+        summary: "set pod securityContext.runAsNonRoot: true",
+        apply: FixFn::Pod(fix),
+    },
 };
 
 const REASON: &str = "runAsNonRoot != true";
 
-fn exempt(t: &Target<'_>, r: &RuleCtx<'_>) -> bool {
-    r.pss_minor >= 35 && t.pod.as_ref().is_some_and(|p| user_namespace(&p.spec))
+fn exempt(pod: &PodTemplate, r: &RuleCtx<'_>) -> bool {
+    r.pss_has(PssChange::UserNamespacePods) && user_namespace(&pod.spec)
 }
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if exempt(t, r) {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if exempt(pod, r) {
         return Ok(());
     }
     let pod_value = pod
@@ -90,9 +87,8 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
     Ok(())
 }
 
-fn fix(t: &Target<'_>, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
-    if exempt(t, r) {
+fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    if exempt(pod, r) {
         return false;
     }
     let needs = pod

@@ -1,9 +1,7 @@
 //! PSS `runAsUser` (restricted, v1.23+; from v1.35 user-namespace pods are
 //! exempt): nothing may ask to run as UID 0.
+use super::prelude::*;
 use super::pss_common::{in_container, msg, pod_sc_path, sc_path, user_namespace, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "run-as-user",
@@ -21,18 +19,14 @@ Pod Security Standards restricted forbids `securityContext.runAsUser: 0` at pod 
 container level (policy v1.23+; from v1.35 pods with `hostUsers: false` are exempt, \
 their root is unprivileged on the host). Run as a non-zero UID, e.g. \
 `runAsUser: 10001`, or leave the field unset and let the image choose.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 const DETAIL: &str = "must not set runAsUser=0";
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if r.pss_minor >= 35 && user_namespace(&pod.spec) {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if r.pss_has(PssChange::UserNamespacePods) && user_namespace(&pod.spec) {
         return Ok(());
     }
     if pod

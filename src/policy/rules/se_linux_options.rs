@@ -1,11 +1,9 @@
 //! PSS `seLinuxOptions` (baseline, v1.0+; `container_engine_t` allowed from
 //! v1.31): only the container SELinux types, no custom user or role.
+use super::prelude::*;
 use k8s_openapi::api::core::v1::SELinuxOptions;
 
 use super::pss_common::{msg, pod_sc_path, q, sc_path, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "se-linux-options",
@@ -24,11 +22,8 @@ or a custom user or role undoes that. Pod Security Standards baseline allows \
 `container_kvm_t` (plus `container_engine_t` from v1.31) and forbids setting \
 `seLinuxOptions.user` and `seLinuxOptions.role`, at pod and container level. Remove \
 them; `level` stays free.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 const TYPES_1_0: &[&str] = &["", "container_t", "container_init_t", "container_kvm_t"];
@@ -37,8 +32,7 @@ fn type_allowed(t: &str, minor: u32) -> bool {
     TYPES_1_0.contains(&t) || (minor >= 31 && t == "container_engine_t")
 }
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let mut visit = |opts: &SELinuxOptions, base: String, setter: &str, container: Option<&str>| {
         let ty = opts.type_.as_deref().unwrap_or("");
         let mut bad: Vec<(&str, String)> = Vec::new();

@@ -1,13 +1,10 @@
 //! PSS `seccompProfile_baseline` (baseline): seccomp may not be turned off.
 //! Up to v1.18 through the alpha annotations, from v1.19 through the
 //! `seccompProfile` fields.
+use super::prelude::*;
 use k8s_openapi::api::core::v1::SeccompProfile;
 
 use super::pss_common::{annotation_path, in_container, msg, pod_sc_path, q, sc_path, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::target::PodTemplate;
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "seccomp-profile",
@@ -28,11 +25,8 @@ v1.19+); for older policy versions it checks the alpha annotations \
 `container.seccomp.security.alpha.kubernetes.io/<container>`, which may hold \
 `runtime/default`, `docker/default` or `localhost/<profile>`. Remove the \
 `Unconfined` profile or use `RuntimeDefault`.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 pub const POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
@@ -47,9 +41,8 @@ fn valid_annotation(v: &str) -> bool {
     v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/")
 }
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if r.pss_minor >= 19 {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if r.pss_has(PssChange::SeccompFields) {
         explicit_field_violations(pod, out);
         return Ok(());
     }

@@ -1,14 +1,12 @@
 //! PSS `seccompProfile_restricted` (restricted, v1.19+; Windows pods exempt
 //! from v1.25): every container must run with a RuntimeDefault or Localhost
 //! seccomp profile. Replaces `seccompProfile_baseline` under restricted.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use super::pss_common::{in_container, is_windows, msg, pod_sc_path, sc_path, who};
 use super::seccomp_profile::explicit_field_violations;
 use crate::policy::fixutil;
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "seccomp-profile-restricted",
@@ -27,16 +25,15 @@ offers. Pod Security Standards restricted requires `seccompProfile.type` to be \
 v1.19+; Windows pods are exempt from v1.25). The fix sets the pod-level profile to \
 `RuntimeDefault` when the pod sets none and some container has none of its own; \
 explicit profiles are left alone.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "set pod securityContext.seccompProfile.type: RuntimeDefault",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::Safe {
+        summary: "set pod securityContext.seccompProfile.type: RuntimeDefault",
+        apply: FixFn::Pod(fix),
+    },
 };
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    if r.pss_minor >= 25 && is_windows(&pod.spec) {
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if r.pss_has(PssChange::WindowsPodsExempt) && is_windows(&pod.spec) {
         return Ok(());
     }
     let pod_valid = explicit_field_violations(pod, out);
@@ -64,8 +61,7 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
     Ok(())
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     // seccompProfile is Linux-only: the API rejects it on Windows pods.
     if is_windows(&pod.spec) {
         return false;

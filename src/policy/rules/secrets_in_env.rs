@@ -1,6 +1,5 @@
 //! `secrets-in-env`: no literal env values under secret-like names.
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
+use super::prelude::*;
 
 pub static RULE: Rule = Rule {
     id: "secrets-in-env",
@@ -22,11 +21,8 @@ encryption key, master key. So `DB_PASSWORD`, `GITHUB_TOKEN`, `apiKey`, \
 message never shows the value, and a value that is only a `$(OTHER_VAR)` reference \
 is not a literal. There is no automatic fix: the secret has to be moved \
 by a person (and rotated, since it has been exposed).",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 const SECRET_WORDS: &[&str] = &[
@@ -147,8 +143,7 @@ fn is_var_reference(v: &str) -> bool {
         })
 }
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         for (i, e) in c.env.unwrap_or_default().iter().enumerate() {
             let literal = e

@@ -1,9 +1,8 @@
 //! `sensitive-configmap`: no credentials in ConfigMap `data` / `binaryData`.
+use super::prelude::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::policy::fixutil::escape;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "sensitive-configmap",
@@ -22,11 +21,8 @@ finding. Keys that only name or point at a credential (`...-name`, `-file`, `-pa
 placeholders (`${DB_PASSWORD}`, `{{ .Values.token }}`) are not. The finding names the key, never \
 its value. Move the value to a Secret (better: a SealedSecret or ExternalSecret) and \
 reference it with `secretKeyRef` or a secret volume.",
-    kinds: Kinds::Only(&["ConfigMap"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Only(&[kinds::CONFIG_MAP]), check),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

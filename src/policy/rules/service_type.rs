@@ -1,8 +1,6 @@
 //! `service-type`: no NodePort Services and no `externalIPs`.
+use super::prelude::*;
 use k8s_openapi::api::core::v1::Service;
-
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "service-type",
@@ -17,11 +15,8 @@ or Gateway, or a `LoadBalancer` Service (the node ports a LoadBalancer allocates
 implementation detail of the cloud load balancer and are allowed; set \
 `allocateLoadBalancerNodePorts: false` where the provider supports it), and remove \
 `externalIPs`.",
-    kinds: Kinds::Only(&["Service"]),
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Object(Kinds::Only(&[kinds::SERVICE]), check),
+    fix: Fix::None,
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -1,13 +1,12 @@
 //! `standard-labels`: the `app.kubernetes.io/{name,version,component}` labels.
+use super::prelude::*;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use super::image_tag::ImageRef;
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
 use crate::policy::target::ContainerKind;
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "standard-labels",
@@ -27,11 +26,11 @@ image). `component` (web, database, worker…) only a person knows, so it stays 
 finding. A version label the fix added is not updated when the image changes later \
 (it is then present, and existing labels are never changed): to keep it current, set \
 it in the manifest itself, e.g. from your Helm chart or kustomization.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "set app.kubernetes.io/name and version labels from the object name and image tag",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Object(Kinds::Workloads, check),
+    fix: Fix::Safe {
+        summary: "set app.kubernetes.io/name and version labels from the object name and image tag",
+        apply: FixFn::Object(fix),
+    },
 };
 
 const NAME: &str = "app.kubernetes.io/name";

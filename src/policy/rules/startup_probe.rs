@@ -1,10 +1,9 @@
 //! `startup-probe`: long-running containers have a startup probe.
+use super::prelude::*;
 use serde_json::{json, Value};
 
 use super::probes::{first_tcp_port, long_running};
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "startup-probe",
@@ -21,16 +20,15 @@ ordinary init or ephemeral containers). The fix adds a `tcpSocket` startup probe
 container's first declared TCP `containerPort` with `periodSeconds: 10` and \
 `failureThreshold: 30` (up to five minutes to start); a container without a TCP port \
 gets no fix and keeps its finding.",
-    kinds: Kinds::Pods,
-    fix: FixKind::Safe,
-    fix_summary: "add a tcpSocket startupProbe on the first TCP containerPort",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Pod(check),
+    fix: Fix::Safe {
+        summary: "add a tcpSocket startupProbe on the first TCP containerPort",
+        apply: FixFn::Pod(fix),
+    },
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
-    for c in long_running(t, pod) {
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    for c in long_running(pod) {
         if c.startup_probe.is_none() {
             out.push(
                 Violation::new(
@@ -47,10 +45,9 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
     Ok(())
 }
 
-fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let Some(pod) = &t.pod else { return false };
+fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     let mut changed = false;
-    for c in long_running(t, pod) {
+    for c in long_running(pod) {
         if c.startup_probe.is_some() {
             continue;
         }

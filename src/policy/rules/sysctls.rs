@@ -1,9 +1,7 @@
 //! PSS `sysctls` (baseline): only the namespaced, isolated "safe" sysctls;
 //! the safe set grows at v1.27, v1.29, v1.32 and v1.37.
+use super::prelude::*;
 use super::pss_common::{msg, pod_sc_path};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "sysctls",
@@ -23,11 +21,8 @@ net.ipv4.ping_group_range, net.ipv4.ip_unprivileged_port_start, then \
 net.ipv4.ip_local_reserved_ports (v1.27), the tcp_keepalive_* and tcp_fin_timeout \
 sysctls (v1.29), tcp_rmem/tcp_wmem (v1.32) and tcp_slow_start_after_idle/\
 tcp_notsent_lowat (v1.37). Remove the others or tune them on the node.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 /// Each safe sysctl with the policy version it became safe at.
@@ -53,8 +48,7 @@ pub fn safe(name: &str, minor: u32) -> bool {
     SAFE.iter().any(|(n, from)| *n == name && minor >= *from)
 }
 
-fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let sysctls = pod
         .spec
         .security_context

@@ -1,7 +1,7 @@
 //! Helpers for rule unit tests.
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::policy::PolicyConfig;
 use crate::policy::{Context, Engine, Evaluation, Mode, Options, Tier};
 
 /// Evaluate `obj` with only `rule` selected, at `tier`, enforce mode, fixes on
@@ -13,13 +13,13 @@ pub fn run_rule(rule: &str, obj: &Value, tier: Tier) -> Evaluation {
 pub fn run_rule_with(rule: &str, obj: &Value, ctx: &Context, extra_config: &str) -> Evaluation {
     let mut yaml = format!("rules:\n  {rule}: {{}}\n");
     if let Some(r) = crate::policy::rules::by_id(rule) {
-        if r.fix != crate::policy::FixKind::None {
+        if r.fix.exists() {
             yaml = format!("rules:\n  {rule}: {{fix: on}}\n");
         }
     }
     yaml.push_str(extra_config);
-    let mut cfg = Config::from_yaml(&yaml, "test").expect("test config");
-    let def = Config::default();
+    let mut cfg = crate::policy::config::from_test_yaml(&yaml);
+    let def = PolicyConfig::default();
     cfg.tiers = def.tiers;
     let engine = Engine::new(cfg);
     let opts = Options {

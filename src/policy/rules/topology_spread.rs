@@ -1,13 +1,11 @@
 //! `topology-spread`: replicated workloads spread across zones.
+use super::prelude::*;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::policy::fixutil;
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::target::PodTemplate;
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "topology-spread",
@@ -27,11 +25,14 @@ non-empty subset of them (the selector is immutable and matches every pod of the
 workload, while labels such as `app.kubernetes.io/version` change with each release and \
 would split the spread by version); otherwise all of them. A pod template without \
 labels gets no fix.",
-    kinds: Kinds::Only(&["Deployment", "StatefulSet", "ReplicaSet"]),
-    fix: FixKind::Safe,
-    fix_summary: "add a soft zone topologySpreadConstraint over the pod template's labels",
-    check,
-    apply_fix: Some(fix),
+    check: Check::Object(
+        Kinds::Only(&[kinds::DEPLOYMENT, kinds::STATEFUL_SET, kinds::REPLICA_SET]),
+        check,
+    ),
+    fix: Fix::Safe {
+        summary: "add a soft zone topologySpreadConstraint over the pod template's labels",
+        apply: FixFn::Object(fix),
+    },
 };
 
 const ZONE: &str = "topology.kubernetes.io/zone";

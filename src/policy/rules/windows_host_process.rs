@@ -1,9 +1,7 @@
 //! PSS `windowsHostProcess` (baseline, v1.0+): no Windows HostProcess
 //! containers.
+use super::prelude::*;
 use super::pss_common::{in_container, msg, pod_sc_path, sc_path, who};
-use crate::policy::pss::{PssCheck, PssLevel};
-use crate::policy::rule::{Kinds, RuleCtx};
-use crate::policy::{EngineError, FixKind, Rule, Target, Tier, Violation};
 
 pub static RULE: Rule = Rule {
     id: "windows-host-process",
@@ -20,17 +18,13 @@ process with the host's network and file system: the Windows equivalent of a \
 privileged container. Pod Security Standards baseline forbids \
 `securityContext.windowsOptions.hostProcess: true` at pod and container level. \
 Remove it; node agents that need it belong in an exempted system namespace.",
-    kinds: Kinds::Pods,
-    fix: FixKind::None,
-    fix_summary: "",
-    check,
-    apply_fix: None,
+    check: Check::Pod(check),
+    fix: Fix::None,
 };
 
 const DETAIL: &str = "must not set securityContext.windowsOptions.hostProcess=true";
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let Some(pod) = &t.pod else { return Ok(()) };
+fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let pod_hp = pod
         .spec
         .security_context

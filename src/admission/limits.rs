@@ -1,6 +1,7 @@
-//! Rendering helpers that keep an answer within what the apiserver accepts:
-//! warnings (each under 120 characters, all under 4 KiB) and audit annotation
-//! keys (`[A-Za-z0-9._-]`, at most 63 characters, no `/`).
+//! The limits of what the apiserver accepts in an answer, and the helpers
+//! that keep within them: warnings (each under 120 characters, all under
+//! 4 KiB) and audit annotation keys (`[A-Za-z0-9._-]`, at most 63
+//! characters, no `/`).
 use std::collections::BTreeMap;
 
 /// Longest warning in bytes (and so in characters): under 120.

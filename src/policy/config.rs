@@ -1,0 +1,425 @@
+//! The policy configuration: what the engine judges by (rule actions and
+//! fixes, tier settings, registries, exemptions, tier admins, defaults for
+//! unlabelled namespaces, the PSS version). The server's own settings
+//! (`dryRun`, `onError`, `maxRequestBytes`) are not here: they belong to the
+//! server. `crate::config` is the one loader that reads a file into both.
+//!
+//! Every part deserializes from the YAML users write; errors name the key.
+use std::collections::BTreeMap;
+
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Deserializer};
+
+use super::pss::PssVersion;
+use super::rules;
+use super::{Action, Mode, Rule, Tier};
+
+/// The policy half of the configuration file (its keys, minus the server's).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyConfig {
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default, deserialize_with = "de_pss_version")]
+    pub pss_version: PssVersion,
+    /// Overrides for every tier.
+    #[serde(default)]
+    pub rules: BTreeMap<RuleId, RuleOverride>,
+    #[serde(default)]
+    pub tiers: BTreeMap<Tier, TierSettings>,
+    #[serde(default)]
+    pub registries: Registries,
+    #[serde(default)]
+    pub exemptions: Vec<Exemption>,
+    #[serde(default)]
+    pub tier_admins: TierAdmins,
+}
+
+/// `pssVersion`: `latest` or `v1.N`.
+pub fn de_pss_version<'de, D: Deserializer<'de>>(d: D) -> Result<PssVersion, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default = "default_tier")]
+    pub tier: Tier,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+}
+
+fn default_tier() -> Tier {
+    Tier::Foundation
+}
+fn default_mode() -> Mode {
+    Mode::Warn
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            tier: default_tier(),
+            mode: default_mode(),
+        }
+    }
+}
+
+/// A rule id that exists in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleId(pub String);
+
+impl std::borrow::Borrow<str> for RuleId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if rules::by_id(&s).is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "unknown rule {s:?} (see `tiergate rules` for the ids)"
+            )));
+        }
+        Ok(RuleId(s))
+    }
+}
+
+/// `on` / `off` (also true/false).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnOff(pub bool);
+
+impl<'de> Deserialize<'de> for OnOff {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            B(bool),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::B(b) => Ok(OnOff(b)),
+            Raw::S(s) => match s.to_ascii_lowercase().as_str() {
+                "on" | "true" => Ok(OnOff(true)),
+                "off" | "false" => Ok(OnOff(false)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "invalid fix {s:?}: expected on or off"
+                ))),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverride {
+    pub action: Option<Action>,
+    pub fix: Option<OnOff>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSettings {
+    #[serde(default)]
+    pub rules: BTreeMap<RuleId, RuleOverride>,
+    pub resources: Option<ResourceDefaults>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceDefaults {
+    pub requests: CpuMemory,
+    pub limits: CpuMemory,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuMemory {
+    #[serde(deserialize_with = "de_quantity")]
+    pub cpu: String,
+    #[serde(deserialize_with = "de_quantity")]
+    pub memory: String,
+}
+
+fn de_quantity<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(f64),
+        S(String),
+    }
+    let s = match Raw::deserialize(d)? {
+        Raw::N(n) => n.to_string(),
+        Raw::S(s) => s,
+    };
+    let ok = !s.is_empty()
+        && s.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+    if !ok {
+        return Err(serde::de::Error::custom(format!(
+            "invalid quantity {s:?}: expected a Kubernetes quantity like 100m, 1, 128Mi"
+        )));
+    }
+    Ok(s)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registries {
+    /// Allowed image registry prefixes (e.g. `ghcr.io/acme/`, `registry.k8s.io`).
+    #[serde(default)]
+    pub allowed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierAdmins {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Who or what is exempt from which rules, and why. Every field given must
+/// match (a list matches when any entry does); `rules` empty means all rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exemption {
+    #[serde(deserialize_with = "de_reason")]
+    pub reason: String,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default, deserialize_with = "de_globs")]
+    pub names: Vec<NameGlob>,
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<RuleId>,
+}
+
+fn de_reason<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() {
+        return Err(serde::de::Error::custom(
+            "an exemption needs a non-empty reason",
+        ));
+    }
+    Ok(s)
+}
+
+#[derive(Debug, Clone)]
+pub struct NameGlob {
+    pub pattern: String,
+    matcher: GlobMatcher,
+}
+
+impl PartialEq for NameGlob {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl NameGlob {
+    pub fn is_match(&self, name: &str) -> bool {
+        self.matcher.is_match(name)
+    }
+}
+
+fn de_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NameGlob>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(|p| {
+            Glob::new(&p)
+                .map(|g| NameGlob {
+                    matcher: g.compile_matcher(),
+                    pattern: p.clone(),
+                })
+                .map_err(|e| serde::de::Error::custom(format!("invalid name glob {p:?}: {e}")))
+        })
+        .collect()
+}
+
+/// What the exemption matcher is given.
+pub struct Subject<'a> {
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub username: Option<&'a str>,
+    pub groups: &'a [String],
+}
+
+impl Exemption {
+    /// Whether this exemption covers the subject (for some rules).
+    pub fn matches(&self, s: &Subject<'_>) -> bool {
+        let ns_ok = self.namespaces.is_empty()
+            || s.namespace
+                .is_some_and(|n| self.namespaces.iter().any(|x| x == n));
+        let name_ok = self.names.is_empty() || self.names.iter().any(|g| g.is_match(s.name));
+        let kind_ok = self.kinds.is_empty() || self.kinds.iter().any(|k| k == s.kind);
+        let user_ok = self.users.is_empty()
+            || s.username
+                .is_some_and(|u| self.users.iter().any(|x| x == u));
+        let group_ok = self.groups.is_empty() || s.groups.iter().any(|g| self.groups.contains(g));
+        ns_ok && name_ok && kind_ok && user_ok && group_ok
+    }
+    pub fn covers_rule(&self, id: &str) -> bool {
+        self.rules.is_empty() || self.rules.iter().any(|r| r.0 == id)
+    }
+}
+
+/// The resources the `resources` fix fills in when the config names none for
+/// a tier (the embedded `default.yaml` says the same; a test keeps them equal).
+fn builtin_resources(tier: Tier) -> ResourceDefaults {
+    let cm = |cpu: &str, memory: &str| CpuMemory {
+        cpu: cpu.to_string(),
+        memory: memory.to_string(),
+    };
+    let (requests, limits) = match tier {
+        Tier::Foundation => (cm("100m", "128Mi"), cm("500m", "256Mi")),
+        Tier::Production => (cm("100m", "128Mi"), cm("1", "512Mi")),
+        Tier::Enterprise | Tier::MultiCluster => (cm("250m", "256Mi"), cm("1", "512Mi")),
+        Tier::Hyperscale => (cm("250m", "256Mi"), cm("2", "1Gi")),
+    };
+    ResourceDefaults { requests, limits }
+}
+
+impl Default for PolicyConfig {
+    /// The embedded defaults: what a config file that sets nothing means.
+    fn default() -> Self {
+        let mut cfg = PolicyConfig {
+            defaults: Defaults::default(),
+            pss_version: PssVersion::default(),
+            rules: BTreeMap::new(),
+            tiers: BTreeMap::new(),
+            registries: Registries::default(),
+            exemptions: Vec::new(),
+            // A file without `tierAdmins` names nobody; the embedded
+            // default names the cluster's superusers.
+            tier_admins: TierAdmins {
+                users: Vec::new(),
+                groups: vec!["system:masters".to_string()],
+            },
+        };
+        cfg.fill_resource_defaults();
+        cfg
+    }
+}
+
+impl PolicyConfig {
+    /// Give tiers without resource defaults the built-in ones.
+    pub fn fill_resource_defaults(&mut self) {
+        for tier in Tier::ALL {
+            let entry = self.tiers.entry(tier).or_default();
+            if entry.resources.is_none() {
+                entry.resources = Some(builtin_resources(tier));
+            }
+        }
+    }
+
+    /// What the type system cannot say: a fix turned on must exist. The
+    /// error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let all = self
+            .rules
+            .iter()
+            .map(|(id, ov)| (format!("rules.{}", id.0), id, ov))
+            .chain(self.tiers.iter().flat_map(|(tier, t)| {
+                t.rules
+                    .iter()
+                    .map(move |(id, ov)| (format!("tiers.{}.rules.{}", tier.name(), id.0), id, ov))
+            }));
+        for (key, id, ov) in all {
+            if let (Some(OnOff(true)), Some(rule)) = (ov.fix, rules::by_id(&id.0)) {
+                if !rule.fix.exists() {
+                    return Err(format!("{key}.fix: rule {} has no fix to turn on", id.0));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rule_override(&self, tier: Tier, id: &str) -> (Option<Action>, Option<bool>) {
+        let global = self.rules.get(id);
+        let per_tier = self.tiers.get(&tier).and_then(|t| t.rules.get(id));
+        let action = per_tier
+            .and_then(|o| o.action)
+            .or_else(|| global.and_then(|o| o.action));
+        let fix = per_tier
+            .and_then(|o| o.fix)
+            .or_else(|| global.and_then(|o| o.fix))
+            .map(|f| f.0);
+        (action, fix)
+    }
+
+    /// The action a rule has at a tier before the mode caps it (default deny).
+    pub fn rule_action(&self, tier: Tier, rule: &Rule) -> Action {
+        self.rule_override(tier, rule.id).0.unwrap_or(Action::Deny)
+    }
+
+    /// Whether a rule's fix is on at a tier.
+    pub fn fix_enabled(&self, tier: Tier, rule: &Rule) -> bool {
+        if !rule.fix.exists() {
+            return false;
+        }
+        self.rule_override(tier, rule.id)
+            .1
+            .unwrap_or(rule.fix.on_by_default())
+    }
+
+    /// Resource defaults for a tier: the tier's own, else the nearest lower
+    /// tier's, else none.
+    pub fn resources(&self, tier: Tier) -> Option<&ResourceDefaults> {
+        Tier::ALL
+            .iter()
+            .rev()
+            .filter(|t| **t <= tier)
+            .find_map(|t| self.tiers.get(t).and_then(|s| s.resources.as_ref()))
+    }
+}
+
+/// For the engine's own tests: a policy config from YAML holding only policy
+/// keys, with the built-in resource defaults (real files go through
+/// `crate::config`, which also reads the server's keys).
+#[cfg(test)]
+pub fn from_test_yaml(yaml: &str) -> PolicyConfig {
+    let text = if yaml.trim().is_empty() { "{}" } else { yaml };
+    let mut cfg: PolicyConfig = match serde_saphyr::from_str(text) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e}\n{yaml}"),
+    };
+    cfg.fill_resource_defaults();
+    cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_tier_overrides_win_over_global() {
+        let c = from_test_yaml(
+            "rules:\n  privileged: {action: warn}\ntiers:\n  2:\n    rules:\n      privileged: {action: audit}\n",
+        );
+        let rule = rules::by_id("privileged").unwrap();
+        assert_eq!(c.rule_action(Tier::Foundation, rule), Action::Warn);
+        assert_eq!(c.rule_action(Tier::Production, rule), Action::Audit);
+    }
+
+    #[test]
+    fn a_fix_turned_on_must_exist() {
+        let c = from_test_yaml("tiers:\n  production:\n    rules:\n      privileged: {fix: on}\n");
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.starts_with("tiers.production.rules.privileged.fix"),
+            "{err}"
+        );
+    }
+}

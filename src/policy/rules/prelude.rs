@@ -1,0 +1,8 @@
+//! What every rule file uses: `use super::prelude::*;`.
+pub use serde_json::Value;
+
+pub use crate::policy::kinds::{self, GroupKind};
+pub use crate::policy::pss::{PssChange, PssCheck, PssLevel};
+pub use crate::policy::rule::{Check, Fix, FixFn, Kinds, RuleCtx};
+pub use crate::policy::target::PodTemplate;
+pub use crate::policy::{EngineError, Rule, Target, Tier, Violation};
