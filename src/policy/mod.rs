@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod pss;
 pub mod rule;
 pub mod rules;
+pub mod secrets;
 pub mod target;
 pub mod tier;
 

@@ -810,7 +810,7 @@ async fn s10_pss_fixtures_through_the_apiserver_match_offline_verdicts() {
     for rule in tiergate::policy::rules::ALL {
         if rule.pss.is_none() {
             cfg.push_str(&format!("  {}: {{action: off}}\n", rule.id));
-        } else if rule.fix != tiergate::policy::FixKind::None {
+        } else if rule.fix.exists() {
             cfg.push_str(&format!("  {}: {{fix: off}}\n", rule.id));
         }
     }
