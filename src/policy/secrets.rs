@@ -9,10 +9,10 @@
 //!   ([`SECRET_WORDS`]: password, passwd, pass, pwd, passphrase, secret(s),
 //!   token(s), credential(s), creds, apikey, privatekey, accesskey,
 //!   secretkey, clientsecret, authtoken) or the last two words a key pair
-//!   (api, private, access, secret, signing, encryption, master or account
-//!   + key). A name that names or points at a credential (`TOKEN_URL`,
-//!   `PASSWORD_FILE`, `SECRET_NAME`, `existingSecret`) is not one, nor is
-//!   the shell's `PWD`.
+//!   (`api`, `private`, `access`, `secret`, `signing`, `encryption`,
+//!   `master` or `account`, then `key`). A name that names or points at a
+//!   credential (`TOKEN_URL`, `PASSWORD_FILE`, `SECRET_NAME`,
+//!   `existingSecret`) is not one, nor is the shell's `PWD`.
 //! - **By value**, whatever the name: a PEM private key, a GCP service
 //!   account key, AWS access key ids, Google API keys, GitHub and Slack
 //!   tokens, Azure storage account keys.
