@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -80,7 +81,7 @@ pub fn facts_from_objects<'a>(
                 let selector = spec.selector;
                 // A null selector selects no pods; so does an empty one in v1beta1.
                 match selector {
-                    Some(s) if api_version == "policy/v1" || !is_empty_selector(&s) => {
+                    Some(s) if api_version == "policy/v1" || !selects_everything(&s) => {
                         list.push(PdbFact { name, selector: s })
                     }
                     _ => {}
@@ -133,7 +134,7 @@ pub fn namespace_labels<'a>(
 /// defaults to `Ingress`, plus `Egress` when egress rules exist, so ingress is
 /// always included), and it has no ingress rules (`ingress: [{}]` allows all).
 pub fn denies_ingress_by_default(spec: &NetworkPolicySpec) -> bool {
-    let selects_all = spec.pod_selector.as_ref().is_none_or(is_empty_selector);
+    let selects_all = spec.pod_selector.as_ref().is_none_or(selects_everything);
     let ingress_type = match spec.policy_types.as_deref() {
         Some(types) if !types.is_empty() => types.iter().any(|t| t == "Ingress"),
         _ => true,
@@ -142,9 +143,20 @@ pub fn denies_ingress_by_default(spec: &NetworkPolicySpec) -> bool {
     selects_all && ingress_type && no_rules
 }
 
-fn is_empty_selector(s: &LabelSelector) -> bool {
-    s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+/// Whether a label selector selects everything (it is empty), as
+/// apimachinery reads it (through kube's [`Selector`]).
+pub fn selects_everything(s: &LabelSelector) -> bool {
+    Selector::try_from(s.clone()).is_ok_and(|s| s.selects_all())
+}
+
+/// Whether a label selector matches a set of labels, as
+/// `metav1.LabelSelectorAsSelector` evaluates it (through kube's
+/// [`Selector`]): every `matchLabels` pair and every `matchExpressions`
+/// requirement must hold; an empty selector matches everything; a selector
+/// that does not parse (an unknown operator, `In` without values) matches
+/// nothing.
+pub fn selects(s: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    Selector::try_from(s.clone()).is_ok_and(|s| s.matches(labels))
 }
 
 fn kind_of(obj: &Value) -> (&str, &str) {

@@ -2,9 +2,7 @@
 use super::prelude::*;
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-
-use crate::policy::Fact;
+use crate::policy::{facts, Fact};
 
 pub static RULE: Rule = Rule {
     id: "pdb",
@@ -55,7 +53,7 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
             .unknown(),
         ),
         Fact::Known(pdbs) => {
-            if !pdbs.iter().any(|p| selector_matches(&p.selector, labels)) {
+            if !pdbs.iter().any(|p| facts::selects(&p.selector, labels)) {
                 out.push(Violation::new(
                     path,
                     format!(
@@ -84,34 +82,10 @@ pub(crate) fn in_namespace(t: &Target<'_>, r: &RuleCtx<'_>) -> String {
     }
 }
 
-/// Whether a label selector matches a set of labels, as
-/// `metav1.LabelSelectorAsSelector` evaluates it: every `matchLabels` pair and
-/// every `matchExpressions` requirement must hold; an empty selector matches
-/// everything. An unknown operator matches nothing.
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or(&[]);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
-}
-
 #[cfg(test)]
 mod tests {
-    use super::selector_matches;
     use crate::policy::context::PdbFact;
+    use crate::policy::facts::selects as selector_matches;
     use crate::policy::rules::testutil::run_rule_with;
     use crate::policy::{Action, Context, Fact, Mode, Tier};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
