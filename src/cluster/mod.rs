@@ -1,7 +1,8 @@
 //! Cluster facts from watch caches: namespace tiers, modes and labels, and the
 //! NetworkPolicies, ResourceQuotas, LimitRanges and PodDisruptionBudgets of
 //! each namespace, kept by kube-rs watchers and read in O(1) per request with
-//! no API call on the request path (GUIDE section 4).
+//! no API call on the request path: a slow API lookup inside admission
+//! would stall every write of the cluster.
 //!
 //! - [`summary`]: what is kept of each object (a name and one small fact,
 //!   never the whole object), as kube [`Lookup`](kube::runtime::reflector::Lookup)

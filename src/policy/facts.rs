@@ -24,7 +24,7 @@ use super::context::{Fact, NamespaceFacts, PdbFact};
 
 /// What the input says about one namespace so far (`None`: no object of the kind).
 #[derive(Default)]
-struct Acc {
+struct NamespaceSoFar {
     declared: bool,
     default_deny: Option<Vec<String>>,
     quotas: Option<Vec<String>>,
@@ -38,7 +38,7 @@ struct Acc {
 pub fn facts_from_objects<'a>(
     objs: impl IntoIterator<Item = &'a Value>,
 ) -> BTreeMap<String, NamespaceFacts> {
-    let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut acc: BTreeMap<String, NamespaceSoFar> = BTreeMap::new();
     for obj in flatten(objs) {
         let (kind, api_version) = kind_of(obj);
         let Some(meta) = meta_of(obj) else { continue };

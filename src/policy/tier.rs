@@ -38,9 +38,6 @@ impl Tier {
             Tier::Hyperscale => "hyperscale",
         }
     }
-    pub fn from_number(n: u8) -> Option<Tier> {
-        Tier::ALL.get(usize::from(n).checked_sub(1)?).copied()
-    }
 }
 
 impl fmt::Display for Tier {

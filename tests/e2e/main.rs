@@ -12,6 +12,8 @@
 //! namespaceSelector picks only that namespace, so scenarios run in parallel
 //! without seeing each other.
 mod cluster;
+#[path = "../common/mod.rs"]
+mod common;
 mod deploy;
 mod harness;
 mod scenarios;

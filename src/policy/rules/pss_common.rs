@@ -1,5 +1,5 @@
-//! Small helpers shared by the Pod Security Standards rules (the `check_*`
-//! files): where fields live, how PSA words things, and the two pod facts
+//! Small helpers shared by the Pod Security Standards rules (the PSS rule
+//! files of this folder): where fields live, how PSA words things, and the two pod facts
 //! several checks branch on (Windows pods, user-namespace pods).
 use k8s_openapi::api::core::v1::PodSpec;
 
