@@ -45,7 +45,11 @@ fn offending(text: &str, forbidden: &[&str]) -> Vec<(usize, String)> {
 fn the_engine_uses_nothing_outside_itself() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let files = rust_files(&root.join("src/policy"));
-    assert!(files.len() > 40, "only {} files under src/policy", files.len());
+    assert!(
+        files.len() > 40,
+        "only {} files under src/policy",
+        files.len()
+    );
     let forbidden = [
         // Other parts of tiergate.
         "crate::admission",
@@ -101,10 +105,14 @@ fn the_check_itself_can_fail() {
 #[test]
 fn the_architecture_doc_names_every_top_level_module() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("docs/ARCHITECTURE.md");
+    let doc =
+        std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("docs/ARCHITECTURE.md");
     let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("src/lib.rs");
     for line in lib.lines() {
-        if let Some(m) = line.strip_prefix("pub mod ").and_then(|m| m.strip_suffix(';')) {
+        if let Some(m) = line
+            .strip_prefix("pub mod ")
+            .and_then(|m| m.strip_suffix(';'))
+        {
             assert!(
                 doc.contains(&format!("`{m}/`")) || doc.contains(&format!("`{m}.rs`")),
                 "docs/ARCHITECTURE.md does not describe src/{m}"

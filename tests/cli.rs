@@ -237,6 +237,68 @@ spec:
     assert!(stdout(&o).contains("tier 1 foundation"), "{}", stdout(&o));
 }
 
+/// An invalid tier label is what the webhook makes of it: the default tier,
+/// with a note in every output format, never an input error.
+#[test]
+fn an_invalid_tier_label_keeps_the_default_and_says_so() {
+    let input = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels:
+    tiergate.io/tier: gold
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  namespace: shop
+spec:
+  containers:
+  - name: app
+    image: nginx:1.27
+";
+    let note = "namespace \"shop\": tiergate.io/tier=\"gold\" is not a tier; using foundation";
+    let o = tiergate(&["check", "-", "-o", "json"], Some(input));
+    assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let results = v["results"].as_array().unwrap();
+    for kind in ["Namespace", "Pod"] {
+        let r = results.iter().find(|r| r["kind"] == kind).unwrap();
+        let notes = r["notes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{kind}: no notes: {r}"));
+        assert!(notes[0].as_str().unwrap().starts_with(note), "{notes:?}");
+    }
+    let table = tiergate(&["check", "-"], Some(input));
+    assert!(
+        stdout(&table).contains("tier 1 foundation"),
+        "{}",
+        stdout(&table)
+    );
+    assert!(
+        stdout(&table).contains(&format!("NOTE  {note}")),
+        "{}",
+        stdout(&table)
+    );
+    let sarif = tiergate(&["check", "-", "-o", "sarif"], Some(input));
+    let v: Value = serde_json::from_slice(&sarif.stdout).expect("sarif json");
+    let n = &v["runs"][0]["invocations"][0]["toolExecutionNotifications"];
+    assert!(
+        n.as_array()
+            .is_some_and(|n| n.iter().any(|x| x["message"]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains(note)))),
+        "{n}"
+    );
+    let junit = tiergate(&["check", "-", "-o", "junit"], Some(input));
+    assert!(stdout(&junit).contains(&format!("note: {}", note.replace('"', "&quot;"))));
+    // A clean input keeps the JSON shape it always had: no `notes` key.
+    let clean = tiergate(&["check", "-", "-o", "json"], Some(CLEAN_CM));
+    let v: Value = serde_json::from_slice(&clean.stdout).expect("json");
+    assert!(v["results"][0].get("notes").is_none());
+}
+
 #[test]
 fn fix_output_rechecks_clean_for_what_fixes_cover() {
     let dir = common::data_dir().join("realistic");

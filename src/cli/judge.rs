@@ -160,14 +160,7 @@ fn judge_one(
             .unwrap_or_default()
             .to_string(),
         tier: ctx.tier,
-        notes: resolved
-            .notes
-            .into_iter()
-            .map(|n| match &judged_in {
-                Some(ns) => format!("namespace {ns:?}: {n}"),
-                None => n,
-            })
-            .collect(),
+        notes: resolved.notes,
         eval,
     })
 }

@@ -337,7 +337,7 @@ fn an_invalid_tier_label_in_the_cache_keeps_the_default_with_a_note() {
     );
     assert_eq!(r.ctx.tier, Tier::Foundation);
     assert!(
-        r.notes[0].contains("invalid tier \"gold\""),
+        r.notes[0].contains("tiergate.io/tier=\"gold\" is not a tier; using foundation"),
         "{:?}",
         r.notes
     );
@@ -395,4 +395,94 @@ fn the_webhook_decides_on_cached_facts() {
     )));
     let resp = decide(&engine, &src);
     assert_eq!(resp["response"]["allowed"], true, "{resp}");
+}
+
+/// An invalid tier label means the same on both sides: the webhook (cluster
+/// caches) and `tiergate check` (the Namespace in the input) both judge at the
+/// default tier and say so in the same words, and both deny the same rules.
+#[test]
+fn an_invalid_tier_label_reads_the_same_online_and_offline() {
+    let labels = [
+        ("tiergate.io/tier", "gold"),
+        ("tiergate.io/mode", "enforce"),
+    ];
+    let (c, mut w) = synced_empty();
+    w.namespaces.apply(&Event::Apply(ns("shop", &labels)));
+    let src = ClusterContext::new(c);
+    let cfg = Config::from_yaml("defaults: {tier: production, mode: warn}\n", "t").unwrap();
+    let engine = crate::policy::Engine::new(cfg.policy.clone());
+
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"containers": [{"name": "app", "image": "nginx",
+            "securityContext": {"privileged": true}}]}});
+    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web", "namespace": "shop", "operation": "CREATE",
+            "userInfo": {"username": "bob"}, "object": pod, "oldObject": null}});
+    let a = crate::admission::handle(
+        body.to_string().as_bytes(),
+        &engine,
+        &src,
+        AdmissionSettings::new(Webhook::Validate),
+    );
+    let online: Value = serde_json::from_slice(&a.body).unwrap();
+    let rec = a.record.unwrap();
+    assert_eq!(rec.tier, Some(Tier::Production), "the default tier");
+    assert_eq!(rec.mode, Some(Mode::Enforce), "the valid mode label holds");
+    let warnings: Vec<String> = online["response"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect();
+    let note = "namespace \"shop\": tiergate.io/tier=\"gold\" is not a tier; using production";
+    let online_note = warnings
+        .iter()
+        .find(|w| w.starts_with(note))
+        .unwrap_or_else(|| panic!("no note in {warnings:?}"))
+        .clone();
+    assert_eq!(online["response"]["allowed"], false);
+
+    let manifest = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n    tiergate.io/tier: gold\n    tiergate.io/mode: enforce\n---\n{}",
+        serde_json::to_string(&body["request"]["object"]).unwrap()
+    );
+    let src_file = crate::manifest::parse_source("in.yaml", None, &manifest).unwrap();
+    let judged = crate::cli::judge_sources(
+        &engine,
+        &[src_file],
+        &crate::cli::Settings {
+            tier: None,
+            mode: Mode::Enforce,
+            pss: None,
+            only: None,
+            fix: false,
+        },
+    )
+    .unwrap();
+    let offline = judged.iter().find(|j| j.kind == "Pod").unwrap();
+    assert_eq!(offline.tier, Tier::Production);
+    // The same note; the webhook's warning is cut to the 120-character limit.
+    assert_eq!(offline.notes.len(), 1);
+    assert_eq!(
+        crate::admission::limits::truncate(
+            &offline.notes[0],
+            crate::admission::limits::WARNING_MAX
+        ),
+        online_note
+    );
+    fn denied(findings: &[crate::policy::Finding]) -> Vec<&'static str> {
+        let mut r: Vec<&'static str> = findings
+            .iter()
+            .filter(|f| f.action == crate::policy::Action::Deny)
+            .map(|f| f.rule)
+            .collect();
+        r.sort();
+        r.dedup();
+        r
+    }
+    assert!(denied(&rec.findings).contains(&"privileged"));
+    assert_eq!(denied(&offline.eval.findings), denied(&rec.findings));
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::config::PolicyConfig;
 use super::context::{Context, NamespaceFacts, Requester};
-use super::tier::{Mode, Tier};
+use super::tier::{Mode, Tier, MODE_VALUES, TIER_VALUES};
 
 /// Namespace label that sets the tier.
 pub const TIER_LABEL: &str = "tiergate.io/tier";
@@ -56,19 +56,30 @@ pub fn resolve(input: NamespaceInput<'_>, cfg: &PolicyConfig) -> Resolved {
     let tier = match (input.tier, label(TIER_LABEL)) {
         (Some(t), _) => t,
         (None, None) => cfg.defaults.tier,
-        (None, Some(v)) => v.parse::<Tier>().unwrap_or_else(|e| {
-            notes.push(format!("{TIER_LABEL}: {e}; using {}", cfg.defaults.tier));
+        (None, Some(v)) => v.parse::<Tier>().unwrap_or_else(|_| {
+            notes.push(format!(
+                "{TIER_LABEL}={v:?} is not a tier; using {} (accepted: {TIER_VALUES})",
+                cfg.defaults.tier
+            ));
             cfg.defaults.tier
         }),
     };
     let mode = match (input.mode, label(MODE_LABEL)) {
         (Some(m), _) => m,
         (None, None) => cfg.defaults.mode,
-        (None, Some(v)) => v.parse::<Mode>().unwrap_or_else(|e| {
-            notes.push(format!("{MODE_LABEL}: {e}; using {}", cfg.defaults.mode));
+        (None, Some(v)) => v.parse::<Mode>().unwrap_or_else(|_| {
+            notes.push(format!(
+                "{MODE_LABEL}={v:?} is not a mode; using {} (accepted: {MODE_VALUES})",
+                cfg.defaults.mode
+            ));
             cfg.defaults.mode
         }),
     };
+    if let Some(ns) = input.name {
+        for n in &mut notes {
+            *n = format!("namespace {ns:?}: {n}");
+        }
+    }
     let mut ctx = Context::new(tier, mode);
     ctx.namespace = input.name.map(str::to_string);
     ctx.namespace_labels = labels.cloned().unwrap_or_default();
@@ -158,13 +169,16 @@ mod tests {
         assert_eq!((r.ctx.tier, r.ctx.mode), (Tier::Foundation, Mode::Warn));
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
         assert!(
-            r.notes[0].starts_with("tiergate.io/tier: "),
+            r.notes[0].starts_with(
+                "namespace \"shop\": tiergate.io/tier=\"gold\" is not a tier; using foundation"
+            ),
             "{:?}",
             r.notes
         );
-        assert!(r.notes[0].ends_with("; using foundation"), "{:?}", r.notes);
         assert!(
-            r.notes[1].starts_with("tiergate.io/mode: "),
+            r.notes[1].starts_with(
+                "namespace \"shop\": tiergate.io/mode=\"loud\" is not a mode; using warn"
+            ),
             "{:?}",
             r.notes
         );
