@@ -95,20 +95,14 @@ fn pod() -> Value {
 }
 
 fn review(object: &Value) -> Vec<u8> {
-    let kind = object["kind"].as_str().unwrap_or("Pod");
-    let (group, version) = match kind {
-        "Deployment" => ("apps", "v1"),
-        _ => ("", "v1"),
-    };
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-      "request": {"uid": "0b8b2f0c-1d7e-4f00-9a55-3b7e0c1d2e3f",
-        "kind": {"group": group, "version": version, "kind": kind},
-        "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
-        "name": object["metadata"]["name"], "namespace": "shop", "operation": "CREATE",
-        "userInfo": {"username": "dev@example.com", "groups": ["system:authenticated"]},
-        "object": object, "oldObject": null, "dryRun": false}})
-    .to_string()
-    .into_bytes()
+    tiergate::admission::ReviewBuilder::new(
+        "0b8b2f0c-1d7e-4f00-9a55-3b7e0c1d2e3f",
+        "CREATE",
+        object.clone(),
+    )
+    .namespace(Some("shop"))
+    .user("dev@example.com", &["system:authenticated"])
+    .body()
 }
 
 fn bench_admission(c: &mut Criterion) {

@@ -250,8 +250,8 @@ fn violate(obj: &mut Value, spec_ptr: &str, which: &str, rng: &mut Rng) {
     }
 }
 
-/// One object of the corpus: (kind, object).
-fn object(i: usize, rng: &mut Rng) -> (&'static str, Value) {
+/// One object of the corpus.
+fn object(i: usize, rng: &mut Rng) -> Value {
     let kind = KINDS[i % KINDS.len()];
     let app = APPS[rng.below(APPS.len() as u64) as usize];
     let version = format!("{}.{}.{}", 1 + rng.below(3), rng.below(20), rng.below(10));
@@ -308,36 +308,33 @@ fn object(i: usize, rng: &mut Rng) -> (&'static str, Value) {
         let which = VIOLATIONS[(i / 2) % VIOLATIONS.len()];
         violate(&mut obj, spec_ptr, which, rng);
     }
-    (kind, obj)
+    obj
 }
 
-fn review(i: usize, kind: &str, obj: &Value) -> Value {
-    let (group, version, resource) = match kind {
-        "Pod" => ("", "v1", "pods"),
-        "Deployment" => ("apps", "v1", "deployments"),
-        "StatefulSet" => ("apps", "v1", "statefulsets"),
-        _ => ("batch", "v1", "cronjobs"),
-    };
-    let gvk = json!({"group": group, "version": version, "kind": kind});
-    let gvr = json!({"group": group, "version": version, "resource": resource});
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("00000000-0000-4000-8000-{i:012}"),
-            "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
-            "name": obj["metadata"]["name"],
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:argocd:argocd-application-controller",
-                         "uid": "6f1c2a3e-5b1d-4f0e-9a7c-1d2e3f4a5b6c",
-                         "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]},
-            "object": obj,
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions", "fieldManager": "argocd-controller"}
-        }
-    })
+/// The review an apiserver sends for `obj`, as an Argo CD sync would: with
+/// `requestKind`, the service account's uid and groups, and create options.
+fn review(i: usize, obj: &Value) -> Value {
+    let mut review = tiergate::admission::ReviewBuilder::new(
+        &format!("00000000-0000-4000-8000-{i:012}"),
+        "CREATE",
+        obj.clone(),
+    )
+    .namespace(Some("shop"))
+    .with(
+        "userInfo",
+        json!({"username": "system:serviceaccount:argocd:argocd-application-controller",
+               "uid": "6f1c2a3e-5b1d-4f0e-9a7c-1d2e3f4a5b6c",
+               "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]}),
+    )
+    .with(
+        "options",
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions", "fieldManager": "argocd-controller"}),
+    )
+    .build();
+    let request = &mut review["request"];
+    request["requestKind"] = request["kind"].clone();
+    request["requestResource"] = request["resource"].clone();
+    review
 }
 
 const CORPUS_OBJECTS: usize = 256;
@@ -347,8 +344,8 @@ fn corpus() -> Vec<(Value, Vec<u8>)> {
     let mut rng = Rng(0x7469_6572_6761_7465);
     (0..CORPUS_OBJECTS)
         .map(|i| {
-            let (kind, obj) = object(i, &mut rng);
-            let body = serde_json::to_vec(&review(i, kind, &obj)).unwrap_or_default();
+            let obj = object(i, &mut rng);
+            let body = serde_json::to_vec(&review(i, &obj)).unwrap_or_default();
             (obj, body)
         })
         .collect()

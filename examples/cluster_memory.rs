@@ -15,7 +15,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::Event;
 use serde_json::json;
-use tiergate::admission::{AdmissionRequest, ContextSource};
+use tiergate::admission::{AdmissionRequest, ContextSource, ReviewBuilder};
 use tiergate::cluster::summary::summarize_event;
 use tiergate::cluster::{Caches, ClusterContext};
 use tiergate::policy::PolicyConfig;
@@ -148,12 +148,11 @@ fn main() {
     let n_req = 100_000usize;
     let reqs: Vec<AdmissionRequest> = (0..100)
         .map(|i| {
-            let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                "request": {"uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-                    "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-                    "name": "web", "namespace": format!("team-{:05}", (i * 97) % n_ns.max(1)),
-                    "operation": "CREATE", "object": {}, "oldObject": null}});
-            AdmissionRequest::from_body(body.to_string().as_bytes()).expect("request")
+            let ns = format!("team-{:05}", (i * 97) % n_ns.max(1));
+            let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": ns}});
+            AdmissionRequest::from_body(&ReviewBuilder::new("u", "CREATE", deploy).body())
+                .expect("request")
         })
         .collect();
     let t1 = Instant::now();

@@ -20,7 +20,7 @@ use tiergate::admission::{handle, AdmissionSettings, ConfigContext, Webhook};
 use tiergate::config::Config;
 use tiergate::policy::Engine;
 
-use common::ReviewBuilder;
+use tiergate::admission::ReviewBuilder;
 
 /// The configs every case runs under: (name, YAML, server dry-run).
 const CONFIGS: &[(&str, &str, bool)] = &[

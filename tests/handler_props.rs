@@ -5,7 +5,9 @@
 //! echoes the uid.
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use tiergate::admission::{self, AdmissionSettings, ConfigContext, ErrorKind, Webhook};
+use tiergate::admission::{
+    self, AdmissionSettings, ConfigContext, ErrorKind, ReviewBuilder, Webhook,
+};
 use tiergate::config::{Config, DEFAULT_YAML};
 use tiergate::policy::Engine;
 
@@ -21,17 +23,20 @@ fn seeds() -> Vec<Value> {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "prod", "labels": {"tiergate.io/tier": "2", "tiergate.io/mode": "enforce"}}});
     let review = |uid: &str, op: &str, kind: &str, obj: Value, old: Value, sub: Option<&str>| {
-        let mut r = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": kind},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "name": "web", "namespace": "shop", "operation": op,
-                "userInfo": {"username": "alice", "groups": ["dev"]},
-                "object": obj, "oldObject": old, "dryRun": false,
-                "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}}});
+        let mut r = ReviewBuilder::new(uid, op, obj)
+            .kind("", "v1", kind)
+            .name("web")
+            .namespace(Some("shop"))
+            .user("alice", &["dev"])
+            .old(old)
+            .with(
+                "options",
+                json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}),
+            );
         if let Some(s) = sub {
-            r["request"]["subResource"] = json!(s);
+            r = r.sub_resource(s);
         }
-        r
+        r.build()
     };
     let mut with_debug = pod.clone();
     with_debug["spec"]["ephemeralContainers"] =

@@ -1,5 +1,7 @@
 //! The `tiergate` binary: `certs` writes a usable set, `serve` drains on
 //! SIGTERM (in-flight requests answered) and exits 0.
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -128,32 +130,13 @@ async fn serve_drains_on_sigterm_and_exits_zero() {
     let (addr, admin) = addrs.unwrap();
     let ca = std::fs::read_to_string(&ca_path).unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "in-flight", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-          "resource": {"group": "", "version": "v1", "resource": "pods"}, "operation": "CREATE",
-          "userInfo": {"username": "u"}, "namespace": "default",
-          "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-                     "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {"privileged": true}}]}}}})
-    .to_string();
+    let mut s = common::tls_connect(addr, &ca, "127.0.0.1").await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {"privileged": true}}]}});
+    let body = tiergate::admission::ReviewBuilder::new("in-flight", "CREATE", pod)
+        .namespace(Some("default"))
+        .build()
+        .to_string();
     let head = format!("POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&body.as_bytes()[..10]).await.unwrap();

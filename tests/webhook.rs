@@ -284,35 +284,9 @@ async fn bad_requests_get_http_errors() {
     h.shutdown().await.unwrap();
 }
 
-/// A TLS connection to the webhook (HTTP/1.1 only).
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    ca_pem: &str,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
-}
-
 async fn raw_chunked_post(h: &server::Handle, total: usize) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tls_connect(h.addr, h.ca_pem.as_deref().unwrap()).await;
+    let mut s = tls_connect(h.addr, h.ca_pem.as_deref().unwrap(), "localhost").await;
     s.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
     let chunk = vec![b' '; 8192];
     let mut sent = 0;
@@ -717,7 +691,7 @@ async fn shutdown_answers_requests_in_flight() {
     let mut bodies = Vec::new();
     for i in 0..3 {
         let body = review(&format!("inflight-{i}"), "CREATE", "Pod", privileged_pod()).to_string();
-        let mut s = tls_connect(addr, &ca).await;
+        let mut s = tls_connect(addr, &ca, "localhost").await;
         let head = format!("POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
         s.write_all(head.as_bytes()).await.unwrap();
         s.write_all(&body.as_bytes()[..body.len() / 2])
@@ -820,12 +794,7 @@ async fn http2_and_http1_are_both_served() {
     for (c, want) in [
         (client(&[&ca]), reqwest::Version::HTTP_2),
         (
-            reqwest::Client::builder()
-                .tls_built_in_root_certs(false)
-                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-                .http1_only()
-                .build()
-                .unwrap(),
+            client_builder(&[&ca]).http1_only().build().unwrap(),
             reqwest::Version::HTTP_11,
         ),
     ] {

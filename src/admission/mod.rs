@@ -42,7 +42,9 @@ pub use context::{
 };
 pub use message::deny_message;
 pub use record::{Decision, DecisionRecord, ErrorKind, Webhook};
-pub use request::{operation_name, AdmissionRequest, BadRequest, REVIEW_API_VERSION};
+pub use request::{
+    operation_name, AdmissionRequest, BadRequest, ReviewBuilder, REVIEW_API_VERSION,
+};
 pub use response::{AdmissionResponse, AdmissionReview, Refusal};
 
 pub use crate::policy::namespace::{MODE_LABEL, TIER_LABEL};

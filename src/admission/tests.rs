@@ -41,12 +41,12 @@ fn privileged_pod() -> Value {
 }
 
 fn review_of(op: &str, kind: &str, object: Value) -> Value {
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": kind},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "web", "namespace": "shop", "operation": op,
-            "userInfo": {"username": "alice", "groups": ["dev"]},
-            "object": object, "oldObject": null, "dryRun": false}})
+    ReviewBuilder::new("u-1", op, object)
+        .kind("", "v1", kind)
+        .name("web")
+        .namespace(Some("shop"))
+        .user("alice", &["dev"])
+        .build()
 }
 
 fn run(yaml: &str, body: &Value, webhook: Webhook, dry_run: bool) -> (Value, DecisionRecord) {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::summary::{Summarize, Summary};
 use super::*;
-use crate::admission::{AdmissionSettings, Webhook};
+use crate::admission::{AdmissionSettings, ReviewBuilder, Webhook};
 use crate::config::Config;
 use crate::policy::config::{RuleId, RuleOverride};
 use crate::policy::{Mode, Tier};
@@ -68,14 +68,17 @@ fn synced_empty() -> (Arc<Caches>, Writers) {
 }
 
 fn request(kind: &str, namespace: &str) -> AdmissionRequest {
-    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u", "kind": {"group": if kind == "Deployment" {"apps"} else {""}, "version": "v1", "kind": kind},
-            "resource": {"group": "", "version": "v1", "resource": "x"},
-            "name": "web", "namespace": namespace, "operation": "CREATE",
-            "userInfo": {"username": "bob"},
-            "object": {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "web", "namespace": namespace}},
-            "oldObject": null}});
-    AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap()
+    let api_version = if kind == "Deployment" {
+        "apps/v1"
+    } else {
+        "v1"
+    };
+    let obj = json!({"apiVersion": api_version, "kind": kind,
+        "metadata": {"name": "web", "namespace": namespace}});
+    let body = ReviewBuilder::new("u", "CREATE", obj)
+        .user("bob", &[])
+        .body();
+    AdmissionRequest::from_body(&body).unwrap()
 }
 
 #[test]
@@ -301,14 +304,12 @@ fn namespace_objects_use_their_own_labels_and_cluster_scoped_objects_the_default
     w.namespaces
         .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "1")])));
     let src = ClusterContext::new(c);
-    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
-            "resource": {"group": "", "version": "v1", "resource": "namespaces"},
-            "name": "shop", "operation": "UPDATE",
-            "object": {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": "shop", "labels": {"tiergate.io/tier": "4"}}},
-            "oldObject": null}});
-    let req = AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap();
+    let obj = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"tiergate.io/tier": "4"}}});
+    let body = ReviewBuilder::new("u", "UPDATE", obj)
+        .namespace(None)
+        .body();
+    let req = AdmissionRequest::from_body(&body).unwrap();
     let r = src.context_within(&req, &PolicyConfig::default(), Duration::from_secs(5));
     assert_eq!(r.ctx.tier, Tier::MultiCluster);
     assert!(r.annotations.is_empty());
@@ -371,11 +372,9 @@ fn the_webhook_decides_on_cached_facts() {
         "spec": {"selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
                 "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}});
-    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "name": "web", "namespace": "shop", "operation": "CREATE",
-            "userInfo": {"username": "bob"}, "object": deploy, "oldObject": null}});
+    let body = ReviewBuilder::new("u", "CREATE", deploy)
+        .user("bob", &[])
+        .build();
     let settings = AdmissionSettings::new(Webhook::Validate);
     let decide = |engine: &crate::policy::Engine, src: &ClusterContext| -> Value {
         let a = crate::admission::handle(body.to_string().as_bytes(), engine, src, settings);
@@ -416,11 +415,9 @@ fn an_invalid_tier_label_reads_the_same_online_and_offline() {
         "metadata": {"name": "web", "namespace": "shop"},
         "spec": {"containers": [{"name": "app", "image": "nginx",
             "securityContext": {"privileged": true}}]}});
-    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "web", "namespace": "shop", "operation": "CREATE",
-            "userInfo": {"username": "bob"}, "object": pod, "oldObject": null}});
+    let body = ReviewBuilder::new("u", "CREATE", pod)
+        .user("bob", &[])
+        .build();
     let a = crate::admission::handle(
         body.to_string().as_bytes(),
         &engine,

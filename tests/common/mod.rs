@@ -51,26 +51,55 @@ pub fn assert_parses_typed(v: &Value) {
     }
 }
 
-pub fn client(cas: &[&str]) -> reqwest::Client {
+/// The one TLS test client: trusts exactly `cas` (PEM), 10 s timeout.
+pub fn client_builder(cas: &[&str]) -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .timeout(Duration::from_secs(10));
     for ca in cas {
         b = b.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
     }
-    b.build().unwrap()
+    b
+}
+
+pub fn client(cas: &[&str]) -> reqwest::Client {
+    client_builder(cas).build().unwrap()
 }
 
 /// A client that makes a new connection (and TLS handshake) per request.
 pub fn fresh_client(cas: &[&str]) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
+    client_builder(cas)
         .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10));
-    for ca in cas {
-        b = b.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+        .build()
+        .unwrap()
+}
+
+/// A raw TLS connection (HTTP/1.1 only) to `addr`, trusting `ca_pem`, for
+/// tests that write requests byte by byte.
+pub async fn tls_connect(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    server_name: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
     }
-    b.build().unwrap()
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
 }
 
 pub fn url(addr: std::net::SocketAddr, path: &str) -> String {
@@ -108,19 +137,13 @@ pub fn bare_pod() -> Value {
     pod("web", json!([{"name": "app", "image": "nginx"}]))
 }
 
+/// A review of `object` in namespace `shop`, with `request.kind` of the
+/// core group (as the older tests were written).
 pub fn review(uid: &str, op: &str, kind: &str, object: Value) -> Value {
-    let resource = match kind {
-        "Namespace" => "namespaces",
-        "Deployment" => "deployments",
-        _ => "pods",
-    };
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": kind},
-            "resource": {"group": "", "version": "v1", "resource": resource},
-            "name": object.pointer("/metadata/name").cloned().unwrap_or(json!("")),
-            "namespace": "shop", "operation": op,
-            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
-            "object": object, "oldObject": null, "dryRun": false}})
+    tiergate::admission::ReviewBuilder::new(uid, op, object)
+        .namespace(Some("shop"))
+        .kind("", "v1", kind)
+        .build()
 }
 
 /// POST a review, assert HTTP 200 and a well-formed answer, return `response`.
@@ -149,26 +172,70 @@ pub async fn admit(
     v["response"].clone()
 }
 
+/// One sample of the Prometheus text format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    /// `key="value"` pairs, sorted.
+    pub labels: Vec<String>,
+    pub value: f64,
+}
+
+/// The one metrics parser: the samples of a Prometheus text exposition.
+pub fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                None => (series, Vec::new()),
+                Some((name, rest)) => {
+                    let mut ls: Vec<String> = rest
+                        .trim_end_matches('}')
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    ls.sort();
+                    (name, ls)
+                }
+            };
+            Some(Sample {
+                name: name.to_string(),
+                labels,
+                value: value.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// Prometheus text format → `name{sorted labels}` → value.
 pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let (key, val) = line.rsplit_once(' ').unwrap();
-        let key = match key.split_once('{') {
-            None => key.to_string(),
-            Some((name, rest)) => {
-                let labels = rest.trim_end_matches('}');
-                let mut ls: Vec<&str> = labels.split(',').filter(|s| !s.is_empty()).collect();
-                ls.sort();
-                format!("{name}{{{}}}", ls.join(","))
-            }
-        };
-        out.insert(key, val.parse().unwrap());
-    }
-    out
+    samples(text)
+        .into_iter()
+        .map(|s| {
+            let key = if s.labels.is_empty() {
+                s.name
+            } else {
+                format!("{}{{{}}}", s.name, s.labels.join(","))
+            };
+            (key, s.value)
+        })
+        .collect()
+}
+
+/// Sum of the samples of `name` whose labels include all of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text)
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|s| s.value)
+        .sum()
 }
 
 pub async fn metrics(admin: std::net::SocketAddr) -> BTreeMap<String, f64> {
@@ -223,65 +290,4 @@ pub fn pss_fixtures() -> Vec<(String, String, String)> {
         out.push((path.to_string(), id.to_string(), text));
     }
     out
-}
-
-/// An AdmissionReview for `object`: `request.kind` from the object's
-/// `apiVersion` and `kind`, the namespace from its metadata (else `shop`).
-pub struct ReviewBuilder {
-    review: Value,
-}
-
-impl ReviewBuilder {
-    pub fn new(uid: &str, op: &str, object: Value) -> Self {
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("Pod")
-            .to_string();
-        let api_version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("v1");
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), api_version.to_string()),
-        };
-        let namespace = object
-            .pointer("/metadata/namespace")
-            .cloned()
-            .unwrap_or(json!("shop"));
-        let name = object
-            .pointer("/metadata/name")
-            .cloned()
-            .unwrap_or(json!(""));
-        let resource = format!("{}s", kind.to_ascii_lowercase());
-        ReviewBuilder {
-            review: json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                "request": {"uid": uid,
-                    "kind": {"group": group, "version": version, "kind": kind},
-                    "resource": {"group": group, "version": version, "resource": resource},
-                    "name": name, "namespace": namespace, "operation": op,
-                    "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
-                    "object": object, "oldObject": null, "dryRun": false}}),
-        }
-    }
-    pub fn namespace(mut self, ns: Option<&str>) -> Self {
-        self.review["request"]["namespace"] = ns.map_or(Value::Null, |n| json!(n));
-        self
-    }
-    pub fn old(mut self, old: Value) -> Self {
-        self.review["request"]["oldObject"] = old;
-        self
-    }
-    pub fn user(mut self, name: &str, groups: &[&str]) -> Self {
-        self.review["request"]["userInfo"] = json!({"username": name, "groups": groups});
-        self
-    }
-    pub fn sub_resource(mut self, sub: &str) -> Self {
-        self.review["request"]["subResource"] = json!(sub);
-        self
-    }
-    pub fn build(self) -> Value {
-        self.review
-    }
 }

@@ -242,26 +242,7 @@ impl Tiergate {
     }
 }
 
-/// Sum of the samples of `name` whose labels include all of `labels`.
-pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, rest) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest),
-                None => (series, ""),
-            };
-            if n != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            all.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
-}
+pub use crate::common::metric_sum;
 
 /// One scenario: its namespace (labelled with the tier and mode), a
 /// `tiergate serve` for it, and webhook configurations that select only it.
