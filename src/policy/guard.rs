@@ -90,84 +90,15 @@ pub fn guard_namespace(
     cfg: &PolicyConfig,
 ) -> Verdict {
     let ns = change.name;
-    let old_label = |k: &str| change.old.and_then(|o| o.get(k));
-    let new_tier_raw = change.new.get(TIER_LABEL);
-    let new_mode_raw = change.new.get(MODE_LABEL);
-
-    // 1. Values that do not parse.
-    let mut invalid = Vec::new();
-    let new_tier = match new_tier_raw.map(|v| v.parse::<Tier>()) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(_)) => {
-            let v = new_tier_raw.map(String::as_str).unwrap_or_default();
-            let text = format!("{TIER_LABEL}={v:?} is not a tier (accepted: {TIER_VALUES})");
-            if old_label(TIER_LABEL) != new_tier_raw {
-                invalid.push(text);
-            }
-            None
-        }
+    let new = match parse_new_labels(&change) {
+        Ok(new) => new,
+        Err(invalid) => return Verdict::Deny(format!("namespace {ns:?}: {invalid}")),
     };
-    let new_mode = match new_mode_raw.map(|v| v.parse::<Mode>()) {
-        None => None,
-        Some(Ok(m)) => Some(m),
-        Some(Err(_)) => {
-            let v = new_mode_raw.map(String::as_str).unwrap_or_default();
-            let text = format!("{MODE_LABEL}={v:?} is not a mode (accepted: {MODE_VALUES})");
-            if old_label(MODE_LABEL) != new_mode_raw {
-                invalid.push(text);
-            }
-            None
-        }
-    };
-    if !invalid.is_empty() {
-        return Verdict::Deny(format!("namespace {ns:?}: {}", invalid.join("; ")));
-    }
-
-    // 2. Weakening, on UPDATE only.
-    let Some(_) = change.old else {
+    let Some(old) = change.old else {
         return Verdict::Allow;
     };
-    let old_tier = old_label(TIER_LABEL).and_then(|v| v.parse::<Tier>().ok());
-    let old_mode = old_label(MODE_LABEL).and_then(|v| v.parse::<Mode>().ok());
-    let effective_tier = |t: Option<Tier>| t.unwrap_or(cfg.defaults.tier);
-    let effective_mode = |m: Option<Mode>| m.unwrap_or(cfg.defaults.mode);
-
-    let mut weakening = Vec::new();
-    if old_label(TIER_LABEL).is_some() && new_tier_raw.is_none() {
-        weakening.push(format!(
-            "removing {TIER_LABEL} (was {})",
-            old_label(TIER_LABEL)
-                .map(String::as_str)
-                .unwrap_or_default()
-        ));
-    } else if effective_tier(new_tier) < effective_tier(old_tier) {
-        weakening.push(format!(
-            "lowering {TIER_LABEL} from {} to {}",
-            tier_text(effective_tier(old_tier)),
-            tier_text(effective_tier(new_tier))
-        ));
-    }
-    if strictness(effective_mode(new_mode)) < strictness(effective_mode(old_mode)) {
-        let how = if new_mode_raw.is_none() {
-            format!(
-                "removing {MODE_LABEL} (mode {} becomes the default {})",
-                effective_mode(old_mode),
-                effective_mode(new_mode)
-            )
-        } else {
-            format!(
-                "relaxing {MODE_LABEL} from {} to {}",
-                effective_mode(old_mode),
-                effective_mode(new_mode)
-            )
-        };
-        weakening.push(how);
-    }
-    if weakening.is_empty() {
-        return Verdict::Allow;
-    }
-    if is_tier_admin(who, &cfg.tier_admins) {
+    let weakening = weakening(old, change.new, new, cfg);
+    if weakening.is_empty() || is_tier_admin(who, &cfg.tier_admins) {
         return Verdict::Allow;
     }
     Verdict::Deny(format!(
@@ -177,6 +108,77 @@ pub fn guard_namespace(
         who_may(&cfg.tier_admins),
         requester_name(who)
     ))
+}
+
+/// The tier and mode the new labels set, if they parse.
+#[derive(Debug, Clone, Copy)]
+struct NewLabels {
+    tier: Option<Tier>,
+    mode: Option<Mode>,
+}
+
+/// The new labels, parsed; the values that do not parse and are new or
+/// changed are an error (one already there before the update is let be, so
+/// that unrelated updates of an old namespace keep working).
+fn parse_new_labels(change: &NamespaceChange<'_>) -> Result<NewLabels, String> {
+    fn parse<T: std::str::FromStr>(
+        change: &NamespaceChange<'_>,
+        key: &str,
+        what: &str,
+        accepted: &str,
+        invalid: &mut Vec<String>,
+    ) -> Option<T> {
+        let raw = change.new.get(key)?;
+        let parsed = raw.parse::<T>().ok();
+        let unchanged = change.old.and_then(|o| o.get(key)) == Some(raw);
+        if parsed.is_none() && !unchanged {
+            invalid.push(format!(
+                "{key}={raw:?} is not a {what} (accepted: {accepted})"
+            ));
+        }
+        parsed
+    }
+    let mut invalid = Vec::new();
+    let tier = parse(change, TIER_LABEL, "tier", TIER_VALUES, &mut invalid);
+    let mode = parse(change, MODE_LABEL, "mode", MODE_VALUES, &mut invalid);
+    if invalid.is_empty() {
+        Ok(NewLabels { tier, mode })
+    } else {
+        Err(invalid.join("; "))
+    }
+}
+
+/// How an UPDATE weakens the namespace: a tier lowered or removed, a mode
+/// relaxed or removed (an absent or invalid value is the config default).
+fn weakening(
+    old: &BTreeMap<String, String>,
+    new_labels: &BTreeMap<String, String>,
+    new: NewLabels,
+    cfg: &PolicyConfig,
+) -> Vec<String> {
+    let old_tier = old.get(TIER_LABEL).and_then(|v| v.parse::<Tier>().ok());
+    let old_mode = old.get(MODE_LABEL).and_then(|v| v.parse::<Mode>().ok());
+    let effective_tier = |t: Option<Tier>| t.unwrap_or(cfg.defaults.tier);
+    let effective_mode = |m: Option<Mode>| m.unwrap_or(cfg.defaults.mode);
+    let mut out = Vec::new();
+    if let (Some(was), None) = (old.get(TIER_LABEL), new_labels.get(TIER_LABEL)) {
+        out.push(format!("removing {TIER_LABEL} (was {was})"));
+    } else if effective_tier(new.tier) < effective_tier(old_tier) {
+        out.push(format!(
+            "lowering {TIER_LABEL} from {} to {}",
+            tier_text(effective_tier(old_tier)),
+            tier_text(effective_tier(new.tier))
+        ));
+    }
+    let (from, to) = (effective_mode(old_mode), effective_mode(new.mode));
+    if strictness(to) < strictness(from) {
+        out.push(if new_labels.contains_key(MODE_LABEL) {
+            format!("relaxing {MODE_LABEL} from {from} to {to}")
+        } else {
+            format!("removing {MODE_LABEL} (mode {from} becomes the default {to})")
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -48,85 +48,88 @@ pub fn kind_label(kind: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// Register a collector and hand it back.
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    c: C,
+) -> Result<C, prometheus::Error> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "tiergate_admission_requests_total",
-                "Admission requests answered, by webhook, operation, kind and decision.",
-            ),
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels)?,
+            )
+        };
+        let requests = counter(
+            "tiergate_admission_requests_total",
+            "Admission requests answered, by webhook, operation, kind and decision.",
             &["webhook", "operation", "kind", "decision"],
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "tiergate_admission_duration_seconds",
-                "Time to answer an admission request.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["webhook"],
+        let duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "tiergate_admission_duration_seconds",
+                    "Time to answer an admission request.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["webhook"],
+            )?,
         )?;
-        let findings = IntCounterVec::new(
-            Opts::new(
-                "tiergate_rule_findings_total",
-                "Rule findings, by rule, namespace tier and action.",
-            ),
+        let findings = counter(
+            "tiergate_rule_findings_total",
+            "Rule findings, by rule, namespace tier and action.",
             &["rule", "tier", "action"],
         )?;
-        let patches = IntCounterVec::new(
-            Opts::new("tiergate_patches_total", "Fixes sent in a patch, by rule."),
+        let patches = counter(
+            "tiergate_patches_total",
+            "Fixes sent in a patch, by rule.",
             &["rule"],
         )?;
-        let exemptions = IntCounterVec::new(
-            Opts::new("tiergate_exemptions_total", "Exemptions applied, by rule."),
+        let exemptions = counter(
+            "tiergate_exemptions_total",
+            "Exemptions applied, by rule.",
             &["rule"],
         )?;
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "tiergate_errors_total",
-                "Requests tiergate could not judge or read, by webhook and error kind.",
-            ),
+        let errors = counter(
+            "tiergate_errors_total",
+            "Requests tiergate could not judge or read, by webhook and error kind.",
             &["webhook", "kind"],
         )?;
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
-                "tiergate_config_reloads_total",
-                "Config reloads, by result.",
-            ),
+        let config_reloads = counter(
+            "tiergate_config_reloads_total",
+            "Config reloads, by result.",
             &["result"],
         )?;
-        let tls_reloads = IntCounterVec::new(
-            Opts::new(
-                "tiergate_tls_reloads_total",
-                "Serving certificate reloads, by result.",
-            ),
+        let tls_reloads = counter(
+            "tiergate_tls_reloads_total",
+            "Serving certificate reloads, by result.",
             &["result"],
         )?;
-        let cert_expiry = IntGauge::new(
-            "tiergate_tls_cert_expiry_timestamp_seconds",
-            "When the serving certificate expires (Unix seconds).",
+        let cert_expiry = register(
+            &registry,
+            IntGauge::new(
+                "tiergate_tls_cert_expiry_timestamp_seconds",
+                "When the serving certificate expires (Unix seconds).",
+            )?,
         )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new("tiergate_build_info", "tiergate build information."),
-            &["version"],
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("tiergate_build_info", "tiergate build information."),
+                &["version"],
+            )?,
         )?;
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-            Box::new(findings.clone()),
-            Box::new(patches.clone()),
-            Box::new(exemptions.clone()),
-            Box::new(errors.clone()),
-            Box::new(config_reloads.clone()),
-            Box::new(tls_reloads.clone()),
-            Box::new(cert_expiry.clone()),
-            Box::new(build_info.clone()),
-        ] {
-            registry.register(c)?;
-        }
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Series that exist from the start, so dashboards and alerts see 0.
         for r in ["success", "error"] {
             config_reloads.with_label_values(&[r]);
             tls_reloads.with_label_values(&[r]);
