@@ -212,14 +212,15 @@ fn pss_flag_evaluates_only_that_standard() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
-#[test]
-fn namespace_label_sets_the_tier_and_flag_overrides_it() {
-    let input = "apiVersion: v1
+/// Namespace `shop` labelled with `tier`, and a Pod in it.
+fn namespace_and_pod(tier: &str) -> String {
+    format!(
+        "apiVersion: v1
 kind: Namespace
 metadata:
   name: shop
   labels:
-    tiergate.io/tier: enterprise
+    tiergate.io/tier: {tier}
 ---
 apiVersion: v1
 kind: Pod
@@ -230,10 +231,16 @@ spec:
   containers:
   - name: app
     image: nginx:1.27
-";
-    let o = tiergate(&["check", "-"], Some(input));
+"
+    )
+}
+
+#[test]
+fn namespace_label_sets_the_tier_and_flag_overrides_it() {
+    let input = namespace_and_pod("enterprise");
+    let o = tiergate(&["check", "-"], Some(&input));
     assert!(stdout(&o).contains("tier 3 enterprise"), "{}", stdout(&o));
-    let o = tiergate(&["check", "-", "--tier", "1"], Some(input));
+    let o = tiergate(&["check", "-", "--tier", "1"], Some(&input));
     assert!(stdout(&o).contains("tier 1 foundation"), "{}", stdout(&o));
 }
 
@@ -241,25 +248,9 @@ spec:
 /// with a note in every output format, never an input error.
 #[test]
 fn an_invalid_tier_label_keeps_the_default_and_says_so() {
-    let input = "apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
-  labels:
-    tiergate.io/tier: gold
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: p
-  namespace: shop
-spec:
-  containers:
-  - name: app
-    image: nginx:1.27
-";
+    let input = namespace_and_pod("gold");
     let note = "namespace \"shop\": tiergate.io/tier=\"gold\" is not a tier; using foundation";
-    let o = tiergate(&["check", "-", "-o", "json"], Some(input));
+    let o = tiergate(&["check", "-", "-o", "json"], Some(&input));
     assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).expect("json");
     let results = v["results"].as_array().unwrap();
@@ -270,7 +261,7 @@ spec:
             .unwrap_or_else(|| panic!("{kind}: no notes: {r}"));
         assert!(notes[0].as_str().unwrap().starts_with(note), "{notes:?}");
     }
-    let table = tiergate(&["check", "-"], Some(input));
+    let table = tiergate(&["check", "-"], Some(&input));
     assert!(
         stdout(&table).contains("tier 1 foundation"),
         "{}",
@@ -281,7 +272,7 @@ spec:
         "{}",
         stdout(&table)
     );
-    let sarif = tiergate(&["check", "-", "-o", "sarif"], Some(input));
+    let sarif = tiergate(&["check", "-", "-o", "sarif"], Some(&input));
     let v: Value = serde_json::from_slice(&sarif.stdout).expect("sarif json");
     let n = &v["runs"][0]["invocations"][0]["toolExecutionNotifications"];
     assert!(
@@ -291,7 +282,7 @@ spec:
                 .is_some_and(|t| t.contains(note)))),
         "{n}"
     );
-    let junit = tiergate(&["check", "-", "-o", "junit"], Some(input));
+    let junit = tiergate(&["check", "-", "-o", "junit"], Some(&input));
     assert!(stdout(&junit).contains(&format!("note: {}", note.replace('"', "&quot;"))));
     // A clean input keeps the JSON shape it always had: no `notes` key.
     let clean = tiergate(&["check", "-", "-o", "json"], Some(CLEAN_CM));

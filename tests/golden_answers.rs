@@ -127,27 +127,27 @@ fn cases() -> Vec<(String, Value)> {
                 .build(),
         ));
     }
-    let lowered = ReviewBuilder::new(
-        "u-ns",
-        "UPDATE",
-        ns(json!({"tiergate.io/tier": "1", "tiergate.io/mode": "warn"})),
-    )
-    .namespace(None)
-    .old(ns(
-        json!({"tiergate.io/tier": "3", "tiergate.io/mode": "enforce"}),
-    ));
-    out.push(("ns-lowered-by-dev".into(), lowered.build()));
-    let lowered_admin = ReviewBuilder::new(
-        "u-ns",
-        "UPDATE",
-        ns(json!({"tiergate.io/tier": "1", "tiergate.io/mode": "warn"})),
-    )
-    .namespace(None)
-    .old(ns(
-        json!({"tiergate.io/tier": "3", "tiergate.io/mode": "enforce"}),
-    ))
-    .user("root-admin", &["system:authenticated"]);
-    out.push(("ns-lowered-by-admin".into(), lowered_admin.build()));
+    // Lowering a tier and relaxing a mode, by a non-admin and by an admin.
+    for (name, user) in [
+        ("ns-lowered-by-dev", "dev"),
+        ("ns-lowered-by-admin", "root-admin"),
+    ] {
+        let review = ReviewBuilder::new(
+            "u-ns",
+            "UPDATE",
+            ns(json!({"tiergate.io/tier": "1", "tiergate.io/mode": "warn"})),
+        )
+        .namespace(None)
+        .old(ns(
+            json!({"tiergate.io/tier": "3", "tiergate.io/mode": "enforce"}),
+        ));
+        let review = if user == "dev" {
+            review
+        } else {
+            review.user(user, &["system:authenticated"])
+        };
+        out.push((name.into(), review.build()));
+    }
     out.push((
         "garbage".into(),
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}),

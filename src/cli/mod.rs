@@ -21,13 +21,38 @@ pub enum RulesFormat {
     Markdown,
 }
 
+/// What `check` and `fix` both read: the input, the tier, the config.
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub struct InputArgs {
     /// Files, directories (recursively *.yaml, *.yml, *.json) or - for stdin.
     #[arg(default_value = "-")]
     pub paths: Vec<String>,
+    /// Judge every object at this tier (1..5 or its name), whatever its
+    /// namespace's label says.
     #[arg(long)]
     pub tier: Option<String>,
+    /// Config file (YAML); the embedded defaults when absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The engine, the tier override and the parsed input files.
+    fn load(&self) -> anyhow::Result<(Engine, Option<Tier>, Vec<SourceFile>)> {
+        let policy = Config::load(self.config.as_deref())?.0.policy;
+        let tier = self.tier.as_deref().map(str::parse::<Tier>).transpose()?;
+        let mut sources = Vec::new();
+        for p in manifest::expand_paths(&self.paths)? {
+            sources.push(manifest::read_source(p.as_deref())?);
+        }
+        Ok((Engine::new(policy), tier, sources))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     #[arg(long)]
     pub mode: Option<String>,
     /// Evaluate exactly one Pod Security Standard: baseline|restricted[:latest|:v1.N].
@@ -36,20 +61,14 @@ pub struct CheckArgs {
     /// Evaluate just these rules, whatever their tier.
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: CheckFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct FixArgs {
-    #[arg(default_value = "-")]
-    pub paths: Vec<String>,
-    #[arg(long)]
-    pub tier: Option<String>,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Rewrite the files instead of printing to stdout.
     #[arg(long)]
     pub in_place: bool,
@@ -72,25 +91,10 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::manifest::{self, Format, SourceFile};
-use crate::policy::{pss, rules as catalog, Engine, Mode, PolicyConfig, Tier};
-
-/// The policy half of the config file (the CLI has no server settings).
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<PolicyConfig> {
-    Ok(Config::load(path)?.0.policy)
-}
-
-fn read_all(paths: &[String]) -> anyhow::Result<Vec<SourceFile>> {
-    let mut out = Vec::new();
-    for p in manifest::expand_paths(paths)? {
-        out.push(manifest::read_source(p.as_deref())?);
-    }
-    Ok(out)
-}
+use crate::policy::{pss, rules as catalog, Engine, Mode, Tier};
 
 /// `tiergate check`
 pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(a.config.as_deref())?;
-    let tier = a.tier.as_deref().map(str::parse::<Tier>).transpose()?;
     let mode = a.mode.as_deref().map(str::parse::<Mode>).transpose()?;
     let pss = a.pss.as_deref().map(pss::parse_level_version).transpose()?;
     if let Some(only) = &a.only {
@@ -100,8 +104,7 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let sources = read_all(&a.paths)?;
-    let engine = Engine::new(config);
+    let (engine, tier, sources) = a.input.load()?;
     let judged = judge_sources(
         &engine,
         &sources,
@@ -133,13 +136,10 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 
 /// `tiergate fix`
 pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(a.config.as_deref())?;
-    let tier = a.tier.as_deref().map(str::parse::<Tier>).transpose()?;
-    let sources = read_all(&a.paths)?;
+    let (engine, tier, sources) = a.input.load()?;
     if a.in_place && sources.iter().any(|s| s.path.is_none()) {
         anyhow::bail!("--in-place cannot rewrite stdin (-)");
     }
-    let engine = Engine::new(config);
     let judged = judge_sources(
         &engine,
         &sources,

@@ -131,18 +131,21 @@ mod tests {
             .collect()
     }
 
+    /// Namespace `shop` with these labels, on the embedded defaults.
+    fn resolve_shop(l: &BTreeMap<String, String>) -> Resolved {
+        let input = NamespaceInput {
+            name: Some("shop"),
+            labels: Some(l),
+            ..Default::default()
+        };
+        resolve(input, &PolicyConfig::default())
+    }
+
     #[test]
     fn labels_set_tier_and_mode_else_the_defaults_apply() {
         let cfg = PolicyConfig::default();
         let l = labels(&[(TIER_LABEL, "enterprise"), (MODE_LABEL, "enforce")]);
-        let r = resolve(
-            NamespaceInput {
-                name: Some("shop"),
-                labels: Some(&l),
-                ..Default::default()
-            },
-            &cfg,
-        );
+        let r = resolve_shop(&l);
         assert_eq!((r.ctx.tier, r.ctx.mode), (Tier::Enterprise, Mode::Enforce));
         assert_eq!(r.ctx.namespace.as_deref(), Some("shop"));
         assert_eq!(r.ctx.namespace_labels, l);
@@ -156,16 +159,8 @@ mod tests {
 
     #[test]
     fn invalid_labels_keep_the_defaults_and_say_so() {
-        let cfg = PolicyConfig::default();
         let l = labels(&[(TIER_LABEL, "gold"), (MODE_LABEL, "loud")]);
-        let r = resolve(
-            NamespaceInput {
-                name: Some("shop"),
-                labels: Some(&l),
-                ..Default::default()
-            },
-            &cfg,
-        );
+        let r = resolve_shop(&l);
         assert_eq!((r.ctx.tier, r.ctx.mode), (Tier::Foundation, Mode::Warn));
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
         assert!(
