@@ -86,13 +86,7 @@ mod tests {
 
     #[test]
     fn fix_sets_false() {
-        for obj in [
-            testutil::web_deployment(),
-            testutil::statefulset_db(),
-            testutil::cronjob(),
-            testutil::daemonset_agent(),
-            testutil::bare_pod(),
-        ] {
+        for obj in testutil::workloads() {
             let fixed = assert_fix_sound("automount-service-account-token", &obj, Tier::Enterprise);
             let api_version = obj["apiVersion"].as_str().unwrap();
             let spec = crate::policy::kinds::workload_of(

@@ -195,13 +195,7 @@ mod tests {
             fix: true,
             exact_fixable: false,
         };
-        for obj in [
-            testutil::web_deployment(),
-            testutil::statefulset_db(),
-            testutil::cronjob(),
-            testutil::daemonset_agent(),
-            testutil::bare_pod(),
-        ] {
+        for obj in testutil::workloads() {
             let kind = obj["kind"].as_str().unwrap_or_default().to_string();
             let first = engine.evaluate(&obj, &ctx, &opts).expect("evaluate");
             assert!(

@@ -111,13 +111,7 @@ mod tests {
 
     #[test]
     fn fix_is_sound_on_every_manifest() {
-        for obj in [
-            testutil::web_deployment(),
-            testutil::statefulset_db(),
-            testutil::cronjob(),
-            testutil::daemonset_agent(),
-            testutil::bare_pod(),
-        ] {
+        for obj in testutil::workloads() {
             let fixed = assert_fix_sound("read-only-root-filesystem", &obj, Tier::Production);
             crate::policy::target::assert_parses_typed(&fixed);
         }

@@ -278,6 +278,18 @@ pub fn daemonset_agent() -> Value {
 }
 
 /// A bare Pod: a Docker Hub short-named Redis, default restartPolicy (Always).
+/// One of each realistic workload: Deployment, StatefulSet, CronJob,
+/// DaemonSet and a bare Pod.
+pub fn workloads() -> [Value; 5] {
+    [
+        web_deployment(),
+        statefulset_db(),
+        cronjob(),
+        daemonset_agent(),
+        bare_pod(),
+    ]
+}
+
 pub fn bare_pod() -> Value {
     serde_json::json!({
       "apiVersion": "v1",
