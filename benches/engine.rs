@@ -108,7 +108,7 @@ fn review(object: &Value) -> Vec<u8> {
 fn bench_admission(c: &mut Criterion) {
     use tiergate::admission::decide::{decide_in, Progress};
     use tiergate::admission::{
-        handle, AdmissionRequest, AdmissionSettings, ConfigContext, ContextSource, Webhook,
+        handle, AdmissionRequest, AdmissionSettings, ContextSource, DefaultsSource, Webhook,
     };
     // Namespaces at tier 3, enforcing, as in the load benchmark.
     let cfg = Config::from_yaml("defaults: {tier: enterprise, mode: enforce}\n", "bench")
@@ -129,7 +129,7 @@ fn bench_admission(c: &mut Criterion) {
     if let Ok(req) = AdmissionRequest::from_body(&body) {
         let settings = AdmissionSettings::new(Webhook::Validate);
         let decided = decide_in(&req, &engine, settings, &mut Progress::default(), |cfg| {
-            ConfigContext.try_context(&req, cfg)
+            DefaultsSource.try_context(&req, cfg)
         });
         if let Some((response, _)) = decided {
             g.bench_function("render_response", |b| {
@@ -143,7 +143,7 @@ fn bench_admission(c: &mut Criterion) {
     ] {
         let settings = AdmissionSettings::new(webhook);
         g.bench_function(name, |b| {
-            b.iter(|| handle(&body, &engine, &ConfigContext, settings).body.len())
+            b.iter(|| handle(&body, &engine, &DefaultsSource, settings).body.len())
         });
     }
     g.finish();

@@ -17,7 +17,7 @@ use kube::runtime::watcher::Event;
 use serde_json::json;
 use tiergate::admission::{AdmissionRequest, ContextSource, ReviewBuilder};
 use tiergate::cluster::summary::summarize_event;
-use tiergate::cluster::{Caches, ClusterContext};
+use tiergate::cluster::{Caches, ClusterSource};
 use tiergate::policy::PolicyConfig;
 
 /// mimalloc, as in the binary, counting the live heap bytes.
@@ -62,7 +62,7 @@ fn main() {
     let cfg = PolicyConfig::default();
 
     let (caches, mut w) = Caches::new();
-    let src = ClusterContext::new(caches.clone());
+    let src = ClusterSource::new(caches.clone());
     let baseline = rss_kib();
     let live0 = LIVE.load(Ordering::Relaxed);
 

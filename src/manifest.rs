@@ -26,7 +26,15 @@ pub enum ManifestError {
     },
     #[error("{0}: no such file or directory")]
     Missing(String),
+    #[error(
+        "{file}: larger than the input limit of {limit} bytes (raise it with --max-input-bytes)"
+    )]
+    TooLarge { file: String, limit: u64 },
 }
+
+/// The largest input file read by default: far above any real manifest, far
+/// below what would exhaust memory (`check /dev/zero` must end with an error).
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The format a file was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +69,13 @@ pub struct SourceFile {
 }
 
 /// Expand PATH arguments: files as given, directories recursively
-/// (`*.yaml`, `*.yml`, `*.json`, sorted), `-` for stdin.
+/// (`*.yaml`, `*.yml`, `*.json`, sorted), `-` for stdin. Each file is listed
+/// once, however many paths or symlinks lead to it, and a directory is
+/// walked once, so symlink cycles end.
 pub fn expand_paths(args: &[String]) -> Result<Vec<Option<PathBuf>>, ManifestError> {
     let mut out = Vec::new();
+    let mut seen_files = std::collections::HashSet::new();
+    let mut seen_dirs = std::collections::HashSet::new();
     for a in args {
         if a == "-" {
             out.push(None);
@@ -72,11 +84,17 @@ pub fn expand_paths(args: &[String]) -> Result<Vec<Option<PathBuf>>, ManifestErr
         let p = PathBuf::from(a);
         if p.is_dir() {
             let mut found = Vec::new();
-            walk(&p, &mut found)?;
+            walk(&p, &mut found, &mut seen_dirs)?;
             found.sort();
-            out.extend(found.into_iter().map(Some));
+            for f in found {
+                if seen_files.insert(identity(&f)) {
+                    out.push(Some(f));
+                }
+            }
         } else if p.exists() {
-            out.push(Some(p));
+            if seen_files.insert(identity(&p)) {
+                out.push(Some(p));
+            }
         } else {
             return Err(ManifestError::Missing(a.clone()));
         }
@@ -84,7 +102,20 @@ pub fn expand_paths(args: &[String]) -> Result<Vec<Option<PathBuf>>, ManifestErr
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
+/// What makes two paths the same file: their canonical path (links
+/// resolved), else the path as given.
+fn identity(p: &Path) -> PathBuf {
+    fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), ManifestError> {
+    if !seen.insert(identity(dir)) {
+        return Ok(());
+    }
     let io = |source| ManifestError::Io {
         file: dir.display().to_string(),
         source,
@@ -92,7 +123,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
     for entry in fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, seen)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml" | "json")
@@ -103,25 +134,47 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// Read and parse one input.
+/// Read at most `limit` bytes of UTF-8 text; more is an error naming the file.
+fn read_limited(r: impl Read, name: &str, limit: u64) -> Result<String, ManifestError> {
+    let mut buf = Vec::new();
+    r.take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|source| ManifestError::Io {
+            file: name.to_string(),
+            source,
+        })?;
+    if buf.len() as u64 > limit {
+        return Err(ManifestError::TooLarge {
+            file: name.to_string(),
+            limit,
+        });
+    }
+    String::from_utf8(buf).map_err(|e| ManifestError::Io {
+        file: name.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+    })
+}
+
+/// Read and parse one input, of at most [`DEFAULT_MAX_INPUT_BYTES`].
 pub fn read_source(path: Option<&Path>) -> Result<SourceFile, ManifestError> {
+    read_source_limited(path, DEFAULT_MAX_INPUT_BYTES)
+}
+
+/// Read and parse one input of at most `limit` bytes.
+pub fn read_source_limited(path: Option<&Path>, limit: u64) -> Result<SourceFile, ManifestError> {
     let (name, text) = match path {
         None => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|source| ManifestError::Io {
-                    file: "<stdin>".into(),
-                    source,
-                })?;
-            ("<stdin>".to_string(), s)
+            let name = "<stdin>".to_string();
+            let text = read_limited(std::io::stdin().lock(), &name, limit)?;
+            (name, text)
         }
         Some(p) => {
             let name = p.display().to_string();
-            let text = fs::read_to_string(p).map_err(|source| ManifestError::Io {
+            let file = fs::File::open(p).map_err(|source| ManifestError::Io {
                 file: name.clone(),
                 source,
             })?;
+            let text = read_limited(file, &name, limit)?;
             (name, text)
         }
     };

@@ -414,3 +414,127 @@ fn docs_rules_md_is_current() {
         "docs/RULES.md is stale: run `cargo run -- rules -o markdown > docs/RULES.md`"
     );
 }
+
+/// Run tiergate and fail (instead of hanging) if it takes over 30 s.
+fn tiergate_within(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tiergate"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tiergate");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("tiergate {args:?} did not finish in 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_cycles_end_and_each_file_is_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = tmp.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("pod.yaml"), PRIVILEGED).unwrap();
+    std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
+    std::os::unix::fs::symlink(".", sub.join("self")).unwrap();
+    std::os::unix::fs::symlink("pod.yaml", sub.join("again.yaml")).unwrap();
+    let root = tmp.path().to_str().unwrap();
+    let o = tiergate_within(&["check", root, "-o", "json", "--only", "privileged"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["objects"], 1, "{v}");
+    // Named twice on the command line: still once.
+    let o = tiergate_within(&["check", root, root, "-o", "json", "--only", "privileged"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["objects"], 1, "{v}");
+}
+
+#[cfg(unix)]
+#[test]
+fn fix_in_place_never_writes_through_a_planted_link_and_keeps_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("app.yaml");
+    std::fs::write(&path, PRIVILEGED).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // An attacker's link at the old, predictable temporary name.
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, tmp.path().join(".app.yaml.tiergate-tmp")).unwrap();
+    let o = tiergate(&["fix", "--in-place", path.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("resources:"));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    // No temporary file is left behind.
+    let left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tiergate-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A symlinked manifest: its target is fixed, the link stays a link.
+    let real = tmp.path().join("real.yaml");
+    std::fs::write(&real, PRIVILEGED).unwrap();
+    let link = tmp.path().join("link.yaml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let o = tiergate(&["fix", "--in-place", link.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_to_string(&real)
+        .unwrap()
+        .contains("resources:"));
+
+    // A read-only manifest is not rewritten: an error names it.
+    let ro = tmp.path().join("ro.yaml");
+    std::fs::write(&ro, PRIVILEGED).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let o = tiergate(&["fix", "--in-place", ro.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("ro.yaml is read-only"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&ro).unwrap(), PRIVILEGED);
+}
+
+#[cfg(unix)]
+#[test]
+fn endless_input_is_cut_at_the_limit_with_a_clear_error() {
+    let o = tiergate_within(&["check", "/dev/zero"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("/dev/zero: larger than the input limit of 67108864 bytes")
+            && err.contains("--max-input-bytes"),
+        "{err}"
+    );
+    let o = tiergate(&["check", "-", "--max-input-bytes", "10"], Some(PRIVILEGED));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("<stdin>: larger than the input limit of 10 bytes"));
+}
+
+#[test]
+fn the_table_escapes_control_characters_from_manifests() {
+    let hostile = PRIVILEGED.replace("name: bad", "name: \"bad\\e]0;pwned\\a\\e[2J\"");
+    let o = tiergate(&["check", "-", "--only", "privileged"], Some(&hostile));
+    let out = stdout(&o);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("\\u{1b}"), "{out}");
+}

@@ -187,8 +187,14 @@ fn fixable_means_the_fix_really_removes_the_finding() {
             &exact,
         )
         .unwrap();
+    // Requests are filled, limits are not guessed: not fixable, and it says why.
     let res = e.findings.iter().find(|f| f.rule == "resources").unwrap();
-    assert!(res.fixable);
+    assert!(!res.fixable);
+    assert!(
+        res.message.contains("not fixed: limits are not guessed"),
+        "{}",
+        res.message
+    );
     // No fix can pick a component label: reported, not fixable.
     let comp = e
         .findings

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tiergate::admission::{handle, AdmissionSettings, ConfigContext, Webhook};
+use tiergate::admission::{handle, AdmissionSettings, DefaultsSource, Webhook};
 use tiergate::config::Config;
 use tiergate::policy::Engine;
 
@@ -157,7 +157,7 @@ fn cases() -> Vec<(String, Value)> {
 
 /// One answer: status, content type and body, as the server would send them.
 fn answer(engine: &Engine, body: &[u8], settings: AdmissionSettings) -> Vec<u8> {
-    let a = handle(body, engine, &ConfigContext, settings);
+    let a = handle(body, engine, &DefaultsSource, settings);
     let mut bytes = format!("{} {}\n", a.status, a.content_type).into_bytes();
     bytes.extend_from_slice(&a.body);
     bytes

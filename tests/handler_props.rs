@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tiergate::admission::{
-    self, AdmissionSettings, ConfigContext, ErrorKind, ReviewBuilder, Webhook,
+    self, AdmissionSettings, DefaultsSource, ErrorKind, ReviewBuilder, Webhook,
 };
 use tiergate::config::{Config, DEFAULT_YAML};
 use tiergate::policy::Engine;
@@ -190,7 +190,7 @@ fn check_answer(
     let a = admission::handle(
         body,
         engine,
-        &ConfigContext,
+        &DefaultsSource,
         AdmissionSettings::new(webhook).dry_run(dry_run),
     );
     match a.status {

@@ -218,7 +218,7 @@ async fn bad_requests_get_http_errors() {
     let r = send(
         reqwest::Method::POST,
         json_ct,
-        br#"{"kind":"AdmissionReview"}"#.to_vec(),
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
     )
     .await
     .unwrap();
@@ -338,10 +338,14 @@ async fn patches_apply_and_a_second_pass_is_empty() {
         fixed.pointer("/spec/template/spec/initContainers/0/resources/requests/memory"),
         Some(&json!("64Mi"))
     );
+    // Requests are filled; limits are not guessed by default.
     assert_eq!(
-        fixed.pointer("/spec/template/spec/containers/1/resources/limits/cpu"),
-        Some(&json!("500m"))
+        fixed.pointer("/spec/template/spec/containers/1/resources/requests/cpu"),
+        Some(&json!("100m"))
     );
+    assert!(fixed
+        .pointer("/spec/template/spec/containers/1/resources/limits")
+        .is_none());
     let _: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(fixed.clone()).unwrap();
     let warnings: Vec<&str> = r["warnings"]
         .as_array()
@@ -351,7 +355,7 @@ async fn patches_apply_and_a_second_pass_is_empty() {
         .collect();
     assert!(
         warnings.contains(
-            &"tiergate resources fix: set missing cpu/memory requests and limits from the tier defaults"
+            &"tiergate resources fix: set missing cpu/memory requests (and limits, where the tier opts in)"
         ),
         "{warnings:?}"
     );
@@ -363,7 +367,8 @@ async fn patches_apply_and_a_second_pass_is_empty() {
     )
     .await;
     assert!(r2.get("patch").is_none(), "{r2}");
-    // The validating webhook then sees no resources finding.
+    // The validating webhook then sees only what no safe fix covers, each
+    // declined finding saying why.
     let r3 = admit(
         &c,
         h.addr,
@@ -371,12 +376,21 @@ async fn patches_apply_and_a_second_pass_is_empty() {
         &review("m3", "CREATE", "Deployment", fixed),
     )
     .await;
-    // (run-as-non-root remains: its fix is opt-in.)
+    // (run-as-non-root remains: its fix is opt-in; limits and dropping
+    // capabilities of containers that may run as root are declined.)
     let left: Vec<&str> = r3["warnings"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    assert!(left.iter().all(|w| w.starts_with("runAsNonRoot")), "{r3}");
+    assert!(
+        left.iter()
+            .all(|w| w.starts_with("runAsNonRoot") || w.contains("; not fixed: ")),
+        "{r3}"
+    );
+    assert!(
+        !left.iter().any(|w| w.contains("resources.requests")),
+        "{r3}"
+    );
     let m = metrics(h.admin_addr).await;
     assert_eq!(
         metric(&m, "tiergate_patches_total{rule=\"resources\"}"),
@@ -809,4 +823,160 @@ async fn http2_and_http1_are_both_served() {
         assert_eq!(r.status(), 200);
     }
     h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_config_is_refused_and_weakening_is_counted() {
+    let (h, d) = start_with(Some(&enforce()), false).await;
+    let c = client(&[h.ca_pem.as_deref().unwrap()]);
+    let body = review("r", "CREATE", "Pod", privileged_pod());
+    let admin = h.admin_addr;
+    let m = metrics(admin).await;
+    assert_eq!(metric(&m, "tiergate_config_dry_run"), 0.0);
+    assert_eq!(metric(&m, "tiergate_config_default_tier"), 1.0);
+    assert_eq!(
+        metric(&m, "tiergate_config_default_mode{mode=\"enforce\"}"),
+        1.0
+    );
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("tiergate_config_info{hash=")),
+        "{m:?}"
+    );
+    // A file caught half-written (empty, or only comments) is refused.
+    let p = d.path().join("config.yaml");
+    std::fs::write(&p, "# truncated\n").unwrap();
+    eventually("a refused reload", || async move {
+        metric(
+            &metrics(admin).await,
+            "tiergate_config_reloads_total{result=\"error\"}",
+        ) == 1.0
+    })
+    .await;
+    assert_eq!(
+        admit(&c, h.addr, "/validate", &body).await["allowed"],
+        false
+    );
+    // A reload to warn mode and dry-run works, and is counted as weakening.
+    std::fs::write(
+        &p,
+        config("foundation", "warn").replace("dryRun: false", "dryRun: true"),
+    )
+    .unwrap();
+    eventually("a weakening reload", || async move {
+        let m = metrics(admin).await;
+        metric(&m, "tiergate_config_weakened_total") == 1.0
+            && metric(&m, "tiergate_config_dry_run") == 1.0
+            && metric(&m, "tiergate_config_default_mode{mode=\"warn\"}") == 1.0
+    })
+    .await;
+    assert_eq!(admit(&c, h.addr, "/validate", &body).await["allowed"], true);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_not_held() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut opts = ServeOptions::local();
+    opts.first_request_timeout = Duration::from_millis(300);
+    let h = server::start(opts).await.unwrap();
+    let ca = h.ca_pem.clone().unwrap();
+    // Handshake, then nothing: closed after the first-request timeout.
+    let mut s = tls_connect(h.addr, &ca, "localhost").await;
+    let mut buf = Vec::new();
+    let t0 = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "an idle connection was held over 5 s");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    // A body that trickles in: answered 408 within the request's ?timeout=.
+    let mut s = tls_connect(h.addr, &ca, "localhost").await;
+    s.write_all(b"POST /validate?timeout=1s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    h.shutdown().await.unwrap();
+}
+
+/// SIGTERM under HTTP/2 load, as the apiserver sends it: /readyz fails at
+/// once while the listener stays open for the shutdown delay; a client that
+/// stops sending when the endpoint goes unready loses no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_under_http2_load_loses_nothing() {
+    let mut opts = ServeOptions::local();
+    opts.shutdown_delay = Duration::from_millis(800);
+    let h = server::start(opts).await.unwrap();
+    let ca = h.ca_pem.clone().unwrap();
+    let (addr, admin) = (h.addr, h.admin_addr);
+    let unready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let unready = unready.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(r) = reqwest::get(format!("http://{admin}/readyz")).await {
+                    if r.status() == 503 {
+                        unready.store(true, Ordering::SeqCst);
+                        return true;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut senders = Vec::new();
+    for t in 0..4 {
+        let c = client(&[&ca]);
+        let unready = unready.clone();
+        senders.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            let mut i = 0;
+            while !unready.load(Ordering::SeqCst) {
+                let body = review(&format!("h2-{t}-{i}"), "CREATE", "Pod", privileged_pod());
+                match c
+                    .post(url(addr, "/validate"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 && r.version() == reqwest::Version::HTTP_2 => {
+                        ok += 1
+                    }
+                    Ok(r) => failed.push(format!("{} {:?}", r.status(), r.version())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                i += 1;
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shutdown = tokio::spawn(h.shutdown());
+    assert!(tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .unwrap()
+        .unwrap());
+    let (mut total, mut failures) = (0, Vec::new());
+    for s in senders {
+        let (ok, failed) = s.await.unwrap();
+        total += ok;
+        failures.extend(failed);
+    }
+    assert!(total > 10, "only {total} requests were sent");
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed: {failures:?}",
+        failures.len(),
+        total + failures.len()
+    );
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -43,9 +43,9 @@ pub enum Lookup {
     WouldBlock,
 }
 
-/// The source of the namespace facts for a request: [`ConfigContext`] (the
+/// The source of the namespace facts for a request: [`DefaultsSource`] (the
 /// config defaults, and a Namespace object's own labels), or the cluster's
-/// watch caches (`crate::cluster::ClusterContext`).
+/// watch caches (`crate::cluster::ClusterSource`).
 pub trait ContextSource: Send + Sync {
     /// The context, allowed to block up to `wait` for a cache that does not
     /// know the request's namespace yet. Called on a thread that may block
@@ -119,9 +119,9 @@ pub fn resolve_request(
 /// Context from the config defaults, and for Namespace objects from their own
 /// `tiergate.io/tier` and `tiergate.io/mode` labels. No namespace facts.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ConfigContext;
+pub struct DefaultsSource;
 
-impl ContextSource for ConfigContext {
+impl ContextSource for DefaultsSource {
     fn context_within(
         &self,
         req: &AdmissionRequest,

@@ -36,6 +36,12 @@ pub fn decide_in(
     if scope::skipped(req) {
         return Some(skip(req, settings));
     }
+    let cfg = engine.config();
+    let Lookup::Ready(resolved) = resolve(cfg) else {
+        return None;
+    };
+    progress.ctx = Some(resolved.ctx.clone());
+    let ctx = &resolved.ctx;
     let obj = match scope::object_to_judge(req) {
         Ok(o) => o,
         Err(msg) => {
@@ -44,16 +50,10 @@ pub fn decide_in(
                 settings,
                 ErrorKind::InvalidObject,
                 Some(msg),
-                None,
+                Some(ctx),
             ))
         }
     };
-    let cfg = engine.config();
-    let Lookup::Ready(resolved) = resolve(cfg) else {
-        return None;
-    };
-    progress.ctx = Some(resolved.ctx.clone());
-    let ctx = &resolved.ctx;
     // Labels are the policy: weakening them is for tier admins only.
     if let Some(Verdict::Deny(msg)) = guard_verdict(req, ctx, cfg, settings) {
         return Some(guard_deny(req, ctx, settings, &msg));
@@ -262,10 +262,12 @@ fn guard_deny(
     (resp.annotate(ann).into_review(req), rec)
 }
 
-/// The answer when tiergate cannot judge: validate denies (an invalid
-/// object, or any other failure under `onError: deny`) or allows
-/// (`onError: allow`, and always in dry-run); mutate always allows without a
-/// patch.
+/// The answer when tiergate cannot judge. The validating webhook, in an
+/// `enforce` namespace (or when the namespace is not known yet), denies an
+/// invalid object, and any other failure under `onError: deny`; in a `warn` or
+/// `audit` namespace it admits with a warning, as the namespace's mode says
+/// not to block; in dry-run it denies nothing. The mutating webhook always
+/// allows, without a patch.
 pub fn error_answer(
     req: &AdmissionRequest,
     settings: AdmissionSettings,
@@ -304,10 +306,14 @@ pub fn error_answer(
                 ),
             ),
         };
-        if deny && !settings.dry_run {
+        let blocking = ctx.is_none_or(|c| c.mode == Mode::Enforce);
+        if deny && blocking && !settings.dry_run {
             resp = resp.deny(why, &msg);
         } else {
             ann.set("error-message", &msg);
+            if !blocking {
+                resp = resp.warn([msg]);
+            }
         }
     }
     rec.allowed = resp.allowed;

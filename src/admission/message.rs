@@ -22,8 +22,13 @@ pub fn deny_message(req: &AdmissionRequest, ctx: &Context, denies: &[&Finding]) 
         Some(n) if req.kind != "Namespace" => format!(" in namespace {n:?}"),
         _ => String::new(),
     };
+    // An object a controller made is fixed at its owner.
+    let owner = match req.object.as_ref().and_then(super::scope::controller_of) {
+        Some(o) => format!(" (created by {o}: fix the template of its owner)"),
+        None => String::new(),
+    };
     let head = format!(
-        "{}{ns} violates tiergate tier {} ({}): ",
+        "{}{ns}{owner} violates tiergate tier {} ({}): ",
         req.display(),
         ctx.tier.number(),
         ctx.tier

@@ -38,7 +38,7 @@ pub mod response;
 pub mod scope;
 
 pub use context::{
-    cache_wait_budget, ConfigContext, ContextSource, Lookup, ResolvedContext, DEFAULT_CACHE_WAIT,
+    cache_wait_budget, ContextSource, DefaultsSource, Lookup, ResolvedContext, DEFAULT_CACHE_WAIT,
 };
 pub use message::deny_message;
 pub use record::{Decision, DecisionRecord, ErrorKind, Webhook};

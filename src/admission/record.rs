@@ -107,6 +107,10 @@ pub struct DecisionRecord {
     pub exempted: Vec<(&'static str, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorKind>,
+    /// The object's controller (`ReplicaSet "web-6d4cf56db6"`) when a
+    /// controller made it: the verdict belongs to the owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The request had `dryRun: true`.
     pub request_dry_run: bool,
     /// The server runs with `--dry-run`.
@@ -136,6 +140,7 @@ impl DecisionRecord {
             fixes: Vec::new(),
             exempted: Vec::new(),
             error: None,
+            owner: req.object.as_ref().and_then(super::scope::controller_of),
             request_dry_run: req.dry_run,
             server_dry_run: settings.dry_run,
         }

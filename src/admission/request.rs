@@ -14,6 +14,8 @@ struct RawReview {
     #[serde(default)]
     api_version: Option<String>,
     #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
     request: Option<RawRequest>,
 }
 
@@ -91,8 +93,21 @@ impl AdmissionRequest {
         })?;
         let api_version = match raw.api_version.as_deref() {
             Some(v @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) => v.to_string(),
-            _ => REVIEW_API_VERSION.to_string(),
+            other => {
+                return Err(BadRequest::Shape(format!(
+                    "apiVersion is {}, expected admission.k8s.io/v1 (or v1beta1)",
+                    other.map_or("missing".to_string(), |v| format!("{v:?}"))
+                )))
+            }
         };
+        if raw.kind.as_deref() != Some("AdmissionReview") {
+            return Err(BadRequest::Shape(format!(
+                "kind is {}, expected AdmissionReview",
+                raw.kind
+                    .as_deref()
+                    .map_or("missing".to_string(), |k| format!("{k:?}"))
+            )));
+        }
         let r = raw.request.ok_or(BadRequest::NoRequest)?;
         let object = r.object.filter(|o| !o.is_null());
         let old_object = r.old_object.filter(|o| !o.is_null());

@@ -38,11 +38,29 @@ fn judged_subresource(sub: &str) -> bool {
     sub == "ephemeralcontainers"
 }
 
+/// The object's controller (`Kind "name"`), when a controller made it: a
+/// Deployment's ReplicaSet, a ReplicaSet's or a Job's Pod, a CronJob's Job.
+pub fn controller_of(obj: &Value) -> Option<String> {
+    obj.pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|r| {
+            let get = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+            format!("{} {:?}", get("kind"), get("name"))
+        })
+}
+
 /// Whether the mutating webhook may patch this request: a CREATE, or an
 /// UPDATE of a kind whose pod template may be changed (a patch there
-/// applies), never a subresource.
+/// applies), never a subresource, and never an object a controller made:
+/// only the object a person writes is patched, so a ReplicaSet's template
+/// always equals its Deployment's (a difference makes the deployment
+/// controller create ReplicaSets in a loop).
 pub fn may_patch(req: &AdmissionRequest) -> bool {
-    req.sub_resource.is_none()
+    let owned = req.object.as_ref().and_then(controller_of).is_some();
+    !owned
+        && req.sub_resource.is_none()
         && match req.operation {
             Operation::Create => true,
             Operation::Update => kinds::template_mutable_on_update(&req.group, &req.kind),
@@ -50,8 +68,8 @@ pub fn may_patch(req: &AdmissionRequest) -> bool {
         }
 }
 
-/// The object to judge: the request's own object, borrowed (a deep copy of a
-/// Value tree costs about a tenth of a request). For an
+/// The object to judge: the request's own object, borrowed (never copied:
+/// a deep copy of the whole object is a large part of a request's cost). For an
 /// `ephemeralcontainers` update of kind `EphemeralContainers` (clusters
 /// before 1.22), the Pod is rebuilt from the old Pod (when given) with the
 /// new ephemeral containers.
@@ -62,6 +80,24 @@ pub fn object_to_judge(req: &AdmissionRequest) -> Result<Cow<'_, Value>, String>
             req.operation_name()
         )
     })?;
+    // The rules follow the object, the tier guard and the patch scope follow
+    // request.kind: they must agree, or the object is not judged as what it is.
+    let object_kind = obj.get("kind").and_then(Value::as_str);
+    let object_group = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .map(crate::policy::kinds::group_of);
+    let agrees =
+        object_kind.is_none_or(|k| k == req.kind) && object_group.is_none_or(|g| g == req.group);
+    if !agrees {
+        return Err(format!(
+            "request.kind is {}/{} but the object is {}/{}",
+            req.group,
+            req.kind,
+            object_group.unwrap_or_default(),
+            object_kind.unwrap_or_default()
+        ));
+    }
     if req.kind != "EphemeralContainers" {
         return Ok(Cow::Borrowed(obj));
     }

@@ -9,6 +9,11 @@ use crate::policy::{Engine, Mode, Tier};
 /// none. These tests are about the protocol, not the catalog: every rule but
 /// `privileged` and `resources` is off unless `yaml` says otherwise.
 fn config(yaml: &str) -> PolicyConfig {
+    let yaml = if yaml.is_empty() {
+        "defaults: {}\n"
+    } else {
+        yaml
+    };
     let mut cfg = Config::from_yaml(yaml, "test").expect("config").policy;
     for rule in crate::policy::rules::ALL {
         if rule.id != "privileged" && rule.id != "resources" {
@@ -54,7 +59,7 @@ fn run(yaml: &str, body: &Value, webhook: Webhook, dry_run: bool) -> (Value, Dec
     let a = handle(
         body.to_string().as_bytes(),
         &e,
-        &ConfigContext,
+        &DefaultsSource,
         AdmissionSettings::new(webhook).dry_run(dry_run),
     );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
@@ -133,7 +138,7 @@ fn warn_mode_allows_with_warnings_and_audit_mode_with_annotations() {
 fn namespace_labels_set_their_own_tier_and_mode() {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "shop", "labels": {"tiergate.io/tier": "production", "tiergate.io/mode": "enforce"}}});
-    let src = ConfigContext;
+    let src = DefaultsSource;
     let mut body = review_of("CREATE", "Namespace", ns);
     body["request"]["namespace"] = json!("");
     let req = AdmissionRequest::from_body(body.to_string().as_bytes()).unwrap();
@@ -289,9 +294,12 @@ fn mutate_patches_in_enforce_and_warn_not_audit_and_is_idempotent() {
         let mut fixed = obj.clone();
         json_patch::patch(&mut fixed, &patch).unwrap();
         assert_eq!(
-            fixed.pointer("/spec/containers/0/resources/limits/memory"),
-            Some(&json!("256Mi"))
+            fixed.pointer("/spec/containers/0/resources/requests/memory"),
+            Some(&json!("128Mi"))
         );
+        assert!(fixed
+            .pointer("/spec/containers/0/resources/limits")
+            .is_none());
         assert!(r["warnings"][0].as_str().unwrap().contains("resources"));
         // Second pass on our own output: no patch.
         let (r2, rec2) = run(
@@ -461,8 +469,8 @@ impl Evaluate for Panicking {
 fn panics_follow_on_error_on_validate_and_allow_on_mutate() {
     let body = review_of("CREATE", "Pod", privileged_pod()).to_string();
     let sw = |webhook| AdmissionSettings::new(webhook).dry_run(false);
-    let p = Panicking(PolicyConfig::default());
-    let a = handle(body.as_bytes(), &p, &ConfigContext, sw(Webhook::Validate));
+    let p = Panicking(config(ENFORCE));
+    let a = handle(body.as_bytes(), &p, &DefaultsSource, sw(Webhook::Validate));
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["response"]["allowed"], false);
     assert_eq!(v["response"]["uid"], "u-1");
@@ -474,21 +482,34 @@ fn panics_follow_on_error_on_validate_and_allow_on_mutate() {
     assert_eq!(rec.error, Some(ErrorKind::Panic));
     // The one panic boundary still knows the context resolved before it.
     assert_eq!(rec.tier, Some(Tier::Foundation));
-    let a = handle(body.as_bytes(), &p, &ConfigContext, sw(Webhook::Mutate));
+    let a = handle(body.as_bytes(), &p, &DefaultsSource, sw(Webhook::Mutate));
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["response"]["allowed"], true);
     assert!(v["response"].get("patch").is_none());
-    let file = Config::from_yaml("onError: allow\n", "t").unwrap();
+    let file = Config::from_yaml("onError: allow\ndefaults: {mode: enforce}\n", "t").unwrap();
     let allow = Panicking(file.policy);
     let a = handle(
         body.as_bytes(),
         &allow,
-        &ConfigContext,
+        &DefaultsSource,
         sw(Webhook::Validate).on_error(file.server.on_error),
     );
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["response"]["allowed"], true);
     assert_eq!(v["response"]["auditAnnotations"]["error"], "panic");
+    // In a warn namespace a panic does not block either: admitted with a warning.
+    let a = handle(
+        body.as_bytes(),
+        &Panicking(config("defaults: {tier: 1, mode: warn}\n")),
+        &DefaultsSource,
+        sw(Webhook::Validate),
+    );
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("internal error"));
 }
 
 /// An evaluator that returns a given patch (for rules that touch labels).
@@ -519,7 +540,7 @@ fn patches_escape_label_keys_with_slashes() {
     let a = handle(
         body.as_bytes(),
         &f,
-        &ConfigContext,
+        &DefaultsSource,
         AdmissionSettings::new(Webhook::Mutate).dry_run(false),
     );
     let v: Value = serde_json::from_slice(&a.body).unwrap();
@@ -552,8 +573,21 @@ fn bad_requests_are_400_with_clear_bodies() {
             "{\"request\":{\"uid\":\"x\",\"operation\":\"PATCH\"}}",
             "not an AdmissionReview",
         ),
+        // The envelope must be an AdmissionReview of admission.k8s.io/v1 or v1beta1.
+        (
+            "{\"apiVersion\":\"foo/v9\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"x\",\"operation\":\"CREATE\"}}",
+            "apiVersion is \"foo/v9\"",
+        ),
+        (
+            "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"NotAReview\",\"request\":{\"uid\":\"x\",\"operation\":\"CREATE\"}}",
+            "kind is \"NotAReview\"",
+        ),
+        (
+            "{\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"x\",\"operation\":\"CREATE\"}}",
+            "apiVersion is missing",
+        ),
     ] {
-        let a = handle(body.as_bytes(), &e, &ConfigContext, sw);
+        let a = handle(body.as_bytes(), &e, &DefaultsSource, sw);
         assert_eq!(a.status, 400, "{body}");
         let text = String::from_utf8(a.body).unwrap();
         assert!(text.contains(want), "{body}: {text}");
@@ -612,4 +646,72 @@ fn many_findings_respect_warning_and_message_limits() {
         msg.contains(" more") && msg.ends_with("privileged, resources)"),
         "{msg}"
     );
+}
+
+#[test]
+fn request_kind_and_object_kind_must_agree() {
+    let body = review_of("CREATE", "Namespace", privileged_pod());
+    let (r, rec) = run(ENFORCE, &body, Webhook::Validate, false);
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["status"]["code"], 400);
+    assert!(r["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("request.kind is /Namespace but the object is /Pod"));
+    assert_eq!(rec.error, Some(ErrorKind::InvalidObject));
+}
+
+#[test]
+fn what_cannot_be_judged_blocks_only_in_enforce() {
+    let bad = pod(json!([{"name": "app", "image": 42}]));
+    let body = review_of("CREATE", "Pod", bad);
+    let (r, _) = run(ENFORCE, &body, Webhook::Validate, false);
+    assert_eq!(r["allowed"], false);
+    for mode in ["warn", "audit"] {
+        let (r, rec) = run(
+            &format!("defaults: {{tier: 1, mode: {mode}}}\n"),
+            &body,
+            Webhook::Validate,
+            false,
+        );
+        assert_eq!(r["allowed"], true, "{mode}: {r}");
+        assert!(
+            r["warnings"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("tiergate cannot judge Pod \"web\""),
+            "{r}"
+        );
+        assert_eq!(rec.error, Some(ErrorKind::InvalidObject));
+    }
+}
+
+#[test]
+fn objects_a_controller_made_are_judged_at_their_owner_and_never_patched() {
+    let mut p = pod(json!([{"name": "app", "image": "nginx"}]));
+    p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": "web-6d4cf56db6", "uid": "1", "controller": true}]);
+    let body = review_of("CREATE", "Pod", p.clone());
+    let (r, rec) = run(ENFORCE, &body, Webhook::Mutate, false);
+    assert!(r.get("patch").is_none(), "an owned Pod is patched: {r}");
+    assert_eq!(rec.owner.as_deref(), Some("ReplicaSet \"web-6d4cf56db6\""));
+    let (r, _) = run(ENFORCE, &body, Webhook::Validate, false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("(created by ReplicaSet \"web-6d4cf56db6\": fix the template of its owner)"),
+        "{msg}"
+    );
+    // The same Pod written by a person is patched.
+    let (r, rec) = run(
+        ENFORCE,
+        &review_of(
+            "CREATE",
+            "Pod",
+            pod(json!([{"name": "app", "image": "nginx"}])),
+        ),
+        Webhook::Mutate,
+        false,
+    );
+    assert!(r.get("patch").is_some(), "{r}");
+    assert_eq!(rec.owner, None);
 }

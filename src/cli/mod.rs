@@ -34,6 +34,9 @@ pub struct InputArgs {
     /// Config file (YAML); the embedded defaults when absent.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Largest input file (or stdin) read, in bytes.
+    #[arg(long, default_value_t = manifest::DEFAULT_MAX_INPUT_BYTES)]
+    pub max_input_bytes: u64,
 }
 
 impl InputArgs {
@@ -43,7 +46,10 @@ impl InputArgs {
         let tier = self.tier.as_deref().map(str::parse::<Tier>).transpose()?;
         let mut sources = Vec::new();
         for p in manifest::expand_paths(&self.paths)? {
-            sources.push(manifest::read_source(p.as_deref())?);
+            sources.push(manifest::read_source_limited(
+                p.as_deref(),
+                self.max_input_bytes,
+            )?);
         }
         Ok((Engine::new(policy), tier, sources))
     }
@@ -176,21 +182,41 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Write through a temporary file in the same directory and rename, so a
-/// crash never leaves a half-written manifest.
+/// Replace a manifest's contents atomically: write a temporary file created
+/// exclusively, with an unpredictable name, in the same directory, give it
+/// the file's permissions, and rename it over the file (so a crash never
+/// leaves a half-written manifest, and nobody can plant a link where the
+/// temporary file goes). A symlinked manifest has its target rewritten (the
+/// link stays). A read-only file is not rewritten: that is an error naming
+/// it, as an editor would refuse. A failed rename removes the temporary file.
 fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = dir.unwrap_or_else(|| std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tiergate-tmp"));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    let target =
+        std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
+    let meta = std::fs::metadata(&target)
+        .with_context(|| format!("reading the permissions of {}", target.display()))?;
+    if meta.permissions().readonly() {
+        anyhow::bail!(
+            "{} is read-only: not rewritten (make it writable to fix it in place)",
+            path.display()
+        );
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tiergate-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    std::fs::set_permissions(tmp.path(), meta.permissions())
+        .with_context(|| format!("setting the permissions of {}", tmp.path().display()))?;
+    // On error the temporary file is dropped, which removes it.
+    tmp.persist(&target)
+        .map_err(|e| anyhow::anyhow!("replacing {}: {}", target.display(), e.error))?;
     Ok(())
 }
 

@@ -26,6 +26,26 @@ fn counts(judged: &[Judged]) -> (usize, usize) {
     (deny, warn)
 }
 
+/// Text from a manifest, safe to print on a terminal: control characters
+/// (which could move the cursor, recolour or retitle the terminal) are
+/// shown escaped, as `\u{1b}`.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 fn object_label(j: &Judged) -> String {
     match &j.namespace {
         Some(ns) => format!("{}/{}/{}", j.kind, ns, j.name),
@@ -312,10 +332,10 @@ pub fn table(judged: &[Judged], colour: bool) -> String {
         let _ = writeln!(
             s,
             "{} {}  {}",
-            p.wrap("1", &object_label(j)),
+            p.wrap("1", &printable(&object_label(j))),
             p.wrap(
                 "2",
-                &format!("({}#{}, line {})", j.file, j.document, j.line)
+                &format!("({}#{}, line {})", printable(&j.file), j.document, j.line)
             ),
             p.wrap("2", &format!("tier {} {}", j.tier.number(), j.tier.name()))
         );
@@ -332,16 +352,16 @@ pub fn table(judged: &[Judged], colour: bool) -> String {
                 "  {} {:<28} {}{}",
                 p.wrap(code, word),
                 f.rule,
-                f.message,
+                printable(&f.message),
                 p.wrap("32", fixable)
             );
-            let _ = writeln!(s, "        {:<28} {}", "", p.wrap("2", &f.path));
+            let _ = writeln!(s, "        {:<28} {}", "", p.wrap("2", &printable(&f.path)));
         }
         for e in &j.eval.exempted {
-            let _ = writeln!(s, "  EXEMPT {:<27} {}", e.rule, e.reason);
+            let _ = writeln!(s, "  EXEMPT {:<27} {}", e.rule, printable(&e.reason));
         }
         for n in &j.notes {
-            let _ = writeln!(s, "  {} {}", p.wrap("33", "NOTE "), n);
+            let _ = writeln!(s, "  {} {}", p.wrap("33", "NOTE "), printable(n));
         }
         s.push('\n');
     }

@@ -10,7 +10,7 @@
 //! - [`store`]: a reflector store plus an index by namespace.
 //! - [`watch`]: the watchers (Namespaces, ResourceQuotas and LimitRanges as
 //!   metadata only), their backoff, and the cache metrics.
-//! - [`ClusterContext`]: the admission [`ContextSource`] that reads them.
+//! - [`ClusterSource`]: the admission [`ContextSource`] that reads them.
 //!
 //! Readiness: not ready until every cache has listed once. After that a watch
 //! error keeps the last state serving (the watcher backs off and relists; a
@@ -138,14 +138,14 @@ impl Caches {
 /// Context from the watch caches: the namespace's tier, mode and labels from
 /// its cached labels, and its facts from the cached objects. Namespace
 /// objects themselves are judged by their own (new) labels, as
-/// [`ConfigContext`](crate::admission::ConfigContext) does.
-pub struct ClusterContext {
+/// [`DefaultsSource`](crate::admission::DefaultsSource) does.
+pub struct ClusterSource {
     caches: Arc<Caches>,
 }
 
-impl ClusterContext {
+impl ClusterSource {
     pub fn new(caches: Arc<Caches>) -> Self {
-        ClusterContext { caches }
+        ClusterSource { caches }
     }
 
     /// The namespace a request's object lands in: its own for a Namespace.
@@ -177,7 +177,7 @@ impl ClusterContext {
     }
 }
 
-impl ContextSource for ClusterContext {
+impl ContextSource for ClusterSource {
     fn context_within(
         &self,
         req: &AdmissionRequest,

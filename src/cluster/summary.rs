@@ -151,8 +151,9 @@ fn name_ns(
 
 /// Summarise a watched object.
 pub trait Summarize {
-    type Out: Payload;
-    fn summarize(&self) -> Summary<Self::Out>;
+    /// What is kept of the object.
+    type Kept: Payload;
+    fn summarize(&self) -> Summary<Self::Kept>;
 }
 
 /// A Namespace's summary: its name and labels (from full or metadata-only objects).
@@ -167,21 +168,21 @@ fn namespace_summary(
 }
 
 impl Summarize for PartialObjectMeta<Namespace> {
-    type Out = NsLabels;
+    type Kept = NsLabels;
     fn summarize(&self) -> Summary<NsLabels> {
         namespace_summary(&self.metadata)
     }
 }
 
 impl Summarize for Namespace {
-    type Out = NsLabels;
+    type Kept = NsLabels;
     fn summarize(&self) -> Summary<NsLabels> {
         namespace_summary(&self.metadata)
     }
 }
 
 impl Summarize for NetworkPolicy {
-    type Out = DefaultDeny;
+    type Kept = DefaultDeny;
     fn summarize(&self) -> Summary<DefaultDeny> {
         let (name, namespace) = name_ns(&self.metadata);
         let deny = match &self.spec {
@@ -197,7 +198,7 @@ impl Summarize for NetworkPolicy {
 }
 
 impl Summarize for PartialObjectMeta<ResourceQuota> {
-    type Out = Quota;
+    type Kept = Quota;
     fn summarize(&self) -> Summary<Quota> {
         let (name, namespace) = name_ns(&self.metadata);
         Summary {
@@ -209,7 +210,7 @@ impl Summarize for PartialObjectMeta<ResourceQuota> {
 }
 
 impl Summarize for PartialObjectMeta<LimitRange> {
-    type Out = Limits;
+    type Kept = Limits;
     fn summarize(&self) -> Summary<Limits> {
         let (name, namespace) = name_ns(&self.metadata);
         Summary {
@@ -221,7 +222,7 @@ impl Summarize for PartialObjectMeta<LimitRange> {
 }
 
 impl Summarize for PodDisruptionBudget {
-    type Out = PdbSelector;
+    type Kept = PdbSelector;
     fn summarize(&self) -> Summary<PdbSelector> {
         let (name, namespace) = name_ns(&self.metadata);
         let selector = self.spec.as_ref().and_then(|s| s.selector.clone());
@@ -234,7 +235,7 @@ impl Summarize for PodDisruptionBudget {
 }
 
 /// A watcher event with its object summarised.
-pub fn summarize_event<K: Summarize>(ev: Event<K>) -> Event<Summary<K::Out>> {
+pub fn summarize_event<K: Summarize>(ev: Event<K>) -> Event<Summary<K::Kept>> {
     match ev {
         Event::Apply(o) => Event::Apply(o.summarize()),
         Event::Delete(o) => Event::Delete(o.summarize()),

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::summary::{Summarize, Summary};
 use super::*;
-use crate::admission::{AdmissionSettings, ReviewBuilder, Webhook};
+use crate::admission::{AdmissionSettings, Lookup, ReviewBuilder, Webhook};
 use crate::config::Config;
 use crate::policy::config::{RuleId, RuleOverride};
 use crate::policy::{Mode, Tier};
@@ -84,7 +84,7 @@ fn request(kind: &str, namespace: &str) -> AdmissionRequest {
 #[test]
 fn not_ready_until_every_cache_has_listed() {
     let (c, mut w) = Caches::new();
-    let src = ClusterContext::new(c.clone());
+    let src = ClusterSource::new(c.clone());
     assert!(!src.ready());
     list(&mut w.namespaces, vec![]);
     list(&mut w.network_policies, vec![]);
@@ -152,7 +152,7 @@ fn tier_mode_labels_and_facts_come_from_the_caches() {
             pdb("shop", "none", json!({"minAvailable": 1})),
         ],
     );
-    let src = ClusterContext::new(c);
+    let src = ClusterSource::new(c);
     let r = src.context_within(
         &request("Deployment", "shop"),
         &PolicyConfig::default(),
@@ -191,10 +191,10 @@ fn tier_mode_labels_and_facts_come_from_the_caches() {
 #[test]
 fn watch_events_update_the_caches_in_place() {
     let (c, mut w) = synced_empty();
-    let src = ClusterContext::new(c.clone());
+    let src = ClusterSource::new(c.clone());
     w.namespaces
         .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "1")])));
-    let tier = |src: &ClusterContext| {
+    let tier = |src: &ClusterSource| {
         src.context_within(
             &request("Pod", "shop"),
             &PolicyConfig::default(),
@@ -253,7 +253,7 @@ fn a_relist_keeps_serving_the_old_state_until_it_completes() {
 #[test]
 fn an_unknown_namespace_waits_then_uses_the_defaults_and_says_so() {
     let (c, _w) = synced_empty();
-    let src = ClusterContext::new(c);
+    let src = ClusterSource::new(c);
     let cfg = Config::from_yaml("defaults: {tier: 2, mode: enforce}\n", "t")
         .unwrap()
         .policy;
@@ -276,7 +276,7 @@ fn an_unknown_namespace_waits_then_uses_the_defaults_and_says_so() {
 #[test]
 fn a_namespace_arriving_during_the_wait_is_used() {
     let (c, mut w) = synced_empty();
-    let src = ClusterContext::new(c);
+    let src = ClusterSource::new(c);
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         w.namespaces
@@ -303,7 +303,7 @@ fn namespace_objects_use_their_own_labels_and_cluster_scoped_objects_the_default
     let (c, mut w) = synced_empty();
     w.namespaces
         .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "1")])));
-    let src = ClusterContext::new(c);
+    let src = ClusterSource::new(c);
     let obj = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "shop", "labels": {"tiergate.io/tier": "4"}}});
     let body = ReviewBuilder::new("u", "UPDATE", obj)
@@ -331,7 +331,7 @@ fn an_invalid_tier_label_in_the_cache_keeps_the_default_with_a_note() {
     let (c, mut w) = synced_empty();
     w.namespaces
         .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "gold")])));
-    let r = ClusterContext::new(c).context_within(
+    let r = ClusterSource::new(c).context_within(
         &request("Pod", "shop"),
         &PolicyConfig::default(),
         Duration::ZERO,
@@ -366,7 +366,7 @@ fn the_webhook_decides_on_cached_facts() {
         }
     }
     let engine = crate::policy::Engine::new(cfg);
-    let src = ClusterContext::new(c);
+    let src = ClusterSource::new(c);
     let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "shop"},
         "spec": {"selector": {"matchLabels": {"app": "web"}},
@@ -376,7 +376,7 @@ fn the_webhook_decides_on_cached_facts() {
         .user("bob", &[])
         .build();
     let settings = AdmissionSettings::new(Webhook::Validate);
-    let decide = |engine: &crate::policy::Engine, src: &ClusterContext| -> Value {
+    let decide = |engine: &crate::policy::Engine, src: &ClusterSource| -> Value {
         let a = crate::admission::handle(body.to_string().as_bytes(), engine, src, settings);
         serde_json::from_slice(&a.body).unwrap()
     };
@@ -407,7 +407,7 @@ fn an_invalid_tier_label_reads_the_same_online_and_offline() {
     ];
     let (c, mut w) = synced_empty();
     w.namespaces.apply(&Event::Apply(ns("shop", &labels)));
-    let src = ClusterContext::new(c);
+    let src = ClusterSource::new(c);
     let cfg = Config::from_yaml("defaults: {tier: production, mode: warn}\n", "t").unwrap();
     let engine = crate::policy::Engine::new(cfg.policy.clone());
 
@@ -482,4 +482,33 @@ fn an_invalid_tier_label_reads_the_same_online_and_offline() {
     }
     assert!(denied(&rec.findings).contains(&"privileged"));
     assert_eq!(denied(&offline.eval.findings), denied(&rec.findings));
+}
+
+/// The fast path: a namespace the cache knows is resolved without waiting;
+/// only an unknown one asks for a thread that may wait. Namespace objects and
+/// cluster-scoped objects never wait.
+#[test]
+fn the_cache_is_tried_without_blocking_first() {
+    let (c, mut w) = synced_empty();
+    w.namespaces
+        .apply(&Event::Apply(ns("shop", &[("tiergate.io/tier", "3")])));
+    let src = ClusterSource::new(c);
+    let cfg = PolicyConfig::default();
+    match src.try_context(&request("Pod", "shop"), &cfg) {
+        Lookup::Ready(r) => assert_eq!(r.ctx.tier, Tier::Enterprise),
+        Lookup::WouldBlock => panic!("a cached namespace must not wait"),
+    }
+    assert!(matches!(
+        src.try_context(&request("Pod", "not-yet"), &cfg),
+        Lookup::WouldBlock
+    ));
+    let ns_obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "new"}});
+    let body = ReviewBuilder::new("u", "CREATE", ns_obj)
+        .namespace(None)
+        .body();
+    let req = AdmissionRequest::from_body(&body).unwrap();
+    assert!(matches!(src.try_context(&req, &cfg), Lookup::Ready(_)));
+    let mut crb = request("ClusterRoleBinding", "");
+    crb.namespace = None;
+    assert!(matches!(src.try_context(&crb, &cfg), Lookup::Ready(_)));
 }

@@ -143,19 +143,19 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
 
 /// Feed one watch stream into its cache until the task is aborted. The
 /// watcher's default backoff spaces out the retries after errors.
-async fn run<K, S>(stream: S, mut writer: CacheWriter<K::Out>, metrics: CacheMetrics)
+async fn run<K, S>(stream: S, mut writer: CacheWriter<K::Kept>, metrics: CacheMetrics)
 where
     K: Summarize + Clone + Debug + DeserializeOwned + Send + 'static,
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
-    let resource = <K::Out as Payload>::RESOURCE;
+    let resource = <K::Kept as Payload>::RESOURCE;
     let stream = stream.default_backoff();
     futures::pin_mut!(stream);
     let mut first = true;
     while let Some(item) = stream.next().await {
         match item {
             Ok(ev) => {
-                let ev: watcher::Event<Summary<K::Out>> = summarize_event(ev);
+                let ev: watcher::Event<Summary<K::Kept>> = summarize_event(ev);
                 if writer.apply(&ev) {
                     metrics.synced.with_label_values(&[resource]).set(1);
                     if first {

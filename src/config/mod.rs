@@ -12,7 +12,8 @@ use thiserror::Error;
 
 use crate::admission::OnError;
 use crate::policy::config::{
-    de_pss_version, Defaults, Exemption, Registries, RuleId, RuleOverride, TierAdmins, TierSettings,
+    de_pss_version, Defaults, Exemption, FixOptions, Registries, RuleId, RuleOverride, TierAdmins,
+    TierSettings,
 };
 use crate::policy::pss::PssVersion;
 use crate::policy::{PolicyConfig, Tier};
@@ -52,6 +53,9 @@ pub struct ServerSettings {
     pub on_error: OnError,
     /// `maxRequestBytes`: the largest accepted request body (413 above).
     pub max_request_bytes: u64,
+    /// `maxInflightBytes`: the request bytes held at once; a request waits
+    /// for room (within its deadline, else 503). Read at start-up.
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for ServerSettings {
@@ -60,12 +64,19 @@ impl Default for ServerSettings {
             dry_run: false,
             on_error: OnError::Deny,
             max_request_bytes: default_max_request_bytes(),
+            max_inflight_bytes: default_max_inflight_bytes(),
         }
     }
 }
 
+/// What the apiserver can send (an object and its old version, each up to
+/// etcd's 1.5 MiB, about 3 MiB) with headroom.
 fn default_max_request_bytes() -> u64 {
-    8 * 1024 * 1024
+    4 * 1024 * 1024
+}
+
+fn default_max_inflight_bytes() -> u64 {
+    32 * 1024 * 1024
 }
 
 /// One configuration file, read: both halves.
@@ -89,6 +100,8 @@ struct File {
     on_error: OnError,
     #[serde(default = "default_max_request_bytes")]
     max_request_bytes: u64,
+    #[serde(default = "default_max_inflight_bytes")]
+    max_inflight_bytes: u64,
     #[serde(default)]
     rules: BTreeMap<RuleId, RuleOverride>,
     #[serde(default)]
@@ -99,13 +112,39 @@ struct File {
     exemptions: Vec<Exemption>,
     #[serde(default)]
     tier_admins: TierAdmins,
+    #[serde(default)]
+    fixes: FixOptions,
 }
 
 impl Config {
     /// Parse a config. Errors name the line and column. Tiers the text gives
     /// no resource defaults for get the built-in ones.
+    ///
+    /// A text with no keys (empty, comments only, `{}`) is an error: read
+    /// as "every default" it would silently turn an enforcing cluster to the
+    /// default `warn` mode, for example when a reload catches a file
+    /// half-written.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
+        let invalid = |message: String| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            message,
+        };
+        let probe: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+                source_name: source_name.to_string(),
+                message: e.to_string(),
+            })?
+        };
+        if probe.as_object().is_none_or(|m| m.is_empty()) {
+            return Err(invalid(
+                "has no keys (empty, only comments, or not a mapping): refused, because an \
+                 empty config would mean every default (mode warn); write the keys you mean, \
+                 e.g. `defaults: {tier: foundation, mode: warn}`"
+                    .to_string(),
+            ));
+        }
         let f: File = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             source_name: source_name.to_string(),
             message: e.to_string(),
@@ -118,6 +157,7 @@ impl Config {
             registries: f.registries,
             exemptions: f.exemptions,
             tier_admins: f.tier_admins,
+            fixes: f.fixes,
         };
         policy.validate().map_err(|message| ConfigError::Invalid {
             source_name: source_name.to_string(),
@@ -130,6 +170,7 @@ impl Config {
                 dry_run: f.dry_run,
                 on_error: f.on_error,
                 max_request_bytes: f.max_request_bytes,
+                max_inflight_bytes: f.max_inflight_bytes,
             },
         })
     }
@@ -168,6 +209,92 @@ impl Config {
     }
 }
 
+impl Config {
+    /// How `new` is weaker than `self`, in words: dry-run turned on, a
+    /// default tier lowered or mode relaxed, a rule turned off or its action
+    /// lowered at some tier, exemptions, allowed registries or tier admins
+    /// added, `onError` relaxed. Empty when nothing weakened.
+    pub fn weakenings(&self, new: &Config) -> Vec<String> {
+        let (old_p, new_p) = (&self.policy, &new.policy);
+        let mut out = Vec::new();
+        if new.server.dry_run && !self.server.dry_run {
+            out.push("dryRun turned on: nothing is denied or patched".to_string());
+        }
+        if new.server.on_error == OnError::Allow && self.server.on_error == OnError::Deny {
+            out.push("onError relaxed from deny to allow".to_string());
+        }
+        if new_p.defaults.tier < old_p.defaults.tier {
+            out.push(format!(
+                "defaults.tier lowered from {} to {}",
+                old_p.defaults.tier, new_p.defaults.tier
+            ));
+        }
+        if new_p.defaults.mode.cap() < old_p.defaults.mode.cap() {
+            out.push(format!(
+                "defaults.mode relaxed from {} to {}",
+                old_p.defaults.mode, new_p.defaults.mode
+            ));
+        }
+        for rule in crate::policy::rules::ALL {
+            let lowered: Vec<String> = Tier::ALL
+                .iter()
+                .filter(|t| new_p.rule_action(**t, rule) < old_p.rule_action(**t, rule))
+                .map(|t| t.name().to_string())
+                .collect();
+            if !lowered.is_empty() {
+                out.push(format!(
+                    "rule {} lowered at {}",
+                    rule.id,
+                    lowered.join(", ")
+                ));
+            }
+        }
+        let added = |old: &[String], new: &[String]| -> Vec<String> {
+            new.iter().filter(|x| !old.contains(x)).cloned().collect()
+        };
+        let reasons = |c: &PolicyConfig| -> Vec<String> {
+            c.exemptions.iter().map(|e| e.reason.clone()).collect()
+        };
+        if new_p.exemptions.len() > old_p.exemptions.len()
+            || !added(&reasons(old_p), &reasons(new_p)).is_empty()
+        {
+            out.push(format!(
+                "exemptions added: {}",
+                added(&reasons(old_p), &reasons(new_p)).join("; ")
+            ));
+        }
+        let regs = added(&old_p.registries.allowed, &new_p.registries.allowed);
+        if !regs.is_empty() && !old_p.registries.allowed.is_empty() {
+            out.push(format!("registries allowed: {}", regs.join(", ")));
+        }
+        if !old_p.registries.allowed.is_empty() && new_p.registries.allowed.is_empty() {
+            out.push("registries.allowed emptied: allowed-registries is off".to_string());
+        }
+        let admins = [
+            added(&old_p.tier_admins.users, &new_p.tier_admins.users),
+            added(&old_p.tier_admins.groups, &new_p.tier_admins.groups),
+        ]
+        .concat();
+        if !admins.is_empty() {
+            out.push(format!("tier admins added: {}", admins.join(", ")));
+        }
+        out
+    }
+
+    /// A short stable digest of the policy in force, for the
+    /// `tiergate_config_info{hash}` metric: FNV-1a 64 of `bytes` (the file),
+    /// or of the embedded default.
+    pub fn digest(bytes: Option<&[u8]>) -> String {
+        let bytes = bytes.unwrap_or(DEFAULT_YAML.as_bytes());
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,9 +307,17 @@ mod tests {
         assert_eq!(c.server, ServerSettings::default());
         assert_eq!(c.policy.defaults.tier, Tier::Foundation);
         assert_eq!(c.policy.defaults.mode, Mode::Warn);
-        assert_eq!(
-            c.policy.resources(Tier::Production).unwrap().limits.memory,
-            "512Mi"
+        let production = c.policy.resources(Tier::Production).unwrap();
+        assert_eq!(production.requests.memory, "128Mi");
+        assert_eq!(production.limits, None, "limits are opt-in");
+    }
+
+    #[test]
+    fn the_readme_shows_the_embedded_default() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(DEFAULT_YAML),
+            "README.md's embedded default differs from src/config/default.yaml"
         );
     }
 
@@ -193,6 +328,61 @@ mod tests {
             .to_string();
         assert!(err.contains("colour"), "{err}");
         assert!(err.contains("line 3") || err.contains("3:"), "{err}");
+    }
+
+    #[test]
+    fn a_config_without_keys_is_refused() {
+        for empty in [
+            "",
+            "   \n",
+            "# all commented out\n# defaults: {mode: enforce}\n",
+            "{}",
+            "---\n",
+            "[]",
+        ] {
+            let err = Config::from_yaml(empty, "c.yaml").unwrap_err().to_string();
+            assert!(err.contains("has no keys"), "{empty:?}: {err}");
+        }
+        assert!(Config::from_yaml("defaults: {}\n", "c.yaml").is_ok());
+    }
+
+    #[test]
+    fn weakenings_are_named() {
+        let strict = Config::from_yaml(
+            "defaults: {tier: enterprise, mode: enforce}\nregistries: {allowed: [ghcr.io/acme/]}\n",
+            "a",
+        )
+        .unwrap();
+        assert!(strict.weakenings(&strict).is_empty());
+        let weak = Config::from_yaml(
+            "dryRun: true\nonError: allow\ndefaults: {tier: production, mode: warn}\n\
+             rules:\n  privileged: {action: warn}\nregistries: {allowed: [ghcr.io/acme/, docker.io]}\n\
+             exemptions:\n  - {reason: vendor chart, namespaces: [x]}\ntierAdmins: {users: [mallory]}\n",
+            "b",
+        )
+        .unwrap();
+        let w = weak_text(&strict, &weak);
+        for want in [
+            "dryRun turned on",
+            "onError relaxed",
+            "defaults.tier lowered from enterprise to production",
+            "defaults.mode relaxed from enforce to warn",
+            "rule privileged lowered at foundation",
+            "registries allowed: docker.io",
+            "exemptions added: vendor chart",
+            "tier admins added: mallory",
+        ] {
+            assert!(w.contains(want), "{want} not in {w}");
+        }
+        // Tightening is not weakening.
+        assert!(weak
+            .weakenings(&strict)
+            .iter()
+            .all(|x| !x.contains("dryRun")));
+    }
+
+    fn weak_text(a: &Config, b: &Config) -> String {
+        a.weakenings(b).join("\n")
     }
 
     #[test]
@@ -226,7 +416,8 @@ mod tests {
             ServerSettings {
                 dry_run: true,
                 on_error: OnError::Allow,
-                max_request_bytes: 1024
+                max_request_bytes: 1024,
+                max_inflight_bytes: 32 * 1024 * 1024,
             }
         );
         let rule = crate::policy::rules::by_id("privileged").unwrap();

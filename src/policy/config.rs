@@ -33,6 +33,8 @@ pub struct PolicyConfig {
     pub exemptions: Vec<Exemption>,
     #[serde(default)]
     pub tier_admins: TierAdmins,
+    #[serde(default)]
+    pub fixes: FixOptions,
 }
 
 /// `pssVersion`: `latest` or `v1.N`.
@@ -90,7 +92,7 @@ impl<'de> Deserialize<'de> for RuleId {
 }
 
 /// `on` / `off` (also true/false).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OnOff(pub bool);
 
 impl<'de> Deserialize<'de> for OnOff {
@@ -132,8 +134,23 @@ pub struct TierSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceDefaults {
+    /// Filled in where a container has none (the scheduler's view; cannot
+    /// break a running workload).
     pub requests: CpuMemory,
-    pub limits: CpuMemory,
+    /// Filled in only when given (opt-in per tier): a guessed limit is an OOM
+    /// kill or CPU throttling waiting to happen.
+    #[serde(default)]
+    pub limits: Option<CpuMemory>,
+}
+
+/// Fixes that are not safe for every workload, turned on by name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FixOptions {
+    /// The `probes` fix also adds a tcpSocket liveness probe (off: a guessed
+    /// liveness probe restarts a slow-starting server in a loop).
+    #[serde(default)]
+    pub liveness_probe: OnOff,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -282,13 +299,14 @@ fn builtin_resources(tier: Tier) -> ResourceDefaults {
         cpu: cpu.to_string(),
         memory: memory.to_string(),
     };
-    let (requests, limits) = match tier {
-        Tier::Foundation => (cm("100m", "128Mi"), cm("500m", "256Mi")),
-        Tier::Production => (cm("100m", "128Mi"), cm("1", "512Mi")),
-        Tier::Enterprise | Tier::MultiCluster => (cm("250m", "256Mi"), cm("1", "512Mi")),
-        Tier::Hyperscale => (cm("250m", "256Mi"), cm("2", "1Gi")),
+    let requests = match tier {
+        Tier::Foundation | Tier::Production => cm("100m", "128Mi"),
+        Tier::Enterprise | Tier::MultiCluster | Tier::Hyperscale => cm("250m", "256Mi"),
     };
-    ResourceDefaults { requests, limits }
+    ResourceDefaults {
+        requests,
+        limits: None,
+    }
 }
 
 impl Default for PolicyConfig {
@@ -307,6 +325,7 @@ impl Default for PolicyConfig {
                 users: Vec::new(),
                 groups: vec!["system:masters".to_string()],
             },
+            fixes: FixOptions::default(),
         };
         cfg.fill_resource_defaults();
         cfg

@@ -183,45 +183,46 @@ impl Engine {
             pss_minor: minor,
         };
         let mut violations = Vec::new();
+        // Rules whose fix runs: a fix that declines some findings may still
+        // do the safe part (a resources fix fills requests, not limits).
+        let mut fix_candidates: Vec<&'static str> = Vec::new();
         for s in &selected {
             violations.clear();
             s.rule.run_check(&target, &rctx, &mut violations)?;
+            if s.fix && violations.iter().any(|v| !v.unknown) {
+                fix_candidates.push(s.rule.id);
+            }
             for v in violations.drain(..) {
                 let action = if v.unknown {
                     s.action.min(Action::Warn)
                 } else {
                     s.action
                 };
+                // A fix that declines says why, where its fix is on.
+                let message = match v.declined {
+                    Some(why) if s.fix => format!("{}; not fixed: {why}", v.message),
+                    _ => v.message,
+                };
                 eval.findings.push(Finding {
                     rule: s.rule.id,
                     tier: s.rule.tier.number(),
                     action,
-                    message: v.message,
+                    message,
                     path: v.path,
                     container: v.container,
-                    fixable: s.fix && !v.unknown,
+                    fixable: s.fix && !v.unknown && v.declined.is_none(),
                 });
             }
         }
         // Fixes run only for rules that found something they may fix: a fix
         // changes nothing its rule does not flag, so the others are skipped
         // (and with no candidate at all, so is the copy of the object).
-        let candidates = eval.findings.iter().any(|f| f.fixable);
-        if candidates && (opts.fix || opts.exact_fixable) {
-            let mut working = obj.clone();
-            let mut fixes = Vec::new();
-            let has_candidate = |id: &str| eval.findings.iter().any(|f| f.fixable && f.rule == id);
-            for s in selected
+        if !fix_candidates.is_empty() && (opts.fix || opts.exact_fixable) {
+            let first: Vec<&Selected> = selected
                 .iter()
-                .filter(|s| s.fix && has_candidate(s.rule.id))
-            {
-                if s.rule.run_fix(&target, &rctx, &mut working) {
-                    fixes.push(AppliedFix {
-                        rule: s.rule.id,
-                        summary: s.rule.fix.summary(),
-                    });
-                }
-            }
+                .filter(|s| fix_candidates.contains(&s.rule.id))
+                .collect();
+            let (working, fixes) = self.fix_to_fixed_point(obj, &target, &rctx, &selected, first);
             if opts.exact_fixable {
                 self.settle_fixable(
                     &mut eval.findings,
@@ -240,6 +241,64 @@ impl Engine {
         // Most severe first; stable, so rule and field order hold within an action.
         eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
         Ok(eval)
+    }
+
+    /// Apply the fixes of `first` (the rules with fixable findings), then,
+    /// while a fix made another fix-enabled rule find something new (labels
+    /// added by one fix that a topology-spread fix keys on, say), the fixes of
+    /// those rules on the fixed object: one pass of `fix` reaches the fixed
+    /// point, so fixing fixed output, or a second mutate, changes nothing.
+    fn fix_to_fixed_point(
+        &self,
+        obj: &Value,
+        target: &Target<'_>,
+        rctx: &RuleCtx<'_>,
+        selected: &[Selected],
+        first: Vec<&Selected>,
+    ) -> (Value, Vec<AppliedFix>) {
+        const MAX_PASSES: usize = 4;
+        let mut working = obj.clone();
+        let mut fixes: Vec<AppliedFix> = Vec::new();
+        let mut apply = |rules: &[&Selected], t: &Target<'_>, working: &mut Value| {
+            let mut changed = false;
+            for s in rules {
+                if s.rule.run_fix(t, rctx, working) {
+                    changed = true;
+                    if !fixes.iter().any(|f| f.rule == s.rule.id) {
+                        fixes.push(AppliedFix {
+                            rule: s.rule.id,
+                            summary: s.rule.fix.summary(),
+                        });
+                    }
+                }
+            }
+            changed
+        };
+        if !apply(&first, target, &mut working) {
+            return (working, fixes);
+        }
+        // Later passes: every fix-enabled rule that still finds something on
+        // the fixed object (one fix may enable another: a container made
+        // non-root may now drop its capabilities), until nothing changes.
+        for _ in 1..MAX_PASSES {
+            let snapshot = working.clone();
+            let Ok(now) = Target::parse(&snapshot) else {
+                break;
+            };
+            let mut vs = Vec::new();
+            let next: Vec<&Selected> = selected
+                .iter()
+                .filter(|s| s.fix)
+                .filter(|s| {
+                    vs.clear();
+                    s.rule.run_check(&now, rctx, &mut vs).is_ok() && vs.iter().any(|v| !v.unknown)
+                })
+                .collect();
+            if next.is_empty() || !apply(&next, &now, &mut working) {
+                break;
+            }
+        }
+        (working, fixes)
     }
 
     /// A finding is fixable when the fixes actually make it go away: re-check

@@ -68,6 +68,10 @@ pub struct Violation {
     /// True when the rule could not decide because a namespace fact is unknown:
     /// such a finding never denies.
     pub unknown: bool,
+    /// Why the rule's fix will not fix this one (it could break the
+    /// workload): the finding is then not fixable, and, where the fix is on,
+    /// its message says why.
+    pub declined: Option<&'static str>,
 }
 
 impl Violation {
@@ -77,6 +81,7 @@ impl Violation {
             container: None,
             message: message.into(),
             unknown: false,
+            declined: None,
         }
     }
     pub fn in_container(mut self, name: &str) -> Self {
@@ -85,6 +90,11 @@ impl Violation {
     }
     pub fn unknown(mut self) -> Self {
         self.unknown = true;
+        self
+    }
+    /// The fix declines this one, for this reason.
+    pub fn declined(mut self, why: &'static str) -> Self {
+        self.declined = Some(why);
         self
     }
 }

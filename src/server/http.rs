@@ -18,18 +18,29 @@ use crate::admission::{self, AdmissionRequest, AdmissionSettings, ContextSource,
 use crate::config::{Config, ServerSettings};
 use crate::policy::Engine;
 
-/// The configuration in force: the engine built from the policy half, and
-/// the server's settings. Replaced whole on reload.
+/// The configuration in force: the engine built from the policy half, the
+/// server's settings, and the digest of the file. Replaced whole on reload.
 pub struct Active {
     pub engine: Engine,
     pub server: ServerSettings,
+    /// FNV-1a of the file's bytes (or of the embedded default).
+    pub digest: String,
 }
 
 impl Active {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Config, bytes: Option<&[u8]>) -> Self {
         Active {
             engine: Engine::new(config.policy),
             server: config.server,
+            digest: Config::digest(bytes),
+        }
+    }
+
+    /// The configuration as read (both halves).
+    pub fn config(&self) -> Config {
+        Config {
+            policy: self.engine.config().clone(),
+            server: self.server,
         }
     }
 }
@@ -43,7 +54,15 @@ pub struct AppState {
     pub dry_run_flag: bool,
     pub ready: AtomicBool,
     pub draining: AtomicBool,
+    /// The bytes request bodies may hold at once, in KiB permits: a request
+    /// waits for room before its body is read, so the process stays within
+    /// its memory at any concurrency.
+    inflight: tokio::sync::Semaphore,
+    inflight_kib: u32,
 }
+
+/// The in-flight body budget until one is set (`maxInflightBytes`).
+const DEFAULT_INFLIGHT_BYTES: u64 = 32 * 1024 * 1024;
 
 impl AppState {
     pub fn new(
@@ -59,7 +78,17 @@ impl AppState {
             dry_run_flag,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            inflight: tokio::sync::Semaphore::new(kib(DEFAULT_INFLIGHT_BYTES) as usize),
+            inflight_kib: kib(DEFAULT_INFLIGHT_BYTES),
         }
+    }
+
+    /// Set the in-flight body budget (before serving).
+    pub fn with_inflight_budget(mut self, bytes: u64) -> Self {
+        let k = kib(bytes).max(1);
+        self.inflight = tokio::sync::Semaphore::new(k as usize);
+        self.inflight_kib = k;
+        self
     }
 
     /// The configuration in force.
@@ -70,13 +99,25 @@ impl AppState {
         }
     }
 
-    /// Put a new configuration in force (a reload).
+    /// Put a new configuration in force (a reload), and export its shape.
     pub fn set_active(&self, a: Active) {
+        self.export_config(&a);
         let a = Arc::new(a);
         match self.active.write() {
             Ok(mut g) => *g = a,
             Err(p) => *p.into_inner() = a,
         }
+    }
+
+    /// The configuration's shape as metrics (`tiergate_config_*`).
+    pub fn export_config(&self, a: &Active) {
+        let p = a.engine.config();
+        self.metrics.set_config(
+            &a.digest,
+            self.dry_run_flag || a.server.dry_run,
+            p.defaults.tier,
+            p.defaults.mode,
+        );
     }
 
     /// Whether the server runs in dry-run (flag or config).
@@ -226,9 +267,51 @@ async fn admit(
         return r;
     }
     let active = st.active();
-    let bytes = match read_body(&st, webhook, &headers, body, &active.server).await {
-        Ok(b) => b,
-        Err(r) => return r,
+    // Room for the body before it is read (its declared length, else the
+    // most it may be), waited for within the request's own deadline.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let want = kib(declared.unwrap_or(active.server.max_request_bytes))
+        .min(st.inflight_kib)
+        .max(1);
+    let deadline = timeout.unwrap_or(Duration::from_secs(10));
+    let _room = match tokio::time::timeout(deadline, st.inflight.acquire_many(want)).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            st.metrics.http_error(webhook, "busy");
+            warn!(
+                webhook = webhook.name(),
+                status = 503,
+                "rejected: no room for the body within the request's deadline"
+            );
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tiergate is at its in-flight request budget; retry\n".into(),
+            );
+        }
+    };
+    let bytes = match tokio::time::timeout(
+        deadline,
+        read_body(&st, webhook, &headers, body, &active.server),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(r)) => return r,
+        Err(_) => {
+            st.metrics.http_error(webhook, "read");
+            warn!(
+                webhook = webhook.name(),
+                status = 408,
+                "rejected: the body did not arrive within the request's deadline"
+            );
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time\n".into(),
+            );
+        }
     };
     let settings = AdmissionSettings {
         webhook,
@@ -271,6 +354,11 @@ fn unless_json(st: &AppState, webhook: Webhook, headers: &HeaderMap) -> Option<R
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "expected Content-Type: application/json\n".into(),
     ))
+}
+
+/// Bytes as KiB permits, rounded up.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 /// The body, read up to `maxRequestBytes` (413 above, without reading more).
@@ -346,12 +434,34 @@ async fn judge(
     .map_err(|e| e.to_string())
 }
 
+/// Longest request field written to a log line: the fields come from the
+/// request, and a 5 MB name must not make a 5 MB line.
+const LOG_FIELD_MAX: usize = 253;
+
+/// `s` cut to [`LOG_FIELD_MAX`] bytes on a character boundary.
+fn bounded(s: &str) -> &str {
+    if s.len() <= LOG_FIELD_MAX {
+        return s;
+    }
+    let mut end = LOG_FIELD_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Count the answer and log one line for it.
 fn record(st: &AppState, webhook: Webhook, answer: &admission::Answer, secs: f64) {
     let hook = webhook.name();
     if let Some(bad) = &answer.bad_request {
         st.metrics.http_error(webhook, "bad_request");
-        warn!(webhook = hook, status = 400, error = %bad, "rejected: not an AdmissionReview");
+        let error = bad.to_string();
+        warn!(
+            webhook = hook,
+            status = 400,
+            error = bounded(&error),
+            "rejected: not an AdmissionReview"
+        );
     }
     let Some(rec) = &answer.record else { return };
     st.metrics.record(rec, secs);
@@ -359,10 +469,11 @@ fn record(st: &AppState, webhook: Webhook, answer: &admission::Answer, secs: f64
     // re-encodes the span's JSON fields at each call.
     info!(
         webhook = hook,
-        uid = rec.uid.as_str(),
-        kind = rec.kind.as_str(),
-        namespace = rec.namespace.as_deref().unwrap_or(""),
-        object_name = rec.name.as_str(),
+        uid = bounded(&rec.uid),
+        kind = bounded(&rec.kind),
+        namespace = bounded(rec.namespace.as_deref().unwrap_or("")),
+        object_name = bounded(&rec.name),
+        owner = rec.owner.as_deref().map(bounded),
         operation = rec.operation,
         decision = rec.decision.name(),
         duration_ms = secs * 1000.0,

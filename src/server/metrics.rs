@@ -2,12 +2,12 @@
 //! kinds, else `other`), decision, rule, tier, action, result. No namespaces
 //! or object names.
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::admission::{DecisionRecord, Webhook};
-use crate::policy::rules;
+use crate::policy::{rules, Mode, Tier};
 
 /// The duration buckets: 0.1 ms to 1 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -26,6 +26,11 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     tls_reloads: IntCounterVec,
     cert_expiry: IntGauge,
+    config_info: IntGaugeVec,
+    config_dry_run: IntGauge,
+    config_default_tier: IntGauge,
+    config_default_mode: IntGaugeVec,
+    config_weakened: IntCounter,
 }
 
 /// A kind as a bounded label value: a kind some rule judges, `Namespace`,
@@ -119,6 +124,42 @@ impl Metrics {
                 "When the serving certificate expires (Unix seconds).",
             )?,
         )?;
+        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help)?);
+        let config_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tiergate_config_info",
+                    "The configuration in force: 1 for its digest (FNV-1a of the file).",
+                ),
+                &["hash"],
+            )?,
+        )?;
+        let config_dry_run = gauge(
+            "tiergate_config_dry_run",
+            "1 when the server denies and patches nothing (--dry-run or dryRun: true).",
+        )?;
+        let config_default_tier = gauge(
+            "tiergate_config_default_tier",
+            "The tier (1..5) of namespaces without a tier label.",
+        )?;
+        let config_default_mode = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tiergate_config_default_mode",
+                    "1 for the mode of namespaces without a mode label.",
+                ),
+                &["mode"],
+            )?,
+        )?;
+        let config_weakened = register(
+            &registry,
+            IntCounter::new(
+                "tiergate_config_weakened_total",
+                "Reloads that made the policy weaker than the one running (logged at warn).",
+            )?,
+        )?;
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -148,7 +189,29 @@ impl Metrics {
             config_reloads,
             tls_reloads,
             cert_expiry,
+            config_info,
+            config_dry_run,
+            config_default_tier,
+            config_default_mode,
+            config_weakened,
         })
+    }
+
+    /// Export the shape of the configuration in force.
+    pub fn set_config(&self, hash: &str, dry_run: bool, tier: Tier, mode: Mode) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+        self.config_dry_run.set(i64::from(dry_run));
+        self.config_default_tier.set(i64::from(tier.number()));
+        self.config_default_mode.reset();
+        self.config_default_mode
+            .with_label_values(&[mode.name()])
+            .set(1);
+    }
+
+    /// Count a reload that weakened the policy.
+    pub fn config_weakened(&self) {
+        self.config_weakened.inc();
     }
 
     /// Count one decision.
@@ -166,7 +229,9 @@ impl Metrics {
             .observe(seconds);
         let tier = rec.tier.map(|t| t.number().to_string()).unwrap_or_default();
         // The validating side owns findings; the mutating side owns patches.
-        if rec.webhook == Webhook::Validate.name() {
+        // An object a controller made is judged, but its findings are its
+        // owner's: counted once, at the owner.
+        if rec.webhook == Webhook::Validate.name() && rec.owner.is_none() {
             for f in &rec.findings {
                 self.findings
                     .with_label_values(&[f.rule, &tier, f.action.name()])

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// kubeconfig (KUBECONFIG, ~/.kube/config) or in-cluster config is found.
     #[arg(long)]
     pub no_cluster: bool,
+    /// On SIGTERM, keep accepting (with /readyz failing) this many seconds
+    /// while the Service's endpoints drop this pod, then drain.
+    #[arg(long, default_value_t = 5)]
+    pub shutdown_delay: u64,
 }
 
 /// `tiergate certs`

@@ -84,7 +84,17 @@ impl Reloader {
                 if cf.last.as_ref() != Some(&bytes) {
                     match Config::from_bytes(&bytes, &cf.path.display().to_string()) {
                         Ok(cfg) => {
-                            self.state.set_active(Active::new(cfg));
+                            let weakened = self.state.active().config().weakenings(&cfg);
+                            if !weakened.is_empty() {
+                                self.state.metrics.config_weakened();
+                                warn!(
+                                    config = %cf.path.display(),
+                                    weakened = %weakened.join("; "),
+                                    "config reloaded and the policy is weaker than before: {}",
+                                    weakened.join("; ")
+                                );
+                            }
+                            self.state.set_active(Active::new(cfg, Some(&bytes)));
                             self.state.metrics.config_reload(true);
                             info!(config = %cf.path.display(), "config reloaded");
                         }

@@ -22,8 +22,8 @@ use super::metrics::Metrics;
 use super::reload::{self, ConfigFile, Reloader, TlsFiles};
 use super::tls::{self, CertStore};
 use super::{CertsArgs, ServeArgs};
-use crate::admission::{ConfigContext, ContextSource};
-use crate::cluster::{self, CacheMetrics, ClusterContext, Watches};
+use crate::admission::{ContextSource, DefaultsSource};
+use crate::cluster::{self, CacheMetrics, ClusterSource, Watches};
 use crate::config::Config;
 
 /// Where the serving certificate comes from.
@@ -64,6 +64,11 @@ pub struct ServeOptions {
     pub dry_run: bool,
     /// How long in-flight requests may take to finish on shutdown.
     pub grace: Duration,
+    /// How long to keep accepting after shutdown starts, with `/readyz`
+    /// answering 503, while the endpoints drop this pod.
+    pub shutdown_delay: Duration,
+    /// How long a connection may take to send its first request.
+    pub first_request_timeout: Duration,
     /// How often the watched files are also polled.
     pub poll: Duration,
     /// Where namespace tier and mode come from when the cluster is not
@@ -93,8 +98,10 @@ impl ServeOptions {
             admin_listen: a.admin_listen,
             dry_run: a.dry_run,
             grace: Duration::from_secs(20),
+            shutdown_delay: Duration::from_secs(a.shutdown_delay),
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
             poll: Duration::from_secs(10),
-            context_source: Arc::new(ConfigContext),
+            context_source: Arc::new(DefaultsSource),
             cluster: if a.no_cluster {
                 ClusterMode::Off
             } else {
@@ -116,8 +123,10 @@ impl ServeOptions {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             dry_run: false,
             grace: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
             poll: Duration::from_secs(10),
-            context_source: Arc::new(ConfigContext),
+            context_source: Arc::new(DefaultsSource),
             cluster: ClusterMode::Off,
         }
     }
@@ -139,6 +148,7 @@ pub struct Handle {
     reload_task: Option<tokio::task::JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
     cluster: Option<Watches>,
+    shutdown_delay: Duration,
 }
 
 impl Handle {
@@ -152,7 +162,16 @@ impl Handle {
     /// admin port closes.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.state.draining.store(true, Ordering::SeqCst);
-        info!("draining: not ready, no new connections");
+        if !self.shutdown_delay.is_zero() {
+            info!(
+                delay_seconds = self.shutdown_delay.as_secs_f64(),
+                "shutting down: /readyz answers 503; still accepting while the endpoints drop this pod"
+            );
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
+        info!(
+            "draining: no new connections; HTTP/2 connections get GOAWAY, HTTP/1.1 answers close"
+        );
         let _ = self.shutdown_tx.send(true);
         let _ = self.webhook_task.await;
         if let Some(t) = self.reload_task {
@@ -252,7 +271,7 @@ fn context_source(
     cm.register(metrics.registry()).context("cluster metrics")?;
     let watches = cluster::spawn(client, cm);
     info!("watching the cluster: namespaces, networkpolicies, resourcequotas, limitranges, poddisruptionbudgets; not ready until every cache has synced");
-    let src: Arc<dyn ContextSource> = Arc::new(ClusterContext::new(watches.caches.clone()));
+    let src: Arc<dyn ContextSource> = Arc::new(ClusterSource::new(watches.caches.clone()));
     Ok((src, Some(watches)))
 }
 
@@ -286,12 +305,11 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
     let serving = serving_certificate(&opts.tls, &metrics)?;
     let client = cluster_client(opts.cluster.clone()).await;
     let (source, cluster) = context_source(client, opts.context_source.clone(), &metrics)?;
-    let state = Arc::new(AppState::new(
-        Active::new(config),
-        source,
-        metrics,
-        opts.dry_run,
-    ));
+    let budget = config.server.max_inflight_bytes;
+    let active = Active::new(config, config_bytes.as_deref());
+    let state =
+        Arc::new(AppState::new(active, source, metrics, opts.dry_run).with_inflight_budget(budget));
+    state.export_config(&state.active());
 
     let listener = bind(opts.listen).await?;
     let admin = bind(opts.admin_listen).await?;
@@ -306,6 +324,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         webhook_router(state.clone()),
         shutdown_rx.clone(),
         opts.grace,
+        opts.first_request_timeout,
     ));
     let reloader = Reloader {
         tls: serving.files,
@@ -342,7 +361,33 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         reload_task,
         _watcher: watcher,
         cluster,
+        shutdown_delay: opts.shutdown_delay,
     })
+}
+
+/// How long a connection may take to send its first request after the TLS
+/// handshake (an idle connection holds a file descriptor and memory).
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once: the file descriptors the process may open,
+/// less a reserve for the admin port, the cluster watches and files, so that
+/// `/readyz` and `/metrics` answer whatever the webhook port suffers.
+fn connection_cap() -> usize {
+    const RESERVE: u64 = 128;
+    let soft = raise_fd_limit();
+    usize::try_from(soft.saturating_sub(RESERVE).clamp(16, 16_384)).unwrap_or(16_384)
+}
+
+/// Raise the soft limit on open files to the hard limit; the soft limit in
+/// force after that.
+fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    }
 }
 
 async fn serve_webhook(
@@ -351,11 +396,24 @@ async fn serve_webhook(
     app: Router,
     shutdown: watch::Receiver<bool>,
     grace: Duration,
+    first_request: Duration,
 ) {
     // Every connection task holds a clone of `done_tx`; when all are gone,
     // `done_rx` yields None.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let cap = connection_cap();
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
+    info!(max_connections = cap, "webhook connections capped");
     loop {
+        // A free slot before accepting: at the cap, connections wait in the
+        // kernel's backlog instead of taking the process's last descriptors.
+        let slot = tokio::select! {
+            _ = until(shutdown.clone()) => break,
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             _ = until(shutdown.clone()) => break,
             r = listener.accept() => {
@@ -373,37 +431,8 @@ async fn serve_webhook(
                 let guard = done_tx.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(10));
-                    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => {
-                            if let Err(e) = r {
-                                debug!(%peer, error = %e, "connection error");
-                            }
-                        }
-                        _ = until(sd) => {
-                            conn.as_mut().graceful_shutdown();
-                            if let Err(e) = conn.as_mut().await {
-                                debug!(%peer, error = %e, "connection error while draining");
-                            }
-                        }
-                    }
+                    let _slot = slot;
+                    serve_connection(tcp, peer, acceptor, app, sd, first_request).await;
                 });
             }
         }
@@ -415,6 +444,79 @@ async fn serve_webhook(
             grace_seconds = grace.as_secs_f64(),
             "grace period over with requests still in flight"
         );
+    }
+}
+
+/// One connection: TLS handshake (10 s), the first request within
+/// [`FIRST_REQUEST_TIMEOUT`], HTTP/2 keep-alive pings to drop dead peers, and
+/// on shutdown a graceful close (GOAWAY for HTTP/2, `Connection: close` for
+/// HTTP/1.1) once in-flight requests are answered.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    app: Router,
+    shutdown: watch::Receiver<bool>,
+    first_request: Duration,
+) {
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mark = seen.clone();
+    let svc = tower::ServiceExt::map_request(
+        app,
+        move |r: axum::http::Request<hyper::body::Incoming>| {
+            mark.store(true, Ordering::Relaxed);
+            r
+        },
+    );
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+    tokio::pin!(conn);
+    let first_deadline = tokio::time::sleep(first_request);
+    tokio::pin!(first_deadline);
+    let mut waiting_first = true;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    debug!(%peer, error = %e, "connection error");
+                }
+                return;
+            }
+            _ = &mut first_deadline, if waiting_first => {
+                waiting_first = false;
+                if !seen.load(Ordering::Relaxed) {
+                    debug!(%peer, "no request within the first-request timeout; closing");
+                    return;
+                }
+            }
+            _ = until(shutdown.clone()) => {
+                conn.as_mut().graceful_shutdown();
+                if let Err(e) = conn.as_mut().await {
+                    debug!(%peer, error = %e, "connection error while draining");
+                }
+                return;
+            }
+        }
     }
 }
 

@@ -137,13 +137,12 @@ pub fn bare_pod() -> Value {
     pod("web", json!([{"name": "app", "image": "nginx"}]))
 }
 
-/// A review of `object` in namespace `shop`, with `request.kind` of the
-/// core group (as the older tests were written).
+/// A review of `object` in namespace `shop`; `request.kind` is `kind` of the
+/// core group when it is not the object's own kind.
 pub fn review(uid: &str, op: &str, kind: &str, object: Value) -> Value {
-    tiergate::admission::ReviewBuilder::new(uid, op, object)
-        .namespace(Some("shop"))
-        .kind("", "v1", kind)
-        .build()
+    let own = object.get("kind").and_then(Value::as_str) == Some(kind);
+    let b = tiergate::admission::ReviewBuilder::new(uid, op, object).namespace(Some("shop"));
+    if own { b } else { b.kind("", "v1", kind) }.build()
 }
 
 /// POST a review, assert HTTP 200 and a well-formed answer, return `response`.

@@ -4,7 +4,7 @@
 use super::prelude::*;
 use serde_json::Value;
 
-use super::pss_common::{in_container, is_windows, msg, q, sc_path, who};
+use super::pss_common::{in_container, is_windows, known_non_root, msg, q, sc_path, who};
 use crate::policy::fixutil;
 use crate::policy::target::ContainerView;
 
@@ -22,9 +22,14 @@ pub static RULE: Rule = Rule {
 NET_RAW...) are more than most programs need, and each one widens what an attacker \
 inside the container can do. Pod Security Standards restricted requires every \
 container to set `securityContext.capabilities.drop: [\"ALL\"]` and to add back at \
-most `NET_BIND_SERVICE` (policy v1.22+; Windows pods are exempt from v1.25). The \
-fix appends \"ALL\" to `capabilities.drop`, keeping what is already listed; \
-capabilities the container adds are left for you to review.",
+most `NET_BIND_SERVICE` (policy v1.22+; Windows pods are exempt from v1.25). \
+Fix and its safety: it appends \"ALL\" to `capabilities.drop` (keeping what is \
+listed; capabilities the container adds are left for you to review) only on \
+containers known not to run as root (a non-zero `runAsUser`, or `runAsNonRoot: true`, \
+at container or pod level): a process that starts as root (the official nginx, redis, \
+postgres, mysql, wordpress and mongo images do) needs CHOWN, SETUID and SETGID to \
+switch user, and would crash-loop without them. On other containers it declines and \
+the finding says so; it never touches a Windows pod.",
     check: Check::Pod(check),
     fix: Fix::Safe {
         summary: "add \"ALL\" to securityContext.capabilities.drop",
@@ -33,6 +38,10 @@ capabilities the container adds are left for you to review.",
 };
 
 const REASON: &str = "unrestricted capabilities";
+
+/// Why the fix leaves a container alone.
+const MAY_RUN_AS_ROOT: &str = "the container may start as root and need CHOWN/SETUID/SETGID; \
+set runAsNonRoot: true or a non-zero runAsUser first";
 
 fn drops_all(c: &ContainerView<'_>) -> bool {
     c.security_context
@@ -47,7 +56,7 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
     }
     for c in pod.containers() {
         if !drops_all(&c) {
-            out.push(in_container(
+            let v = in_container(
                 &c,
                 format!("{}/capabilities/drop", sc_path(&c)),
                 msg(
@@ -57,7 +66,12 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
                         who(&c)
                     ),
                 ),
-            ));
+            );
+            out.push(if known_non_root(pod, &c) {
+                v
+            } else {
+                v.declined(MAY_RUN_AS_ROOT)
+            });
         }
         let adds = c
             .security_context
@@ -89,7 +103,11 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         return false;
     }
     let mut changed = false;
-    for c in pod.containers() {
+    for c in pod
+        .containers()
+        .into_iter()
+        .filter(|c| known_non_root(pod, c))
+    {
         let Some(caps) = fixutil::object_at(obj, &format!("{}/capabilities", sc_path(&c))) else {
             continue;
         };
@@ -138,10 +156,11 @@ mod tests {
             "/spec/containers/0/securityContext/capabilities/drop"
         );
         assert_eq!(e.findings[0].container.as_deref(), Some("app"));
-        assert_eq!(
-            e.findings[0].message,
-            "unrestricted capabilities (container \"app\" must set securityContext.capabilities.drop=[\"ALL\"])"
-        );
+        assert!(
+            e.findings[0].message.starts_with(
+            "unrestricted capabilities (container \"app\" must set securityContext.capabilities.drop=[\"ALL\"]); not fixed: the container may start as root"
+        ), "{}", e.findings[0].message);
+        assert!(!e.findings[0].fixable);
         assert_eq!(
             e.findings[1].path,
             "/spec/containers/0/securityContext/capabilities/add/1"
@@ -190,6 +209,7 @@ mod tests {
     #[test]
     fn fix_appends_all_and_keeps_user_values() {
         let d = deployment(json!({
+            "securityContext": {"runAsNonRoot": true},
             "initContainers": [{"name": "migrate", "image": "migrate:4"}],
             "containers": [
                 {"name": "app", "image": "nginx:1.27",
@@ -214,7 +234,8 @@ mod tests {
         );
 
         let c = cronjob(json!({"restartPolicy": "Never",
-            "containers": [{"name": "report", "image": "report:2.1", "securityContext": null}]}));
+            "containers": [{"name": "report", "image": "report:2.1",
+                "securityContext": {"runAsUser": 1000}}]}));
         let fixed = assert_fix_sound("capabilities-restricted", &c, Tier::Foundation);
         assert_eq!(
             fixed.pointer(
@@ -222,5 +243,33 @@ mod tests {
             ),
             Some(&json!(["ALL"]))
         );
+    }
+
+    /// Images that start as root (nginx, redis, postgres...) need CHOWN,
+    /// SETUID and SETGID: the fix leaves containers that may run as root.
+    #[test]
+    fn containers_that_may_run_as_root_are_not_fixed() {
+        for (pod_sc, container_sc) in [
+            (json!(null), json!(null)),
+            (json!({"runAsNonRoot": true}), json!({"runAsUser": 0})),
+            (json!({"runAsUser": 0}), json!({})),
+            (json!({"runAsNonRoot": false}), json!({})),
+        ] {
+            let d = deployment(json!({"securityContext": pod_sc,
+                "containers": [{"name": "db", "image": "postgres:16", "securityContext": container_sc}]}));
+            let e = run_rule("capabilities-restricted", &d, Tier::Foundation);
+            assert!(
+                e.patch.0.is_empty(),
+                "{pod_sc} {container_sc}: patched {:?}",
+                e.patch
+            );
+            assert!(e.findings.iter().all(|f| !f.fixable));
+            assert!(e.findings[0].message.contains("may start as root"));
+        }
+        // Known non-root at the container, whatever the pod says.
+        let d = deployment(json!({"securityContext": {"runAsUser": 0},
+            "containers": [{"name": "app", "image": "app:1", "securityContext": {"runAsUser": 1000}}]}));
+        let e = run_rule("capabilities-restricted", &d, Tier::Foundation);
+        assert!(!e.patch.0.is_empty());
     }
 }

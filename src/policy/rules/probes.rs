@@ -20,13 +20,17 @@ and `readinessProbe` (HTTP endpoints that check the app itself are best) on ever
 long-running container: regular containers and sidecars (init containers with \
 `restartPolicy: Always`) of every workload except Jobs and CronJobs and pods whose \
 `restartPolicy` is `Never` or `OnFailure`; ordinary init containers and ephemeral \
-containers are out of scope. The fix adds `tcpSocket` probes on the container's first \
-declared TCP `containerPort` (by number), the liveness probe with \
-`initialDelaySeconds: 30` so a slow start is not killed; a container without a TCP port \
-gets no fix and keeps its finding.",
+containers are out of scope. Fix and its safety: it adds a `tcpSocket` readiness \
+probe on the container's first declared TCP `containerPort` (by number): a readiness \
+probe only gates traffic, so at worst a pod is kept out of its Service until the port \
+answers, never restarted. It adds a liveness probe only when the config opts in \
+(`fixes.livenessProbe: on`; then `tcpSocket` with `initialDelaySeconds: 30`): a guessed \
+liveness probe that fires before a slow server is up kills healthy pods in a loop, so \
+by default the liveness finding stays and says so. A container without a TCP port gets \
+no fix and keeps its finding.",
     check: Check::Pod(check),
     fix: Fix::Safe {
-        summary: "add tcpSocket liveness/readiness probes on the first TCP containerPort",
+        summary: "add a tcpSocket readiness probe (and liveness, if opted in) on the first TCP containerPort",
         apply: FixFn::Pod(fix),
     },
 };
@@ -46,7 +50,8 @@ pub fn long_running(pod: &PodTemplate) -> Vec<ContainerView<'_>> {
         .collect()
 }
 
-/// Whether the workload's pods are meant to run until stopped.
+/// Whether the workload's pods are meant to run until stopped: not a Job's or a
+/// CronJob's (the `batch` group), nor pods that do not restart.
 pub fn is_long_running(pod: &PodTemplate) -> bool {
     if pod.workload.gk.group == "batch" {
         return false;
@@ -66,33 +71,41 @@ pub fn first_tcp_port(c: &ContainerView<'_>) -> Option<i32> {
         .map(|p| p.container_port)
 }
 
-fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+/// Why the fix leaves a missing liveness probe alone.
+const NO_GUESSED_LIVENESS: &str = "a guessed liveness probe can restart a slow-starting \
+server in a loop; add one, or opt in with fixes.livenessProbe";
+
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let liveness_fixed = r.config.fixes.liveness_probe.0;
     for c in long_running(pod) {
         for (field, probe) in [
             ("livenessProbe", c.liveness_probe),
             ("readinessProbe", c.readiness_probe),
         ] {
             if probe.is_none() {
-                out.push(
-                    Violation::new(
-                        format!("{}/{field}", c.path),
-                        format!("probes (container {:?} must set {field})", c.name),
-                    )
-                    .in_container(c.name),
-                );
+                let v = Violation::new(
+                    format!("{}/{field}", c.path),
+                    format!("probes (container {:?} must set {field})", c.name),
+                )
+                .in_container(c.name);
+                out.push(if field == "livenessProbe" && !liveness_fixed {
+                    v.declined(NO_GUESSED_LIVENESS)
+                } else {
+                    v
+                });
             }
         }
     }
     Ok(())
 }
 
-fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     let mut changed = false;
     for c in long_running(pod) {
         let Some(port) = first_tcp_port(&c) else {
             continue;
         };
-        if c.liveness_probe.is_none() {
+        if c.liveness_probe.is_none() && r.config.fixes.liveness_probe.0 {
             changed |= fixutil::set_default(
                 obj,
                 &c.path.to_string(),
@@ -143,10 +156,14 @@ mod tests {
     #[test]
     fn missing_probes_are_named_for_containers_and_sidecars() {
         let e = run_rule("probes", &testutil::web_deployment(), Tier::Production);
+        // Messages without the fix's "not fixed: ..." note on liveness.
         let got: Vec<_> = e
             .findings
             .iter()
-            .map(|f| (f.path.as_str(), f.container.as_deref(), f.message.as_str()))
+            .map(|f| {
+                let m = f.message.split("; not fixed: ").next().unwrap_or("");
+                (f.path.as_str(), f.container.as_deref(), m)
+            })
             .collect();
         assert_eq!(
             got,
@@ -180,11 +197,27 @@ mod tests {
         let fixed = assert_fix_sound("probes", &testutil::web_deployment(), Tier::Production);
         let app = &fixed["spec"]["template"]["spec"]["containers"][0];
         // The first port is UDP statsd; the first TCP one is http 8080.
+        assert_eq!(app["readinessProbe"], json!({"tcpSocket": {"port": 8080}}));
+        // No guessed liveness probe by default; the finding says why.
+        assert!(app.get("livenessProbe").is_none());
+        let after = run_rule("probes", &fixed, Tier::Production);
+        assert!(after
+            .findings
+            .iter()
+            .any(|f| !f.fixable && f.message.contains("not fixed: a guessed liveness probe")));
+        // Opted in: liveness too, with a delay for slow starts.
+        let ctx = crate::policy::Context::new(Tier::Production, crate::policy::Mode::Enforce);
+        let fixed = testutil::assert_fix_sound_with(
+            "probes",
+            &testutil::web_deployment(),
+            &ctx,
+            "fixes: {livenessProbe: on}\n",
+        );
+        let app = &fixed["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(
             app["livenessProbe"],
             json!({"tcpSocket": {"port": 8080}, "initialDelaySeconds": 30})
         );
-        assert_eq!(app["readinessProbe"], json!({"tcpSocket": {"port": 8080}}));
         let proxy = &fixed["spec"]["template"]["spec"]["initContainers"][1];
         assert_eq!(
             proxy["readinessProbe"],

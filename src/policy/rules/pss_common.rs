@@ -19,6 +19,27 @@ pub fn user_namespace(spec: &PodSpec) -> bool {
     spec.host_users == Some(false)
 }
 
+/// Whether a container is known not to run as root: a non-zero `runAsUser`,
+/// or `runAsNonRoot: true` without `runAsUser: 0` (the container's own
+/// settings win over the pod's). An image may start as root otherwise: the
+/// official nginx, redis, postgres, mysql images do, and need CHOWN, SETUID
+/// and SETGID to switch to their own user.
+pub fn known_non_root(pod: &PodTemplate, c: &ContainerView<'_>) -> bool {
+    let psc = pod.spec.security_context.as_ref();
+    let user = c
+        .security_context
+        .and_then(|s| s.run_as_user)
+        .or_else(|| psc.and_then(|s| s.run_as_user));
+    let non_root = c
+        .security_context
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| psc.and_then(|s| s.run_as_non_root));
+    match user {
+        Some(u) => u > 0,
+        None => non_root == Some(true),
+    }
+}
+
 /// A PSA-style message: `<reason> (<detail>)`.
 pub fn msg(reason: &str, detail: impl std::fmt::Display) -> String {
     format!("{reason} ({detail})")

@@ -2,6 +2,7 @@
 use super::prelude::*;
 use serde_json::{json, Value};
 
+use super::pss_common::is_windows;
 use crate::policy::fixutil;
 
 pub static RULE: Rule = Rule {
@@ -16,7 +17,9 @@ true` on every container, init container and ephemeral container, and mount an \
 `emptyDir` where the app really must write (`/tmp`, caches, sockets). The fix is \
 opt-in (`rules.read-only-root-filesystem.fix: on`) because an app that writes to its \
 root filesystem fails at run time once it is read-only: it sets `true` only where the \
-field is unset and never overrides an explicit `false`, which stays a finding.",
+field is unset and never overrides an explicit `false`, which stays a finding. Windows \
+pods (`spec.os.name: windows`) are out of scope: the field is Linux-only and the \
+apiserver rejects it there, so neither the check nor the fix applies to them.",
     check: Check::Pod(check),
     fix: Fix::OptIn {
         summary: "set securityContext.readOnlyRootFilesystem: true where unset",
@@ -25,6 +28,9 @@ field is unset and never overrides an explicit `false`, which stays a finding.",
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    if is_windows(&pod.spec) {
+        return Ok(());
+    }
     for c in pod.containers() {
         if c.security_context.and_then(|s| s.read_only_root_filesystem) != Some(true) {
             out.push(
@@ -43,6 +49,10 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
 }
 
 fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    // Linux-only: the apiserver rejects it on Windows pods.
+    if is_windows(&pod.spec) {
+        return false;
+    }
     let mut changed = false;
     for c in pod.containers() {
         if c.security_context
@@ -115,6 +125,18 @@ mod tests {
             let fixed = assert_fix_sound("read-only-root-filesystem", &obj, Tier::Production);
             crate::policy::target::assert_parses_typed(&fixed);
         }
+    }
+
+    #[test]
+    fn windows_pods_are_out_of_scope() {
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["os"] = serde_json::json!({"name": "windows"});
+        let e = run_rule("read-only-root-filesystem", &pod, Tier::Production);
+        assert!(
+            e.findings.is_empty() && e.patch.0.is_empty(),
+            "{:?}",
+            e.findings
+        );
     }
 
     #[test]

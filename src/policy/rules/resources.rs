@@ -13,48 +13,80 @@ pub static RULE: Rule = Rule {
     doc: "Requests let the scheduler place a pod where it fits; limits stop one \
 container from starving its neighbours or the node (a missing memory limit is how \
 one leak takes a node down). Set `resources.requests` and `resources.limits` for \
-both `cpu` and `memory` on every container and init container. The fix fills in \
-what is missing from the tier's defaults in the config (`tiers.<tier>.resources`); \
-a missing request next to a limit is set to the limit, as Kubernetes itself does, \
-and a default limit is raised to the request when the request is larger.",
+both `cpu` and `memory` on every container and init container, or set them once for \
+the whole pod (`spec.resources`, pod-level resources, Kubernetes 1.32+), which meets \
+the standard for every container. Fix and its safety: it fills in a missing request \
+from the tier's defaults (`tiers.<tier>.resources.requests`), or from the container's \
+own limit when it has one (as Kubernetes itself defaults it): a request only guides \
+the scheduler, so it cannot stop a running workload. It fills in limits only for a \
+tier whose config gives `tiers.<tier>.resources.limits` (opt-in: a guessed limit can \
+OOM-kill a model server or a node agent), and then never below the container's \
+request. It never touches a resource the pod sets at pod level (a container value \
+above the pod's would be rejected), nor ephemeral containers. Where it declines, the \
+finding stays and says so.",
     check: Check::Pod(check),
     fix: Fix::Safe {
-        summary: "set missing cpu/memory requests and limits from the tier defaults",
+        summary: "set missing cpu/memory requests (and limits, where the tier opts in)",
         apply: FixFn::Pod(fix),
     },
 };
 
 const RESOURCES: [&str; 2] = ["cpu", "memory"];
 
-fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+/// Why the fix leaves missing limits alone.
+const NO_DEFAULT_LIMITS: &str = "limits are not guessed (a wrong one OOM-kills); set them, \
+or give tiers.<tier>.resources.limits in the config";
+
+/// Whether the pod sets `resource` at pod level (`spec.resources`), for
+/// requests or limits.
+fn pod_level(pod: &PodTemplate, field: &str, resource: &str) -> bool {
+    pod.spec.resources.as_ref().is_some_and(|r| {
+        let map = match field {
+            "requests" => r.requests.as_ref(),
+            _ => r.limits.as_ref(),
+        };
+        map.is_some_and(|m| m.contains_key(resource))
+    })
+}
+
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let limits_filled = r
+        .config
+        .resources(r.ctx.tier)
+        .is_some_and(|d| d.limits.is_some());
     for c in pod.containers() {
         // Ephemeral containers may not set resources at all.
         if c.kind == ContainerKind::Ephemeral {
             continue;
         }
         let mut missing = Vec::new();
+        let mut limits_missing = false;
         for (field, map) in [
             ("requests", c.resources.and_then(|r| r.requests.as_ref())),
             ("limits", c.resources.and_then(|r| r.limits.as_ref())),
         ] {
             for res in RESOURCES {
-                if !map.is_some_and(|m| m.contains_key(res)) {
+                if !map.is_some_and(|m| m.contains_key(res)) && !pod_level(pod, field, res) {
                     missing.push(format!("{field}.{res}"));
+                    limits_missing |= field == "limits";
                 }
             }
         }
         if !missing.is_empty() {
-            out.push(
-                Violation::new(
-                    format!("{}/resources", c.path),
-                    format!(
-                        "resources (container {:?} must set resources.{})",
-                        c.name,
-                        missing.join(", resources.")
-                    ),
-                )
-                .in_container(c.name),
-            );
+            let v = Violation::new(
+                format!("{}/resources", c.path),
+                format!(
+                    "resources (container {:?} must set resources.{})",
+                    c.name,
+                    missing.join(", resources.")
+                ),
+            )
+            .in_container(c.name);
+            out.push(if limits_missing && !limits_filled {
+                v.declined(NO_DEFAULT_LIMITS)
+            } else {
+                v
+            });
         }
     }
     Ok(())
@@ -74,24 +106,36 @@ fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
             continue;
         };
         for name in RESOURCES {
-            let (def_req, def_lim) = match name {
-                "cpu" => (&defaults.requests.cpu, &defaults.limits.cpu),
-                _ => (&defaults.requests.memory, &defaults.limits.memory),
+            let def_req = match name {
+                "cpu" => &defaults.requests.cpu,
+                _ => &defaults.requests.memory,
             };
+            let def_lim = defaults.limits.as_ref().map(|l| match name {
+                "cpu" => &l.cpu,
+                _ => &l.memory,
+            });
             let req = res.get("requests").and_then(|m| m.get(name)).cloned();
             let lim = res.get("limits").and_then(|m| m.get(name)).cloned();
-            let (new_req, new_lim) = match (&req, &lim) {
-                (Some(_), Some(_)) => continue,
-                (None, Some(l)) => (Some(l.clone()), None),
-                (Some(q), None) => {
-                    let bigger =
-                        match (q.as_str().and_then(parse_quantity), parse_quantity(def_lim)) {
-                            (Some(a), Some(b)) if a > b => q.clone(),
-                            _ => json!(def_lim),
-                        };
-                    (None, Some(bigger))
+            let new_req = match (&req, &lim) {
+                _ if pod_level(pod, "requests", name) => None,
+                (Some(_), _) => None,
+                (None, Some(l)) => Some(l.clone()),
+                (None, None) => Some(json!(def_req)),
+            };
+            let new_lim = match (def_lim, &lim) {
+                _ if pod_level(pod, "limits", name) => None,
+                (None, _) | (_, Some(_)) => None,
+                (Some(d), None) => {
+                    // Never below the request (given or just filled in).
+                    let request = req.as_ref().or(new_req.as_ref());
+                    match (
+                        request.and_then(Value::as_str).and_then(parse_quantity),
+                        parse_quantity(d),
+                    ) {
+                        (Some(a), Some(b)) if a > b => request.cloned(),
+                        _ => Some(json!(d)),
+                    }
                 }
-                (None, None) => (Some(json!(def_req)), Some(json!(def_lim))),
             };
             for (field, v) in [("requests", new_req), ("limits", new_lim)] {
                 if let Some(v) = v {
@@ -143,8 +187,10 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::parse_quantity;
-    use crate::policy::rules::testutil::{assert_fix_sound, run_rule};
-    use crate::policy::Tier;
+    use crate::policy::rules::testutil::{
+        assert_fix_sound, assert_fix_sound_with, run_rule, run_rule_with,
+    };
+    use crate::policy::{Context, Mode, Tier};
     use serde_json::json;
 
     fn deploy(resources: serde_json::Value) -> serde_json::Value {
@@ -181,27 +227,74 @@ mod tests {
     }
 
     #[test]
-    fn fix_fills_defaults_and_keeps_user_values() {
+    fn fix_fills_requests_and_declines_limits_by_default() {
         let d = deploy(json!(null));
         let fixed = assert_fix_sound("resources", &d, Tier::Production);
         let r = fixed
             .pointer("/spec/template/spec/containers/0/resources")
             .unwrap();
-        assert_eq!(
-            r,
-            &json!({"requests": {"cpu": "100m", "memory": "128Mi"},
-                              "limits": {"cpu": "1", "memory": "512Mi"}})
+        assert_eq!(r, &json!({"requests": {"cpu": "100m", "memory": "128Mi"}}));
+        let after = run_rule("resources", &fixed, Tier::Production);
+        let f = &after.findings[0];
+        assert!(!f.fixable);
+        assert!(
+            f.message.contains("not fixed: limits are not guessed"),
+            "{}",
+            f.message
         );
 
-        // A limit alone: the request copies it. A big request: the limit follows it.
-        let d = deploy(json!({"limits": {"memory": "64Mi"}, "requests": {"cpu": "4"}}));
+        // A limit alone: the request copies it.
+        let d = deploy(json!({"limits": {"memory": "64Mi"}}));
         let fixed = assert_fix_sound("resources", &d, Tier::Production);
         let r = fixed
             .pointer("/spec/template/spec/containers/0/resources")
             .unwrap();
         assert_eq!(r["requests"]["memory"], "64Mi");
-        assert_eq!(r["limits"]["cpu"], "4");
-        assert_eq!(r["requests"]["cpu"], "4");
+        assert_eq!(r["requests"]["cpu"], "100m");
+    }
+
+    const LIMITS: &str = "tiers:\n  production:\n    resources:\n      requests: {cpu: 100m, memory: 128Mi}\n      limits: {cpu: '1', memory: 512Mi}\n";
+
+    #[test]
+    fn limits_are_filled_where_the_tier_opts_in_never_below_the_request() {
+        let ctx = Context::new(Tier::Production, Mode::Enforce);
+        let d = deploy(json!({"requests": {"cpu": "4", "memory": "2Gi"}}));
+        let fixed = assert_fix_sound_with("resources", &d, &ctx, LIMITS);
+        let r = fixed
+            .pointer("/spec/template/spec/containers/0/resources")
+            .unwrap();
+        assert_eq!(r["limits"], json!({"cpu": "4", "memory": "2Gi"}));
+        let fixed = assert_fix_sound_with("resources", &deploy(json!(null)), &ctx, LIMITS);
+        assert_eq!(
+            fixed.pointer("/spec/template/spec/containers/0/resources/limits"),
+            Some(&json!({"cpu": "1", "memory": "512Mi"}))
+        );
+        // A tier below production does not inherit its limits.
+        let e = run_rule_with(
+            "resources",
+            &deploy(json!(null)),
+            &Context::new(Tier::Foundation, Mode::Enforce),
+            LIMITS,
+        );
+        assert!(!e.findings[0].fixable, "foundation did not opt in");
+    }
+
+    #[test]
+    fn pod_level_resources_meet_the_standard_and_are_never_exceeded() {
+        let mut d = deploy(json!(null));
+        d["spec"]["template"]["spec"]["resources"] = json!({"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}});
+        assert!(run_rule("resources", &d, Tier::Production)
+            .findings
+            .is_empty());
+        // Pod-level memory only: the fix adds cpu requests, never memory.
+        d["spec"]["template"]["spec"]["resources"] =
+            json!({"requests": {"memory": "256Mi"}, "limits": {"memory": "512Mi"}});
+        let e = run_rule("resources", &d, Tier::Production);
+        let fixed = e.fixed.expect("fixed");
+        let r = fixed
+            .pointer("/spec/template/spec/containers/0/resources")
+            .unwrap();
+        assert_eq!(r, &json!({"requests": {"cpu": "100m"}}));
     }
 
     #[test]
