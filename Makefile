@@ -1,4 +1,4 @@
-.PHONY: build test run lint bench bench-load bench-load-smoke certs docs image helm deploy-check dev-certs e2e e2e-bin
+.PHONY: build test run lint bench bench-load bench-load-smoke bench-load-big certs docs image helm deploy-check dev-certs e2e e2e-bin
 build:
 	cargo build --release
 run:
@@ -17,6 +17,9 @@ bench-load:
 # The same for a few seconds (CI).
 bench-load-smoke:
 	cargo bench --bench load -- --smoke
+# 64 concurrent 3 MiB reviews: peak RSS against the deploy memory limit.
+bench-load-big:
+	cargo bench --bench load -- --big
 certs:
 	cargo run --release -- certs --service tiergate --namespace tiergate-system --out certs
 docs:

@@ -513,6 +513,32 @@ struct Req {
     uid: String,
 }
 
+/// Eight UPDATE reviews of about 3 MiB each (object and oldObject both carry
+/// a 1.5 MiB annotation), sent to /mutate and /validate.
+fn big_requests() -> Arc<Vec<Req>> {
+    let mut out = Vec::new();
+    for i in 0..8 {
+        let blob = "x".repeat(1536 * 1024 - 64 + i);
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("big-{i}"), "namespace": "shop",
+                         "annotations": {"example.com/blob": blob}},
+            "spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/app:1.0"}]}});
+        let mut old = pod.clone();
+        old["metadata"]["labels"] = json!({"rev": "1"});
+        let body = tiergate::admission::ReviewBuilder::new(&format!("big-{i}"), "UPDATE", pod)
+            .old(old)
+            .body();
+        for path in ["/mutate", "/validate"] {
+            out.push(Req {
+                path,
+                body: Bytes::from(body.clone()),
+                uid: format!("big-{i}"),
+            });
+        }
+    }
+    Arc::new(out)
+}
+
 fn requests(corpus: &[(Value, Vec<u8>)]) -> Arc<Vec<Req>> {
     let mut out = Vec::with_capacity(corpus.len() * 2);
     for (i, (_, body)) in corpus.iter().enumerate() {
@@ -939,6 +965,9 @@ fn target_dir() -> PathBuf {
 
 struct Plan {
     smoke: bool,
+    /// `--big`: 3 MiB reviews (an UPDATE of a Pod with a 1.5 MiB annotation,
+    /// old and new), the largest the apiserver sends, to measure peak RSS.
+    big: bool,
     levels: Vec<usize>,
     rounds: usize,
     warmup: Duration,
@@ -955,7 +984,11 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
     std::fs::write(dir.path().join("config.yaml"), bench_config())?;
     let corpus = corpus();
     let stats = corpus_stats(&corpus)?;
-    let reqs = requests(&corpus);
+    let reqs = if plan.big {
+        big_requests()
+    } else {
+        requests(&corpus)
+    };
     let tls_client = client_config(g.ca_pem.as_bytes())?;
     let hz = clock_ticks();
     let load_before = loadavg();
@@ -1235,9 +1268,20 @@ fn main() {
         })
     } else {
         let smoke = has("--smoke");
-        let plan = if smoke {
+        let plan = if has("--big") {
             Plan {
                 smoke,
+                big: true,
+                levels: vec![64],
+                rounds: 2,
+                warmup: Duration::from_millis(500),
+                duration: Duration::from_secs(if smoke { 1 } else { 5 }),
+                max_requests: 100_000,
+            }
+        } else if smoke {
+            Plan {
+                smoke,
+                big: false,
                 levels: vec![1, 16, 64],
                 rounds: 2,
                 warmup: Duration::from_millis(100),
@@ -1247,6 +1291,7 @@ fn main() {
         } else {
             Plan {
                 smoke,
+                big: false,
                 levels: vec![1, 16, 64],
                 rounds: 2,
                 warmup: Duration::from_secs(1),

@@ -5,7 +5,7 @@
 # through the Go module proxy (`go env GOPROXY`). No Kubernetes source is kept
 # in this repository: the two go.mod/go.sum pairs are all there is.
 #
-# Output: target/e2e-bin/{kube-apiserver,etcd} (or $E2E_BIN_DIR). A binary
+# Output: target/e2e-bin/{kube-apiserver,kube-controller-manager,etcd} (or $E2E_BIN_DIR). A binary
 # that is already there is not rebuilt; delete it (or the directory) to force
 # a rebuild. Prints how long each build took.
 set -euo pipefail
@@ -37,8 +37,12 @@ build() {
 
 total=$SECONDS
 build etcd "$root/tests/e2e/etcd" go.etcd.io/etcd/server/v3 -ldflags "-s -w"
-build kube-apiserver "$root/tests/e2e/k8s" k8s.io/kubernetes/cmd/kube-apiserver \
-	-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v${k8s_version} -X k8s.io/component-base/version.gitTreeState=clean"
+k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v${k8s_version} -X k8s.io/component-base/version.gitTreeState=clean"
+build kube-apiserver "$root/tests/e2e/k8s" k8s.io/kubernetes/cmd/kube-apiserver -ldflags "$k8s_ldflags"
+# The controller-manager (deployment and replicaset controllers) for the
+# rollout test: the same module, so the Go build cache shares most of it.
+build kube-controller-manager "$root/tests/e2e/k8s" k8s.io/kubernetes/cmd/kube-controller-manager -ldflags "$k8s_ldflags"
 echo "e2e-build: done in $((SECONDS - total))s"
 "$out/etcd" --version | sed -n 1p
 "$out/kube-apiserver" --version
+"$out/kube-controller-manager" --version

@@ -92,6 +92,8 @@ async fn serve_drains_on_sigterm_and_exits_zero() {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--shutdown-delay",
+            "1",
             "--ca-out",
         ])
         .arg(&ca_path)

@@ -16,4 +16,5 @@ mod cluster;
 mod common;
 mod deploy;
 mod harness;
+mod rollout;
 mod scenarios;

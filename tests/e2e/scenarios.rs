@@ -14,10 +14,11 @@ use crate::harness::{
     VALIDATE,
 };
 
-/// Opt-in fixes turned on as well: every finding of deployment-root.yaml at
-/// tier 2 can then be fixed.
-const FIXES_ON: &str =
-    "rules:\n  run-as-non-root: {fix: on}\n  read-only-root-filesystem: {fix: on}\n";
+/// Opt-in fixes turned on as well (and limits for tier 2): every finding of
+/// deployment-root.yaml at tier 2 can then be fixed. Running as non-root is
+/// what lets capabilities-restricted drop ALL, in the same pass.
+const FIXES_ON: &str = "rules:\n  run-as-non-root: {fix: on}\n  read-only-root-filesystem: {fix: on}\n\
+tiers:\n  production:\n    resources:\n      requests: {cpu: 100m, memory: 128Mi}\n      limits: {cpu: '1', memory: 512Mi}\n";
 
 const RUN_AS_NON_ROOT: &str =
     r#"runAsNonRoot != true (pod or container "app" must set securityContext.runAsNonRoot=true)"#;
@@ -293,10 +294,19 @@ async fn s03_warn_mode_shows_warnings_and_creates() {
             .any(|w| w.starts_with("read-only root filesystem (container \"app\"")),
         "{warnings:#?}"
     );
+    // The container may run as root: ALL is not dropped (it would need
+    // CHOWN/SETUID/SETGID), and the warning says why.
+    assert!(
+        warnings.iter().any(
+            |w| w.starts_with("unrestricted capabilities (container \"app\"")
+                && w.contains("not fixed")
+        ),
+        "{warnings:#?}"
+    );
     assert!(
         warnings
             .iter()
-            .any(|w| w.starts_with("tiergate capabilities-restricted fix:")),
+            .any(|w| w.starts_with("tiergate resources fix:")),
         "{warnings:#?}"
     );
     for w in &warnings {
@@ -306,8 +316,10 @@ async fn s03_warn_mode_shows_warnings_and_creates() {
         .get_json(&s.ns, "deployment", "shop")
         .expect("created");
     let c = &live["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert!(c["securityContext"].get("capabilities").is_none(), "{c:#}");
     assert!(c["securityContext"].get("runAsNonRoot").is_none());
+    assert_eq!(c["resources"]["requests"]["memory"], json!("128Mi"));
+    assert!(c["resources"].get("limits").is_none(), "{c:#}");
 }
 
 // 4 ---------------------------------------------------------------------------

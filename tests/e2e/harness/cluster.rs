@@ -171,6 +171,56 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Start kube-controller-manager against this cluster (once; it lives as
+    /// long as the test process), with only the deployment and replicaset
+    /// controllers, so Deployments roll out into ReplicaSets and Pods. Pods
+    /// stay Pending: there is no scheduler and no node. Every Deployment of
+    /// the cluster is reconciled from then on, so tests that use it run in
+    /// the `--ignored` pass, alone.
+    pub fn controller_manager(&self) -> Result<(), String> {
+        static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+        STARTED
+            .get_or_init(|| {
+                let bin = bin_dir().join("kube-controller-manager");
+                if !bin.is_file() {
+                    return Err(format!(
+                        "{} is missing: build it with scripts/e2e-build.sh (or run `make e2e`)",
+                        bin.display()
+                    ));
+                }
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("kube-controller-manager.log"))
+                    .map_err(|e| format!("kube-controller-manager.log: {e}"))?;
+                let err = log
+                    .try_clone()
+                    .map_err(|e| format!("kube-controller-manager.log: {e}"))?;
+                let mut cmd = Command::new(&bin);
+                cmd.args([
+                    format!("--kubeconfig={}", self.kubeconfig.display()),
+                    "--controllers=deployment,replicaset".to_string(),
+                    "--leader-elect=false".to_string(),
+                    "--use-service-account-credentials=false".to_string(),
+                    "--bind-address=127.0.0.1".to_string(),
+                    "--secure-port=0".to_string(),
+                    "--concurrent-deployment-syncs=2".to_string(),
+                    "--concurrent-replicaset-syncs=2".to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err);
+                let child = procs::spawn(cmd)
+                    .map_err(|e| format!("starting kube-controller-manager: {e}"))?;
+                procs::keep_until_exit(child);
+                eprintln!("e2e: kube-controller-manager started (deployment, replicaset)");
+                Ok(())
+            })
+            .clone()
+    }
+}
+
 /// Where the binaries are: `$E2E_BIN_DIR` or `target/e2e-bin`.
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("E2E_BIN_DIR")
