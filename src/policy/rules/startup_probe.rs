@@ -2,7 +2,7 @@
 use super::prelude::*;
 use serde_json::{json, Value};
 
-use super::probes::{first_tcp_port, long_running};
+use super::probes::long_running;
 use crate::policy::fixutil;
 
 pub static RULE: Rule = Rule {
@@ -16,30 +16,46 @@ padding `initialDelaySeconds` instead slows every restart. A `startupProbe` hold
 the liveness and readiness probes until the app has started, however long that takes, \
 and then gets out of the way. Set one on every long-running container (the same scope \
 as `probes`: regular containers and sidecars, not Jobs, CronJobs, non-restarting pods, \
-ordinary init or ephemeral containers). The fix adds a `tcpSocket` startup probe on the \
-container's first declared TCP `containerPort` with `periodSeconds: 10` and \
-`failureThreshold: 30` (up to five minutes to start); a container without a TCP port \
-gets no fix and keeps its finding.",
+ordinary init or ephemeral containers). Fix and its safety: a startup probe that \
+fails restarts the container, so a guessed one (a port the app does not open, or opens \
+late) is a kill switch. The fix therefore adds one only to a container that has a \
+liveness probe, and makes it the same check (its `httpGet`, `tcpSocket`, `grpc` or \
+`exec`) with `periodSeconds: 10` and `failureThreshold: 30`: the container already lives \
+or dies by that check, and the startup probe only gives it up to five minutes before \
+the liveness probe starts. Without a liveness probe it declines and the finding says so \
+(with `fixes.livenessProbe: on` the `probes` fix adds one first, in the same pass).",
     check: Check::Pod(check),
     fix: Fix::Safe {
-        summary: "add a tcpSocket startupProbe on the first TCP containerPort",
+        summary: "add a startupProbe with the liveness probe's check, up to 5 minutes to start",
         apply: FixFn::Pod(fix),
     },
 };
 
-fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+/// Why the fix leaves a container without a liveness probe alone.
+const NO_LIVENESS_TO_COPY: &str = "a guessed startup probe restarts an app that opens \
+its port late; add one, or a liveness probe it can copy";
+
+/// The handler fields of a probe (what it checks, not its timings).
+const HANDLERS: [&str; 4] = ["httpGet", "tcpSocket", "grpc", "exec"];
+
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let liveness_added = r.config.fixes.liveness_probe.0;
     for c in long_running(pod) {
         if c.startup_probe.is_none() {
-            out.push(
-                Violation::new(
-                    format!("{}/startupProbe", c.path),
-                    format!(
-                        "startup probe (container {:?} must set startupProbe)",
-                        c.name
-                    ),
-                )
-                .in_container(c.name),
-            );
+            let v = Violation::new(
+                format!("{}/startupProbe", c.path),
+                format!(
+                    "startup probe (container {:?} must set startupProbe)",
+                    c.name
+                ),
+            )
+            .in_container(c.name);
+            let copyable = c.liveness_probe.is_some() || liveness_added;
+            out.push(if copyable {
+                v
+            } else {
+                v.declined(NO_LIVENESS_TO_COPY)
+            });
         }
     }
     Ok(())
@@ -51,15 +67,24 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         if c.startup_probe.is_some() {
             continue;
         }
-        let Some(port) = first_tcp_port(&c) else {
+        let path = c.path.to_string();
+        let Some(liveness) = obj
+            .pointer(&format!("{path}/livenessProbe"))
+            .and_then(Value::as_object)
+        else {
             continue;
         };
-        changed |= fixutil::set_default(
-            obj,
-            &c.path.to_string(),
-            "startupProbe",
-            json!({"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 30}),
-        );
+        let mut probe: serde_json::Map<String, Value> = liveness
+            .iter()
+            .filter(|(k, _)| HANDLERS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if probe.is_empty() {
+            continue;
+        }
+        probe.insert("periodSeconds".into(), json!(10));
+        probe.insert("failureThreshold".into(), json!(30));
+        changed |= fixutil::set_default(obj, &path, "startupProbe", Value::Object(probe));
     }
     changed
 }
@@ -96,22 +121,23 @@ mod tests {
         let f = &e.findings[0];
         assert_eq!(f.path, "/spec/template/spec/containers/0/startupProbe");
         assert_eq!(f.container.as_deref(), Some("postgres"));
-        assert_eq!(
-            f.message,
-            "startup probe (container \"postgres\" must set startupProbe)"
+        assert!(
+            f.message
+                .starts_with("startup probe (container \"postgres\" must set startupProbe)"),
+            "{}",
+            f.message
         );
     }
 
     #[test]
-    fn fix_adds_a_patient_tcp_startup_probe() {
-        let fixed = assert_fix_sound(
-            "startup-probe",
-            &testutil::statefulset_db(),
-            Tier::Enterprise,
-        );
+    fn fix_copies_the_liveness_check_and_declines_without_one() {
+        let mut db = testutil::statefulset_db();
+        db["spec"]["template"]["spec"]["containers"][0]["livenessProbe"] =
+            json!({"exec": {"command": ["pg_isready"]}, "periodSeconds": 20});
+        let fixed = assert_fix_sound("startup-probe", &db, Tier::Enterprise);
         assert_eq!(
             fixed["spec"]["template"]["spec"]["containers"][0]["startupProbe"],
-            json!({"tcpSocket": {"port": 5432}, "periodSeconds": 10, "failureThreshold": 30})
+            json!({"exec": {"command": ["pg_isready"]}, "periodSeconds": 10, "failureThreshold": 30})
         );
         for obj in [
             testutil::web_deployment(),
@@ -120,10 +146,15 @@ mod tests {
         ] {
             assert_fix_sound("startup-probe", &obj, Tier::Enterprise);
         }
-        let mut pod = testutil::bare_pod();
-        pod["spec"]["containers"][0]["ports"] = json!(null);
-        let e = run_rule("startup-probe", &pod, Tier::Enterprise);
+        // No liveness probe to copy: no guessed startup probe.
+        let e = run_rule(
+            "startup-probe",
+            &testutil::statefulset_db(),
+            Tier::Enterprise,
+        );
         assert!(e.patch.0.is_empty());
-        assert_eq!(e.findings.len(), 1);
+        assert!(e.findings[0]
+            .message
+            .contains("not fixed: a guessed startup probe"));
     }
 }
