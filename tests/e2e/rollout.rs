@@ -2,7 +2,8 @@
 //! (deployment and replicaset controllers): a Deployment tiergate patched
 //! rolls out once, its ReplicaSet and Pods are judged but never patched (so
 //! the ReplicaSet's template stays the Deployment's: no new-ReplicaSet loop),
-//! and when a controller's object is denied the owner's status says why.
+//! and when a controller's object is denied the owner's status says why
+//! (`kubectl describe deployment`: condition Progressing, ReplicaSetCreateError).
 //! Runs in the `--ignored` pass: the controller-manager reconciles every
 //! Deployment of the shared cluster.
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use crate::harness::{cluster, config, manifest, Scenario, Webhooks, KUBECTL_ADMI
 /// not).
 const CONFIG: &str = "rules:\n  run-as-non-root: {fix: on}\n  read-only-root-filesystem: {fix: on}\n\
 tiers:\n  production:\n    resources:\n      requests: {cpu: 100m, memory: 128Mi}\n      limits: {cpu: '1', memory: 512Mi}\n\
-exemptions:\n  - reason: legacy app, migrating\n    names: [legacy]\n    rules: [privileged]\n";
+exemptions:\n  - reason: legacy app, migrating\n    names: [legacy]\n    rules: [privileged, allow-privilege-escalation]\n";
 
 async fn wait<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let t0 = Instant::now();
@@ -120,14 +121,20 @@ async fn a_patched_deployment_rolls_out_once_and_owned_objects_are_not_patched()
     let legacy = manifest("deployment-privileged.yaml").replace("rooted", "legacy");
     let r = s.apply(&KUBECTL_ADMIN, &legacy, &[]);
     assert!(r.ok, "{r:?}");
-    let message = wait("ReplicaFailure on the legacy Deployment", 60, async || {
-        let d = deployments.get("legacy").await.ok()?;
-        let conds = d.status?.conditions?;
-        conds
-            .into_iter()
-            .find(|c| c.type_.as_deref() == Some("ReplicaFailure"))
-            .and_then(|c| c.message)
-    })
+    // (The deployment controller reports a failed ReplicaSet create as the
+    // Progressing condition, reason ReplicaSetCreateError.)
+    let message = wait(
+        "the denial in the legacy Deployment's conditions",
+        60,
+        async || {
+            let d = deployments.get("legacy").await.ok()?;
+            let conds = d.status?.conditions?;
+            conds
+                .into_iter()
+                .filter_map(|c| c.message)
+                .find(|m| m.contains("violates tiergate"))
+        },
+    )
     .await;
     assert!(
         message.contains("violates tiergate tier 2")
