@@ -12,13 +12,14 @@ use super::response::{AdmissionResponse, AdmissionReview, Refusal};
 use super::{scope, AdmissionSettings, Evaluate, OnError};
 use crate::policy::guard::{self, NamespaceChange, Verdict};
 use crate::policy::namespace::{is_namespace_kind, labels_of};
-use crate::policy::{Action, Context, Evaluation, Finding, Mode, Options, PolicyConfig};
+use crate::policy::{Action, Context, Evaluation, Finding, Mode, Options, PolicyConfig, Tier};
 
-/// How far a decision got, for the answer to a panic: the context, once
-/// resolved.
+/// How far a decision got, for the answer to a panic: the namespace's tier
+/// and mode, once resolved (copied, not the whole context: this is on every
+/// request's path).
 #[derive(Debug, Default)]
 pub struct Progress {
-    pub ctx: Option<Context>,
+    pub judged_at: Option<(Tier, Mode)>,
 }
 
 /// An answer and its record.
@@ -40,7 +41,7 @@ pub fn decide_in(
     let Lookup::Ready(resolved) = resolve(cfg) else {
         return None;
     };
-    progress.ctx = Some(resolved.ctx.clone());
+    progress.judged_at = Some((resolved.ctx.tier, resolved.ctx.mode));
     let ctx = &resolved.ctx;
     let obj = match scope::object_to_judge(req) {
         Ok(o) => o,
@@ -50,7 +51,7 @@ pub fn decide_in(
                 settings,
                 ErrorKind::InvalidObject,
                 Some(msg),
-                Some(ctx),
+                Some((ctx.tier, ctx.mode)),
             ))
         }
     };
@@ -72,7 +73,7 @@ pub fn decide_in(
                 settings,
                 ErrorKind::InvalidObject,
                 Some(e.to_string()),
-                Some(ctx),
+                Some((ctx.tier, ctx.mode)),
             ))
         }
     };
@@ -273,13 +274,13 @@ pub fn error_answer(
     settings: AdmissionSettings,
     kind: ErrorKind,
     detail: Option<String>,
-    ctx: Option<&Context>,
+    judged_at: Option<(Tier, Mode)>,
 ) -> Decided {
     let mut rec = DecisionRecord::new(req, settings);
     rec.decision = Decision::Error;
     rec.error = Some(kind);
-    rec.tier = ctx.map(|c| c.tier);
-    rec.mode = ctx.map(|c| c.mode);
+    rec.tier = judged_at.map(|(t, _)| t);
+    rec.mode = judged_at.map(|(_, m)| m);
     let mut resp = AdmissionResponse::allow(req);
     let mut ann = Annotations::default();
     ann.set("error", kind.name());
@@ -306,7 +307,7 @@ pub fn error_answer(
                 ),
             ),
         };
-        let blocking = ctx.is_none_or(|c| c.mode == Mode::Enforce);
+        let blocking = judged_at.is_none_or(|(_, m)| m == Mode::Enforce);
         if deny && blocking && !settings.dry_run {
             resp = resp.deny(why, &msg);
         } else {

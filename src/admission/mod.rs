@@ -234,7 +234,7 @@ fn guarded(
         Ok(decided) => decided.map(|(review, record)| Answer::review(&review, record)),
         Err(_) => {
             let (review, record) =
-                decide::error_answer(req, settings, ErrorKind::Panic, None, progress.ctx.as_ref());
+                decide::error_answer(req, settings, ErrorKind::Panic, None, progress.judged_at);
             Some(Answer::review(&review, record))
         }
     }

@@ -290,8 +290,12 @@ impl Engine {
                 .iter()
                 .filter(|s| s.fix)
                 .filter(|s| {
+                    // Only what a fix may still do: a declined finding (a
+                    // container that may run as root) stays declined until
+                    // another fix changes that, and then it is not declined.
                     vs.clear();
-                    s.rule.run_check(&now, rctx, &mut vs).is_ok() && vs.iter().any(|v| !v.unknown)
+                    s.rule.run_check(&now, rctx, &mut vs).is_ok()
+                        && vs.iter().any(|v| !v.unknown && v.declined.is_none())
                 })
                 .collect();
             if next.is_empty() || !apply(&next, &now, &mut working) {
