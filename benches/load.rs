@@ -440,9 +440,11 @@ fn baseline_server(cert: &Path, key: &Path, listen: SocketAddr) -> anyhow::Resul
         let pair = tls::load_pair(&std::fs::read(cert)?, &std::fs::read(key)?)?;
         let store = Arc::new(tls::CertStore::new(pair.key));
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(store)?));
+        // As tiergate: bodies up to 8 MiB (axum's default limit is 2 MiB).
         let app = Router::new()
             .route("/validate", post(baseline_review))
-            .route("/mutate", post(baseline_review));
+            .route("/mutate", post(baseline_review))
+            .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         loop {
             let (tcp, _) = match listener.accept().await {
