@@ -177,3 +177,76 @@ async fn serve_drains_on_sigterm_and_exits_zero() {
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// With a low open-file limit and more idle connections than it allows, the
+/// webhook port stops accepting at its cap instead of running out of
+/// descriptors, and the admin port keeps answering /readyz.
+#[cfg(unix)]
+#[test]
+fn a_flood_of_idle_connections_leaves_the_admin_port_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "ulimit -n 160 && exec {BIN} serve --no-cluster --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --ca-out {}",
+        dir.path().join("ca.pem").display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let (mut webhook, mut admin, mut cap) = (None, None, None);
+    while webhook.is_none() || cap.is_none() {
+        let v = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("no listening line");
+        if let Some(c) = v["fields"]["max_connections"].as_u64() {
+            cap = Some(c);
+        }
+        if let (Some(w), Some(a)) = (
+            v["fields"]["webhook_addr"].as_str(),
+            v["fields"]["admin_addr"].as_str(),
+        ) {
+            webhook = Some(w.parse::<std::net::SocketAddr>().unwrap());
+            admin = Some(a.parse::<std::net::SocketAddr>().unwrap());
+        }
+    }
+    let cap = cap.expect("the connection cap is logged");
+    assert!(cap < 160, "cap {cap} is not under the fd limit");
+    // Up to twice the fd limit of idle TCP connections (no TLS handshake, no
+    // request); past the cap they wait in the kernel's listen backlog, and
+    // once that is full, connecting times out.
+    let mut idle = Vec::new();
+    for _ in 0..320 {
+        match std::net::TcpStream::connect_timeout(&webhook.unwrap(), Duration::from_millis(200)) {
+            Ok(s) => idle.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        idle.len() as u64 > cap,
+        "only {} connections were made",
+        idle.len()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let readyz = common::http_status(admin.unwrap(), "/readyz");
+    assert_eq!(
+        readyz,
+        Some(200),
+        "/readyz did not answer with {} idle connections",
+        idle.len()
+    );
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+}

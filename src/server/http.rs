@@ -495,6 +495,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn logged_fields_are_bounded() {
+        let huge = "n".repeat(5 * 1024 * 1024);
+        assert_eq!(bounded(&huge).len(), LOG_FIELD_MAX);
+        assert_eq!(bounded("web"), "web");
+        // Cut on a character boundary.
+        let multi = "é".repeat(400);
+        let b = bounded(&multi);
+        assert!(b.len() <= LOG_FIELD_MAX && b.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
     fn go_durations_parse() {
         let d = |s| parse_go_duration(s);
         assert_eq!(d("10s"), Some(Duration::from_secs(10)));
