@@ -23,7 +23,8 @@ default, so Pod Security Standards restricted requires every container to set \
 `securityContext.allowPrivilegeEscalation: false` explicitly (policy v1.8+; Windows \
 pods are exempt from v1.25). The fix sets it where it is unset, except on containers \
 that are privileged or add CAP_SYS_ADMIN (the API rejects that combination); an \
-explicit `true` is left for you to change.",
+explicit `true` is left for you to change. \
+Safety: the flag only stops a process from gaining privileges it was not started with (setuid binaries, file capabilities); a workload that needs that is privileged or adds CAP_SYS_ADMIN, where the fix declines, or sets `true` explicitly, which it never overrides.",
     check: Check::Pod(check),
     fix: Fix::Safe {
         summary: "set securityContext.allowPrivilegeEscalation: false where unset",

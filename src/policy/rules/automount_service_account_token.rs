@@ -17,7 +17,8 @@ sideways into the cluster. Pods must say what they want: set \
 really calls the API (an explicit `true` is the opt-in and passes; operators, \
 controllers and agents need it). Leaving the field unset is the finding. The fix is \
 opt-in (`rules.automount-service-account-token.fix: on`) because a workload that does \
-use the API breaks without its token: it sets `false` where the field is unset.",
+use the API breaks without its token: it sets `false` where the field is unset. \
+Safety: opt-in, because a workload that calls the API needs its token; it never changes an explicit value.",
     check: Check::Pod(check),
     fix: Fix::OptIn {
         summary: "set automountServiceAccountToken: false where unset",

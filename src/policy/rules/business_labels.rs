@@ -15,7 +15,8 @@ names. Set the `team`, `environment` and `cost-center` labels on the object's \
 `metadata.labels`. Most namespaces belong to one team, environment and cost center, so \
 the fix copies each missing label from the namespace's labels when the namespace has \
 it (a label the object already has is never changed); a label the namespace does not \
-have either stays a finding: label the namespace, or the object.",
+have either stays a finding: label the namespace, or the object. \
+Safety: it only adds labels the namespace already carries; it never changes one.",
     check: Check::Object(Kinds::Workloads, check),
     fix: Fix::Safe {
         summary: "copy missing team/environment/cost-center labels from the namespace",

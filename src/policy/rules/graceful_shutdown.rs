@@ -21,7 +21,8 @@ containers and sidecars; not Jobs, CronJobs or non-restarting pods). The fix add
 needed in the image; Kubernetes 1.30 or later) where a container has no preStop hook, \
 and `terminationGracePeriodSeconds: 30` to the pod when unset. It adds no sleep when \
 the pod sets a grace period under 10 seconds: the sleep would eat the time the app \
-has to drain after SIGTERM, so that finding stays for a person to weigh.",
+has to drain after SIGTERM, so that finding stays for a person to weigh. \
+Safety: the sleep runs only after the pod is already being deleted and is shorter than the grace period it adds (30 s, or the pod's own); it changes nothing while the pod runs.",
     check: Check::Pod(check),
     fix: Fix::Safe {
         summary: "add a 5s preStop sleep and terminationGracePeriodSeconds: 30",

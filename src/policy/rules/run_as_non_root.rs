@@ -23,7 +23,8 @@ running as root. Pod Security Standards restricted requires it: set \
 container may set it to false (from v1.35 pods with `hostUsers: false` are exempt). \
 The fix is opt-in because an image that does run as root will then fail to start: \
 it sets the pod-level field only when it is unset and leaves explicit container \
-values alone.",
+values alone. \
+Safety: opt-in, because an image that runs as root stops starting (the kubelet refuses it); it never changes an explicit value.",
     check: Check::Pod(check),
     fix: Fix::OptIn {
         summary: "set pod securityContext.runAsNonRoot: true",

@@ -24,7 +24,8 @@ offers. Pod Security Standards restricted requires `seccompProfile.type` to be \
 `RuntimeDefault` or `Localhost`, set at pod level or on every container (policy \
 v1.19+; Windows pods are exempt from v1.25). The fix sets the pod-level profile to \
 `RuntimeDefault` when the pod sets none and some container has none of its own; \
-explicit profiles are left alone.",
+explicit profiles are left alone. \
+Safety: RuntimeDefault is the runtime's own default profile (what Docker always used), blocking only system calls containers should not make; a workload that needs more sets its own profile, which the fix never touches, and Windows pods get nothing.",
     check: Check::Pod(check),
     fix: Fix::Safe {
         summary: "set pod securityContext.seccompProfile.type: RuntimeDefault",

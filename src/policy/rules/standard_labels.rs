@@ -25,7 +25,8 @@ image when that tag is pinned and a valid label value (not `latest`, not a diges
 image). `component` (web, database, worker…) only a person knows, so it stays a \
 finding. A version label the fix added is not updated when the image changes later \
 (it is then present, and existing labels are never changed): to keep it current, set \
-it in the manifest itself, e.g. from your Helm chart or kustomization.",
+it in the manifest itself, e.g. from your Helm chart or kustomization. \
+Safety: it only adds labels; it never changes one, and never a selector (a changed selector would orphan the workload's pods).",
     check: Check::Object(Kinds::Workloads, check),
     fix: Fix::Safe {
         summary: "set app.kubernetes.io/name and version labels from the object name and image tag",

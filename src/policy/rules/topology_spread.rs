@@ -24,7 +24,8 @@ labels it uses those of the workload's `spec.selector.matchLabels` when that is 
 non-empty subset of them (the selector is immutable and matches every pod of the \
 workload, while labels such as `app.kubernetes.io/version` change with each release and \
 would split the spread by version); otherwise all of them. A pod template without \
-labels gets no fix.",
+labels gets no fix. \
+Safety: the constraint is `ScheduleAnyway` (a preference, never a reason a pod stays Pending) and is appended after the user's own constraints.",
     check: Check::Object(
         Kinds::Only(&[kinds::DEPLOYMENT, kinds::STATEFUL_SET, kinds::REPLICA_SET]),
         check,
