@@ -71,6 +71,7 @@ fn bench_engine(c: &mut Criterion) {
                             pss: None,
                             only: None,
                             fix: false,
+                            strict: false,
                         },
                     )
                     .map(|j| j.len())

@@ -79,13 +79,18 @@ fn exit_codes_follow_denials_and_input_errors() {
         stderr(&bad)
     );
 
+    // Not a Kubernetes object: skipped with a note; --strict makes it an error.
     let no_kind = tiergate(&["check", "-"], Some("metadata:\n  name: x\n"));
-    assert_eq!(no_kind.status.code(), Some(2));
+    assert_eq!(no_kind.status.code(), Some(0), "{}", stderr(&no_kind));
     assert!(
-        stderr(&no_kind).contains("document 0"),
+        stderr(&no_kind).contains(
+            "note: <stdin>: document 0 (line 1): not a Kubernetes object, skipped: no apiVersion and no kind"
+        ),
         "{}",
         stderr(&no_kind)
     );
+    let strict = tiergate(&["check", "-", "--strict"], Some("metadata:\n  name: x\n"));
+    assert_eq!(strict.status.code(), Some(2));
 
     let bad_tier = tiergate(&["check", "-", "--tier", "gold"], Some(CLEAN_CM));
     assert_eq!(bad_tier.status.code(), Some(2));
@@ -537,4 +542,74 @@ fn the_table_escapes_control_characters_from_manifests() {
     let out = stdout(&o);
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
     assert!(out.contains("\\u{1b}"), "{out}");
+}
+
+/// One bad file never hides the others: every file that parses is judged,
+/// every one that does not is reported in every format, and the exit code is
+/// 2 after the results.
+#[test]
+fn bad_files_are_reported_and_the_rest_is_judged() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a-pod.yaml"), PRIVILEGED).unwrap();
+    std::fs::write(tmp.path().join("b-broken.yaml"), "kind: [unclosed\n").unwrap();
+    std::fs::write(
+        tmp.path().join("c-values.yaml"),
+        "replicaCount: 2\nimage:\n  repository: nginx\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("d-cm.yaml"), CLEAN_CM).unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let o = tiergate(&["check", dir, "-o", "json", "--only", "privileged"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json after the error");
+    assert_eq!(v["summary"]["objects"], 2, "{v}");
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    assert!(errors[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("b-broken.yaml"));
+    let skipped = v["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{v}");
+    assert!(skipped[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("c-values.yaml"));
+    assert!(stderr(&o).contains("error: ") && stderr(&o).contains("b-broken.yaml"));
+
+    let table = tiergate(&["check", dir, "--only", "privileged"], None);
+    assert_eq!(table.status.code(), Some(2));
+    let out = stdout(&table);
+    assert!(out.contains("ERROR ") && out.contains("SKIP "), "{out}");
+    assert!(
+        out.contains("2 objects checked") && out.contains("(1 errors, 1 skipped)"),
+        "{out}"
+    );
+
+    let sarif = tiergate(&["check", dir, "-o", "sarif", "--only", "privileged"], None);
+    let v: Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    let inv = &v["runs"][0]["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], false);
+    assert!(inv["toolExecutionNotifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["level"] == "error"));
+
+    let junit = tiergate(&["check", dir, "-o", "junit", "--only", "privileged"], None);
+    let xml = stdout(&junit);
+    roxmltree::Document::parse(&xml).expect("well-formed JUnit");
+    assert!(
+        xml.contains("<error message=") && xml.contains("errors=\"1\""),
+        "{xml}"
+    );
+
+    // fix: the good files are fixed, the bad one reported, exit 2.
+    let o = tiergate(&["fix", dir], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("resources:"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("replicaCount: 2"),
+        "a skipped document is kept as it was"
+    );
 }

@@ -18,6 +18,49 @@ pub struct Settings {
     pub pss: Option<(PssLevel, PssVersion)>,
     pub only: Option<Vec<String>>,
     pub fix: bool,
+    /// A document that is not a Kubernetes object is an error, not a skip.
+    pub strict: bool,
+}
+
+/// A file or document that was not judged: it did not read or parse, the
+/// engine could not judge it (errors), or it is not a Kubernetes object
+/// (skipped, with a note).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub document: Option<usize>,
+    pub line: Option<usize>,
+    pub message: String,
+    /// Skipped (not a Kubernetes object), not an error.
+    pub skipped: bool,
+}
+
+impl Problem {
+    /// An input file that could not be read or parsed.
+    pub fn unreadable(file: String, message: String) -> Self {
+        Problem {
+            file,
+            document: None,
+            line: None,
+            message,
+            skipped: false,
+        }
+    }
+}
+
+/// What a run judged, and what it could not.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub judged: Vec<Judged>,
+    /// In input order.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// Whether anything was an error (exit 2, after the results).
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| !p.skipped)
+    }
 }
 
 /// One judged object and where it came from.
@@ -39,12 +82,23 @@ pub struct Judged {
     pub eval: Evaluation,
 }
 
-/// Judge every object of every source.
+/// Judge every object of every source; the first problem that is an error
+/// ends it (for callers that want all or nothing).
 pub fn judge_sources(
     engine: &Engine,
     sources: &[SourceFile],
     settings: &Settings,
 ) -> anyhow::Result<Vec<Judged>> {
+    let report = judge_all(engine, sources, settings);
+    if let Some(p) = report.problems.iter().find(|p| !p.skipped) {
+        anyhow::bail!("{}", p.message);
+    }
+    Ok(report.judged)
+}
+
+/// Judge every object of every source, and report every document that could
+/// not be judged, in input order: one bad document never hides the others.
+pub fn judge_all(engine: &Engine, sources: &[SourceFile], settings: &Settings) -> Report {
     let documents = || {
         sources
             .iter()
@@ -72,11 +126,36 @@ pub fn judge_sources(
             }
         }
     }
-    let results: Vec<anyhow::Result<Judged>> = tasks
+    let results: Vec<Result<Judged, Problem>> = tasks
         .par_iter()
         .map(|t| judge_one(engine, settings, &ns_facts, &ns_labels, t))
         .collect();
-    results.into_iter().collect()
+    let mut report = Report::default();
+    for r in results {
+        match r {
+            Ok(j) => report.judged.push(j),
+            Err(p) => report.problems.push(p),
+        }
+    }
+    report
+}
+
+/// Why a document is not a Kubernetes object, if it is not one.
+fn not_an_object(obj: &Value) -> Option<&'static str> {
+    let Some(m) = obj.as_object() else {
+        return Some("not a mapping");
+    };
+    let has = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    match (has("apiVersion"), has("kind")) {
+        (true, true) => None,
+        (false, false) => Some("no apiVersion and no kind"),
+        (false, true) => Some("no apiVersion"),
+        (true, false) => Some("no kind"),
+    }
 }
 
 struct Task<'a> {
@@ -93,8 +172,30 @@ fn judge_one(
     ns_facts: &BTreeMap<String, NamespaceFacts>,
     ns_labels: &BTreeMap<String, BTreeMap<String, String>>,
     t: &Task<'_>,
-) -> anyhow::Result<Judged> {
+) -> Result<Judged, Problem> {
     let (src, doc, obj) = (t.src, t.doc, t.obj);
+    let problem = |message: String, skipped: bool| Problem {
+        file: src.name.clone(),
+        document: Some(doc.index),
+        line: Some(doc.line),
+        message,
+        skipped,
+    };
+    if let Some(why) = not_an_object(obj) {
+        let what = if settings.strict {
+            "not a Kubernetes object (--strict)"
+        } else {
+            "not a Kubernetes object, skipped"
+        };
+        let item = t.item.map(|i| format!(" item {i}")).unwrap_or_default();
+        return Err(problem(
+            format!(
+                "{}: document {}{item} (line {}): {what}: {why}",
+                src.name, doc.index, doc.line
+            ),
+            !settings.strict,
+        ));
+    }
     let where_ = || {
         let item = t.item.map(|i| format!(" item {i}")).unwrap_or_default();
         format!(
@@ -140,7 +241,7 @@ fn judge_one(
     };
     let eval = engine
         .evaluate(obj, &ctx, &opts)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
+        .map_err(|e| problem(format!("{}: {e}", where_()), false))?;
     Ok(Judged {
         file: src.name.clone(),
         source: t.si,

@@ -37,21 +37,46 @@ pub struct InputArgs {
     /// Largest input file (or stdin) read, in bytes.
     #[arg(long, default_value_t = manifest::DEFAULT_MAX_INPUT_BYTES)]
     pub max_input_bytes: u64,
+    /// A document that is not a Kubernetes object (no apiVersion or kind:
+    /// Helm values, app configs) is an error, not skipped with a note.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// What `check` and `fix` start from.
+struct Input {
+    engine: Engine,
+    tier: Option<Tier>,
+    /// The input files that parsed.
+    sources: Vec<SourceFile>,
+    /// One problem per file that did not (a bad file never hides the others).
+    unreadable: Vec<Problem>,
 }
 
 impl InputArgs {
-    /// The engine, the tier override and the parsed input files.
-    fn load(&self) -> anyhow::Result<(Engine, Option<Tier>, Vec<SourceFile>)> {
+    /// The engine, the tier override and the input.
+    fn load(&self) -> anyhow::Result<Input> {
         let policy = Config::load(self.config.as_deref())?.0.policy;
         let tier = self.tier.as_deref().map(str::parse::<Tier>).transpose()?;
         let mut sources = Vec::new();
+        let mut problems = Vec::new();
         for p in manifest::expand_paths(&self.paths)? {
-            sources.push(manifest::read_source_limited(
-                p.as_deref(),
-                self.max_input_bytes,
-            )?);
+            match manifest::read_source_limited(p.as_deref(), self.max_input_bytes) {
+                Ok(s) => sources.push(s),
+                Err(e) => {
+                    let file = p
+                        .as_deref()
+                        .map_or("<stdin>".to_string(), |p| p.display().to_string());
+                    problems.push(Problem::unreadable(file, e.to_string()));
+                }
+            }
         }
-        Ok((Engine::new(policy), tier, sources))
+        Ok(Input {
+            engine: Engine::new(policy),
+            tier,
+            sources,
+            unreadable: problems,
+        })
     }
 }
 
@@ -89,7 +114,7 @@ pub struct RulesArgs {
 mod judge;
 mod output;
 
-pub use judge::{judge_sources, Judged, Settings};
+pub use judge::{judge_all, judge_sources, Judged, Problem, Report, Settings};
 
 use std::io::Write;
 
@@ -110,8 +135,13 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let (engine, tier, sources) = a.input.load()?;
-    let judged = judge_sources(
+    let Input {
+        engine,
+        tier,
+        sources,
+        unreadable,
+    } = a.input.load()?;
+    let mut report = judge_all(
         &engine,
         &sources,
         &judge::Settings {
@@ -120,33 +150,56 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             pss,
             only: a.only.clone(),
             fix: false,
+            strict: a.input.strict,
         },
-    )?;
+    );
+    report.problems.splice(0..0, unreadable);
+    report_problems_on_stderr(&report);
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match a.output {
-        CheckFormat::Json => output::json(&judged, &mut stdout)?,
-        CheckFormat::Sarif => stdout.write_all(output::sarif(&judged).as_bytes())?,
-        CheckFormat::Junit => stdout.write_all(output::junit(&judged).as_bytes())?,
+        CheckFormat::Json => output::json(&report, &mut stdout)?,
+        CheckFormat::Sarif => stdout.write_all(output::sarif(&report).as_bytes())?,
+        CheckFormat::Junit => stdout.write_all(output::junit(&report).as_bytes())?,
         CheckFormat::Table => {
-            stdout.write_all(output::table(&judged, output::use_colour()).as_bytes())?
+            stdout.write_all(output::table(&report, output::use_colour()).as_bytes())?
         }
     }
     stdout.flush()?;
-    let denies = judged.iter().any(|j| j.eval.denies());
-    Ok(if denies {
+    Ok(exit_code(&report))
+}
+
+/// 2 when some input could not be judged (after the results), else 1 when
+/// something denies, else 0.
+fn exit_code(report: &Report) -> ExitCode {
+    if report.has_errors() {
+        ExitCode::from(2)
+    } else if report.judged.iter().any(|j| j.eval.denies()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+/// Every problem, one line each on stderr (the results go to stdout).
+fn report_problems_on_stderr(report: &Report) {
+    for p in &report.problems {
+        let word = if p.skipped { "note" } else { "error" };
+        eprintln!("tiergate: {word}: {}", output::printable(&p.message));
+    }
 }
 
 /// `tiergate fix`
 pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
-    let (engine, tier, sources) = a.input.load()?;
+    let Input {
+        engine,
+        tier,
+        sources,
+        unreadable,
+    } = a.input.load()?;
     if a.in_place && sources.iter().any(|s| s.path.is_none()) {
         anyhow::bail!("--in-place cannot rewrite stdin (-)");
     }
-    let judged = judge_sources(
+    let mut report = judge_all(
         &engine,
         &sources,
         &judge::Settings {
@@ -155,11 +208,16 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
             pss: None,
             only: None,
             fix: true,
+            strict: a.input.strict,
         },
-    )?;
+    );
+    report.problems.splice(0..0, unreadable);
+    report_problems_on_stderr(&report);
+    // Documents that could not be judged are written back as they were.
+    let judged = &report.judged;
     let mut stdout = std::io::stdout().lock();
     for (si, src) in sources.iter().enumerate() {
-        let text = judge::render_fixed(src, si, &judged)?;
+        let text = judge::render_fixed(src, si, judged)?;
         if a.in_place {
             if let Some(path) = &src.path {
                 let original = std::fs::read_to_string(path)
@@ -179,7 +237,11 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.has_errors() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Replace a manifest's contents atomically: write a temporary file created

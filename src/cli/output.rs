@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use serde_json::{json, Value};
 
-use super::Judged;
+use super::{Judged, Problem, Report};
 use crate::policy::{rules, Action};
 
 /// Colour only on a terminal and when NO_COLOR is unset.
@@ -56,7 +56,35 @@ fn object_label(j: &Judged) -> String {
 #[derive(serde::Serialize)]
 struct JsonReport<'a> {
     results: Vec<JsonResult<'a>>,
+    /// Inputs that could not be judged (unreadable, invalid).
+    errors: Vec<JsonProblem<'a>>,
+    /// Documents that are not Kubernetes objects, skipped.
+    skipped: Vec<JsonProblem<'a>>,
     summary: JsonSummary,
+}
+
+#[derive(serde::Serialize)]
+struct JsonProblem<'a> {
+    file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    message: &'a str,
+}
+
+fn json_problems(report: &Report, skipped: bool) -> Vec<JsonProblem<'_>> {
+    report
+        .problems
+        .iter()
+        .filter(|p| p.skipped == skipped)
+        .map(|p| JsonProblem {
+            file: &p.file,
+            document: p.document,
+            line: p.line,
+            message: &p.message,
+        })
+        .collect()
 }
 
 #[derive(serde::Serialize)]
@@ -89,7 +117,8 @@ struct JsonSummary {
 }
 
 /// `-o json`, streamed to `out` (reports over many objects can be large).
-pub fn json(judged: &[Judged], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub fn json(report: &Report, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let judged = &report.judged;
     let (deny, warn) = counts(judged);
     let report = JsonReport {
         results: judged
@@ -116,6 +145,8 @@ pub fn json(judged: &[Judged], out: &mut dyn std::io::Write) -> std::io::Result<
                     .collect(),
             })
             .collect(),
+        errors: json_problems(report, false),
+        skipped: json_problems(report, true),
         summary: JsonSummary {
             objects: judged.len(),
             deny,
@@ -135,7 +166,8 @@ fn sarif_level(a: Action) -> &'static str {
 }
 
 /// `-o sarif`: SARIF 2.1.0.
-pub fn sarif(judged: &[Judged]) -> String {
+pub fn sarif(report: &Report) -> String {
+    let judged = &report.judged;
     let rule_list: Vec<Value> = rules::ALL
         .iter()
         .map(|r| {
@@ -174,7 +206,7 @@ pub fn sarif(judged: &[Judged]) -> String {
     }
     // The context resolver's notes (an invalid tier label) are tool
     // notifications, not results: no rule failed.
-    let notifications: Vec<Value> = judged
+    let mut notifications: Vec<Value> = judged
         .iter()
         .flat_map(|j| j.notes.iter().map(move |n| (j, n)))
         .map(|(j, n)| {
@@ -188,6 +220,17 @@ pub fn sarif(judged: &[Judged]) -> String {
             })
         })
         .collect();
+    // Inputs not judged: errors, and notes for what is not a Kubernetes object.
+    notifications.extend(report.problems.iter().map(|p: &Problem| {
+        json!({
+            "level": if p.skipped { "note" } else { "error" },
+            "message": {"text": p.message},
+            "locations": [{"physicalLocation": {
+                "artifactLocation": {"uri": sarif_uri(&p.file)},
+                "region": {"startLine": p.line.unwrap_or(1).max(1)},
+            }}],
+        })
+    }));
     let mut run = json!({
         "tool": {"driver": {
             "name": "tiergate",
@@ -199,7 +242,7 @@ pub fn sarif(judged: &[Judged]) -> String {
     });
     if !notifications.is_empty() {
         run["invocations"] = json!([{
-            "executionSuccessful": true,
+            "executionSuccessful": !report.has_errors(),
             "toolExecutionNotifications": notifications,
         }]);
     }
@@ -237,19 +280,31 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 /// `-o junit`: one testcase per object, a failure per denying finding.
-pub fn junit(judged: &[Judged]) -> String {
+pub fn junit(report: &Report) -> String {
+    let judged = &report.judged;
     let failures = judged.iter().filter(|j| j.eval.denies()).count();
+    let errors: Vec<&Problem> = report.problems.iter().filter(|p| !p.skipped).collect();
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         s,
-        "<testsuites name=\"tiergate\" tests=\"{}\" failures=\"{failures}\">",
-        judged.len()
+        "<testsuites name=\"tiergate\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\">",
+        judged.len() + errors.len(),
+        errors.len()
     );
     let _ = writeln!(
         s,
-        "  <testsuite name=\"tiergate check\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">",
-        judged.len()
+        "  <testsuite name=\"tiergate check\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" skipped=\"0\">",
+        judged.len() + errors.len(),
+        errors.len()
     );
+    for p in &errors {
+        let _ = writeln!(
+            s,
+            "    <testcase classname=\"{}\" name=\"input\">\n      <error message=\"{}\" type=\"input\"/>\n    </testcase>",
+            xml_escape(&p.file),
+            xml_escape(&p.message)
+        );
+    }
     for j in judged {
         let _ = write!(
             s,
@@ -322,7 +377,8 @@ impl Paint {
 }
 
 /// The table for people, grouped by object.
-pub fn table(judged: &[Judged], colour: bool) -> String {
+pub fn table(report: &Report, colour: bool) -> String {
+    let judged = &report.judged;
     let p = Paint(colour);
     let mut s = String::new();
     for j in judged
@@ -365,15 +421,31 @@ pub fn table(judged: &[Judged], colour: bool) -> String {
         }
         s.push('\n');
     }
+    for pr in &report.problems {
+        let (code, word) = if pr.skipped {
+            ("2", "SKIP ")
+        } else {
+            ("31;1", "ERROR")
+        };
+        let _ = writeln!(s, "{} {}", p.wrap(code, word), printable(&pr.message));
+    }
+    if !report.problems.is_empty() {
+        s.push('\n');
+    }
     let (deny, warn) = counts(judged);
     let clean = judged.iter().filter(|j| j.eval.findings.is_empty()).count();
+    let errors = report.problems.iter().filter(|p| !p.skipped).count();
+    let skipped = report.problems.len() - errors;
     let _ = writeln!(
         s,
-        "{} objects checked: {} clean, {} deny, {} warn",
+        "{} objects checked: {} clean, {} deny, {} warn; {} inputs not judged ({} errors, {} skipped)",
         judged.len(),
         clean,
         p.wrap(if deny > 0 { "31;1" } else { "0" }, &deny.to_string()),
-        warn
+        warn,
+        report.problems.len(),
+        errors,
+        skipped
     );
     s
 }

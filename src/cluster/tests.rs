@@ -456,6 +456,7 @@ fn an_invalid_tier_label_reads_the_same_online_and_offline() {
             pss: None,
             only: None,
             fix: false,
+            strict: false,
         },
     )
     .unwrap();
