@@ -165,17 +165,28 @@ pub fn secret_in(name: &str, value: &str) -> Option<&'static str> {
     if let Some(what) = cloud_token(value) {
         return Some(what);
     }
-    if names_a_secret(name) && !is_boolean(value) && !is_placeholder(value) {
+    if names_a_secret(name) && !is_boolean(value) && !is_path(value) && !is_placeholder(value) {
         return Some("is named like a credential and must not hold one");
     }
     None
 }
 
+/// A boolean or 0/1 flag (`MYSQL_ALLOW_EMPTY_PASSWORD=1`): a switch about a
+/// secret, not one.
 fn is_boolean(v: &str) -> bool {
     matches!(
         v.trim().to_ascii_lowercase().as_str(),
-        "true" | "false" | "yes" | "no" | "on" | "off"
+        "true" | "false" | "yes" | "no" | "on" | "off" | "0" | "1"
     )
+}
+
+/// A file path (`GOOGLE_APPLICATION_CREDENTIALS=/var/run/secrets/key.json`):
+/// where a credential is, not the credential.
+fn is_path(v: &str) -> bool {
+    let v = v.trim();
+    (v.starts_with('/') || v.starts_with("./") || v.starts_with("../") || v.starts_with("~/"))
+        && v.len() > 1
+        && !v.chars().any(char::is_whitespace)
 }
 
 /// A value that is only a substitution placeholder (`${DB_PASSWORD}`,
@@ -369,5 +380,22 @@ mod tests {
             assert_eq!(secret_in("DB_PASSWORD", v), None, "{v:?}");
         }
         assert!(secret_in("DB_PASSWORD", "$()").is_some());
+        // A flag about a secret, or where it is, is not a secret.
+        assert_eq!(secret_in("MYSQL_ALLOW_EMPTY_PASSWORD", "1"), None);
+        assert_eq!(
+            secret_in(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "/var/run/secrets/gcp/key.json"
+            ),
+            None
+        );
+        assert!(secret_in("GOOGLE_APPLICATION_CREDENTIALS", "/ not a path").is_some());
+        assert_eq!(secret_in("api-token-secret-namespace", "default"), None);
+        // A PEM private key is one, whatever the name.
+        assert!(secret_in(
+            "LOG_LEVEL",
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
+        )
+        .is_some());
     }
 }

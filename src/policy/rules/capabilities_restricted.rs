@@ -43,11 +43,15 @@ const REASON: &str = "unrestricted capabilities";
 const MAY_RUN_AS_ROOT: &str = "the container may start as root and need CHOWN/SETUID/SETGID; \
 set runAsNonRoot: true or a non-zero runAsUser first";
 
-fn drops_all(c: &ContainerView<'_>) -> bool {
+fn drops<'a>(c: &ContainerView<'a>) -> &'a [String] {
     c.security_context
         .and_then(|s| s.capabilities.as_ref())
-        .and_then(|caps| caps.drop.as_ref())
-        .is_some_and(|d| d.iter().any(|x| x == "ALL"))
+        .and_then(|caps| caps.drop.as_deref())
+        .unwrap_or_default()
+}
+
+fn drops_all(c: &ContainerView<'_>) -> bool {
+    drops(c).iter().any(|x| x == "ALL")
 }
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -62,8 +66,14 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
                 msg(
                     REASON,
                     format!(
-                        "{} must set securityContext.capabilities.drop=[\"ALL\"]",
-                        who(&c)
+                        "{} must set securityContext.capabilities.drop=[\"ALL\"]{}",
+                        who(&c),
+                        // `all` is not `ALL`: capability names are matched exactly.
+                        if drops(&c).iter().any(|x| x.eq_ignore_ascii_case("all")) {
+                            " (capability names are case-sensitive: \"all\" is not \"ALL\")"
+                        } else {
+                            ""
+                        }
                     ),
                 ),
             );
@@ -242,6 +252,19 @@ mod tests {
                 "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/drop"
             ),
             Some(&json!(["ALL"]))
+        );
+    }
+
+    #[test]
+    fn a_lowercase_all_is_named_as_the_reason() {
+        let p = pod(json!({"capabilities": {"drop": ["all"]}}), json!({}));
+        let e = run_rule("capabilities-restricted", &p, Tier::Foundation);
+        assert!(
+            e.findings[0]
+                .message
+                .contains("case-sensitive: \"all\" is not \"ALL\""),
+            "{}",
+            e.findings[0].message
         );
     }
 

@@ -21,7 +21,8 @@ policy engine does no I/O; let your CI or a tool like `crane digest` pin images.
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         let Some(image) = c.image else { continue };
-        if ImageRef::parse(image).has_sha256_digest() {
+        if super::image_tag::is_build_reference(image) || ImageRef::parse(image).has_sha256_digest()
+        {
             continue;
         }
         out.push(

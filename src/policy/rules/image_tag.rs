@@ -14,8 +14,9 @@ the same manifest an hour apart can run different code, a rollback redeploys wha
 `latest` is today, and nobody can tell from the manifest what is running. Give every \
 container, init container and ephemeral container an explicit version tag \
 (`ghcr.io/acme/web:1.4.2`) or pin it by digest (`...@sha256:<64 hex>`, which counts as \
-pinned on its own). A registry port (`registry:5000/app`) is not a tag. There is no \
-automatic fix: only a person knows which version was meant.",
+pinned on its own). A registry port (`registry:5000/app`) is not a tag. Build-time \
+references (`ko://...`, which ko and Tekton replace with a pushed, pinned image) are not \
+judged. There is no automatic fix: only a person knows which version was meant.",
     check: Check::Pod(check),
     fix: Fix::None,
 };
@@ -30,6 +31,13 @@ pub struct ImageRef<'a> {
     pub tag: Option<&'a str>,
     /// Everything after `@`, e.g. `sha256:…`.
     pub digest: Option<&'a str>,
+}
+
+/// A build-time image reference (`ko://github.com/org/app/cmd/x`, as Tekton
+/// and ko use): the build replaces it with a pushed, pinned image, so the
+/// manifest's reference has no tag or digest to judge.
+pub fn is_build_reference(image: &str) -> bool {
+    image.trim_start().starts_with("ko://")
 }
 
 impl<'a> ImageRef<'a> {
@@ -103,7 +111,7 @@ impl<'a> ImageRef<'a> {
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     for c in pod.containers() {
         let Some(image) = c.image else { continue };
-        if ImageRef::parse(image).is_pinned() {
+        if is_build_reference(image) || ImageRef::parse(image).is_pinned() {
             continue;
         }
         out.push(
@@ -126,6 +134,19 @@ mod tests {
     use crate::policy::rules::testutil::{self, run_rule};
     use crate::policy::Tier;
     use serde_json::json;
+
+    #[test]
+    fn build_time_references_are_not_judged() {
+        let mut p = testutil::bare_pod();
+        p["spec"]["containers"][0]["image"] =
+            json!("ko://github.com/tektoncd/pipeline/cmd/controller");
+        assert!(run_rule("image-tag", &p, Tier::Production)
+            .findings
+            .is_empty());
+        assert!(run_rule("image-digest", &p, Tier::Production)
+            .findings
+            .is_empty());
+    }
 
     #[test]
     fn parses_registries_ports_tags_and_digests() {
