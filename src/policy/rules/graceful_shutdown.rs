@@ -9,23 +9,25 @@ pub static RULE: Rule = Rule {
     id: "graceful-shutdown",
     tier: Tier::Production,
     pss: None,
-    summary: "long-running pods set a preStop hook and terminationGracePeriodSeconds",
+    summary: "long-running containers set a preStop hook that the grace period outlasts",
     doc: "When a pod is deleted, the kubelet signals its containers while Services, \
 Ingresses and load balancers are still removing its endpoint, so for a few seconds new \
 requests keep arriving at a process that is already going away: every rollout drops \
 connections. A `lifecycle.preStop` hook that waits a few seconds lets the endpoint \
-removal win the race, and an explicit `terminationGracePeriodSeconds` says how long \
-draining may take. Set both on long-running workloads (same scope as `probes`: regular \
-containers and sidecars; not Jobs, CronJobs or non-restarting pods). The fix adds \
+removal win the race. Set one on every long-running container (same scope as `probes`: \
+regular containers and sidecars; not Jobs, CronJobs or non-restarting pods). The \
+default `terminationGracePeriodSeconds` (30 s) is fine and need not be spelled out; a \
+grace period the pod sets is a finding only when it does not outlast the preStop \
+sleep (the app would be killed before it drains). The fix adds \
 `lifecycle.preStop.sleep.seconds: 5` (the kubelet's built-in sleep action, no shell \
 needed in the image; Kubernetes 1.30 or later) where a container has no preStop hook, \
-and `terminationGracePeriodSeconds: 30` to the pod when unset. It adds no sleep when \
-the pod sets a grace period under 10 seconds: the sleep would eat the time the app \
-has to drain after SIGTERM, so that finding stays for a person to weigh. \
-Safety: the sleep runs only after the pod is already being deleted and is shorter than the grace period it adds (30 s, or the pod's own); it changes nothing while the pod runs.",
+unless the pod's grace period is under 10 seconds: the sleep would eat the time the \
+app has to drain after SIGTERM, so that finding stays for a person to weigh. \
+Safety: the sleep runs only after the pod is already being deleted, and is shorter \
+than the grace period; it changes nothing while the pod runs.",
     check: Check::Pod(check),
     fix: Fix::Safe {
-        summary: "add a 5s preStop sleep and terminationGracePeriodSeconds: 30",
+        summary: "add a 5s preStop sleep where a container has no preStop hook",
         apply: FixFn::Pod(fix),
     },
 };
@@ -33,13 +35,17 @@ Safety: the sleep runs only after the pod is already being deleted and is shorte
 /// The shortest pod grace period the fix adds its 5s preStop sleep under.
 const MIN_GRACE_FOR_SLEEP: i64 = 10;
 
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: i64 = 30;
+
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     if !is_long_running(pod) {
         return Ok(());
     }
+    let mut longest_sleep = 0;
     for c in long_running(pod) {
-        if c.lifecycle.and_then(|l| l.pre_stop.as_ref()).is_none() {
-            out.push(
+        match c.lifecycle.and_then(|l| l.pre_stop.as_ref()) {
+            None => out.push(
                 Violation::new(
                     format!("{}/lifecycle/preStop", c.path),
                     format!(
@@ -48,14 +54,23 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
                     ),
                 )
                 .in_container(c.name),
-            );
+            ),
+            Some(h) => {
+                let sleep = h.sleep.as_ref().map_or(0, |s| s.seconds);
+                longest_sleep = longest_sleep.max(sleep);
+            }
         }
     }
-    if pod.spec.termination_grace_period_seconds.is_none() {
-        out.push(Violation::new(
-            format!("{}/terminationGracePeriodSeconds", pod.spec_path),
-            "graceful shutdown (pod must set terminationGracePeriodSeconds)",
-        ));
+    if let Some(grace) = pod.spec.termination_grace_period_seconds {
+        if grace <= longest_sleep {
+            out.push(Violation::new(
+                format!("{}/terminationGracePeriodSeconds", pod.spec_path),
+                format!(
+                    "graceful shutdown (pod terminationGracePeriodSeconds={grace} must be longer \
+                     than its {longest_sleep}s preStop sleep)"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -66,12 +81,15 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
     }
     let mut changed = false;
     // A 5s sleep needs a grace period that leaves the app time after SIGTERM.
-    let room_to_sleep = pod
+    let grace = pod
         .spec
         .termination_grace_period_seconds
-        .is_none_or(|g| g >= MIN_GRACE_FOR_SLEEP);
+        .unwrap_or(DEFAULT_GRACE);
+    if grace < MIN_GRACE_FOR_SLEEP {
+        return false;
+    }
     for c in long_running(pod) {
-        if room_to_sleep && c.lifecycle.and_then(|l| l.pre_stop.as_ref()).is_none() {
+        if c.lifecycle.and_then(|l| l.pre_stop.as_ref()).is_none() {
             changed |= fixutil::set_default(
                 obj,
                 &format!("{}/lifecycle", c.path),
@@ -79,14 +97,6 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
                 json!({"sleep": {"seconds": 5}}),
             );
         }
-    }
-    if pod.spec.termination_grace_period_seconds.is_none() {
-        changed |= fixutil::set_default(
-            obj,
-            pod.spec_path,
-            "terminationGracePeriodSeconds",
-            json!(30),
-        );
     }
     changed
 }
@@ -114,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_hook_and_grace_period_fail() {
+    fn a_missing_hook_fails_and_the_default_grace_period_is_fine() {
         let e = run_rule("graceful-shutdown", &testutil::bare_pod(), Tier::Production);
         let got: Vec<_> = e
             .findings
@@ -123,30 +133,33 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [
-                (
-                    "/spec/containers/0/lifecycle/preStop",
-                    Some("redis"),
-                    "graceful shutdown (container \"redis\" must set lifecycle.preStop)"
-                ),
-                (
-                    "/spec/terminationGracePeriodSeconds",
-                    None,
-                    "graceful shutdown (pod must set terminationGracePeriodSeconds)"
-                ),
-            ]
+            [(
+                "/spec/containers/0/lifecycle/preStop",
+                Some("redis"),
+                "graceful shutdown (container \"redis\" must set lifecycle.preStop)"
+            ),]
+        );
+        // A grace period that does not outlast the preStop sleep is a finding.
+        let mut pod = testutil::bare_pod();
+        pod["spec"]["terminationGracePeriodSeconds"] = json!(5);
+        pod["spec"]["containers"][0]["lifecycle"] = json!({"preStop": {"sleep": {"seconds": 10}}});
+        let e = run_rule("graceful-shutdown", &pod, Tier::Production);
+        assert_eq!(e.findings.len(), 1);
+        assert_eq!(
+            e.findings[0].message,
+            "graceful shutdown (pod terminationGracePeriodSeconds=5 must be longer than its 10s preStop sleep)"
         );
     }
 
     #[test]
-    fn fix_adds_sleep_and_grace_period_keeping_user_hooks() {
+    fn fix_adds_a_sleep_keeping_user_hooks_and_the_default_grace_period() {
         let fixed = assert_fix_sound(
             "graceful-shutdown",
             &testutil::web_deployment(),
             Tier::Production,
         );
         let spec = &fixed["spec"]["template"]["spec"];
-        assert_eq!(spec["terminationGracePeriodSeconds"], json!(30));
+        assert!(spec.get("terminationGracePeriodSeconds").is_none());
         assert_eq!(
             spec["containers"][0]["lifecycle"],
             json!({"preStop": {"sleep": {"seconds": 5}}})

@@ -16,7 +16,9 @@ pub static RULE: Rule = Rule {
 the scheduler may pack every replica into one zone (or onto one node), and one zone \
 outage takes them all. Deployments, StatefulSets and ReplicaSets must set a \
 `topologySpreadConstraint` with `topologyKey: topology.kubernetes.io/zone`, or a \
-`podAntiAffinity` (required or preferred) in their pod template. The fix appends, after \
+`podAntiAffinity` (required or preferred) in their pod template. A workload that sets \
+`replicas: 0` or `1` is not replicated and is out of scope (one that leaves `replicas` \
+unset, as an autoscaled one does, is in scope). The fix appends, after \
 any constraints already there, `{maxSkew: 1, topologyKey: topology.kubernetes.io/zone, \
 whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: <pod template labels>}}`: \
 a soft constraint, so pods still schedule in a single-zone cluster. Of the template's \
@@ -61,8 +63,19 @@ fn spreads(pod: &PodTemplate) -> bool {
     zone || anti
 }
 
+/// `spec.replicas` set to 0 or 1: nothing to spread.
+fn single_replica(t: &Target<'_>) -> bool {
+    t.raw
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .is_some_and(|n| n <= 1)
+}
+
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let Some(pod) = &t.pod else { return Ok(()) };
+    if single_replica(t) {
+        return Ok(());
+    }
     if !spreads(pod) {
         out.push(Violation::new(
             format!("{}/topologySpreadConstraints", pod.spec_path),
@@ -75,6 +88,9 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
 }
 
 fn fix(t: &Target<'_>, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
+    if single_replica(t) {
+        return false;
+    }
     let Some(pod) = &t.pod else { return false };
     if spreads(pod) {
         return false;
@@ -122,6 +138,21 @@ mod tests {
     use crate::policy::rules::testutil::{self, assert_fix_sound, run_rule};
     use crate::policy::Tier;
     use serde_json::json;
+
+    #[test]
+    fn single_replica_workloads_are_out_of_scope() {
+        let mut d = testutil::web_deployment();
+        d["spec"]["replicas"] = json!(1);
+        let e = run_rule("topology-spread", &d, Tier::Enterprise);
+        assert!(e.findings.is_empty() && e.patch.0.is_empty());
+        d["spec"]["replicas"] = json!(3);
+        assert_eq!(
+            run_rule("topology-spread", &d, Tier::Enterprise)
+                .findings
+                .len(),
+            1
+        );
+    }
 
     #[test]
     fn zone_spread_or_anti_affinity_pass() {
