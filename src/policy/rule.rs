@@ -23,6 +23,8 @@ pub enum Kinds {
     Only(&'static [GroupKind]),
     /// Every kind with a pod template, and these.
     WorkloadsAnd(&'static [GroupKind]),
+    /// Every object, whatever its kind.
+    All,
 }
 
 impl Kinds {
@@ -32,6 +34,7 @@ impl Kinds {
             Kinds::Workloads => workload(),
             Kinds::Only(ks) => ks.iter().any(|k| k.is(group, kind)),
             Kinds::WorkloadsAnd(ks) => workload() || ks.iter().any(|k| k.is(group, kind)),
+            Kinds::All => true,
         }
     }
     /// Every group and kind, for listings.
@@ -41,11 +44,15 @@ impl Kinds {
             Kinds::Workloads => workloads.collect(),
             Kinds::Only(ks) => ks.to_vec(),
             Kinds::WorkloadsAnd(ks) => workloads.chain(ks.iter().copied()).collect(),
+            Kinds::All => Vec::new(),
         }
     }
     /// The kind names, without repeats, for docs (`Deployment`, not one per
     /// group it was ever served in).
     pub fn names(&self) -> Vec<&'static str> {
+        if matches!(self, Kinds::All) {
+            return vec!["every kind"];
+        }
         let mut out: Vec<&'static str> = Vec::new();
         for gk in self.list() {
             if !out.contains(&gk.kind) {

@@ -58,6 +58,7 @@ pub mod pdb;
 pub mod probes;
 pub mod rbac_wildcards;
 pub mod read_only_root_filesystem;
+pub mod removed_api_version;
 pub mod resources;
 pub mod secrets_in_env;
 pub mod sensitive_configmap;
@@ -88,6 +89,7 @@ pub static ALL: &[&Rule] = &[
     &seccomp_profile_restricted::RULE,
     &proc_mount_restricted::RULE,
     &resources::RULE,
+    &removed_api_version::RULE,
     &secrets_in_env::RULE,
     &sensitive_configmap::RULE,
     &image_tag::RULE,
