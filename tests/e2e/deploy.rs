@@ -90,7 +90,16 @@ fn server_dry_run(rendered: &str, what: &str) {
             r.stderr
         );
     } else {
-        let r = KUBECTL_ADMIN.run(&["apply", "-f", "-"], Some(&list(namespaces)));
+        // The chart's test may create the namespace at the same moment
+        // (`apply` reads, then creates): apply again after AlreadyExists.
+        let body = list(namespaces);
+        let mut r = KUBECTL_ADMIN.run(&["apply", "-f", "-"], Some(&body));
+        for _ in 0..3 {
+            if r.ok || !r.stderr.contains("AlreadyExists") {
+                break;
+            }
+            r = KUBECTL_ADMIN.run(&["apply", "-f", "-"], Some(&body));
+        }
         assert!(r.ok, "{what}: creating the namespace: {}", r.stderr);
     }
     let r = KUBECTL_ADMIN.run(&["apply", "--dry-run=server", "-f", "-"], Some(&list(rest)));
