@@ -348,6 +348,33 @@ pub fn is_list(value: &Value) -> bool {
         && value.get("items").is_some_and(Value::is_array)
 }
 
+/// The objects of a document with where they are: itself (an empty path),
+/// or the items of a `kind: List`, of a List nested in it, and so on (the
+/// path holds the item index at each level).
+pub fn objects_with_paths(value: &Value) -> Vec<(Vec<usize>, &Value)> {
+    fn walk<'a>(
+        v: &'a Value,
+        path: &mut Vec<usize>,
+        depth: u8,
+        out: &mut Vec<(Vec<usize>, &'a Value)>,
+    ) {
+        let items = v.get("items").and_then(Value::as_array);
+        match items {
+            Some(items) if is_list(v) && depth < 8 => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(i);
+                    walk(item, path, depth + 1, out);
+                    path.pop();
+                }
+            }
+            _ => out.push((path.clone(), v)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut Vec::new(), 0, &mut out);
+    out
+}
+
 /// The objects of a document: itself, or the items of a `kind: List`.
 pub fn objects_of(value: &Value) -> Vec<&Value> {
     if is_list(value) {

@@ -613,3 +613,40 @@ fn bad_files_are_reported_and_the_rest_is_judged() {
         "a skipped document is kept as it was"
     );
 }
+
+/// Items of a List nested in a List are judged, and fixed in place.
+#[test]
+fn nested_lists_are_judged_and_fixed_where_they_are() {
+    let pod: Value = serde_json::from_str(
+        &serde_json::to_string(&serde_saphyr::from_str::<Value>(PRIVILEGED).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let cm: Value = serde_saphyr::from_str(CLEAN_CM).unwrap();
+    let nested = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        cm,
+        {"apiVersion": "v1", "kind": "List", "items": [pod]}
+    ]});
+    let text = serde_json::to_string(&nested).unwrap();
+    let o = tiergate(
+        &["check", "-", "-o", "json", "--only", "privileged"],
+        Some(&text),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["objects"], 2, "{v}");
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["kind"] == "Pod" && !r["findings"].as_array().unwrap().is_empty()));
+    // fix: the nested Pod gets its resources, the List shape stays.
+    let o = tiergate(&["fix", "-"], Some(&text));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let fixed: Value = serde_saphyr::from_str(&stdout(&o)).unwrap();
+    assert_eq!(fixed["items"][0]["kind"], "ConfigMap");
+    assert_eq!(fixed["items"][1]["kind"], "List");
+    assert!(
+        fixed["items"][1]["items"][0]["spec"]["containers"][0]["resources"]["requests"].is_object(),
+        "{fixed}"
+    );
+}

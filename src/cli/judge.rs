@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use rayon::prelude::*;
 
-use crate::manifest::{is_list as is_list_doc, objects_of, Document, Format, SourceFile};
+use crate::manifest::{objects_with_paths, Document, Format, SourceFile};
 use crate::policy::namespace::{self, NamespaceInput};
 use crate::policy::pss::{PssLevel, PssVersion};
 use crate::policy::{facts, Engine, Evaluation, Mode, NamespaceFacts, Options, Tier};
@@ -70,7 +70,9 @@ pub struct Judged {
     pub source: usize,
     pub document: usize,
     /// Index in a `kind: List`, if the object is an item of one.
-    pub item: Option<usize>,
+    /// Where in a `kind: List` (nested Lists too) the object is: the item
+    /// index at each level; empty for the document itself.
+    pub item: Vec<usize>,
     pub line: usize,
     pub kind: String,
     pub namespace: Option<String>,
@@ -114,13 +116,12 @@ pub fn judge_all(engine: &Engine, sources: &[SourceFile], settings: &Settings) -
     for (si, src) in sources.iter().enumerate() {
         for doc in &src.documents {
             let Some(value) = &doc.value else { continue };
-            let is_list = is_list_doc(value);
-            for (ii, obj) in objects_of(value).into_iter().enumerate() {
+            for (item, obj) in objects_with_paths(value) {
                 tasks.push(Task {
                     si,
                     src,
                     doc,
-                    item: is_list.then_some(ii),
+                    item,
                     obj,
                 });
             }
@@ -162,8 +163,17 @@ struct Task<'a> {
     si: usize,
     src: &'a SourceFile,
     doc: &'a Document,
-    item: Option<usize>,
+    item: Vec<usize>,
     obj: &'a Value,
+}
+
+/// ` item 2` (or ` item 2.0` inside a nested List), empty for a document.
+fn item_label(item: &[usize]) -> String {
+    if item.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = item.iter().map(usize::to_string).collect();
+    format!(" item {}", parts.join("."))
 }
 
 fn judge_one(
@@ -187,7 +197,7 @@ fn judge_one(
         } else {
             "not a Kubernetes object, skipped"
         };
-        let item = t.item.map(|i| format!(" item {i}")).unwrap_or_default();
+        let item = item_label(&t.item);
         return Err(problem(
             format!(
                 "{}: document {}{item} (line {}): {what}: {why}",
@@ -197,7 +207,7 @@ fn judge_one(
         ));
     }
     let where_ = || {
-        let item = t.item.map(|i| format!(" item {i}")).unwrap_or_default();
+        let item = item_label(&t.item);
         format!(
             "{}: document {}{item} (line {})",
             src.name, doc.index, doc.line
@@ -246,7 +256,7 @@ fn judge_one(
         file: src.name.clone(),
         source: t.si,
         document: doc.index,
-        item: t.item,
+        item: t.item.clone(),
         line: doc.line,
         kind: obj
             .get("kind")
@@ -266,6 +276,15 @@ fn judge_one(
     })
 }
 
+/// The object at `item` inside a document (nested `items` arrays).
+fn item_slot<'a>(doc: &'a mut Value, item: &[usize]) -> Option<&'a mut Value> {
+    let mut at = doc;
+    for i in item {
+        at = at.get_mut("items")?.as_array_mut()?.get_mut(*i)?;
+    }
+    Some(at)
+}
+
 /// Whether an object is a core Namespace.
 fn is_namespace(obj: &Value) -> bool {
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
@@ -276,36 +295,32 @@ fn is_namespace(obj: &Value) -> bool {
 /// The source's text with fixed documents re-written and every other document
 /// kept byte for byte.
 pub fn render_fixed(src: &SourceFile, si: usize, judged: &[Judged]) -> anyhow::Result<String> {
-    let mut fixed_items: BTreeMap<(usize, Option<usize>), &Value> = BTreeMap::new();
+    let mut fixed_items: BTreeMap<usize, Vec<(&[usize], &Value)>> = BTreeMap::new();
     for j in judged.iter().filter(|j| j.source == si) {
         if let Some(f) = &j.eval.fixed {
-            fixed_items.insert((j.document, j.item), f);
+            fixed_items
+                .entry(j.document)
+                .or_default()
+                .push((&j.item, f));
         }
     }
     let mut text = String::new();
     for doc in &src.documents {
-        let changed: Vec<_> = fixed_items
-            .range((doc.index, None)..=(doc.index, Some(usize::MAX)))
-            .collect();
+        let changed = fixed_items
+            .get(&doc.index)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let Some(value) = doc.value.as_ref().filter(|_| !changed.is_empty()) else {
             text.push_str(&doc.separator);
             text.push_str(&doc.text);
             continue;
         };
-        let new_value = match changed.as_slice() {
-            [((_, None), v)] => (**v).clone(),
-            _ => {
-                let mut list = value.clone();
-                if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
-                    for ((_, item), v) in &changed {
-                        if let Some(slot) = item.and_then(|i| items.get_mut(i)) {
-                            *slot = (**v).clone();
-                        }
-                    }
-                }
-                list
+        let mut new_value = value.clone();
+        for (item, fixed) in changed {
+            if let Some(slot) = item_slot(&mut new_value, item) {
+                *slot = (*fixed).clone();
             }
-        };
+        }
         text.push_str(&doc.separator);
         match src.format {
             Format::Json => {
