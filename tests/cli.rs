@@ -650,3 +650,87 @@ fn nested_lists_are_judged_and_fixed_where_they_are() {
         "{fixed}"
     );
 }
+
+/// A kustomize tree: its patch files are not judged as whole objects; `-k`
+/// judges the rendering; without kubectl or kustomize on PATH, `-k` says so.
+#[test]
+fn kustomize_trees_are_rendered_and_their_patches_not_judged_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: shop\n\
+         resources:\n  - deployment.yaml\npatches:\n  - path: replicas.yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("deployment.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n\
+         \x20 selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n\
+         \x20   spec:\n      containers:\n        - name: app\n          image: nginx:1.27\n\
+         \x20         securityContext: {privileged: true}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("replicas.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
+    )
+    .unwrap();
+    let dir = d.to_str().unwrap();
+    let o = tiergate(&["check", dir, "-o", "json", "--only", "privileged"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let skipped = v["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["message"]
+            .as_str()
+            .unwrap()
+            .contains("a kustomize patch listed in")),
+        "{v}"
+    );
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| !r["file"].as_str().unwrap().ends_with("replicas.yaml")));
+
+    // Rendering needs kubectl or kustomize, which `make test` does not
+    // require: checked where one is on PATH (CI has kubectl).
+    let renders = ["kubectl", "kustomize"].iter().any(|t| {
+        Command::new(t)
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if renders {
+        let o = tiergate(
+            &["check", "-k", dir, "-o", "json", "--only", "privileged"],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = &v["results"][0];
+        assert!(r["file"].as_str().unwrap().ends_with("(kustomize)"), "{v}");
+        assert_eq!(
+            r["namespace"], "shop",
+            "the rendering, with the kustomization applied"
+        );
+    } else {
+        eprintln!("no kubectl or kustomize on PATH: the -k rendering is not checked here");
+    }
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tiergate"));
+    let out = cmd
+        .args(["check", "-k", dir])
+        .env("PATH", "")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("-k needs kubectl (kubectl kustomize) or kustomize on PATH"),
+        "{err}"
+    );
+}

@@ -41,6 +41,10 @@ pub struct InputArgs {
     /// Helm values, app configs) is an error, not skipped with a note.
     #[arg(long)]
     pub strict: bool,
+    /// Render this kustomize tree (`kubectl kustomize`, else `kustomize
+    /// build`, from PATH) and judge the rendering. Repeatable.
+    #[arg(short = 'k', long = "kustomize", value_name = "DIR")]
+    pub kustomize: Vec<PathBuf>,
 }
 
 /// What `check` and `fix` start from.
@@ -60,7 +64,33 @@ impl InputArgs {
         let tier = self.tier.as_deref().map(str::parse::<Tier>).transpose()?;
         let mut sources = Vec::new();
         let mut problems = Vec::new();
-        for p in manifest::expand_paths(&self.paths)? {
+        for dir in &self.kustomize {
+            match kustomize_build(dir) {
+                Ok(text) => {
+                    let name = format!("{} (kustomize)", dir.display());
+                    match manifest::parse_source(&name, None, &text) {
+                        Ok(s) => sources.push(s),
+                        Err(e) => problems.push(Problem::unreadable(name, e.to_string())),
+                    }
+                }
+                Err(e) => problems.push(Problem::unreadable(
+                    dir.display().to_string(),
+                    format!("{e:#}"),
+                )),
+            }
+        }
+        // Paths default to stdin, unless only kustomize trees are given.
+        let paths: &[String] = if self.kustomize.is_empty() || self.paths != ["-"] {
+            &self.paths
+        } else {
+            &[]
+        };
+        let mut patches = KustomizePatches::default();
+        for p in manifest::expand_paths(paths)? {
+            if let Some(note) = p.as_deref().and_then(|p| patches.patch_note(p)) {
+                problems.push(note);
+                continue;
+            }
             match manifest::read_source_limited(p.as_deref(), self.max_input_bytes) {
                 Ok(s) => sources.push(s),
                 Err(e) => {
@@ -242,6 +272,110 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `kubectl kustomize DIR`, else `kustomize build DIR`: the rendered YAML.
+fn kustomize_build(dir: &std::path::Path) -> anyhow::Result<String> {
+    let attempts: [(&str, &[&str]); 2] = [("kubectl", &["kustomize"]), ("kustomize", &["build"])];
+    let mut missing = Vec::new();
+    for (tool, args) in attempts {
+        match std::process::Command::new(tool)
+            .args(args)
+            .arg(dir)
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                return String::from_utf8(out.stdout)
+                    .with_context(|| format!("{tool} {}: output is not UTF-8", args.join(" ")));
+            }
+            Ok(out) => anyhow::bail!(
+                "{}: `{tool} {} {}` failed: {}",
+                dir.display(),
+                args.join(" "),
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(tool),
+            Err(e) => anyhow::bail!("{}: running {tool}: {e}", dir.display()),
+        }
+    }
+    anyhow::bail!(
+        "{}: -k needs kubectl (kubectl kustomize) or kustomize on PATH; found neither ({})",
+        dir.display(),
+        missing.join(", ")
+    )
+}
+
+/// The patch files kustomization files name, by directory: they are not
+/// whole objects, and are judged only as part of the rendering (`-k`).
+#[derive(Default)]
+struct KustomizePatches {
+    by_dir: std::collections::BTreeMap<PathBuf, Option<(PathBuf, Vec<PathBuf>)>>,
+}
+
+impl KustomizePatches {
+    /// A note when `file` is a patch its directory's kustomization names.
+    fn patch_note(&mut self, file: &std::path::Path) -> Option<Problem> {
+        let dir = file.parent()?.to_path_buf();
+        let entry = self
+            .by_dir
+            .entry(dir.clone())
+            .or_insert_with(|| kustomization_patches(&dir));
+        let (kfile, patches) = entry.as_ref()?;
+        let name = std::fs::canonicalize(file).ok()?;
+        patches.contains(&name).then(|| Problem {
+            file: file.display().to_string(),
+            document: None,
+            line: None,
+            message: format!(
+                "{}: a kustomize patch listed in {}, not a whole object, skipped (judge the \
+                 rendering with -k {})",
+                file.display(),
+                kfile.display(),
+                dir.display()
+            ),
+            skipped: true,
+        })
+    }
+}
+
+/// The kustomization file of `dir` and the patch files it names
+/// (`patches[].path`, `patchesStrategicMerge[]`, `patchesJson6902[].path`).
+fn kustomization_patches(dir: &std::path::Path) -> Option<(PathBuf, Vec<PathBuf>)> {
+    let kfile = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())?;
+    let text = std::fs::read_to_string(&kfile).ok()?;
+    let k: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
+    let mut names: Vec<&str> = Vec::new();
+    for key in ["patches", "patchesJson6902"] {
+        for p in k
+            .get(key)
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(path) = p.get("path").and_then(serde_json::Value::as_str) {
+                names.push(path);
+            }
+        }
+    }
+    for p in k
+        .get("patchesStrategicMerge")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(path) = p.as_str() {
+            names.push(path);
+        }
+    }
+    let patches = names
+        .into_iter()
+        .filter_map(|n| std::fs::canonicalize(dir.join(n)).ok())
+        .collect();
+    Some((kfile, patches))
 }
 
 /// Replace a manifest's contents atomically: write a temporary file created
