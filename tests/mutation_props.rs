@@ -11,9 +11,10 @@
 //!   resource set at pod level, and nothing to an object a controller made;
 //!
 //! and the validating answer never carries a patch.
+mod common;
+
 use base64::Engine as _;
 use proptest::prelude::*;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tiergate::admission::{self, AdmissionSettings, DefaultsSource, ReviewBuilder, Webhook};
 use tiergate::config::Config;
@@ -291,23 +292,6 @@ fn leaves(v: &Value, at: String, out: &mut Vec<(String, Value)>) {
     }
 }
 
-fn parses_typed(v: &Value) -> Result<(), String> {
-    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
-    let r = match v["kind"].as_str().unwrap_or("") {
-        "Pod" => core::Pod::deserialize(v).map(drop),
-        "PodTemplate" => core::PodTemplate::deserialize(v).map(drop),
-        "ReplicationController" => core::ReplicationController::deserialize(v).map(drop),
-        "Deployment" => apps::Deployment::deserialize(v).map(drop),
-        "ReplicaSet" => apps::ReplicaSet::deserialize(v).map(drop),
-        "StatefulSet" => apps::StatefulSet::deserialize(v).map(drop),
-        "DaemonSet" => apps::DaemonSet::deserialize(v).map(drop),
-        "Job" => batch::Job::deserialize(v).map(drop),
-        "CronJob" => batch::CronJob::deserialize(v).map(drop),
-        _ => Ok(()),
-    };
-    r.map_err(|e| e.to_string())
-}
-
 /// Fields the apiserver rejects on a Windows pod.
 const LINUX_ONLY: &[&str] = &[
     "readOnlyRootFilesystem",
@@ -341,7 +325,7 @@ proptest! {
         let mut patched = case.object.clone();
         json_patch::patch(&mut patched, &patch)
             .map_err(|e| TestCaseError::fail(format!("patch does not apply: {e}\n{patch:?}")))?;
-        parses_typed(&patched).map_err(|e| TestCaseError::fail(format!("patched object: {e}")))?;
+        common::parses_typed(&patched).map_err(|e| TestCaseError::fail(format!("patched object: {e}")))?;
         // Nothing the user wrote is changed or dropped.
         let mut before = Vec::new();
         leaves(&case.object, String::new(), &mut before);

@@ -13,6 +13,21 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiergate");
 
+/// The JSON log lines of a child's stdout (not a terminal, so JSON), as they
+/// come.
+fn json_log_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<Value> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    rx
+}
+
 #[test]
 fn certs_writes_a_ca_a_pair_and_prints_the_ca_bundle() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,15 +118,7 @@ async fn serve_drains_on_sigterm_and_exits_zero() {
         .spawn()
         .unwrap();
     // JSON logs (stdout is not a terminal): find the listening line.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    let rx = json_log_lines(&mut child);
     let mut addrs = None;
     let mut logged_ca = false;
     while addrs.is_none() {
@@ -196,15 +203,7 @@ fn a_flood_of_idle_connections_leaves_the_admin_port_answering() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    let rx = json_log_lines(&mut child);
     let (mut webhook, mut admin, mut cap) = (None, None, None);
     while webhook.is_none() || cap.is_none() {
         let v = rx

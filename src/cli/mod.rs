@@ -165,26 +165,15 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let Input {
-        engine,
-        tier,
-        sources,
-        unreadable,
-    } = a.input.load()?;
-    let mut report = judge_all(
-        &engine,
-        &sources,
-        &judge::Settings {
-            tier,
-            mode: mode.unwrap_or(Mode::Enforce),
-            pss,
-            only: a.only.clone(),
-            fix: false,
-            strict: a.input.strict,
-        },
-    );
-    report.problems.splice(0..0, unreadable);
-    report_problems_on_stderr(&report);
+    let input = a.input.load()?;
+    let report = input.judge(&judge::Settings {
+        tier: input.tier,
+        mode: mode.unwrap_or(Mode::Enforce),
+        pss,
+        only: a.only.clone(),
+        fix: false,
+        strict: a.input.strict,
+    });
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match a.output {
         CheckFormat::Json => output::json(&report, &mut stdout)?,
@@ -196,6 +185,19 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     stdout.flush()?;
     Ok(exit_code(&report))
+}
+
+impl Input {
+    /// Judge the input: the unreadable files come first among the problems,
+    /// and every problem is also a line on stderr.
+    fn judge(&self, settings: &judge::Settings) -> Report {
+        let mut report = judge_all(&self.engine, &self.sources, settings);
+        report
+            .problems
+            .splice(0..0, self.unreadable.iter().cloned());
+        report_problems_on_stderr(&report);
+        report
+    }
 }
 
 /// 2 when some input could not be judged (after the results), else 1 when
@@ -220,29 +222,19 @@ fn report_problems_on_stderr(report: &Report) {
 
 /// `tiergate fix`
 pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
-    let Input {
-        engine,
-        tier,
-        sources,
-        unreadable,
-    } = a.input.load()?;
-    if a.in_place && sources.iter().any(|s| s.path.is_none()) {
+    let input = a.input.load()?;
+    if a.in_place && input.sources.iter().any(|s| s.path.is_none()) {
         anyhow::bail!("--in-place cannot rewrite stdin (-)");
     }
-    let mut report = judge_all(
-        &engine,
-        &sources,
-        &judge::Settings {
-            tier,
-            mode: Mode::Enforce,
-            pss: None,
-            only: None,
-            fix: true,
-            strict: a.input.strict,
-        },
-    );
-    report.problems.splice(0..0, unreadable);
-    report_problems_on_stderr(&report);
+    let report = input.judge(&judge::Settings {
+        tier: input.tier,
+        mode: Mode::Enforce,
+        pss: None,
+        only: None,
+        fix: true,
+        strict: a.input.strict,
+    });
+    let sources = &input.sources;
     // Documents that could not be judged are written back as they were.
     let judged = &report.judged;
     let mut stdout = std::io::stdout().lock();

@@ -280,37 +280,33 @@ async fn admit(
     let _room = match tokio::time::timeout(deadline, st.inflight.acquire_many(want)).await {
         Ok(Ok(permit)) => permit,
         _ => {
-            st.metrics.http_error(webhook, "busy");
-            warn!(
-                webhook = webhook.name(),
-                status = 503,
-                "rejected: no room for the body within the request's deadline"
-            );
-            return plain(
+            return refuse(
+                &st,
+                webhook,
+                "busy",
                 StatusCode::SERVICE_UNAVAILABLE,
-                "tiergate is at its in-flight request budget; retry\n".into(),
-            );
+                "no room for the body within the request's deadline",
+                "tiergate is at its in-flight request budget; retry\n",
+            )
         }
     };
     let bytes = match tokio::time::timeout(
         deadline,
-        read_body(&st, webhook, &headers, body, &active.server),
+        read_body(&st, webhook, declared, body, &active.server),
     )
     .await
     {
         Ok(Ok(b)) => b,
         Ok(Err(r)) => return r,
         Err(_) => {
-            st.metrics.http_error(webhook, "read");
-            warn!(
-                webhook = webhook.name(),
-                status = 408,
-                "rejected: the body did not arrive within the request's deadline"
-            );
-            return plain(
+            return refuse(
+                &st,
+                webhook,
+                "read",
                 StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time\n".into(),
-            );
+                "the body did not arrive within the request's deadline",
+                "the request body did not arrive in time\n",
+            )
         }
     };
     let settings = AdmissionSettings {
@@ -339,21 +335,36 @@ async fn admit(
         .into_response()
 }
 
-/// The 415 answer, unless the body is declared JSON.
-fn unless_json(st: &AppState, webhook: Webhook, headers: &HeaderMap) -> Option<Response> {
-    if is_json(headers) {
-        return None;
-    }
-    st.metrics.http_error(webhook, "content_type");
+/// Count, log and answer a request refused before it is judged.
+fn refuse(
+    st: &AppState,
+    webhook: Webhook,
+    error: &'static str,
+    status: StatusCode,
+    why: &str,
+    body: &str,
+) -> Response {
+    st.metrics.http_error(webhook, error);
     warn!(
         webhook = webhook.name(),
-        status = 415,
-        "rejected: content type is not application/json"
+        status = status.as_u16(),
+        "rejected: {why}"
     );
-    Some(plain(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "expected Content-Type: application/json\n".into(),
-    ))
+    plain(status, body.to_string())
+}
+
+/// The 415 answer, unless the body is declared JSON.
+fn unless_json(st: &AppState, webhook: Webhook, headers: &HeaderMap) -> Option<Response> {
+    (!is_json(headers)).then(|| {
+        refuse(
+            st,
+            webhook,
+            "content_type",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content type is not application/json",
+            "expected Content-Type: application/json\n",
+        )
+    })
 }
 
 /// Bytes as KiB permits, rounded up.
@@ -365,7 +376,7 @@ fn kib(bytes: u64) -> u32 {
 async fn read_body(
     st: &AppState,
     webhook: Webhook,
-    headers: &HeaderMap,
+    declared: Option<u64>,
     body: Body,
     server: &ServerSettings,
 ) -> Result<axum::body::Bytes, Response> {
@@ -383,10 +394,6 @@ async fn read_body(
             format!("request body over the limit of {limit} bytes\n"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
