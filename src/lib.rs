@@ -7,3 +7,4 @@ pub mod config;
 pub mod manifest;
 pub mod policy;
 pub mod server;
+pub mod yaml;

@@ -17,7 +17,8 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}: document {document} (line {line}): {message}")]
+    /// `message` is `file:line:column: what` (file lines, not document lines).
+    #[error("{message}")]
     Parse {
         file: String,
         document: usize,
@@ -213,12 +214,13 @@ pub fn parse_source(
         .into_par_iter()
         .enumerate()
         .map(|(index, chunk)| {
-            let value = parse_yaml_doc(&chunk.body).map_err(|message| ManifestError::Parse {
-                file: name.to_string(),
-                document: index,
-                line: chunk.line,
-                message,
-            })?;
+            let value =
+                parse_yaml_doc(&chunk.body, chunk.line).map_err(|e| ManifestError::Parse {
+                    file: name.to_string(),
+                    document: index,
+                    line: e.line.map_or(chunk.line, |l| l as usize),
+                    message: e.at(name),
+                })?;
             Ok(Document {
                 index,
                 line: chunk.line,
@@ -237,15 +239,17 @@ pub fn parse_source(
     })
 }
 
-fn parse_yaml_doc(text: &str) -> Result<Option<Value>, String> {
+/// Parse one YAML document's text as a document of an input is parsed
+/// (`None` when it is empty).
+pub fn parse_document(text: &str) -> Result<Option<Value>, crate::yaml::YamlError> {
+    parse_yaml_doc(text, 1)
+}
+
+fn parse_yaml_doc(text: &str, first_line: usize) -> Result<Option<Value>, crate::yaml::YamlError> {
     if !meaningful(text) {
         return Ok(None);
     }
-    // Kubernetes reads manifests as YAML 1.1 (`defaultMode: 0644` is octal 420).
-    let mut options = serde_saphyr::Options::default();
-    options.legacy_octal_numbers = true;
-    let mut v: Value =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())?;
+    let mut v: Value = crate::yaml::from_str_at(text, first_line as u64)?;
     unwrap_base64(&mut v);
     Ok(if v.is_null() { None } else { Some(v) })
 }
@@ -419,7 +423,8 @@ mod tests {
         let err = parse_source("x.yaml", None, "a: 1\n---\nb: [1, 2\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("x.yaml: document 1 (line 3)"), "{err}");
+        // The position is the file's line and column, not the document's.
+        assert!(err.starts_with("x.yaml:4:"), "{err}");
     }
 
     #[test]

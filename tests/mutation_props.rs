@@ -355,6 +355,16 @@ proptest! {
         // A fixed point: the patched object needs no further patch.
         let again = answer(&engine, &review(&case, &patched), Webhook::Mutate);
         prop_assert!(again.get("patch").is_none(), "second mutate patched again: {:?}", patch_of(&again));
+        // `fix` writes the same change into the YAML text, adding lines only.
+        let text = serde_saphyr::to_string(&case.object).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let read = |t: &str| tiergate::manifest::parse_document(t).ok().flatten();
+        prop_assume!(read(&text).as_ref() == Some(&case.object));
+        let written = tiergate::cli::edit::write_fix(&text, &case.object, &patched, read)
+            .map_err(|e| TestCaseError::fail(format!("fix not written: {e:?}\n{text}")))?;
+        // (An empty `key: {}` it fills loses its `{}`: the content follows.)
+        let mut rest = written.lines();
+        let unfilled = |l: &str| [" {}", " []", " null"].iter().find_map(|e| l.strip_suffix(e)).unwrap_or(l).to_string();
+        prop_assert!(text.lines().all(|l| rest.any(|n| n == l || n == unfilled(l))), "fix changed lines:\n{}", written);
     }
 }
 

@@ -292,9 +292,10 @@ fn is_namespace(obj: &Value) -> bool {
     namespace::is_namespace_kind(crate::policy::kinds::group_of(api_version), kind)
 }
 
-/// The source's text with fixed documents re-written and every other document
-/// kept byte for byte.
-pub fn render_fixed(src: &SourceFile, si: usize, judged: &[Judged]) -> anyhow::Result<String> {
+/// The source's text with each fix written into its document's text (see
+/// [`super::edit`]): every other byte is kept. A document whose fix cannot be
+/// written that way is kept as it was, with a problem saying why.
+pub fn render_fixed(src: &SourceFile, si: usize, judged: &[Judged]) -> (String, Vec<Problem>) {
     let mut fixed_items: BTreeMap<usize, Vec<(&[usize], &Value)>> = BTreeMap::new();
     for j in judged.iter().filter(|j| j.source == si) {
         if let Some(f) = &j.eval.fixed {
@@ -305,13 +306,14 @@ pub fn render_fixed(src: &SourceFile, si: usize, judged: &[Judged]) -> anyhow::R
         }
     }
     let mut text = String::new();
+    let mut problems = Vec::new();
     for doc in &src.documents {
+        text.push_str(&doc.separator);
         let changed = fixed_items
             .get(&doc.index)
             .map(Vec::as_slice)
             .unwrap_or_default();
         let Some(value) = doc.value.as_ref().filter(|_| !changed.is_empty()) else {
-            text.push_str(&doc.separator);
             text.push_str(&doc.text);
             continue;
         };
@@ -321,14 +323,26 @@ pub fn render_fixed(src: &SourceFile, si: usize, judged: &[Judged]) -> anyhow::R
                 *slot = (*fixed).clone();
             }
         }
-        text.push_str(&doc.separator);
-        match src.format {
-            Format::Json => {
-                text.push_str(&serde_json::to_string_pretty(&new_value)?);
-                text.push('\n');
+        let reparse = |t: &str| match src.format {
+            Format::Json => serde_json::from_str::<Value>(t).ok(),
+            Format::Yaml => crate::manifest::parse_document(t).ok().flatten(),
+        };
+        match super::edit::write_fix(&doc.text, value, &new_value, reparse) {
+            Ok(t) => text.push_str(&t),
+            Err(why) => {
+                text.push_str(&doc.text);
+                problems.push(Problem {
+                    file: src.name.clone(),
+                    document: Some(doc.index),
+                    line: Some(doc.line),
+                    message: format!(
+                        "{}:{}: document {}: fix not written, the document is left as it was: {}",
+                        src.name, doc.line, doc.index, why.0
+                    ),
+                    skipped: false,
+                });
             }
-            Format::Yaml => text.push_str(&serde_saphyr::to_string(&new_value)?),
         }
     }
-    Ok(text)
+    (text, problems)
 }

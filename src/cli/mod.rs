@@ -131,8 +131,12 @@ pub struct FixArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// Rewrite the files instead of printing to stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "diff")]
     pub in_place: bool,
+    /// Print a unified diff per changed file (what to review in CI) instead
+    /// of the fixed files.
+    #[arg(long)]
+    pub diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +145,7 @@ pub struct RulesArgs {
     pub output: RulesFormat,
 }
 
+pub mod edit;
 mod judge;
 mod output;
 
@@ -234,24 +239,50 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
         fix: true,
         strict: a.input.strict,
     });
-    let sources = &input.sources;
     // Documents that could not be judged are written back as they were.
-    let judged = &report.judged;
-    let mut stdout = std::io::stdout().lock();
-    for (si, src) in sources.iter().enumerate() {
-        let text = judge::render_fixed(src, si, judged)?;
+    let mut failed = report.has_errors();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut first = true;
+    for (si, src) in input.sources.iter().enumerate() {
+        let (text, problems) = judge::render_fixed(src, si, &report.judged);
+        for p in &problems {
+            eprintln!("tiergate: error: {}", output::printable(&p.message));
+            failed = true;
+        }
+        let original = original_text(src);
         if a.in_place {
             if let Some(path) = &src.path {
-                let original = std::fs::read_to_string(path)
+                let on_disk = std::fs::read_to_string(path)
                     .with_context(|| format!("re-reading {}", path.display()))?;
-                if original != text {
-                    write_atomically(path, &text)?;
-                    eprintln!("fixed {}", path.display());
+                // One file that cannot be written never stops the others.
+                let written = if on_disk != original {
+                    Err(anyhow::anyhow!(
+                        "{} changed while it was being fixed: not rewritten",
+                        path.display()
+                    ))
+                } else if on_disk != text {
+                    write_atomically(path, &text).map(|()| eprintln!("fixed {}", path.display()))
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = written {
+                    eprintln!("tiergate: error: {}", output::printable(&format!("{e:#}")));
+                    failed = true;
                 }
             }
+        } else if a.diff {
+            if text != original {
+                stdout.write_all(unified_diff(&src.name, &original, &text).as_bytes())?;
+            }
         } else {
-            if si > 0 && src.format == Format::Yaml && !text.starts_with("---") {
+            // One stream; when it holds several files, each one's start is
+            // marked as `helm template` marks it.
+            if !first && src.format == Format::Yaml && !text.starts_with("---") {
                 stdout.write_all(b"---\n")?;
+            }
+            first = false;
+            if input.sources.len() > 1 {
+                writeln!(stdout, "# Source: {}", src.name)?;
             }
             stdout.write_all(text.as_bytes())?;
             if !text.ends_with('\n') {
@@ -259,11 +290,37 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if report.has_errors() {
+    stdout.flush()?;
+    Ok(if failed {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A source's text as read.
+fn original_text(src: &SourceFile) -> String {
+    src.documents
+        .iter()
+        .flat_map(|d| [d.separator.as_str(), d.text.as_str()])
+        .collect()
+}
+
+/// A unified diff of one file, `a/` and `b/` as `git diff` names them.
+fn unified_diff(name: &str, old: &str, new: &str) -> String {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let mut out = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("a/{}", name.trim_start_matches('/')),
+            &format!("b/{}", name.trim_start_matches('/')),
+        )
+        .to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }
 
 /// `kubectl kustomize DIR`, else `kustomize build DIR`: the rendered YAML.

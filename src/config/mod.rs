@@ -32,10 +32,11 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config {source_name}: {message}")]
+    /// A YAML error, at the config file's `line:column`.
+    #[error("config {}", .error.at(.source_name))]
     Parse {
         source_name: String,
-        message: String,
+        error: crate::yaml::YamlError,
     },
     #[error("config {source_name}: {message}")]
     Invalid {
@@ -132,9 +133,9 @@ impl Config {
         let probe: serde_json::Value = if text.trim().is_empty() {
             serde_json::Value::Null
         } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            crate::yaml::from_str(text).map_err(|error| ConfigError::Parse {
                 source_name: source_name.to_string(),
-                message: e.to_string(),
+                error,
             })?
         };
         if probe.as_object().is_none_or(|m| m.is_empty()) {
@@ -145,9 +146,9 @@ impl Config {
                     .to_string(),
             ));
         }
-        let f: File = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        let f: File = crate::yaml::from_str(text).map_err(|error| ConfigError::Parse {
             source_name: source_name.to_string(),
-            message: e.to_string(),
+            error,
         })?;
         let mut policy = PolicyConfig {
             defaults: f.defaults,
@@ -179,7 +180,11 @@ impl Config {
     pub fn from_bytes(bytes: &[u8], source_name: &str) -> Result<Config, ConfigError> {
         let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Parse {
             source_name: source_name.to_string(),
-            message: format!("not UTF-8: {e}"),
+            error: crate::yaml::YamlError {
+                line: None,
+                column: None,
+                message: format!("not UTF-8: {e}"),
+            },
         })?;
         Config::from_yaml(text, source_name)
     }
