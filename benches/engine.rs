@@ -72,6 +72,7 @@ fn bench_engine(c: &mut Criterion) {
                             only: None,
                             fix: false,
                             strict: false,
+                            complete: false,
                         },
                     )
                     .map(|j| j.len())

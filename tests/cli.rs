@@ -80,7 +80,7 @@ fn exit_codes_follow_denials_and_input_errors() {
     assert_eq!(no_kind.status.code(), Some(0), "{}", stderr(&no_kind));
     assert!(
         stderr(&no_kind).contains(
-            "note: <stdin>: document 0 (line 1): not a Kubernetes object, skipped: no apiVersion and no kind"
+            "note: <stdin>:1: document 0: not a Kubernetes object, skipped: no apiVersion and no kind"
         ),
         "{}",
         stderr(&no_kind)
@@ -843,4 +843,94 @@ fn fix_stream_marks_each_file() {
     assert!(out.ends_with(&b), "{out}");
     let one = tiergate(&["fix", tmp.path().join("b.yaml").to_str().unwrap()], None);
     assert_eq!(stdout(&one), CLEAN_CM);
+}
+
+fn deployment_and_pdb(with_pdb: bool) -> String {
+    let mut text = String::from(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: nginx:1.27
+",
+    );
+    if with_pdb {
+        text.push_str(
+            "---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app: web}
+",
+        );
+    }
+    text
+}
+
+/// The namespace-fact rules' findings on `text`: (rule, says unknown).
+fn namespace_findings(args: &[&str], text: &str) -> Vec<(String, bool)> {
+    let mut all = vec!["check", "-o", "json", "--tier", "2", "-"];
+    all.extend_from_slice(args);
+    let o = tiergate(&all, Some(text));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let mut out = Vec::new();
+    for obj in v["results"].as_array().unwrap() {
+        for f in obj["findings"].as_array().unwrap() {
+            let rule = f["rule"].as_str().unwrap();
+            if ["pdb", "default-deny-network-policy", "namespace-quota"].contains(&rule) {
+                let unknown = f["message"].as_str().unwrap().contains("unknown");
+                out.push((rule.to_string(), unknown));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `--complete` (or config `offline.complete`): the files are the whole
+/// namespace, so a PDB, default-deny policy or quota not in them is a
+/// finding; without it tiergate cannot know and says "unknown".
+#[test]
+fn complete_turns_namespace_unknowns_into_findings() {
+    let rules = |unknown: bool| {
+        ["default-deny-network-policy", "namespace-quota", "pdb"]
+            .map(|r| (r.to_string(), unknown))
+            .to_vec()
+    };
+    assert_eq!(
+        namespace_findings(&[], &deployment_and_pdb(false)),
+        rules(true)
+    );
+    assert_eq!(
+        namespace_findings(&["--complete"], &deployment_and_pdb(false)),
+        rules(false)
+    );
+    // The PDB in the files is found; the other two are still missing.
+    assert_eq!(
+        namespace_findings(&["--complete"], &deployment_and_pdb(true)),
+        rules(false)[..2].to_vec()
+    );
+    // The same from the config, for CI.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.yaml");
+    std::fs::write(&config, "offline:\n  complete: true\n").unwrap();
+    let c = config.to_str().unwrap();
+    assert_eq!(
+        namespace_findings(&["--config", c], &deployment_and_pdb(false)),
+        rules(false)
+    );
 }

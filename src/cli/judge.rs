@@ -20,6 +20,8 @@ pub struct Settings {
     pub fix: bool,
     /// A document that is not a Kubernetes object is an error, not a skip.
     pub strict: bool,
+    /// The input is the whole of each namespace it mentions (`--complete`).
+    pub complete: bool,
 }
 
 /// A file or document that was not judged: it did not read or parse, the
@@ -107,7 +109,7 @@ pub fn judge_all(engine: &Engine, sources: &[SourceFile], settings: &Settings) -
             .flat_map(|s| s.documents.iter())
             .filter_map(|d| d.value.as_ref())
     };
-    let ns_facts = facts::facts_from_objects(documents());
+    let ns_facts = facts::facts_of_input(documents(), settings.complete);
     let ns_labels = facts::namespace_labels(documents());
 
     // Every object, in input order; judged in parallel (objects are
@@ -200,18 +202,15 @@ fn judge_one(
         let item = item_label(&t.item);
         return Err(problem(
             format!(
-                "{}: document {}{item} (line {}): {what}: {why}",
-                src.name, doc.index, doc.line
+                "{}:{}: document {}{item}: {what}: {why}",
+                src.name, doc.line, doc.index
             ),
             !settings.strict,
         ));
     }
     let where_ = || {
         let item = item_label(&t.item);
-        format!(
-            "{}: document {}{item} (line {})",
-            src.name, doc.index, doc.line
-        )
+        format!("{}:{}: document {}{item}", src.name, doc.line, doc.index)
     };
     let namespace = obj
         .pointer("/metadata/namespace")
@@ -232,7 +231,8 @@ fn judge_one(
             name: judged_in.as_deref(),
             labels,
             facts: judged_in
-                .as_ref()
+                .as_deref()
+                .or(settings.complete.then_some(facts::NO_NAMESPACE))
                 .and_then(|n| ns_facts.get(n))
                 .cloned()
                 .unwrap_or_default(),

@@ -45,12 +45,21 @@ pub struct InputArgs {
     /// build`, from PATH) and judge the rendering. Repeatable.
     #[arg(short = 'k', long = "kustomize", value_name = "DIR")]
     pub kustomize: Vec<PathBuf>,
+    /// The input is the whole of each namespace it mentions (objects with no
+    /// namespace are one namespace): a PodDisruptionBudget, default-deny
+    /// NetworkPolicy, ResourceQuota or LimitRange not in it does not exist,
+    /// and its absence is a finding, not "unknown". Also config
+    /// `offline.complete`.
+    #[arg(long)]
+    pub complete: bool,
 }
 
 /// What `check` and `fix` start from.
 struct Input {
     engine: Engine,
     tier: Option<Tier>,
+    /// `--complete` or the config's `offline.complete`.
+    complete: bool,
     /// The input files that parsed.
     sources: Vec<SourceFile>,
     /// One problem per file that did not (a bad file never hides the others).
@@ -60,7 +69,9 @@ struct Input {
 impl InputArgs {
     /// The engine, the tier override and the input.
     fn load(&self) -> anyhow::Result<Input> {
-        let policy = Config::load(self.config.as_deref())?.0.policy;
+        let config = Config::load(self.config.as_deref())?.0;
+        let complete = self.complete || config.offline.complete;
+        let policy = config.policy;
         let tier = self.tier.as_deref().map(str::parse::<Tier>).transpose()?;
         let mut sources = Vec::new();
         let mut problems = Vec::new();
@@ -104,6 +115,7 @@ impl InputArgs {
         Ok(Input {
             engine: Engine::new(policy),
             tier,
+            complete,
             sources,
             unreadable: problems,
         })
@@ -178,6 +190,7 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         only: a.only.clone(),
         fix: false,
         strict: a.input.strict,
+        complete: input.complete,
     });
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match a.output {
@@ -238,6 +251,7 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
         only: None,
         fix: true,
         strict: a.input.strict,
+        complete: input.complete,
     });
     // Documents that could not be judged are written back as they were.
     let mut failed = report.has_errors();

@@ -457,6 +457,7 @@ fn an_invalid_tier_label_reads_the_same_online_and_offline() {
             only: None,
             fix: false,
             strict: false,
+            complete: false,
         },
     )
     .unwrap();

@@ -80,11 +80,26 @@ fn default_max_inflight_bytes() -> u64 {
     32 * 1024 * 1024
 }
 
-/// One configuration file, read: both halves.
+/// What `tiergate check` and `fix` read from the file (the webhook ignores
+/// it): how to treat the input files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OfflineSettings {
+    /// `offline.complete`: the input files are whole namespaces (as
+    /// `--complete`): a PodDisruptionBudget, default-deny NetworkPolicy,
+    /// ResourceQuota or LimitRange that is not in them does not exist, so
+    /// its absence is a finding rather than "unknown".
+    #[serde(default)]
+    pub complete: bool,
+}
+
+/// One configuration file, read: the engine's half, the server's, and the
+/// offline CLI's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub policy: PolicyConfig,
     pub server: ServerSettings,
+    pub offline: OfflineSettings,
 }
 
 /// The file as users write it: every key of both halves.
@@ -115,6 +130,8 @@ struct File {
     tier_admins: TierAdmins,
     #[serde(default)]
     fixes: FixOptions,
+    #[serde(default)]
+    offline: OfflineSettings,
 }
 
 impl Config {
@@ -173,6 +190,7 @@ impl Config {
                 max_request_bytes: f.max_request_bytes,
                 max_inflight_bytes: f.max_inflight_bytes,
             },
+            offline: f.offline,
         })
     }
 
@@ -196,6 +214,7 @@ impl Config {
         Config::from_yaml(DEFAULT_YAML, EMBEDDED).unwrap_or_else(|_| Config {
             policy: PolicyConfig::default(),
             server: ServerSettings::default(),
+            offline: OfflineSettings::default(),
         })
     }
 

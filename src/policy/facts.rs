@@ -38,6 +38,23 @@ struct NamespaceSoFar {
 pub fn facts_from_objects<'a>(
     objs: impl IntoIterator<Item = &'a Value>,
 ) -> BTreeMap<String, NamespaceFacts> {
+    facts_of_input(objs, false)
+}
+
+/// The key under which [`facts_of_input`] keeps the facts of the objects
+/// that name no namespace (they land in one namespace when applied).
+pub const NO_NAMESPACE: &str = "";
+
+/// The facts of each namespace of an input. `complete`: the input holds the
+/// whole of each namespace it mentions (`check --complete`), so what is not
+/// in it does not exist: every fact is known, and the objects that name no
+/// namespace are one namespace, [`NO_NAMESPACE`]. Otherwise a fact is known
+/// only for a namespace whose Namespace object is in the input, or that has
+/// objects of that kind in it.
+pub fn facts_of_input<'a>(
+    objs: impl IntoIterator<Item = &'a Value>,
+    complete: bool,
+) -> BTreeMap<String, NamespaceFacts> {
     let mut acc: BTreeMap<String, NamespaceSoFar> = BTreeMap::new();
     for obj in flatten(objs) {
         let (kind, api_version) = kind_of(obj);
@@ -53,8 +70,10 @@ pub fn facts_from_objects<'a>(
             }
             continue;
         }
-        let Some(ns) = meta.namespace.as_deref().filter(|n| !n.is_empty()) else {
-            continue;
+        let ns = match meta.namespace.as_deref().filter(|n| !n.is_empty()) {
+            Some(ns) => ns,
+            None if complete => NO_NAMESPACE,
+            None => continue,
         };
         let a = acc.entry(ns.to_string()).or_default();
         match (kind, api_version) {
@@ -99,7 +118,7 @@ pub fn facts_from_objects<'a>(
                     None => Fact::Unknown,
                 }
             }
-            let d = a.declared;
+            let d = a.declared || complete;
             let facts = NamespaceFacts {
                 default_deny_policies: fact(d, a.default_deny),
                 resource_quotas: fact(d, a.quotas),

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::metrics::Metrics;
 use crate::admission::{self, AdmissionRequest, AdmissionSettings, ContextSource, Webhook};
-use crate::config::{Config, ServerSettings};
+use crate::config::{Config, OfflineSettings, ServerSettings};
 use crate::policy::Engine;
 
 /// The configuration in force: the engine built from the policy half, the
@@ -23,6 +23,8 @@ use crate::policy::Engine;
 pub struct Active {
     pub engine: Engine,
     pub server: ServerSettings,
+    /// Read with the file, used by nobody here (it is `check`'s).
+    offline: OfflineSettings,
     /// FNV-1a of the file's bytes (or of the embedded default).
     pub digest: String,
 }
@@ -32,6 +34,7 @@ impl Active {
         Active {
             engine: Engine::new(config.policy),
             server: config.server,
+            offline: config.offline,
             digest: Config::digest(bytes),
         }
     }
@@ -41,6 +44,7 @@ impl Active {
         Config {
             policy: self.engine.config().clone(),
             server: self.server,
+            offline: self.offline,
         }
     }
 }
