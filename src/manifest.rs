@@ -424,7 +424,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         // The position is the file's line and column, not the document's.
-        assert!(err.starts_with("x.yaml:4:"), "{err}");
+        assert!(err.starts_with("x.yaml:3:4: unclosed bracket"), "{err}");
     }
 
     #[test]

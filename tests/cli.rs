@@ -124,9 +124,13 @@ fn json_output_has_the_contract_shape() {
     assert_eq!(f["action"], "deny");
     assert_eq!(f["path"], "/spec/containers/0/securityContext/privileged");
     assert_eq!(results[1]["document"], 1);
+    // Objects and findings are counted apart, so both sides add up.
     assert_eq!(
         v["summary"],
-        serde_json::json!({"objects": 2, "deny": 1, "warn": 0})
+        serde_json::json!({"objects": 2, "clean": 1, "denied": 1, "warned": 0,
+            "deny": 1, "warn": 0, "exempted": 0,
+            "byRule": {"privileged": {"deny": 1, "warn": 0}},
+            "byNamespace": {"": {"objects": 2, "denied": 1, "deny": 1, "warn": 0}}})
     );
 }
 
@@ -933,4 +937,195 @@ fn complete_turns_namespace_unknowns_into_findings() {
         namespace_findings(&["--config", c], &deployment_and_pdb(false)),
         rules(false)
     );
+}
+
+/// `min-replicas` takes an autoscaler in the input into account.
+#[test]
+fn an_autoscaler_in_the_input_satisfies_min_replicas() {
+    let deployment = deployment_and_pdb(false).replace("  replicas: 3\n", "");
+    let hpa = |min: u32| {
+        format!(
+            "---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  minReplicas: {min}
+  maxReplicas: 10
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+"
+        )
+    };
+    let findings = |text: &str| {
+        let o = tiergate(
+            &["check", "-o", "json", "--only", "min-replicas", "-"],
+            Some(text),
+        );
+        let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+        v["results"][0]["findings"].as_array().unwrap().clone()
+    };
+    assert_eq!(findings(&deployment).len(), 1);
+    assert!(findings(&format!("{deployment}{}", hpa(2))).is_empty());
+    let f = findings(&format!("{deployment}{}", hpa(1)));
+    assert_eq!(f.len(), 1);
+    assert!(
+        f[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HorizontalPodAutoscaler \"web\""),
+        "{f:?}"
+    );
+}
+
+/// An exemption's suppressions are recorded in every format, and only the
+/// rules that would have fired are listed.
+#[test]
+fn exempted_findings_are_recorded_and_only_real_suppressions_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        "exemptions:\n  - reason: CNI agent needs the host\n    kinds: [Pod]\n    names: [bad]\n    rules: [privileged, host-path-volumes]\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let run = |format: &str| {
+        let o = tiergate(
+            &["check", "--config", c, "-o", format, "-"],
+            Some(PRIVILEGED),
+        );
+        stdout(&o)
+    };
+    let v: Value = serde_json::from_str(&run("json")).expect("json");
+    let exempted = v["results"][0]["exempted"].as_array().expect("exempted");
+    assert_eq!(exempted.len(), 1, "{exempted:?}");
+    assert_eq!(exempted[0]["rule"], "privileged");
+    assert_eq!(exempted[0]["reason"], "CNI agent needs the host");
+    assert_eq!(
+        exempted[0]["path"],
+        "/spec/containers/0/securityContext/privileged"
+    );
+    assert_eq!(v["summary"]["exempted"], 1);
+    assert!(v["results"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["rule"] != "privileged"));
+
+    let sarif: Value = serde_json::from_str(&run("sarif")).expect("sarif");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let suppressed: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.get("suppressions").is_some())
+        .collect();
+    assert_eq!(suppressed.len(), 1);
+    assert_eq!(suppressed[0]["ruleId"], "privileged");
+    assert_eq!(
+        suppressed[0]["suppressions"][0]["justification"],
+        "CNI agent needs the host"
+    );
+
+    let table = run("table");
+    let exempt_lines: Vec<&str> = table.lines().filter(|l| l.contains("EXEMPT")).collect();
+    assert_eq!(exempt_lines.len(), 1, "{table}");
+    assert!(exempt_lines[0].contains("privileged") && exempt_lines[0].contains("CNI agent"));
+    assert!(!table.contains("host-path-volumes"), "{table}");
+    assert!(run("junit").contains("exempted [privileged]"));
+}
+
+/// Exemption kinds are matched exactly, so a miscased one is refused with
+/// its place in the file.
+#[test]
+fn a_miscased_exemption_kind_is_refused_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        "exemptions:\n  - reason: cni\n    namespaces: [kube-system]\n    kinds: [daemonset]\n",
+    )
+    .unwrap();
+    let o = tiergate(
+        &["check", "--config", config.to_str().unwrap(), "-"],
+        Some(PRIVILEGED),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("c.yaml:4:"), "{err}");
+    assert!(err.contains("did you mean \"DaemonSet\""), "{err}");
+}
+
+/// A path with no manifest in it is an error, not a silent pass.
+#[test]
+fn an_empty_directory_says_nothing_was_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("README.md"), "not yaml").unwrap();
+    let o = tiergate(&["check", tmp.path().to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no manifests found"), "{}", stderr(&o));
+}
+
+/// The shipped node-agent exemptions load, and exempt a CNI DaemonSet of the
+/// rules it needs relaxed, with their reason, and nothing else.
+#[test]
+fn the_node_agent_exemption_set_loads_and_exempts_a_cni_agent() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/exemptions/node-agents.yaml");
+    let agent = "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: calico-node, namespace: kube-system}
+spec:
+  selector: {matchLabels: {k8s-app: calico-node}}
+  template:
+    metadata: {labels: {k8s-app: calico-node}}
+    spec:
+      hostNetwork: true
+      containers:
+      - name: calico-node
+        image: calico/node:v3.28.0
+        securityContext: {privileged: true}
+        volumeMounts: [{name: lib-modules, mountPath: /lib/modules}]
+      volumes: [{name: lib-modules, hostPath: {path: /lib/modules}}]
+";
+    let check = |text: &str| {
+        let o = tiergate(
+            &[
+                "check",
+                "--config",
+                config.to_str().unwrap(),
+                "-o",
+                "json",
+                "-",
+            ],
+            Some(text),
+        );
+        assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
+        serde_json::from_str::<Value>(&stdout(&o)).expect("json")
+    };
+    let v = check(agent);
+    let rules = |key: &str| -> Vec<String> {
+        let mut r: Vec<String> = v["results"][0][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| f["rule"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.sort();
+        r.dedup();
+        r
+    };
+    for rule in ["host-namespaces", "host-path-volumes", "privileged"] {
+        assert!(rules("exempted").contains(&rule.to_string()), "{rule}: {v}");
+        assert!(
+            !rules("findings").contains(&rule.to_string()),
+            "{rule}: {v}"
+        );
+    }
+    // Resources are not something a node agent needs relaxed.
+    assert!(rules("findings").contains(&"resources".to_string()), "{v}");
+    // The same DaemonSet under another name is not exempted.
+    let v = check(&agent.replace("name: calico-node, namespace", "name: my-app, namespace"));
+    assert!(v["results"][0].get("exempted").is_none(), "{v}");
 }

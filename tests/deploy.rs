@@ -263,6 +263,7 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
         "resourcequotas",
         "limitranges",
         "poddisruptionbudgets",
+        "horizontalpodautoscalers",
     ]
     .into();
     assert_eq!(resources, want, "{what}: RBAC resources");

@@ -232,7 +232,7 @@ fn judge_one(
             labels,
             facts: judged_in
                 .as_deref()
-                .or(settings.complete.then_some(facts::NO_NAMESPACE))
+                .or(Some(facts::NO_NAMESPACE))
                 .and_then(|n| ns_facts.get(n))
                 .cloned()
                 .unwrap_or_default(),

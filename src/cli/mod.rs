@@ -112,6 +112,15 @@ impl InputArgs {
                 }
             }
         }
+        // A path that holds no manifest must not pass silently (a CI step
+        // pointed at the wrong directory would pass forever).
+        if sources.is_empty() && problems.is_empty() {
+            anyhow::bail!(
+                "no manifests found in {} (directories are searched for *.yaml, *.yml and \
+                 *.json)",
+                paths.join(", ")
+            );
+        }
         Ok(Input {
             engine: Engine::new(policy),
             tier,

@@ -13,17 +13,191 @@ pub fn use_colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn counts(judged: &[Judged]) -> (usize, usize) {
-    let all = judged.iter().flat_map(|j| j.eval.findings.iter());
-    let (mut deny, mut warn) = (0, 0);
-    for f in all {
-        match f.action {
-            Action::Deny => deny += 1,
-            Action::Warn => warn += 1,
+/// What a run found, counted the same way in every format: objects by
+/// their worst finding, and findings by rule and by namespace.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary {
+    /// Objects judged.
+    objects: usize,
+    /// Objects with no finding at all.
+    clean: usize,
+    /// Objects with a denying finding.
+    denied: usize,
+    /// Objects whose worst finding warns.
+    warned: usize,
+    /// Denying findings.
+    deny: usize,
+    /// Warning findings.
+    warn: usize,
+    /// Findings an exemption suppressed.
+    exempted: usize,
+    /// Per rule: its denying and warning findings.
+    by_rule: std::collections::BTreeMap<&'static str, Counts>,
+    /// Per namespace (`""`: objects that name none): objects and findings.
+    by_namespace: std::collections::BTreeMap<String, Counts>,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+struct Counts {
+    #[serde(skip_serializing_if = "is_zero")]
+    objects: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    denied: usize,
+    deny: usize,
+    warn: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn summarize(judged: &[Judged]) -> Summary {
+    let mut s = Summary {
+        objects: judged.len(),
+        ..Summary::default()
+    };
+    for j in judged {
+        let ns = s
+            .by_namespace
+            .entry(j.namespace.clone().unwrap_or_default())
+            .or_default();
+        ns.objects += 1;
+        match j.eval.worst() {
+            Action::Deny => {
+                s.denied += 1;
+                ns.denied += 1;
+            }
+            Action::Warn => s.warned += 1,
+            _ if j.eval.findings.is_empty() => s.clean += 1,
             _ => {}
         }
+        s.exempted += j
+            .eval
+            .exempted
+            .iter()
+            .map(|e| e.findings.len())
+            .sum::<usize>();
+        for f in &j.eval.findings {
+            let rule = s.by_rule.entry(f.rule).or_default();
+            match f.action {
+                Action::Deny => {
+                    s.deny += 1;
+                    rule.deny += 1;
+                    ns.deny += 1;
+                }
+                Action::Warn => {
+                    s.warn += 1;
+                    rule.warn += 1;
+                    ns.warn += 1;
+                }
+                _ => {}
+            }
+        }
     }
-    (deny, warn)
+    s
+}
+
+/// Findings of one rule about one part of an object, as one table line:
+/// `standard labels (metadata.labels must set app.kubernetes.io/name,
+/// version, component)`. Each finding keeps its own line in JSON and SARIF.
+#[derive(Debug, PartialEq)]
+pub struct Group<'a> {
+    pub rule: &'static str,
+    pub action: Action,
+    pub message: String,
+    /// The common parent of the findings' paths (the path of a single one).
+    pub path: String,
+    /// How many of the findings a fix covers, of how many.
+    pub fixable: (usize, usize),
+    pub findings: Vec<&'a crate::policy::Finding>,
+}
+
+/// Group findings that differ only in their message's last word (the field
+/// or label they name): same rule, same action, same text before it.
+pub fn group_findings(findings: &[crate::policy::Finding]) -> Vec<Group<'_>> {
+    // "head (… must set X)" → ("head (… must set", "X", ")")
+    fn split(m: &str) -> Option<(&str, &str, &str)> {
+        let (body, close) = match m.strip_suffix(')') {
+            Some(b) if !b.contains(';') => (b, ")"),
+            _ => return None,
+        };
+        let cut = body.rfind(' ')?;
+        let (head, last) = (&body[..cut], &body[cut + 1..]);
+        (head.contains('(') && !last.is_empty()).then_some((head, last, close))
+    }
+    let mut groups: Vec<(Option<&str>, Group<'_>)> = Vec::new();
+    for f in findings {
+        let key = split(&f.message).map(|(head, _, _)| head);
+        if let Some((k, g)) = groups.last_mut() {
+            if key.is_some() && *k == key && g.rule == f.rule && g.action == f.action {
+                g.findings.push(f);
+                continue;
+            }
+        }
+        groups.push((
+            key,
+            Group {
+                rule: f.rule,
+                action: f.action,
+                message: f.message.clone(),
+                path: f.path.clone(),
+                fixable: (0, 0),
+                findings: vec![f],
+            },
+        ));
+    }
+    groups
+        .into_iter()
+        .map(|(key, mut g)| {
+            g.fixable = (
+                g.findings.iter().filter(|f| f.fixable).count(),
+                g.findings.len(),
+            );
+            if let (Some(head), true) = (key, g.findings.len() > 1) {
+                let lasts: Vec<&str> = g
+                    .findings
+                    .iter()
+                    .filter_map(|f| split(&f.message).map(|(_, last, _)| last))
+                    .collect();
+                // Shorten the later ones by the prefix they share with the
+                // first, up to a `/` or `.`: `app.kubernetes.io/name, version`.
+                let first = lasts[0];
+                let shared = lasts[1..].iter().fold(first.len(), |n, l| {
+                    n.min(
+                        first
+                            .bytes()
+                            .zip(l.bytes())
+                            .take_while(|(a, b)| a == b)
+                            .count(),
+                    )
+                });
+                let cut = first[..shared].rfind(['/', '.']).map_or(0, |i| i + 1);
+                let mut names = vec![first.to_string()];
+                names.extend(lasts[1..].iter().map(|l| l[cut..].to_string()));
+                g.message = format!("{head} {})", names.join(", "));
+                g.path = common_parent(g.findings.iter().map(|f| f.path.as_str()));
+            }
+            g
+        })
+        .collect()
+}
+
+/// The longest JSON-pointer prefix (whole segments) of every path.
+fn common_parent<'a>(mut paths: impl Iterator<Item = &'a str>) -> String {
+    let Some(first) = paths.next() else {
+        return String::new();
+    };
+    let mut parts: Vec<&str> = first.split('/').collect();
+    for p in paths {
+        let n = parts
+            .iter()
+            .zip(p.split('/'))
+            .take_while(|(a, b)| *a == b)
+            .count();
+        parts.truncate(n);
+    }
+    parts.join("/")
 }
 
 /// Text from a manifest, safe to print on a terminal: control characters
@@ -60,7 +234,7 @@ struct JsonReport<'a> {
     errors: Vec<JsonProblem<'a>>,
     /// Documents that are not Kubernetes objects, skipped.
     skipped: Vec<JsonProblem<'a>>,
-    summary: JsonSummary,
+    summary: Summary,
 }
 
 #[derive(serde::Serialize)]
@@ -97,6 +271,18 @@ struct JsonResult<'a> {
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     notes: &'a [String],
     findings: Vec<JsonFinding<'a>>,
+    /// Findings an exemption suppressed, with its reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exempted: Vec<JsonExempted<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonExempted<'a> {
+    rule: &'a str,
+    reason: &'a str,
+    action: Action,
+    message: &'a str,
+    path: &'a str,
 }
 
 #[derive(serde::Serialize)]
@@ -109,17 +295,9 @@ struct JsonFinding<'a> {
     fixable: bool,
 }
 
-#[derive(serde::Serialize)]
-struct JsonSummary {
-    objects: usize,
-    deny: usize,
-    warn: usize,
-}
-
 /// `-o json`, streamed to `out` (reports over many objects can be large).
 pub fn json(report: &Report, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let judged = &report.judged;
-    let (deny, warn) = counts(judged);
     let report = JsonReport {
         results: judged
             .iter()
@@ -143,15 +321,25 @@ pub fn json(report: &Report, out: &mut dyn std::io::Write) -> std::io::Result<()
                         fixable: f.fixable,
                     })
                     .collect(),
+                exempted: j
+                    .eval
+                    .exempted
+                    .iter()
+                    .flat_map(|e| {
+                        e.findings.iter().map(move |f| JsonExempted {
+                            rule: e.rule,
+                            reason: &e.reason,
+                            action: f.action,
+                            message: &f.message,
+                            path: &f.path,
+                        })
+                    })
+                    .collect(),
             })
             .collect(),
         errors: json_problems(report, false),
         skipped: json_problems(report, true),
-        summary: JsonSummary {
-            objects: judged.len(),
-            deny,
-            warn,
-        },
+        summary: summarize(judged),
     };
     serde_json::to_writer_pretty(&mut *out, &report)?;
     out.write_all(b"\n")
@@ -183,9 +371,15 @@ pub fn sarif(report: &Report) -> String {
         .collect();
     let mut results = Vec::new();
     for j in judged {
-        for f in &j.eval.findings {
+        let suppressed = j
+            .eval
+            .exempted
+            .iter()
+            .flat_map(|e| e.findings.iter().map(move |f| (f, Some(e.reason.as_str()))));
+        let findings = j.eval.findings.iter().map(|f| (f, None)).chain(suppressed);
+        for (f, exempted) in findings {
             let rule_index = rules::ALL.iter().position(|r| r.id == f.rule);
-            results.push(json!({
+            let mut result = json!({
                 "ruleId": f.rule,
                 "ruleIndex": rule_index,
                 "level": sarif_level(f.action),
@@ -201,7 +395,17 @@ pub fn sarif(report: &Report) -> String {
                     }],
                 }],
                 "properties": {"tier": f.tier, "action": f.action, "path": f.path, "fixable": f.fixable},
-            }));
+            });
+            // An exempted finding is a result with a suppression (code
+            // scanning shows it as dismissed, with the reason).
+            if let Some(reason) = exempted {
+                result["suppressions"] = json!([{
+                    "kind": "external",
+                    "status": "accepted",
+                    "justification": reason,
+                }]);
+            }
+            results.push(result);
         }
     }
     // The context resolver's notes (an invalid tier label) are tool
@@ -324,7 +528,11 @@ pub fn junit(report: &Report) -> String {
             .iter()
             .filter(|f| f.action != Action::Deny)
             .collect();
-        if denies.is_empty() && others.is_empty() && j.notes.is_empty() {
+        if denies.is_empty()
+            && others.is_empty()
+            && j.notes.is_empty()
+            && j.eval.exempted.is_empty()
+        {
             s.push_str("/>\n");
             continue;
         }
@@ -342,11 +550,19 @@ pub fn junit(report: &Report) -> String {
                 xml_escape(&body.join("\n"))
             );
         }
-        if !others.is_empty() || !j.notes.is_empty() {
+        if !others.is_empty() || !j.notes.is_empty() || !j.eval.exempted.is_empty() {
             let body: Vec<String> = j
                 .notes
                 .iter()
                 .map(|n| format!("note: {n}"))
+                .chain(j.eval.exempted.iter().flat_map(|e| {
+                    e.findings.iter().map(move |f| {
+                        format!(
+                            "exempted [{}] {} at {} ({})",
+                            f.rule, f.message, f.path, e.reason
+                        )
+                    })
+                }))
                 .chain(
                     others
                         .iter()
@@ -395,26 +611,39 @@ pub fn table(report: &Report, colour: bool) -> String {
             ),
             p.wrap("2", &format!("tier {} {}", j.tier.number(), j.tier.name()))
         );
-        for f in &j.eval.findings {
-            let (code, word) = match f.action {
+        for g in group_findings(&j.eval.findings) {
+            let (code, word) = match g.action {
                 Action::Deny => ("31;1", "DENY "),
                 Action::Warn => ("33", "WARN "),
                 Action::Audit => ("36", "AUDIT"),
                 Action::Off => ("2", "OFF  "),
             };
-            let fixable = if f.fixable { " [fixable]" } else { "" };
+            let fixable = match g.fixable {
+                (0, _) => String::new(),
+                (n, all) if n == all => " [fixable]".to_string(),
+                (n, all) => format!(" [{n} of {all} fixable]"),
+            };
             let _ = writeln!(
                 s,
                 "  {} {:<28} {}{}",
                 p.wrap(code, word),
-                f.rule,
-                printable(&f.message),
-                p.wrap("32", fixable)
+                g.rule,
+                printable(&g.message),
+                p.wrap("32", &fixable)
             );
-            let _ = writeln!(s, "        {:<28} {}", "", p.wrap("2", &printable(&f.path)));
+            let _ = writeln!(s, "        {:<28} {}", "", p.wrap("2", &printable(&g.path)));
         }
         for e in &j.eval.exempted {
-            let _ = writeln!(s, "  EXEMPT {:<27} {}", e.rule, printable(&e.reason));
+            for g in group_findings(&e.findings) {
+                let _ = writeln!(
+                    s,
+                    "  {} {:<28} {} (exempted: {})",
+                    p.wrap("2", "EXEMPT"),
+                    e.rule,
+                    printable(&g.message),
+                    printable(&e.reason)
+                );
+            }
         }
         for n in &j.notes {
             let _ = writeln!(s, "  {} {}", p.wrap("33", "NOTE "), printable(n));
@@ -432,17 +661,66 @@ pub fn table(report: &Report, colour: bool) -> String {
     if !report.problems.is_empty() {
         s.push('\n');
     }
-    let (deny, warn) = counts(judged);
-    let clean = judged.iter().filter(|j| j.eval.findings.is_empty()).count();
+    let sum = summarize(judged);
+    if sum.deny + sum.warn > 0 {
+        let mut rules: Vec<(&&str, &Counts)> = sum.by_rule.iter().collect();
+        rules.sort_by_key(|(id, c)| (std::cmp::Reverse(c.deny + c.warn), **id));
+        let _ = writeln!(s, "Findings by rule:");
+        for (id, c) in &rules {
+            let _ = writeln!(s, "  {:<28} {:>6} deny {:>6} warn", id, c.deny, c.warn);
+        }
+        if sum.by_namespace.len() > 1 || sum.by_namespace.keys().any(|n| !n.is_empty()) {
+            let _ = writeln!(s, "By namespace:");
+            for (ns, c) in &sum.by_namespace {
+                let name = if ns.is_empty() { "(none given)" } else { ns };
+                let _ = writeln!(
+                    s,
+                    "  {:<28} {:>6} objects, {} denied; {} deny {} warn",
+                    printable(name),
+                    c.objects,
+                    c.denied,
+                    c.deny,
+                    c.warn
+                );
+            }
+        }
+        if let Some((j, f)) = judged.iter().find_map(|j| {
+            j.eval
+                .findings
+                .iter()
+                .find(|f| f.action == Action::Deny)
+                .map(|f| (j, f))
+        }) {
+            let namespaces = j
+                .namespace
+                .as_deref()
+                .map(|n| format!("\n    namespaces: [{}]", printable(n)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "Each rule's doc says how to fix it (`tiergate rules`). To exempt an object, \
+                 add to the config, with a reason, e.g.:\n  exemptions:\n  - reason: \"<why {} \
+                 needs this>\"{namespaces}\n    kinds: [{}]\n    names: [{}]\n    rules: [{}]",
+                printable(&j.name),
+                printable(&j.kind),
+                printable(&j.name),
+                f.rule
+            );
+        }
+        s.push('\n');
+    }
     let errors = report.problems.iter().filter(|p| !p.skipped).count();
     let skipped = report.problems.len() - errors;
     let _ = writeln!(
         s,
-        "{} objects checked: {} clean, {} deny, {} warn; {} inputs not judged ({} errors, {} skipped)",
-        judged.len(),
-        clean,
-        p.wrap(if deny > 0 { "31;1" } else { "0" }, &deny.to_string()),
-        warn,
+        "{} objects checked: {} clean, {} denied, {} warned; findings: {} deny, {} warn, {} exempted; {} inputs not judged ({} errors, {} skipped)",
+        sum.objects,
+        sum.clean,
+        p.wrap(if sum.denied > 0 { "31;1" } else { "0" }, &sum.denied.to_string()),
+        sum.warned,
+        sum.deny,
+        sum.warn,
+        sum.exempted,
         report.problems.len(),
         errors,
         skipped
@@ -533,6 +811,13 @@ pub fn rules_markdown() -> String {
         if r.fix.exists() {
             let _ = writeln!(s, "- fix ({}): {}", r.fix.label(), r.fix.summary());
         }
+        let _ = writeln!(
+            s,
+            "- exempt: in the config, `exemptions: [{{reason: \"<why>\", namespaces: [<ns>], \
+             kinds: [<Kind>], names: [<name or glob>], rules: [{}]}}]`; `check` reports what \
+             it suppressed, with the reason",
+            r.id
+        );
     }
     s.push_str(
         "\n## Configuration\n\nThe embedded default configuration, with every key:\n\n```yaml\n",
@@ -540,4 +825,88 @@ pub fn rules_markdown() -> String {
     s.push_str(crate::config::DEFAULT_YAML);
     s.push_str("```\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Finding;
+
+    fn finding(rule: &'static str, message: &str, path: &str, fixable: bool) -> Finding {
+        Finding {
+            rule,
+            tier: 2,
+            action: Action::Deny,
+            message: message.to_string(),
+            path: path.to_string(),
+            container: None,
+            fixable,
+        }
+    }
+
+    #[test]
+    fn findings_about_one_part_are_one_line() {
+        let f = vec![
+            finding(
+                "standard-labels",
+                "standard labels (metadata.labels must set app.kubernetes.io/name)",
+                "/metadata/labels/app.kubernetes.io~1name",
+                true,
+            ),
+            finding(
+                "standard-labels",
+                "standard labels (metadata.labels must set app.kubernetes.io/version)",
+                "/metadata/labels/app.kubernetes.io~1version",
+                true,
+            ),
+            finding(
+                "standard-labels",
+                "standard labels (metadata.labels must set app.kubernetes.io/component)",
+                "/metadata/labels/app.kubernetes.io~1component",
+                false,
+            ),
+            finding(
+                "standard-labels",
+                "standard labels (spec.template.metadata.labels must set app.kubernetes.io/name)",
+                "/spec/template/metadata/labels/app.kubernetes.io~1name",
+                true,
+            ),
+            finding(
+                "run-as-non-root",
+                "runAsNonRoot != true (container \"a\" must set securityContext.runAsNonRoot=true)",
+                "/spec/containers/0/securityContext/runAsNonRoot",
+                false,
+            ),
+            finding(
+                "run-as-non-root",
+                "runAsNonRoot != true (container \"b\" must set securityContext.runAsNonRoot=true)",
+                "/spec/containers/1/securityContext/runAsNonRoot",
+                false,
+            ),
+        ];
+        let g = group_findings(&f);
+        let lines: Vec<(&str, &str, (usize, usize))> = g
+            .iter()
+            .map(|g| (g.message.as_str(), g.path.as_str(), g.fixable))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (
+                    "standard labels (metadata.labels must set app.kubernetes.io/name, version, component)",
+                    "/metadata/labels",
+                    (2, 3)
+                ),
+                (
+                    "standard labels (spec.template.metadata.labels must set app.kubernetes.io/name)",
+                    "/spec/template/metadata/labels/app.kubernetes.io~1name",
+                    (1, 1)
+                ),
+                // Different containers are different parts: not grouped.
+                (f[4].message.as_str(), f[4].path.as_str(), (0, 1)),
+                (f[5].message.as_str(), f[5].path.as_str(), (0, 1)),
+            ]
+        );
+        assert_eq!(g[0].findings.len(), 3);
+    }
 }

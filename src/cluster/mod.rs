@@ -1,5 +1,6 @@
 //! Cluster facts from watch caches: namespace tiers, modes and labels, and the
-//! NetworkPolicies, ResourceQuotas, LimitRanges and PodDisruptionBudgets of
+//! NetworkPolicies, ResourceQuotas, LimitRanges, PodDisruptionBudgets and
+//! HorizontalPodAutoscalers of
 //! each namespace, kept by kube-rs watchers and read in O(1) per request with
 //! no API call on the request path: a slow API lookup inside admission
 //! would stall every write of the cluster.
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use crate::admission::context::resolve_request;
 use crate::admission::{AdmissionRequest, ContextSource, Lookup, ResolvedContext};
-use crate::policy::context::PdbFact;
+use crate::policy::context::{HpaFact, PdbFact};
 use crate::policy::namespace::{is_namespace_kind, subject_namespace};
 use crate::policy::{Fact, NamespaceFacts, PolicyConfig};
 
@@ -31,7 +32,7 @@ pub mod summary;
 pub mod watch;
 
 use store::{cache, Cache, CacheWriter};
-use summary::{DefaultDeny, Limits, NsLabels, PdbSelector, Quota};
+use summary::{DefaultDeny, HpaTarget, Limits, NsLabels, PdbSelector, Quota};
 
 pub use watch::{spawn, CacheMetrics, Watches};
 
@@ -46,6 +47,7 @@ pub struct Caches {
     pub resource_quotas: Arc<Cache<Quota>>,
     pub limit_ranges: Arc<Cache<Limits>>,
     pub pdbs: Arc<Cache<PdbSelector>>,
+    pub hpas: Arc<Cache<HpaTarget>>,
 }
 
 /// The write sides, one per watch task.
@@ -55,6 +57,7 @@ pub struct Writers {
     pub resource_quotas: CacheWriter<Quota>,
     pub limit_ranges: CacheWriter<Limits>,
     pub pdbs: CacheWriter<PdbSelector>,
+    pub hpas: CacheWriter<HpaTarget>,
 }
 
 impl Caches {
@@ -65,6 +68,7 @@ impl Caches {
         let (resource_quotas, rq_w) = cache();
         let (limit_ranges, lr_w) = cache();
         let (pdbs, pdb_w) = cache();
+        let (hpas, hpa_w) = cache();
         (
             Arc::new(Caches {
                 namespaces,
@@ -72,6 +76,7 @@ impl Caches {
                 resource_quotas,
                 limit_ranges,
                 pdbs,
+                hpas,
             }),
             Writers {
                 namespaces: ns_w,
@@ -79,6 +84,7 @@ impl Caches {
                 resource_quotas: rq_w,
                 limit_ranges: lr_w,
                 pdbs: pdb_w,
+                hpas: hpa_w,
             },
         )
     }
@@ -90,6 +96,7 @@ impl Caches {
             && self.resource_quotas.synced()
             && self.limit_ranges.synced()
             && self.pdbs.synced()
+            && self.hpas.synced()
     }
 
     /// The namespace facts the caches know: each fact is known (possibly
@@ -126,11 +133,27 @@ impl Caches {
         } else {
             Fact::Unknown
         };
+        let hpas = if self.hpas.synced() {
+            let mut v: Vec<HpaFact> = self.hpas.with_namespace(ns, |it| {
+                it.map(|s| HpaFact {
+                    name: s.name.clone(),
+                    target_kind: s.payload.kind.clone(),
+                    target_name: s.payload.name.clone(),
+                    min_replicas: s.payload.min_replicas,
+                })
+                .collect()
+            });
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            Fact::Known(v)
+        } else {
+            Fact::Unknown
+        };
         NamespaceFacts {
             default_deny_policies: names(&self.network_policies, ns, |d: &DefaultDeny| d.0),
             resource_quotas: names(&self.resource_quotas, ns, |_| true),
             limit_ranges: names(&self.limit_ranges, ns, |_| true),
             pdbs,
+            hpas,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -82,6 +83,14 @@ pub struct Limits;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PdbSelector(pub Option<LabelSelector>);
 
+/// A HorizontalPodAutoscaler: what it scales and its `minReplicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HpaTarget {
+    pub kind: String,
+    pub name: String,
+    pub min_replicas: i64,
+}
+
 macro_rules! payload {
     ($t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $res:literal, $nsd:literal) => {
         impl Payload for $t {
@@ -137,6 +146,15 @@ payload!(
     "v1",
     "poddisruptionbudgets",
     "poddisruptionbudgets",
+    true
+);
+payload!(
+    HpaTarget,
+    "HorizontalPodAutoscaler",
+    "autoscaling",
+    "v2",
+    "horizontalpodautoscalers",
+    "horizontalpodautoscalers",
     true
 );
 
@@ -230,6 +248,23 @@ impl Summarize for PodDisruptionBudget {
             name,
             namespace,
             payload: PdbSelector(selector),
+        }
+    }
+}
+
+impl Summarize for HorizontalPodAutoscaler {
+    type Kept = HpaTarget;
+    fn summarize(&self) -> Summary<HpaTarget> {
+        let (name, namespace) = name_ns(&self.metadata);
+        let spec = &self.spec;
+        Summary {
+            name,
+            namespace,
+            payload: HpaTarget {
+                kind: spec.scale_target_ref.kind.clone(),
+                name: spec.scale_target_ref.name.clone(),
+                min_replicas: i64::from(spec.min_replicas.unwrap_or(1)),
+            },
         }
     }
 }

@@ -64,6 +64,7 @@ fn synced_empty() -> (Arc<Caches>, Writers) {
     list(&mut w.resource_quotas, vec![]);
     list(&mut w.limit_ranges, vec![]);
     list(&mut w.pdbs, vec![]);
+    list(&mut w.hpas, vec![]);
     (c, w)
 }
 
@@ -95,6 +96,9 @@ fn not_ready_until_every_cache_has_listed() {
     assert_eq!(c.facts("shop").pdbs, Fact::Unknown);
     assert_eq!(c.facts("shop").resource_quotas, Fact::Known(vec![]));
     list(&mut w.pdbs, vec![]);
+    assert!(!src.ready());
+    assert_eq!(c.facts("shop").hpas, Fact::Unknown);
+    list(&mut w.hpas, vec![]);
     assert!(src.ready());
     assert_eq!(c.facts("shop"), NamespaceFacts::known_empty());
 }
@@ -513,4 +517,45 @@ fn the_cache_is_tried_without_blocking_first() {
     let mut crb = request("ClusterRoleBinding", "");
     crb.namespace = None;
     assert!(matches!(src.try_context(&crb, &cfg), Lookup::Ready(_)));
+}
+
+#[test]
+fn autoscalers_are_namespace_facts() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let (c, mut w) = synced_empty();
+    let hpa = |ns: &str, name: &str, target: &str, min: Option<i32>| {
+        let h: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"maxReplicas": 5, "minReplicas": min,
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}}
+        }))
+        .unwrap();
+        h.summarize()
+    };
+    list(
+        &mut w.hpas,
+        vec![
+            hpa("shop", "web", "web", Some(3)),
+            hpa("shop", "api", "api", None),
+            hpa("other", "x", "x", Some(2)),
+        ],
+    );
+    let hpas = c.facts("shop").hpas.known().cloned().unwrap();
+    assert_eq!(
+        hpas,
+        vec![
+            crate::policy::context::HpaFact {
+                name: "api".into(),
+                target_kind: "Deployment".into(),
+                target_name: "api".into(),
+                min_replicas: 1,
+            },
+            crate::policy::context::HpaFact {
+                name: "web".into(),
+                target_kind: "Deployment".into(),
+                target_name: "web".into(),
+                min_replicas: 3,
+            },
+        ]
+    );
 }

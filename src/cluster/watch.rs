@@ -5,6 +5,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -100,6 +101,7 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
         resource_quotas,
         limit_ranges,
         pdbs,
+        hpas,
     } = w;
     let cfg = watcher::Config::default();
     let tasks = vec![
@@ -133,8 +135,13 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
             metrics.clone(),
         )),
         tokio::spawn(run(
-            watcher(Api::<PodDisruptionBudget>::all(client), cfg),
+            watcher(Api::<PodDisruptionBudget>::all(client.clone()), cfg.clone()),
             pdbs,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(Api::<HorizontalPodAutoscaler>::all(client), cfg),
+            hpas,
             metrics,
         )),
     ];

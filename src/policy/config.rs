@@ -212,7 +212,7 @@ pub struct Exemption {
     pub namespaces: Vec<String>,
     #[serde(default, deserialize_with = "de_globs")]
     pub names: Vec<NameGlob>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_kinds")]
     pub kinds: Vec<String>,
     #[serde(default)]
     pub users: Vec<String>,
@@ -220,6 +220,14 @@ pub struct Exemption {
     pub groups: Vec<String>,
     #[serde(default)]
     pub rules: Vec<RuleId>,
+}
+
+fn de_kinds<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let kinds = Vec::<String>::deserialize(d)?;
+    for k in &kinds {
+        crate::policy::kinds::check_kind_name(k).map_err(serde::de::Error::custom)?;
+    }
+    Ok(kinds)
 }
 
 fn de_reason<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -30,6 +30,35 @@ pub struct PdbFact {
     pub selector: LabelSelector,
 }
 
+/// A HorizontalPodAutoscaler: what it scales and its floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HpaFact {
+    pub name: String,
+    /// `spec.scaleTargetRef.kind` and `.name`.
+    pub target_kind: String,
+    pub target_name: String,
+    /// `spec.minReplicas` (1 when unset, as the apiserver defaults it).
+    pub min_replicas: i64,
+}
+
+impl HpaFact {
+    /// Read from an HPA object (`autoscaling/v1` or `v2`: the fields used
+    /// are the same); `None` when it names no target.
+    pub fn from_object(name: &str, obj: &serde_json::Value) -> Option<HpaFact> {
+        let spec = obj.get("spec")?;
+        let target = spec.get("scaleTargetRef")?;
+        Some(HpaFact {
+            name: name.to_string(),
+            target_kind: target.get("kind")?.as_str()?.to_string(),
+            target_name: target.get("name")?.as_str()?.to_string(),
+            min_replicas: spec
+                .get("minReplicas")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(1),
+        })
+    }
+}
+
 /// Facts about the namespace that the caller fills: the CLI from the other
 /// objects of its input, the webhook from its cluster caches.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -42,6 +71,8 @@ pub struct NamespaceFacts {
     pub limit_ranges: Fact<Vec<String>>,
     /// PodDisruptionBudgets in the namespace.
     pub pdbs: Fact<Vec<PdbFact>>,
+    /// HorizontalPodAutoscalers in the namespace.
+    pub hpas: Fact<Vec<HpaFact>>,
 }
 
 impl NamespaceFacts {
@@ -52,6 +83,7 @@ impl NamespaceFacts {
             resource_quotas: Fact::Known(Vec::new()),
             limit_ranges: Fact::Known(Vec::new()),
             pdbs: Fact::Known(Vec::new()),
+            hpas: Fact::Known(Vec::new()),
         }
     }
 }

@@ -46,11 +46,15 @@ pub struct AppliedFix {
     pub summary: &'static str,
 }
 
-/// A rule skipped because an exemption covers the object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A rule an exemption covers that would have found something: what it
+/// would have said, suppressed, and the exemption's reason. A covered rule
+/// that finds nothing is not listed (nothing was suppressed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exempted {
     pub rule: &'static str,
     pub reason: String,
+    /// The findings suppressed (what the rule would have reported).
+    pub findings: Vec<Finding>,
 }
 
 /// The result of judging one object.
@@ -173,16 +177,47 @@ impl Engine {
         let (mut selected, minor) = self.select(&target, ctx, opts);
         let mut eval = Evaluation::default();
 
-        if opts.pss.is_none() {
-            self.apply_exemptions(&target, ctx, &mut selected, &mut eval);
-        }
+        let exempted = if opts.pss.is_none() {
+            self.apply_exemptions(&target, ctx, &mut selected)
+        } else {
+            Vec::new()
+        };
 
         let rctx = RuleCtx {
             ctx,
             config: &self.config,
             pss_minor: minor,
         };
+        // What the exempted rules would have found (for reports that show
+        // suppressions). A check that fails on this object suppresses nothing
+        // and never fails the object: the rule is exempted.
         let mut violations = Vec::new();
+        for (s, reason) in exempted {
+            violations.clear();
+            if s.rule.run_check(&target, &rctx, &mut violations).is_err() || violations.is_empty() {
+                continue;
+            }
+            eval.exempted.push(Exempted {
+                rule: s.rule.id,
+                reason,
+                findings: violations
+                    .drain(..)
+                    .map(|v| Finding {
+                        rule: s.rule.id,
+                        tier: s.rule.tier.number(),
+                        action: if v.unknown {
+                            s.action.min(Action::Warn)
+                        } else {
+                            s.action
+                        },
+                        message: v.message,
+                        path: v.path,
+                        container: v.container,
+                        fixable: false,
+                    })
+                    .collect(),
+            });
+        }
         // Rules whose fix runs: a fix that declines some findings may still
         // do the safe part (a resources fix fills requests, not limits).
         let mut fix_candidates: Vec<&'static str> = Vec::new();
@@ -347,16 +382,17 @@ impl Engine {
         }
     }
 
+    /// Take the rules an exemption covers out of `selected`; returns them
+    /// with the exemption's reason.
     fn apply_exemptions(
         &self,
         target: &Target<'_>,
         ctx: &Context,
         selected: &mut Vec<Selected>,
-        eval: &mut Evaluation,
-    ) {
+    ) -> Vec<(Selected, String)> {
         let exemptions = &self.config.exemptions;
         if exemptions.is_empty() {
-            return;
+            return Vec::new();
         }
         let namespace = ctx
             .namespace
@@ -375,19 +411,15 @@ impl Engine {
         };
         let matching: Vec<_> = exemptions.iter().filter(|e| e.matches(&subject)).collect();
         if matching.is_empty() {
-            return;
+            return Vec::new();
         }
-        selected.retain(
-            |s| match matching.iter().find(|e| e.covers_rule(s.rule.id)) {
-                Some(e) => {
-                    eval.exempted.push(Exempted {
-                        rule: s.rule.id,
-                        reason: e.reason.clone(),
-                    });
-                    false
-                }
-                None => true,
-            },
-        );
+        let mut out = Vec::new();
+        for s in std::mem::take(selected) {
+            match matching.iter().find(|e| e.covers_rule(s.rule.id)) {
+                Some(e) => out.push((s, e.reason.clone())),
+                None => selected.push(s),
+            }
+        }
+        out
     }
 }

@@ -20,7 +20,7 @@ use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::context::{Fact, NamespaceFacts, PdbFact};
+use super::context::{Fact, HpaFact, NamespaceFacts, PdbFact};
 
 /// What the input says about one namespace so far (`None`: no object of the kind).
 #[derive(Default)]
@@ -30,6 +30,7 @@ struct NamespaceSoFar {
     quotas: Option<Vec<String>>,
     limits: Option<Vec<String>>,
     pdbs: Option<Vec<PdbFact>>,
+    hpas: Option<Vec<HpaFact>>,
 }
 
 /// The facts of every namespace the objects mention, by namespace name.
@@ -47,10 +48,10 @@ pub const NO_NAMESPACE: &str = "";
 
 /// The facts of each namespace of an input. `complete`: the input holds the
 /// whole of each namespace it mentions (`check --complete`), so what is not
-/// in it does not exist: every fact is known, and the objects that name no
-/// namespace are one namespace, [`NO_NAMESPACE`]. Otherwise a fact is known
-/// only for a namespace whose Namespace object is in the input, or that has
-/// objects of that kind in it.
+/// in it does not exist: every fact is known. Otherwise a fact is known only
+/// for a namespace whose Namespace object is in the input, or that has
+/// objects of that kind in it. The objects that name no namespace are one
+/// namespace, [`NO_NAMESPACE`] (they land in one when applied).
 pub fn facts_of_input<'a>(
     objs: impl IntoIterator<Item = &'a Value>,
     complete: bool,
@@ -72,8 +73,7 @@ pub fn facts_of_input<'a>(
         }
         let ns = match meta.namespace.as_deref().filter(|n| !n.is_empty()) {
             Some(ns) => ns,
-            None if complete => NO_NAMESPACE,
-            None => continue,
+            None => NO_NAMESPACE,
         };
         let a = acc.entry(ns.to_string()).or_default();
         match (kind, api_version) {
@@ -106,6 +106,10 @@ pub fn facts_of_input<'a>(
                     _ => {}
                 }
             }
+            ("HorizontalPodAutoscaler", v) if v.starts_with("autoscaling/") => {
+                let list = a.hpas.get_or_insert_with(Vec::new);
+                list.extend(HpaFact::from_object(&name, obj));
+            }
             _ => {}
         }
     }
@@ -124,6 +128,7 @@ pub fn facts_of_input<'a>(
                 resource_quotas: fact(d, a.quotas),
                 limit_ranges: fact(d, a.limits),
                 pdbs: fact(d, a.pdbs),
+                hpas: fact(d, a.hpas),
             };
             (ns, facts)
         })

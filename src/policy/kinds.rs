@@ -108,6 +108,55 @@ pub static WORKLOADS: &[Workload] = &[
     workload(extensions("DaemonSet"), TEMPLATE.0, TEMPLATE.1, true),
 ];
 
+/// Kinds tiergate judges or reads, besides the workloads: what a config's
+/// `kinds` is checked against for a miscased name.
+const OTHER_KINDS: &[&str] = &[
+    "Namespace",
+    "Service",
+    "ConfigMap",
+    "Secret",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "Ingress",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "ResourceQuota",
+    "LimitRange",
+    "ServiceAccount",
+];
+
+/// Whether `kind` can name a Kubernetes kind, as a config writes it; the
+/// error says what is wrong (`daemonset` is `DaemonSet`: kinds are matched
+/// exactly, as the apiserver spells them).
+pub fn check_kind_name(kind: &str) -> Result<(), String> {
+    let known = WORKLOADS
+        .iter()
+        .map(|w| w.gk.kind)
+        .chain(OTHER_KINDS.iter().copied());
+    let mut known = known;
+    if let Some(k) = known.find(|k| k.eq_ignore_ascii_case(kind)) {
+        if k == kind {
+            return Ok(());
+        }
+        return Err(format!(
+            "unknown kind {kind:?}: kinds are matched exactly; did you mean {k:?}?"
+        ));
+    }
+    let pascal = kind.starts_with(|c: char| c.is_ascii_uppercase())
+        && kind.chars().all(|c| c.is_ascii_alphanumeric());
+    if pascal {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown kind {kind:?}: a kind is written as the apiserver spells it (PascalCase, \
+             e.g. DaemonSet)"
+        ))
+    }
+}
+
 /// The workload kind of `group`/`kind`, if it carries a pod template.
 pub fn workload_of(group: &str, kind: &str) -> Option<&'static Workload> {
     WORKLOADS.iter().find(|w| w.gk.is(group, kind))

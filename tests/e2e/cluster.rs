@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -292,15 +293,20 @@ where
 }
 
 #[tokio::test]
-async fn missing_network_policy_quota_and_pdb_are_denied_then_admitted() {
+async fn missing_network_policy_quota_pdb_and_autoscaler_are_denied_then_admitted() {
     // One tiergate per rule, so each denial names only its rule.
     for (name, rule) in [
         ("netpol", "default-deny-network-policy"),
         ("quota", "namespace-quota"),
         ("pdb", "pdb"),
+        ("hpa", "min-replicas"),
     ] {
         let s = setup(name, 2, "enforce", &only(rule)).await;
-        let d = deployment("web");
+        let mut d = deployment("web");
+        if rule == "min-replicas" {
+            // One replica: an autoscaler with minReplicas 2 makes it right.
+            d.spec.replicas = Some(1);
+        }
         let (c, ns) = (s.client.clone(), s.ns.clone());
         match rule {
             "default-deny-network-policy" => {
@@ -340,6 +346,22 @@ async fn missing_network_policy_quota_and_pdb_are_denied_then_admitted() {
                     )
                     .await
                     .expect("creating the LimitRange");
+                })
+                .await
+            }
+            "min-replicas" => {
+                denied_then_admitted(&s, &d, &[rule, "at least 2, got 1"], || async move {
+                    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(c, &ns);
+                    api.create(
+                        &PostParams::default(),
+                        &serde_json::from_value(json!({
+                        "metadata": {"name": "web"},
+                        "spec": {"minReplicas": 2, "maxReplicas": 5,
+                            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}))
+                        .expect("hpa"),
+                    )
+                    .await
+                    .expect("creating the HorizontalPodAutoscaler");
                 })
                 .await
             }
@@ -464,6 +486,7 @@ async fn readyz_is_not_ready_before_the_caches_sync_and_ready_after() {
         "resourcequotas",
         "limitranges",
         "poddisruptionbudgets",
+        "horizontalpodautoscalers",
     ] {
         assert_eq!(
             live.metric("tiergate_cluster_cache_synced", &[("resource", r)]),

@@ -2,6 +2,8 @@
 use super::prelude::*;
 use serde_json::Value;
 
+use crate::policy::Fact;
+
 pub static RULE: Rule = Rule {
     id: "min-replicas",
     tier: Tier::Production,
@@ -11,9 +13,12 @@ pub static RULE: Rule = Rule {
 crash or an ordinary rollout of a one-replica StatefulSet takes the service down. Set \
 `spec.replicas` to 2 or more on Deployments and StatefulSets (pair it with \
 `topology-spread` and a PodDisruptionBudget so the replicas do not fail together). A \
-missing `spec.replicas` means 1 and is a finding, and so is 0. The rule does not look \
-for a HorizontalPodAutoscaler: when one manages the workload, set `spec.replicas` to \
-its `minReplicas` (2 or more) in the manifest, or exempt the object with a reason. \
+missing `spec.replicas` means 1 and is a finding, and so is 0. A workload that a \
+HorizontalPodAutoscaler in its namespace scales (`scaleTargetRef` names it) is judged by \
+the autoscaler's `minReplicas` instead, whatever `spec.replicas` says: it passes when \
+`minReplicas` is 2 or more (and should then leave `spec.replicas` unset, since setting it \
+fights the autoscaler on every apply). The autoscalers come from the input offline and \
+from the cluster caches online; when they are not known, `spec.replicas` is judged. \
 There is no automatic fix: more replicas cost money and a singleton may be one on \
 purpose (a leader without election), so a person decides.",
     check: Check::Object(
@@ -23,7 +28,26 @@ purpose (a leader without election), so a person decides.",
     fix: Fix::None,
 };
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let hpa = match &r.ctx.facts.hpas {
+        Fact::Known(hpas) => hpas
+            .iter()
+            .find(|h| h.target_kind == t.kind && h.target_name == t.name()),
+        Fact::Unknown => None,
+    };
+    if let Some(h) = hpa {
+        if h.min_replicas < 2 {
+            out.push(Violation::new(
+                "/spec/replicas",
+                format!(
+                    "min replicas (the HorizontalPodAutoscaler {:?} that scales it must set \
+                     minReplicas to at least 2, got {})",
+                    h.name, h.min_replicas
+                ),
+            ));
+        }
+        return Ok(());
+    }
     let replicas = match t.raw.pointer("/spec/replicas") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_i64().ok_or_else(|| EngineError::Invalid {
@@ -104,6 +128,49 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    fn with_hpas(hpas: Vec<(&str, &str, i64)>) -> crate::policy::Context {
+        let mut c = crate::policy::Context::new(Tier::Production, crate::policy::Mode::Enforce);
+        c.facts.hpas = crate::policy::Fact::Known(
+            hpas.into_iter()
+                .map(|(kind, name, min)| crate::policy::context::HpaFact {
+                    name: format!("{name}-hpa"),
+                    target_kind: kind.into(),
+                    target_name: name.into(),
+                    min_replicas: min,
+                })
+                .collect(),
+        );
+        c
+    }
+
+    #[test]
+    fn an_autoscaler_decides_instead_of_spec_replicas() {
+        let mut d = testutil::web_deployment();
+        d["spec"].as_object_mut().unwrap().remove("replicas");
+        let name = d["metadata"]["name"].as_str().unwrap().to_string();
+        let run = |c: &crate::policy::Context| {
+            testutil::run_rule_with("min-replicas", &d, c, "").findings
+        };
+        // An HPA with minReplicas >= 2 scales it: unset replicas are right.
+        assert!(run(&with_hpas(vec![("Deployment", &name, 3)])).is_empty());
+        // An HPA that lets it fall to one replica is the finding.
+        let f = run(&with_hpas(vec![("Deployment", &name, 1)]));
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].message,
+            format!(
+                "min replicas (the HorizontalPodAutoscaler \"{name}-hpa\" that scales it must \
+                 set minReplicas to at least 2, got 1)"
+            )
+        );
+        // An HPA of another workload, or of another kind, does not count.
+        for other in [("Deployment", "api"), ("StatefulSet", name.as_str())] {
+            let f = run(&with_hpas(vec![(other.0, other.1, 5)]));
+            assert_eq!(f.len(), 1, "{other:?}");
+            assert!(f[0].message.contains("unset means 1"), "{:?}", f[0]);
+        }
     }
 
     #[test]
