@@ -65,15 +65,7 @@ fn bench_engine(c: &mut Criterion) {
                     judge_sources(
                         &engine,
                         &s,
-                        &tiergate::cli::Settings {
-                            tier: Some(Tier::Enterprise),
-                            mode: Mode::Enforce,
-                            pss: None,
-                            only: None,
-                            fix: false,
-                            strict: false,
-                            complete: false,
-                        },
+                        &tiergate::cli::Settings::check(Some(Tier::Enterprise)),
                     )
                     .map(|j| j.len())
                 })
@@ -151,5 +143,60 @@ fn bench_admission(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_engine, bench_admission);
+/// One application of a repository: a Deployment, its Service, its PDB and
+/// its ConfigMap, in one of eight namespaces (4 objects).
+fn app_yaml(i: usize) -> String {
+    let ns = format!("team-{}", i % 8);
+    let app = format!("app-{i}");
+    let objs = [
+        web_deployment(i),
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": app, "namespace": ns},
+            "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": app, "namespace": ns},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": app}}}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": app, "namespace": ns}, "data": {"LOG_LEVEL": "info"}}),
+    ];
+    let mut text = String::new();
+    for mut o in objs {
+        if o["kind"] == "Deployment" {
+            o["metadata"]["namespace"] = json!(ns);
+            o["metadata"]["name"] = json!(app);
+            o["spec"]["selector"]["matchLabels"]["app"] = json!(app);
+            o["spec"]["template"]["metadata"]["labels"]["app"] = json!(app);
+        }
+        text.push_str("---\n");
+        text.push_str(&serde_saphyr::to_string(&o).unwrap_or_default());
+    }
+    text
+}
+
+/// `check` at 2k, 8k and 32k objects in eight namespaces: time per object
+/// must stay flat (linear in the input), which the throughput figures show.
+fn bench_scale(c: &mut Criterion) {
+    let engine = Engine::new(Config::embedded().policy);
+    let settings = tiergate::cli::Settings::check(Some(Tier::Production));
+    let mut g = c.benchmark_group("check_scale");
+    g.sample_size(10);
+    for objects in [2_000usize, 8_000, 32_000] {
+        // One file per application, as a repository holds them.
+        let files: Vec<String> = (0..objects / 4).map(app_yaml).collect();
+        g.throughput(Throughput::Elements(objects as u64));
+        g.bench_function(format!("check_{objects}_objects_tier2"), |b| {
+            b.iter(|| {
+                let sources: Vec<_> = files
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, t)| parse_source(&format!("app-{i}.yaml"), None, t).ok())
+                    .collect();
+                judge_sources(&engine, &sources, &settings).map(|j| j.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_engine, bench_admission, bench_scale);
 criterion_main!(benches);

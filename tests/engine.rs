@@ -165,10 +165,11 @@ fn unknown_facts_never_deny_and_known_ones_do() {
         e.findings[0].message
     );
 
-    ctx.facts = NamespaceFacts::known_empty();
+    ctx.facts = NamespaceFacts::known_empty().into();
     let e = engine.evaluate(&deployment(), &ctx, &only).unwrap();
     assert_eq!(e.findings[0].action, Action::Deny);
-    ctx.facts.default_deny_policies = Fact::Known(vec!["deny-all".into()]);
+    std::sync::Arc::make_mut(&mut ctx.facts).default_deny_policies =
+        Fact::Known(vec!["deny-all".into()]);
     let e = engine.evaluate(&deployment(), &ctx, &only).unwrap();
     assert!(e.findings.is_empty());
 }

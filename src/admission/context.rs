@@ -91,7 +91,7 @@ pub fn resolve_request(
             NamespaceInput {
                 name: name.as_deref(),
                 labels: Some(&own),
-                facts,
+                facts: facts.into(),
                 requester,
                 ..Default::default()
             },
@@ -102,7 +102,7 @@ pub fn resolve_request(
             NamespaceInput {
                 name: req.namespace.as_deref(),
                 labels,
-                facts,
+                facts: facts.into(),
                 requester,
                 ..Default::default()
             },

@@ -24,6 +24,22 @@ pub struct Settings {
     pub complete: bool,
 }
 
+impl Settings {
+    /// What `check` does with no flags but `--tier`: every rule of the tier,
+    /// as `enforce`, no fixes.
+    pub fn check(tier: Option<Tier>) -> Settings {
+        Settings {
+            tier,
+            mode: Mode::Enforce,
+            pss: None,
+            only: None,
+            fix: false,
+            strict: false,
+            complete: false,
+        }
+    }
+}
+
 /// A file or document that was not judged: it did not read or parse, the
 /// engine could not judge it (errors), or it is not a Kubernetes object
 /// (skipped, with a note).
@@ -109,7 +125,11 @@ pub fn judge_all(engine: &Engine, sources: &[SourceFile], settings: &Settings) -
             .flat_map(|s| s.documents.iter())
             .filter_map(|d| d.value.as_ref())
     };
-    let ns_facts = facts::facts_of_input(documents(), settings.complete);
+    let ns_facts: BTreeMap<String, std::sync::Arc<NamespaceFacts>> =
+        facts::facts_of_input(documents(), settings.complete)
+            .into_iter()
+            .map(|(ns, f)| (ns, std::sync::Arc::new(f)))
+            .collect();
     let ns_labels = facts::namespace_labels(documents());
 
     // Every object, in input order; judged in parallel (objects are
@@ -181,7 +201,7 @@ fn item_label(item: &[usize]) -> String {
 fn judge_one(
     engine: &Engine,
     settings: &Settings,
-    ns_facts: &BTreeMap<String, NamespaceFacts>,
+    ns_facts: &BTreeMap<String, std::sync::Arc<NamespaceFacts>>,
     ns_labels: &BTreeMap<String, BTreeMap<String, String>>,
     t: &Task<'_>,
 ) -> Result<Judged, Problem> {

@@ -121,10 +121,10 @@ impl Caches {
         let pdbs = if self.pdbs.synced() {
             let mut v: Vec<PdbFact> = self.pdbs.with_namespace(ns, |it| {
                 it.filter_map(|s| {
-                    s.payload.0.as_ref().map(|sel| PdbFact {
-                        name: s.name.clone(),
-                        selector: sel.clone(),
-                    })
+                    s.payload
+                        .0
+                        .as_ref()
+                        .map(|sel| PdbFact::new(s.name.clone(), sel.clone()))
                 })
                 .collect()
             });

@@ -327,7 +327,7 @@ fn namespace_objects_use_their_own_labels_and_cluster_scoped_objects_the_default
         "no namespace, no wait"
     );
     assert_eq!(r.ctx.tier, Tier::Foundation);
-    assert_eq!(r.ctx.facts, NamespaceFacts::default());
+    assert_eq!(*r.ctx.facts, NamespaceFacts::default());
 }
 
 #[test]
@@ -451,20 +451,9 @@ fn an_invalid_tier_label_reads_the_same_online_and_offline() {
         serde_json::to_string(&body["request"]["object"]).unwrap()
     );
     let src_file = crate::manifest::parse_source("in.yaml", None, &manifest).unwrap();
-    let judged = crate::cli::judge_sources(
-        &engine,
-        &[src_file],
-        &crate::cli::Settings {
-            tier: None,
-            mode: Mode::Enforce,
-            pss: None,
-            only: None,
-            fix: false,
-            strict: false,
-            complete: false,
-        },
-    )
-    .unwrap();
+    let judged =
+        crate::cli::judge_sources(&engine, &[src_file], &crate::cli::Settings::check(None))
+            .unwrap();
     let offline = judged.iter().find(|j| j.kind == "Pod").unwrap();
     assert_eq!(offline.tier, Tier::Production);
     // The same note; the webhook's warning is cut to the 120-character limit.

@@ -23,11 +23,32 @@ impl<T> Fact<T> {
     }
 }
 
-/// A PodDisruptionBudget as the `pdb` rule needs it.
+/// A PodDisruptionBudget as the `pdb` rule needs it: its selector, parsed
+/// once (a namespace's PDBs are matched against every workload in it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PdbFact {
     pub name: String,
     pub selector: LabelSelector,
+    /// `None`: the selector does not parse, and selects nothing.
+    parsed: Option<kube::core::Selector>,
+}
+
+impl PdbFact {
+    pub fn new(name: String, selector: LabelSelector) -> Self {
+        let parsed = kube::core::Selector::try_from(selector.clone()).ok();
+        PdbFact {
+            name,
+            selector,
+            parsed,
+        }
+    }
+
+    /// Whether it selects pods with these labels, as the apiserver evaluates
+    /// the selector (see [`crate::policy::facts::selects`]).
+    pub fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        use kube::core::SelectorExt;
+        self.parsed.as_ref().is_some_and(|s| s.matches(labels))
+    }
 }
 
 /// A HorizontalPodAutoscaler: what it scales and its floor.
@@ -104,7 +125,10 @@ pub struct Context {
     pub namespace: Option<String>,
     /// The namespace's labels (business-labels copies from them).
     pub namespace_labels: BTreeMap<String, String>,
-    pub facts: NamespaceFacts,
+    /// Shared: every object of a namespace is judged with the same facts,
+    /// which grow with the namespace (one PDB per application), so they are
+    /// never copied per object.
+    pub facts: std::sync::Arc<NamespaceFacts>,
     pub requester: Option<Requester>,
 }
 
@@ -115,7 +139,7 @@ impl Context {
             mode,
             namespace: None,
             namespace_labels: BTreeMap::new(),
-            facts: NamespaceFacts::default(),
+            facts: std::sync::Arc::default(),
             requester: None,
         }
     }

@@ -101,7 +101,7 @@ pub fn facts_of_input<'a>(
                 // A null selector selects no pods; so does an empty one in v1beta1.
                 match selector {
                     Some(s) if api_version == "policy/v1" || !selects_everything(&s) => {
-                        list.push(PdbFact { name, selector: s })
+                        list.push(PdbFact::new(name, s))
                     }
                     _ => {}
                 }

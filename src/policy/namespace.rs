@@ -32,7 +32,7 @@ pub struct NamespaceInput<'a> {
     /// Its labels, when known; `None` when the namespace is not known (then
     /// the config defaults apply).
     pub labels: Option<&'a BTreeMap<String, String>>,
-    pub facts: NamespaceFacts,
+    pub facts: std::sync::Arc<NamespaceFacts>,
     pub requester: Option<Requester>,
     /// A tier that wins over the label (`tiergate check --tier`).
     pub tier: Option<Tier>,

@@ -58,7 +58,7 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}});
         let mut c = Context::new(Tier::Production, Mode::Enforce);
         c.namespace = Some("shop".into());
-        c.facts.default_deny_policies = fact;
+        std::sync::Arc::make_mut(&mut c.facts).default_deny_policies = fact;
         run_rule_with("default-deny-network-policy", &d, &c, "")
             .findings
             .into_iter()

@@ -132,7 +132,7 @@ mod tests {
 
     fn with_hpas(hpas: Vec<(&str, &str, i64)>) -> crate::policy::Context {
         let mut c = crate::policy::Context::new(Tier::Production, crate::policy::Mode::Enforce);
-        c.facts.hpas = crate::policy::Fact::Known(
+        std::sync::Arc::make_mut(&mut c.facts).hpas = crate::policy::Fact::Known(
             hpas.into_iter()
                 .map(|(kind, name, min)| crate::policy::context::HpaFact {
                     name: format!("{name}-hpa"),

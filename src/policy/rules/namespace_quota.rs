@@ -80,8 +80,8 @@ mod tests {
 
     fn ctx(quotas: Fact<Vec<String>>, limits: Fact<Vec<String>>) -> Context {
         let mut c = Context::new(Tier::Production, Mode::Enforce);
-        c.facts.resource_quotas = quotas;
-        c.facts.limit_ranges = limits;
+        std::sync::Arc::make_mut(&mut c.facts).resource_quotas = quotas;
+        std::sync::Arc::make_mut(&mut c.facts).limit_ranges = limits;
         c
     }
 

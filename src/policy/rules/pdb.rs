@@ -2,7 +2,7 @@
 use super::prelude::*;
 use std::collections::BTreeMap;
 
-use crate::policy::{facts, Fact};
+use crate::policy::Fact;
 
 pub static RULE: Rule = Rule {
     id: "pdb",
@@ -53,7 +53,7 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
             .unknown(),
         ),
         Fact::Known(pdbs) => {
-            if !pdbs.iter().any(|p| facts::selects(&p.selector, labels)) {
+            if !pdbs.iter().any(|p| p.selects(labels)) {
                 out.push(Violation::new(
                     path,
                     format!(
@@ -108,15 +108,12 @@ mod tests {
     fn ctx(pdbs: Fact<Vec<PdbFact>>) -> Context {
         let mut c = Context::new(Tier::Production, Mode::Enforce);
         c.namespace = Some("shop".into());
-        c.facts.pdbs = pdbs;
+        std::sync::Arc::make_mut(&mut c.facts).pdbs = pdbs;
         c
     }
 
     fn pdb(selector: Value) -> PdbFact {
-        PdbFact {
-            name: "web".into(),
-            selector: sel(selector),
-        }
+        PdbFact::new("web".into(), sel(selector))
     }
 
     #[test]
