@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use serde_json::{json, Value};
 
 use super::{Judged, Problem, Report};
-use crate::policy::{rules, Action};
+use crate::policy::{rules, Action, Tier};
 
 /// Colour only on a terminal and when NO_COLOR is unset.
 pub fn use_colour() -> bool {
@@ -817,6 +817,28 @@ pub fn rules_markdown() -> String {
              kinds: [<Kind>], names: [<name or glob>], rules: [{}]}}]`; `check` reports what \
              it suppressed, with the reason",
             r.id
+        );
+    }
+    s.push_str("\n## Tiers\n\nEach tier includes every rule of the tiers below it.\n\n| tier | adds | what no admission webhook can check |\n|---|---|---|\n");
+    for tier in [
+        Tier::Foundation,
+        Tier::Production,
+        Tier::Enterprise,
+        Tier::MultiCluster,
+        Tier::Hyperscale,
+    ] {
+        let ids: Vec<String> = rules::ALL
+            .iter()
+            .filter(|r| r.tier == tier)
+            .map(|r| format!("`{}`", r.id))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} {} | {} | {} |",
+            tier.number(),
+            tier.name(),
+            ids.join(", "),
+            tier.beyond_admission()
         );
     }
     s.push_str(

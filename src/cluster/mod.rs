@@ -121,10 +121,10 @@ impl Caches {
         let pdbs = if self.pdbs.synced() {
             let mut v: Vec<PdbFact> = self.pdbs.with_namespace(ns, |it| {
                 it.filter_map(|s| {
-                    s.payload
-                        .0
-                        .as_ref()
-                        .map(|sel| PdbFact::new(s.name.clone(), sel.clone()))
+                    s.payload.0.as_ref().map(|sel| {
+                        PdbFact::new(s.name.clone(), sel.clone())
+                            .with_min_available(s.payload.1.as_ref())
+                    })
                 })
                 .collect()
             });

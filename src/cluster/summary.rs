@@ -81,7 +81,11 @@ pub struct Limits;
 
 /// A PodDisruptionBudget: its selector (`None`: selects no pods).
 #[derive(Debug, Clone, PartialEq)]
-pub struct PdbSelector(pub Option<LabelSelector>);
+pub struct PdbSelector(
+    pub Option<LabelSelector>,
+    /// `spec.minAvailable`.
+    pub Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+);
 
 /// A HorizontalPodAutoscaler: what it scales and its `minReplicas`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +251,10 @@ impl Summarize for PodDisruptionBudget {
         Summary {
             name,
             namespace,
-            payload: PdbSelector(selector),
+            payload: PdbSelector(
+                selector,
+                self.spec.as_ref().and_then(|s| s.min_available.clone()),
+            ),
         }
     }
 }

@@ -131,6 +131,10 @@ struct File {
     #[serde(default)]
     fixes: FixOptions,
     #[serde(default)]
+    mesh: crate::policy::config::MeshSettings,
+    #[serde(default)]
+    tenancy: crate::policy::config::Tenancy,
+    #[serde(default)]
     offline: OfflineSettings,
 }
 
@@ -176,6 +180,8 @@ impl Config {
             exemptions: f.exemptions,
             tier_admins: f.tier_admins,
             fixes: f.fixes,
+            mesh: f.mesh,
+            tenancy: f.tenancy,
         };
         policy.validate().map_err(|message| ConfigError::Invalid {
             source_name: source_name.to_string(),

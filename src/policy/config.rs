@@ -35,6 +35,59 @@ pub struct PolicyConfig {
     pub tier_admins: TierAdmins,
     #[serde(default)]
     pub fixes: FixOptions,
+    #[serde(default)]
+    pub mesh: MeshSettings,
+    #[serde(default)]
+    pub tenancy: Tenancy,
+}
+
+/// `mesh`: the service mesh that gives namespaces mTLS (`mesh-enrolled`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshSettings {
+    #[serde(default)]
+    pub kind: MeshKind,
+}
+
+/// Which mesh's conventions enrol a namespace and opt a pod out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeshKind {
+    #[default]
+    Istio,
+    Linkerd,
+    Cilium,
+}
+
+/// `tenancy`: which namespaces hold tenants' code, and the sandboxed
+/// RuntimeClasses their pods must use (`sandboxed-runtime`, tier 5).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Tenancy {
+    /// A namespace with this label (any value but `false`) is a tenant's.
+    #[serde(default = "default_tenant_label")]
+    pub label: String,
+    #[serde(default = "default_runtime_classes")]
+    pub runtime_classes: Vec<String>,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Tenancy {
+            label: default_tenant_label(),
+            runtime_classes: default_runtime_classes(),
+        }
+    }
+}
+
+fn default_tenant_label() -> String {
+    "tiergate.io/tenant".to_string()
+}
+
+fn default_runtime_classes() -> Vec<String> {
+    ["gvisor", "kata", "kata-qemu", "kata-clh", "kata-fc"]
+        .map(String::from)
+        .to_vec()
 }
 
 /// `pssVersion`: `latest` or `v1.N`.
@@ -334,6 +387,8 @@ impl Default for PolicyConfig {
                 groups: vec!["system:masters".to_string()],
             },
             fixes: FixOptions::default(),
+            mesh: MeshSettings::default(),
+            tenancy: Tenancy::default(),
         };
         cfg.fill_resource_defaults();
         cfg

@@ -31,6 +31,9 @@ pub struct PdbFact {
     pub selector: LabelSelector,
     /// `None`: the selector does not parse, and selects nothing.
     parsed: Option<kube::core::Selector>,
+    /// `spec.minAvailable`, when it is a number (a percentage is not
+    /// compared with a workload's replicas).
+    pub min_available: Option<i64>,
 }
 
 impl PdbFact {
@@ -40,7 +43,21 @@ impl PdbFact {
             name,
             selector,
             parsed,
+            min_available: None,
         }
+    }
+
+    /// With its `minAvailable`.
+    pub fn with_min_available(
+        mut self,
+        min: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    ) -> Self {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        self.min_available = match min {
+            Some(IntOrString::Int(n)) => Some(i64::from(*n)),
+            _ => None,
+        };
+        self
     }
 
     /// Whether it selects pods with these labels, as the apiserver evaluates
@@ -125,6 +142,9 @@ pub struct Context {
     pub namespace: Option<String>,
     /// The namespace's labels (business-labels copies from them).
     pub namespace_labels: BTreeMap<String, String>,
+    /// Whether those labels are known (the namespace is in the webhook's
+    /// cache, or its Namespace object in the CLI's input).
+    pub namespace_labels_known: bool,
     /// Shared: every object of a namespace is judged with the same facts,
     /// which grow with the namespace (one PDB per application), so they are
     /// never copied per object.
@@ -139,6 +159,7 @@ impl Context {
             mode,
             namespace: None,
             namespace_labels: BTreeMap::new(),
+            namespace_labels_known: false,
             facts: std::sync::Arc::default(),
             requester: None,
         }

@@ -97,11 +97,12 @@ pub fn facts_of_input<'a>(
                 };
                 let Ok(spec) = spec else { continue };
                 let list = a.pdbs.get_or_insert_with(Vec::new);
+                let min = spec.min_available.clone();
                 let selector = spec.selector;
                 // A null selector selects no pods; so does an empty one in v1beta1.
                 match selector {
                     Some(s) if api_version == "policy/v1" || !selects_everything(&s) => {
-                        list.push(PdbFact::new(name, s))
+                        list.push(PdbFact::new(name, s).with_min_available(min.as_ref()))
                     }
                     _ => {}
                 }

@@ -48,6 +48,7 @@ pub const ROLE: GroupKind = rbac("Role");
 pub const CLUSTER_ROLE: GroupKind = rbac("ClusterRole");
 pub const ROLE_BINDING: GroupKind = rbac("RoleBinding");
 pub const CLUSTER_ROLE_BINDING: GroupKind = rbac("ClusterRoleBinding");
+pub const POD_DISRUPTION_BUDGET: GroupKind = GroupKind::new("policy", "PodDisruptionBudget");
 pub const INGRESS: GroupKind = GroupKind::new("networking.k8s.io", "Ingress");
 /// Ingresses as served before 1.22.
 pub const INGRESS_EXTENSIONS: GroupKind = extensions("Ingress");

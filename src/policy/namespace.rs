@@ -83,6 +83,7 @@ pub fn resolve(input: NamespaceInput<'_>, cfg: &PolicyConfig) -> Resolved {
     let mut ctx = Context::new(tier, mode);
     ctx.namespace = input.name.map(str::to_string);
     ctx.namespace_labels = labels.cloned().unwrap_or_default();
+    ctx.namespace_labels_known = labels.is_some();
     ctx.facts = input.facts;
     ctx.requester = input.requester;
     Resolved { ctx, notes }

@@ -26,6 +26,29 @@ impl Tier {
         Tier::MultiCluster,
         Tier::Hyperscale,
     ];
+    /// What the domain reference asks of this tier that no admission webhook
+    /// can judge (it is not in any one object a write carries).
+    pub fn beyond_admission(self) -> &'static str {
+        match self {
+            Tier::Foundation => "nothing: every tier-1 standard is a property of an object",
+            Tier::Production => {
+                "that backups run, and that Prometheus scrapes what a ServiceMonitor names"
+            }
+            Tier::Enterprise => {
+                "encryption at rest and the audit policy (apiserver flags), Velero schedules \
+                 running, GitOps sync state"
+            }
+            Tier::MultiCluster => {
+                "cross-cluster service discovery, DNS failover, federated metrics and a \
+                 passive region: properties of the fleet, not of one object"
+            }
+            Tier::Hyperscale => {
+                "fleet management, node autoscaling, FinOps and runtime security live outside \
+                 admission; signed images and SLSA provenance are the supply-chain issue's"
+            }
+        }
+    }
+
     pub fn number(self) -> u8 {
         self as u8
     }

@@ -20,7 +20,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
@@ -168,6 +168,10 @@ async fn setup(name: &str, tier: u8, mode: &str, config: &str) -> Setup {
                  "resources": ["deployments"], "scope": "Namespaced"},
                 {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                  "resources": ["namespaces"], "scope": "Cluster"},
+                {"apiGroups": ["policy"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                 "resources": ["poddisruptionbudgets"], "scope": "Namespaced"},
+                {"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["v1"],
+                 "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"], "scope": "Namespaced"},
             ],
             "failurePolicy": "Fail", "sideEffects": "None",
             "admissionReviewVersions": ["v1"], "timeoutSeconds": 5,
@@ -544,4 +548,168 @@ async fn an_apiserver_restart_is_survived_from_the_caches() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = np.delete("default-deny", &DeleteParams::default()).await;
+}
+
+/// Dry-run create of any namespaced object of the test's namespace: Ok, or
+/// the denial message.
+async fn dry_create_any<K>(s: &Setup, obj: Value) -> Result<(), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(s.client.clone(), &s.ns);
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let obj: K = serde_json::from_value(obj).map_err(|e| e.to_string())?;
+    api.create(&pp, &obj)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Until `f` gives Ok (the caches catch up within a second).
+async fn admitted_within_a_second<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let t0 = Instant::now();
+    while let Err(msg) = f().await {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "{what}: still denied: {msg}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every rule tiers 2, 4 and 5 gained is enforced through the real apiserver:
+/// a violating write is denied with the rule's message, a compliant one
+/// admitted.
+#[tokio::test]
+async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
+    let dep = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0",
+                    "ports": [{"containerPort": 8080}]}]}}}
+    });
+    let deny = |rule: &str, r: Result<(), String>| {
+        let msg = r.expect_err("denied");
+        assert!(msg.contains(rule), "{rule}: {msg}");
+    };
+    for rule in [
+        "autoscaled",
+        "pdb-allows-disruption",
+        "priority-class",
+        "zone-spread-required",
+        "rbac-group-subjects",
+        "mesh-enrolled",
+        "sandboxed-runtime",
+    ] {
+        let name = rule.split('-').map(|w| &w[..2]).collect::<String>();
+        let s = setup(&format!("new-{name}"), 5, "enforce", &only(rule)).await;
+        match rule {
+            "autoscaled" => {
+                deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);
+                let api: Api<HorizontalPodAutoscaler> = Api::namespaced(s.client.clone(), &s.ns);
+                api.create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "web"},
+                        "spec": {"minReplicas": 2, "maxReplicas": 4, "scaleTargetRef":
+                            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}))
+                    .expect("hpa"),
+                )
+                .await
+                .expect("creating the HPA");
+                admitted_within_a_second(rule, || dry_create_any::<Deployment>(&s, dep.clone()))
+                    .await;
+            }
+            "pdb-allows-disruption" => {
+                let pdb = |max: Value| {
+                    json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                        "metadata": {"name": "web"},
+                        "spec": {"maxUnavailable": max, "selector": {"matchLabels": {"app": "web"}}}})
+                };
+                deny(
+                    rule,
+                    dry_create_any::<PodDisruptionBudget>(&s, pdb(json!(0))).await,
+                );
+                dry_create_any::<PodDisruptionBudget>(&s, pdb(json!(1)))
+                    .await
+                    .expect("a PDB that lets one pod go is admitted");
+            }
+            "priority-class" => {
+                deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);
+                let mut ok = dep.clone();
+                ok["spec"]["template"]["spec"]["priorityClassName"] =
+                    json!("system-cluster-critical");
+                dry_create_any::<Deployment>(&s, ok)
+                    .await
+                    .expect("admitted");
+            }
+            "zone-spread-required" => {
+                deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);
+                let mut ok = dep.clone();
+                ok["spec"]["template"]["spec"]["topologySpreadConstraints"] = json!([{
+                    "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchLabels": {"app": "web"}}}]);
+                dry_create_any::<Deployment>(&s, ok)
+                    .await
+                    .expect("admitted");
+            }
+            "rbac-group-subjects" => {
+                let rb = |kind: &str, who: &str| {
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                        "metadata": {"name": "devs"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": who}]})
+                };
+                deny(
+                    rule,
+                    dry_create_any::<RoleBinding>(&s, rb("User", "alice@example.com")).await,
+                );
+                dry_create_any::<RoleBinding>(&s, rb("Group", "team-shop"))
+                    .await
+                    .expect("admitted");
+            }
+            "mesh-enrolled" => {
+                deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);
+                label_ns(&s.client, &s.ns, json!({"istio-injection": "enabled"}))
+                    .await
+                    .expect("label");
+                admitted_within_a_second(rule, || dry_create_any::<Deployment>(&s, dep.clone()))
+                    .await;
+            }
+            _ => {
+                label_ns(&s.client, &s.ns, json!({"tiergate.io/tenant": "acme"}))
+                    .await
+                    .expect("label");
+                // Denied once the cache has the label.
+                let t0 = Instant::now();
+                while dry_create_any::<Deployment>(&s, dep.clone()).await.is_ok() {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(1),
+                        "{rule}: never denied"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);
+                let mut ok = dep.clone();
+                ok["spec"]["template"]["spec"]["runtimeClassName"] = json!("gvisor");
+                dry_create_any::<Deployment>(&s, ok)
+                    .await
+                    .expect("admitted");
+            }
+        }
+    }
 }

@@ -43,6 +43,7 @@ pub mod windows_host_process;
 // tiergate rules
 pub mod allowed_registries;
 pub mod automount_service_account_token;
+pub mod autoscaled;
 pub mod business_labels;
 pub mod cluster_admin_binding;
 pub mod default_deny_network_policy;
@@ -51,21 +52,27 @@ pub mod image_digest;
 pub mod image_tag;
 pub mod ingress_tls;
 pub mod managed_secrets;
+pub mod mesh_enrolled;
 pub mod min_replicas;
 pub mod namespace_quota;
 pub mod no_default_namespace;
 pub mod pdb;
+pub mod pdb_allows_disruption;
+pub mod priority_class;
 pub mod probes;
+pub mod rbac_group_subjects;
 pub mod rbac_wildcards;
 pub mod read_only_root_filesystem;
 pub mod removed_api_version;
 pub mod resources;
+pub mod sandboxed_runtime;
 pub mod secrets_in_env;
 pub mod sensitive_configmap;
 pub mod service_type;
 pub mod standard_labels;
 pub mod startup_probe;
 pub mod topology_spread;
+pub mod zone_spread_required;
 
 /// Every rule, in catalog order (PSS first, then tiergate's own).
 pub static ALL: &[&Rule] = &[
@@ -103,6 +110,8 @@ pub static ALL: &[&Rule] = &[
     &business_labels::RULE,
     &min_replicas::RULE,
     &pdb::RULE,
+    &pdb_allows_disruption::RULE,
+    &autoscaled::RULE,
     &topology_spread::RULE,
     &namespace_quota::RULE,
     &default_deny_network_policy::RULE,
@@ -113,6 +122,13 @@ pub static ALL: &[&Rule] = &[
     &rbac_wildcards::RULE,
     &automount_service_account_token::RULE,
     &managed_secrets::RULE,
+    // Tier 4 (multi-cluster)
+    &mesh_enrolled::RULE,
+    &priority_class::RULE,
+    &zone_spread_required::RULE,
+    &rbac_group_subjects::RULE,
+    // Tier 5 (hyperscale)
+    &sandboxed_runtime::RULE,
 ];
 
 /// The rule with this id.
