@@ -170,6 +170,8 @@ async fn setup(name: &str, tier: u8, mode: &str, config: &str) -> Setup {
                  "resources": ["namespaces"], "scope": "Cluster"},
                 {"apiGroups": ["policy"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                  "resources": ["poddisruptionbudgets"], "scope": "Namespaced"},
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                 "resources": ["secrets"], "scope": "Namespaced"},
                 {"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["v1"],
                  "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"], "scope": "Namespaced"},
             ],
@@ -614,6 +616,7 @@ async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
         "rbac-group-subjects",
         "mesh-enrolled",
         "sandboxed-runtime",
+        "external-secret-store",
     ] {
         let name = rule.split('-').map(|w| &w[..2]).collect::<String>();
         let s = setup(&format!("new-{name}"), 5, "enforce", &only(rule)).await;
@@ -681,6 +684,28 @@ async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
                 dry_create_any::<RoleBinding>(&s, rb("Group", "team-shop"))
                     .await
                     .expect("admitted");
+            }
+            "external-secret-store" => {
+                let secret = |meta: Value| {
+                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+                        "data": {"password": "aHVudGVyMg=="}})
+                };
+                deny(
+                    rule,
+                    dry_create_any::<k8s_openapi::api::core::v1::Secret>(
+                        &s,
+                        secret(json!({"name": "db",
+                            "annotations": {"sealedsecrets.bitnami.com/managed": "true"}})),
+                    )
+                    .await,
+                );
+                dry_create_any::<k8s_openapi::api::core::v1::Secret>(
+                    &s,
+                    secret(json!({"name": "db",
+                        "labels": {"reconcile.external-secrets.io/managed": "true"}})),
+                )
+                .await
+                .expect("a Secret from External Secrets is admitted");
             }
             "mesh-enrolled" => {
                 deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);

@@ -4,11 +4,13 @@ use k8s_openapi::api::core::v1::Secret;
 
 pub static RULE: Rule = Rule {
     id: "managed-secrets",
-    tier: Tier::Enterprise,
+    tier: Tier::Production,
     pss: None,
     summary: "Secrets with data come from a secrets controller",
     doc: "A Secret written by hand has its value in a manifest: in Git, in CI logs, in \
-someone's shell history, and it is never rotated. From the enterprise tier on, Secret \
+someone's shell history, and it is never rotated. The reference's secrets ladder: plain \
+Secrets at tier 1, sealed or externally managed ones from tier 2 (this rule), external \
+secret stores from tier 3 (`external-secret-store`). From the production tier on, Secret \
 values come from a controller that keeps them out of Git and can rotate them: Sealed \
 Secrets, External Secrets Operator (Vault, cloud secret managers), cert-manager, the Vault \
 Secrets Operator or the CSI secrets store. A Secret passes when it is owned \
@@ -58,6 +60,51 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
         ),
     ));
     Ok(())
+}
+
+/// Who made a Secret, as the secrets ladder needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Maker {
+    /// A hand-written value (a finding from tier 2).
+    Hand,
+    /// Sealed Secrets: an encrypted value in Git (enough at tier 2 only).
+    Sealed,
+    /// An external store, a generator (cert-manager, the token controller)
+    /// or another controller.
+    Store,
+}
+
+/// Who made a Secret with data (`None`: it holds no data).
+pub(crate) fn maker(s: &Secret) -> Option<Maker> {
+    let has_data = s.data.as_ref().is_some_and(|d| !d.is_empty());
+    let has_string_data = s.string_data.as_ref().is_some_and(|d| !d.is_empty());
+    if !(has_data || has_string_data) {
+        return None;
+    }
+    let meta = &s.metadata;
+    let sealed_owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "SealedSecret");
+    let sealed_mark = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("sealedsecrets.bitnami.com/managed"))
+        .is_some_and(|v| v == "true");
+    let other_owner = meta.owner_references.iter().flatten().any(|o| {
+        o.kind != "SealedSecret"
+            && (o.controller == Some(true) || OWNER_KINDS.contains(&o.kind.as_str()))
+    });
+    Some(if other_owner {
+        Maker::Store
+    } else if sealed_owner || sealed_mark {
+        Maker::Sealed
+    } else if is_managed(s) {
+        Maker::Store
+    } else {
+        Maker::Hand
+    })
 }
 
 fn is_managed(s: &Secret) -> bool {

@@ -47,6 +47,7 @@ pub mod autoscaled;
 pub mod business_labels;
 pub mod cluster_admin_binding;
 pub mod default_deny_network_policy;
+pub mod external_secret_store;
 pub mod graceful_shutdown;
 pub mod image_digest;
 pub mod image_tag;
@@ -122,6 +123,7 @@ pub static ALL: &[&Rule] = &[
     &rbac_wildcards::RULE,
     &automount_service_account_token::RULE,
     &managed_secrets::RULE,
+    &external_secret_store::RULE,
     // Tier 4 (multi-cluster)
     &mesh_enrolled::RULE,
     &priority_class::RULE,
