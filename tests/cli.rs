@@ -1129,3 +1129,39 @@ spec:
     let v = check(&agent.replace("name: calico-node, namespace", "name: my-app, namespace"));
     assert!(v["results"][0].get("exempted").is_none(), "{v}");
 }
+
+/// `automount-service-account-token` takes the pod's ServiceAccount in the
+/// input into account.
+#[test]
+fn a_service_account_without_automount_in_the_input_is_enough() {
+    let pod = "apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: shop}
+spec:
+  serviceAccountName: app
+  containers: [{name: a, image: \"x:1\"}]
+";
+    let sa = |automount: bool| {
+        format!(
+            "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: app, namespace: shop}}\nautomountServiceAccountToken: {automount}\n"
+        )
+    };
+    let findings = |text: &str| {
+        let o = tiergate(
+            &[
+                "check",
+                "-o",
+                "json",
+                "--only",
+                "automount-service-account-token",
+                "-",
+            ],
+            Some(text),
+        );
+        let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+        v["results"][0]["findings"].as_array().unwrap().len()
+    };
+    assert_eq!(findings(pod), 1);
+    assert_eq!(findings(&format!("{pod}{}", sa(false))), 0);
+    assert_eq!(findings(&format!("{pod}{}", sa(true))), 1);
+}

@@ -264,6 +264,7 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
         "limitranges",
         "poddisruptionbudgets",
         "horizontalpodautoscalers",
+        "serviceaccounts",
     ]
     .into();
     assert_eq!(resources, want, "{what}: RBAC resources");

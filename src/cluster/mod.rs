@@ -1,6 +1,6 @@
 //! Cluster facts from watch caches: namespace tiers, modes and labels, and the
-//! NetworkPolicies, ResourceQuotas, LimitRanges, PodDisruptionBudgets and
-//! HorizontalPodAutoscalers of
+//! NetworkPolicies, ResourceQuotas, LimitRanges, PodDisruptionBudgets,
+//! HorizontalPodAutoscalers and ServiceAccounts of
 //! each namespace, kept by kube-rs watchers and read in O(1) per request with
 //! no API call on the request path: a slow API lookup inside admission
 //! would stall every write of the cluster.
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::admission::context::resolve_request;
 use crate::admission::{AdmissionRequest, ContextSource, Lookup, ResolvedContext};
-use crate::policy::context::{HpaFact, PdbFact};
+use crate::policy::context::{HpaFact, PdbFact, SaFact};
 use crate::policy::namespace::{is_namespace_kind, subject_namespace};
 use crate::policy::{Fact, NamespaceFacts, PolicyConfig};
 
@@ -32,7 +32,7 @@ pub mod summary;
 pub mod watch;
 
 use store::{cache, Cache, CacheWriter};
-use summary::{DefaultDeny, HpaTarget, Limits, NsLabels, PdbSelector, Quota};
+use summary::{DefaultDeny, HpaTarget, Limits, NsLabels, PdbSelector, Quota, SaAutomount};
 
 pub use watch::{spawn, CacheMetrics, Watches};
 
@@ -48,6 +48,7 @@ pub struct Caches {
     pub limit_ranges: Arc<Cache<Limits>>,
     pub pdbs: Arc<Cache<PdbSelector>>,
     pub hpas: Arc<Cache<HpaTarget>>,
+    pub service_accounts: Arc<Cache<SaAutomount>>,
 }
 
 /// The write sides, one per watch task.
@@ -58,6 +59,7 @@ pub struct Writers {
     pub limit_ranges: CacheWriter<Limits>,
     pub pdbs: CacheWriter<PdbSelector>,
     pub hpas: CacheWriter<HpaTarget>,
+    pub service_accounts: CacheWriter<SaAutomount>,
 }
 
 impl Caches {
@@ -69,6 +71,7 @@ impl Caches {
         let (limit_ranges, lr_w) = cache();
         let (pdbs, pdb_w) = cache();
         let (hpas, hpa_w) = cache();
+        let (service_accounts, sa_w) = cache();
         (
             Arc::new(Caches {
                 namespaces,
@@ -77,6 +80,7 @@ impl Caches {
                 limit_ranges,
                 pdbs,
                 hpas,
+                service_accounts,
             }),
             Writers {
                 namespaces: ns_w,
@@ -85,6 +89,7 @@ impl Caches {
                 limit_ranges: lr_w,
                 pdbs: pdb_w,
                 hpas: hpa_w,
+                service_accounts: sa_w,
             },
         )
     }
@@ -97,6 +102,7 @@ impl Caches {
             && self.limit_ranges.synced()
             && self.pdbs.synced()
             && self.hpas.synced()
+            && self.service_accounts.synced()
     }
 
     /// The namespace facts the caches know: each fact is known (possibly
@@ -148,12 +154,26 @@ impl Caches {
         } else {
             Fact::Unknown
         };
+        let service_accounts = if self.service_accounts.synced() {
+            let mut v: Vec<SaFact> = self.service_accounts.with_namespace(ns, |it| {
+                it.map(|s| SaFact {
+                    name: s.name.clone(),
+                    automount: s.payload.0,
+                })
+                .collect()
+            });
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            Fact::Known(v)
+        } else {
+            Fact::Unknown
+        };
         NamespaceFacts {
             default_deny_policies: names(&self.network_policies, ns, |d: &DefaultDeny| d.0),
             resource_quotas: names(&self.resource_quotas, ns, |_| true),
             limit_ranges: names(&self.limit_ranges, ns, |_| true),
             pdbs,
             hpas,
+            service_accounts,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -95,6 +95,10 @@ pub struct HpaTarget {
     pub min_replicas: i64,
 }
 
+/// A ServiceAccount: its `automountServiceAccountToken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaAutomount(pub Option<bool>);
+
 macro_rules! payload {
     ($t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $res:literal, $nsd:literal) => {
         impl Payload for $t {
@@ -159,6 +163,15 @@ payload!(
     "v2",
     "horizontalpodautoscalers",
     "horizontalpodautoscalers",
+    true
+);
+payload!(
+    SaAutomount,
+    "ServiceAccount",
+    "",
+    "v1",
+    "serviceaccounts",
+    "serviceaccounts",
     true
 );
 
@@ -272,6 +285,18 @@ impl Summarize for HorizontalPodAutoscaler {
                 name: spec.scale_target_ref.name.clone(),
                 min_replicas: i64::from(spec.min_replicas.unwrap_or(1)),
             },
+        }
+    }
+}
+
+impl Summarize for ServiceAccount {
+    type Kept = SaAutomount;
+    fn summarize(&self) -> Summary<SaAutomount> {
+        let (name, namespace) = name_ns(&self.metadata);
+        Summary {
+            name,
+            namespace,
+            payload: SaAutomount(self.automount_service_account_token),
         }
     }
 }

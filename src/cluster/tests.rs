@@ -65,6 +65,7 @@ fn synced_empty() -> (Arc<Caches>, Writers) {
     list(&mut w.limit_ranges, vec![]);
     list(&mut w.pdbs, vec![]);
     list(&mut w.hpas, vec![]);
+    list(&mut w.service_accounts, vec![]);
     (c, w)
 }
 
@@ -99,6 +100,8 @@ fn not_ready_until_every_cache_has_listed() {
     assert!(!src.ready());
     assert_eq!(c.facts("shop").hpas, Fact::Unknown);
     list(&mut w.hpas, vec![]);
+    assert!(!src.ready());
+    list(&mut w.service_accounts, vec![]);
     assert!(src.ready());
     assert_eq!(c.facts("shop"), NamespaceFacts::known_empty());
 }

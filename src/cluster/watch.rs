@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
@@ -102,6 +102,7 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
         limit_ranges,
         pdbs,
         hpas,
+        service_accounts,
     } = w;
     let cfg = watcher::Config::default();
     let tasks = vec![
@@ -140,8 +141,16 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
             metrics.clone(),
         )),
         tokio::spawn(run(
-            watcher(Api::<HorizontalPodAutoscaler>::all(client), cfg),
+            watcher(
+                Api::<HorizontalPodAutoscaler>::all(client.clone()),
+                cfg.clone(),
+            ),
             hpas,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(Api::<ServiceAccount>::all(client), cfg),
+            service_accounts,
             metrics,
         )),
     ];

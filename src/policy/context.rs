@@ -68,6 +68,14 @@ impl PdbFact {
     }
 }
 
+/// A ServiceAccount: whether it turns the token automount off for its pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaFact {
+    pub name: String,
+    /// `automountServiceAccountToken`.
+    pub automount: Option<bool>,
+}
+
 /// A HorizontalPodAutoscaler: what it scales and its floor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HpaFact {
@@ -111,6 +119,8 @@ pub struct NamespaceFacts {
     pub pdbs: Fact<Vec<PdbFact>>,
     /// HorizontalPodAutoscalers in the namespace.
     pub hpas: Fact<Vec<HpaFact>>,
+    /// ServiceAccounts in the namespace.
+    pub service_accounts: Fact<Vec<SaFact>>,
 }
 
 impl NamespaceFacts {
@@ -122,6 +132,7 @@ impl NamespaceFacts {
             limit_ranges: Fact::Known(Vec::new()),
             pdbs: Fact::Known(Vec::new()),
             hpas: Fact::Known(Vec::new()),
+            service_accounts: Fact::Known(Vec::new()),
         }
     }
 }

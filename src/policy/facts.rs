@@ -20,7 +20,7 @@ use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::context::{Fact, HpaFact, NamespaceFacts, PdbFact};
+use super::context::{Fact, HpaFact, NamespaceFacts, PdbFact, SaFact};
 
 /// What the input says about one namespace so far (`None`: no object of the kind).
 #[derive(Default)]
@@ -31,6 +31,7 @@ struct NamespaceSoFar {
     limits: Option<Vec<String>>,
     pdbs: Option<Vec<PdbFact>>,
     hpas: Option<Vec<HpaFact>>,
+    sas: Option<Vec<SaFact>>,
 }
 
 /// The facts of every namespace the objects mention, by namespace name.
@@ -107,6 +108,12 @@ pub fn facts_of_input<'a>(
                     _ => {}
                 }
             }
+            ("ServiceAccount", "v1") => a.sas.get_or_insert_with(Vec::new).push(SaFact {
+                name,
+                automount: obj
+                    .get("automountServiceAccountToken")
+                    .and_then(Value::as_bool),
+            }),
             ("HorizontalPodAutoscaler", v) if v.starts_with("autoscaling/") => {
                 let list = a.hpas.get_or_insert_with(Vec::new);
                 list.extend(HpaFact::from_object(&name, obj));
@@ -130,6 +137,7 @@ pub fn facts_of_input<'a>(
                 limit_ranges: fact(d, a.limits),
                 pdbs: fact(d, a.pdbs),
                 hpas: fact(d, a.hpas),
+                service_accounts: fact(d, a.sas),
             };
             (ns, facts)
         })

@@ -493,6 +493,7 @@ async fn readyz_is_not_ready_before_the_caches_sync_and_ready_after() {
         "limitranges",
         "poddisruptionbudgets",
         "horizontalpodautoscalers",
+        "serviceaccounts",
     ] {
         assert_eq!(
             live.metric("tiergate_cluster_cache_synced", &[("resource", r)]),
@@ -617,6 +618,7 @@ async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
         "mesh-enrolled",
         "sandboxed-runtime",
         "external-secret-store",
+        "automount-service-account-token",
     ] {
         let name = rule.split('-').map(|w| &w[..2]).collect::<String>();
         let s = setup(&format!("new-{name}"), 5, "enforce", &only(rule)).await;
@@ -706,6 +708,24 @@ async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
                 )
                 .await
                 .expect("a Secret from External Secrets is admitted");
+            }
+            "automount-service-account-token" => {
+                let mut d = dep.clone();
+                d["spec"]["template"]["spec"]["serviceAccountName"] = json!("app");
+                deny(rule, dry_create_any::<Deployment>(&s, d.clone()).await);
+                // An account that turns the token off is enough.
+                let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+                    Api::namespaced(s.client.clone(), &s.ns);
+                api.create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "app"},
+                        "automountServiceAccountToken": false}))
+                    .expect("sa"),
+                )
+                .await
+                .expect("creating the ServiceAccount");
+                admitted_within_a_second(rule, || dry_create_any::<Deployment>(&s, d.clone()))
+                    .await;
             }
             "mesh-enrolled" => {
                 deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);
