@@ -252,8 +252,7 @@ fn judge_one(
             labels,
             facts: judged_in
                 .as_deref()
-                .or(Some(facts::NO_NAMESPACE))
-                .and_then(|n| ns_facts.get(n))
+                .map_or(ns_facts.get(facts::NO_NAMESPACE), |n| ns_facts.get(n))
                 .cloned()
                 .unwrap_or_default(),
             requester: None,

@@ -108,65 +108,68 @@ impl Caches {
     /// The namespace facts the caches know: each fact is known (possibly
     /// empty) once its cache has synced, unknown before.
     pub fn facts(&self, ns: &str) -> NamespaceFacts {
+        /// What a synced cache holds for `ns`, made into facts (`make` may
+        /// drop an object) and sorted by name; unknown before it syncs.
+        fn listed<P: summary::Payload, T>(
+            c: &Cache<P>,
+            ns: &str,
+            make: impl Fn(&summary::Summary<P>) -> Option<T>,
+            name: impl Fn(&T) -> &str,
+        ) -> Fact<Vec<T>> {
+            if !c.synced() {
+                return Fact::Unknown;
+            }
+            let mut v: Vec<T> = c.with_namespace(ns, |it| it.filter_map(&make).collect());
+            v.sort_by(|a, b| name(a).cmp(name(b)));
+            Fact::Known(v)
+        }
         fn names<P: summary::Payload>(
             c: &Cache<P>,
             ns: &str,
             keep: impl Fn(&P) -> bool,
         ) -> Fact<Vec<String>> {
-            if !c.synced() {
-                return Fact::Unknown;
-            }
-            let mut v: Vec<String> = c.with_namespace(ns, |it| {
-                it.filter(|s| keep(&s.payload))
-                    .map(|s| s.name.clone())
-                    .collect()
-            });
-            v.sort();
-            Fact::Known(v)
+            listed(
+                c,
+                ns,
+                |s| keep(&s.payload).then(|| s.name.clone()),
+                String::as_str,
+            )
         }
-        let pdbs = if self.pdbs.synced() {
-            let mut v: Vec<PdbFact> = self.pdbs.with_namespace(ns, |it| {
-                it.filter_map(|s| {
-                    s.payload.0.as_ref().map(|sel| {
-                        PdbFact::new(s.name.clone(), sel.clone())
-                            .with_min_available(s.payload.1.as_ref())
-                    })
+        let pdbs = listed(
+            &self.pdbs,
+            ns,
+            |s| {
+                s.payload.0.as_ref().map(|sel| {
+                    PdbFact::new(s.name.clone(), sel.clone())
+                        .with_min_available(s.payload.1.as_ref())
                 })
-                .collect()
-            });
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            Fact::Known(v)
-        } else {
-            Fact::Unknown
-        };
-        let hpas = if self.hpas.synced() {
-            let mut v: Vec<HpaFact> = self.hpas.with_namespace(ns, |it| {
-                it.map(|s| HpaFact {
+            },
+            |p| p.name.as_str(),
+        );
+        let hpas = listed(
+            &self.hpas,
+            ns,
+            |s| {
+                Some(HpaFact {
                     name: s.name.clone(),
                     target_kind: s.payload.kind.clone(),
                     target_name: s.payload.name.clone(),
                     min_replicas: s.payload.min_replicas,
                 })
-                .collect()
-            });
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            Fact::Known(v)
-        } else {
-            Fact::Unknown
-        };
-        let service_accounts = if self.service_accounts.synced() {
-            let mut v: Vec<SaFact> = self.service_accounts.with_namespace(ns, |it| {
-                it.map(|s| SaFact {
+            },
+            |h| h.name.as_str(),
+        );
+        let service_accounts = listed(
+            &self.service_accounts,
+            ns,
+            |s| {
+                Some(SaFact {
                     name: s.name.clone(),
                     automount: s.payload.0,
                 })
-                .collect()
-            });
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            Fact::Known(v)
-        } else {
-            Fact::Unknown
-        };
+            },
+            |a| a.name.as_str(),
+        );
         NamespaceFacts {
             default_deny_policies: names(&self.network_policies, ns, |d: &DefaultDeny| d.0),
             resource_quotas: names(&self.resource_quotas, ns, |_| true),

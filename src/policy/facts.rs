@@ -34,15 +34,6 @@ struct NamespaceSoFar {
     sas: Option<Vec<SaFact>>,
 }
 
-/// The facts of every namespace the objects mention, by namespace name.
-/// A namespace not in the map is one the input says nothing about
-/// (`NamespaceFacts::default()`, every fact unknown).
-pub fn facts_from_objects<'a>(
-    objs: impl IntoIterator<Item = &'a Value>,
-) -> BTreeMap<String, NamespaceFacts> {
-    facts_of_input(objs, false)
-}
-
 /// The key under which [`facts_of_input`] keeps the facts of the objects
 /// that name no namespace (they land in one namespace when applied).
 pub const NO_NAMESPACE: &str = "";
@@ -52,7 +43,9 @@ pub const NO_NAMESPACE: &str = "";
 /// in it does not exist: every fact is known. Otherwise a fact is known only
 /// for a namespace whose Namespace object is in the input, or that has
 /// objects of that kind in it. The objects that name no namespace are one
-/// namespace, [`NO_NAMESPACE`] (they land in one when applied).
+/// namespace, [`NO_NAMESPACE`] (they land in one when applied). A namespace
+/// not in the map is one the input says nothing about
+/// (`NamespaceFacts::default()`, every fact unknown).
 pub fn facts_of_input<'a>(
     objs: impl IntoIterator<Item = &'a Value>,
     complete: bool,
@@ -227,6 +220,12 @@ fn flatten<'a>(objs: impl IntoIterator<Item = &'a Value>) -> Vec<&'a Value> {
 
 #[cfg(test)]
 mod tests {
+    /// Facts of an input that is not said to be complete.
+    fn facts_from_objects<'a>(
+        objs: impl IntoIterator<Item = &'a Value>,
+    ) -> BTreeMap<String, NamespaceFacts> {
+        facts_of_input(objs, false)
+    }
     use super::*;
     use serde_json::json;
 

@@ -95,6 +95,19 @@ impl Violation {
         self.container = Some(name.to_string());
         self
     }
+    /// For a rule that needs the namespace's labels when they are not known:
+    /// `<what> unknown (the namespace's labels are not known, so <question>
+    /// cannot be checked)`, a warning at most.
+    pub fn namespace_labels_unknown(what: &str, question: &str) -> Self {
+        Violation::new(
+            "/metadata/namespace",
+            format!(
+                "{what} unknown (the namespace's labels are not known, so {question} cannot be \
+                 checked)"
+            ),
+        )
+        .unknown()
+    }
     pub fn unknown(mut self) -> Self {
         self.unknown = true;
         self

@@ -61,15 +61,10 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
     let enrolled = match kind {
         MeshKind::Istio => {
             if !r.ctx.namespace_labels_known {
-                out.push(
-                    Violation::new(
-                        "/metadata/namespace",
-                        "mesh enrolment unknown (the namespace's labels are not known, so \
-                         whether it is enrolled in the mesh cannot be checked)"
-                            .to_string(),
-                    )
-                    .unknown(),
-                );
+                out.push(Violation::namespace_labels_unknown(
+                    "mesh enrolment",
+                    "whether it is enrolled in the mesh",
+                ));
                 return Ok(());
             }
             ns.get("istio-injection").map(String::as_str) == Some("enabled")
@@ -99,20 +94,11 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
 #[cfg(test)]
 mod tests {
     use crate::policy::rules::testutil::{self, run_rule_with};
-    use crate::policy::{Action, Context, Mode, Tier};
+    use crate::policy::{Action, Context, Tier};
     use serde_json::json;
 
     fn ctx(labels: Option<&[(&str, &str)]>) -> Context {
-        let mut c = Context::new(Tier::MultiCluster, Mode::Enforce);
-        c.namespace = Some("shop".into());
-        if let Some(l) = labels {
-            c.namespace_labels_known = true;
-            c.namespace_labels = l
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        }
-        c
+        testutil::in_namespace_labelled(Tier::MultiCluster, labels)
     }
 
     fn messages(obj: &serde_json::Value, c: &Context, config: &str) -> Vec<(Action, String)> {

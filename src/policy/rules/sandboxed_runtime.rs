@@ -22,17 +22,10 @@ some workloads do not run under a sandbox.",
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let tenancy = &r.config.tenancy;
     if !r.ctx.namespace_labels_known {
-        out.push(
-            Violation::new(
-                "/metadata/namespace",
-                format!(
-                    "tenant namespace unknown (the namespace's labels are not known, so \
-                     whether it is a tenant's ({}) cannot be checked)",
-                    tenancy.label
-                ),
-            )
-            .unknown(),
-        );
+        out.push(Violation::namespace_labels_unknown(
+            "tenant namespace",
+            &format!("whether it is a tenant's ({})", tenancy.label),
+        ));
         return Ok(());
     }
     let tenant = r
@@ -65,20 +58,11 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
 #[cfg(test)]
 mod tests {
     use crate::policy::rules::testutil::{self, run_rule_with};
-    use crate::policy::{Action, Context, Mode, Tier};
+    use crate::policy::{Action, Context, Tier};
     use serde_json::json;
 
     fn ctx(labels: Option<&[(&str, &str)]>) -> Context {
-        let mut c = Context::new(Tier::Hyperscale, Mode::Enforce);
-        c.namespace = Some("acme".into());
-        if let Some(l) = labels {
-            c.namespace_labels_known = true;
-            c.namespace_labels = l
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        }
-        c
+        testutil::in_namespace_labelled(Tier::Hyperscale, labels)
     }
 
     #[test]

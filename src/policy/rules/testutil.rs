@@ -9,6 +9,21 @@ pub fn run_rule(rule: &str, obj: &Value, tier: Tier) -> Evaluation {
     run_rule_with(rule, obj, &Context::new(tier, Mode::Enforce), "")
 }
 
+/// A context in namespace "shop" at `tier`, enforcing, whose labels are
+/// `labels` (`None`: not known).
+pub fn in_namespace_labelled(tier: Tier, labels: Option<&[(&str, &str)]>) -> Context {
+    let mut c = Context::new(tier, Mode::Enforce);
+    c.namespace = Some("shop".into());
+    if let Some(l) = labels {
+        c.namespace_labels_known = true;
+        c.namespace_labels = l
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+    c
+}
+
 pub fn run_rule_with(rule: &str, obj: &Value, ctx: &Context, extra_config: &str) -> Evaluation {
     let mut yaml = format!("rules:\n  {rule}: {{}}\n");
     if let Some(r) = crate::policy::rules::by_id(rule) {
