@@ -265,6 +265,7 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
         "poddisruptionbudgets",
         "horizontalpodautoscalers",
         "serviceaccounts",
+        "clusterroles",
     ]
     .into();
     assert_eq!(resources, want, "{what}: RBAC resources");

@@ -1,7 +1,8 @@
 //! Cluster facts from watch caches: namespace tiers, modes and labels, and the
 //! NetworkPolicies, ResourceQuotas, LimitRanges, PodDisruptionBudgets,
 //! HorizontalPodAutoscalers and ServiceAccounts of
-//! each namespace, kept by kube-rs watchers and read in O(1) per request with
+//! each namespace, and the ClusterRoles (whether each is cluster-admin in all
+//! but name), kept by kube-rs watchers and read in O(1) per request with
 //! no API call on the request path: a slow API lookup inside admission
 //! would stall every write of the cluster.
 //!
@@ -32,7 +33,9 @@ pub mod summary;
 pub mod watch;
 
 use store::{cache, Cache, CacheWriter};
-use summary::{DefaultDeny, HpaTarget, Limits, NsLabels, PdbSelector, Quota, SaAutomount};
+use summary::{
+    AdminRole, DefaultDeny, HpaTarget, Limits, NsLabels, PdbSelector, Quota, SaAutomount,
+};
 
 pub use watch::{spawn, CacheMetrics, Watches};
 
@@ -49,6 +52,11 @@ pub struct Caches {
     pub pdbs: Arc<Cache<PdbSelector>>,
     pub hpas: Arc<Cache<HpaTarget>>,
     pub service_accounts: Arc<Cache<SaAutomount>>,
+    pub cluster_roles: Arc<Cache<AdminRole>>,
+    /// The admin-equivalent ClusterRoles' names at a cache generation: the
+    /// fact is cluster-wide and read by every request, the scan only when
+    /// the ClusterRoles change.
+    admin_roles: std::sync::Mutex<(u64, Vec<String>)>,
 }
 
 /// The write sides, one per watch task.
@@ -60,6 +68,7 @@ pub struct Writers {
     pub pdbs: CacheWriter<PdbSelector>,
     pub hpas: CacheWriter<HpaTarget>,
     pub service_accounts: CacheWriter<SaAutomount>,
+    pub cluster_roles: CacheWriter<AdminRole>,
 }
 
 impl Caches {
@@ -72,6 +81,7 @@ impl Caches {
         let (pdbs, pdb_w) = cache();
         let (hpas, hpa_w) = cache();
         let (service_accounts, sa_w) = cache();
+        let (cluster_roles, cr_w) = cache();
         (
             Arc::new(Caches {
                 namespaces,
@@ -81,6 +91,8 @@ impl Caches {
                 pdbs,
                 hpas,
                 service_accounts,
+                cluster_roles,
+                admin_roles: std::sync::Mutex::new((u64::MAX, Vec::new())),
             }),
             Writers {
                 namespaces: ns_w,
@@ -90,6 +102,7 @@ impl Caches {
                 pdbs: pdb_w,
                 hpas: hpa_w,
                 service_accounts: sa_w,
+                cluster_roles: cr_w,
             },
         )
     }
@@ -103,6 +116,36 @@ impl Caches {
             && self.pdbs.synced()
             && self.hpas.synced()
             && self.service_accounts.synced()
+            && self.cluster_roles.synced()
+    }
+
+    /// The facts of a cluster-scoped object: only the cluster-wide ones are
+    /// known (it is in no namespace).
+    pub fn cluster_facts(&self) -> NamespaceFacts {
+        NamespaceFacts {
+            admin_cluster_roles: self.admin_cluster_roles(),
+            ..NamespaceFacts::default()
+        }
+    }
+
+    /// The names of the ClusterRoles that are cluster-admin in all but
+    /// name; unknown until their cache has synced.
+    fn admin_cluster_roles(&self) -> Fact<Vec<String>> {
+        let c = &self.cluster_roles;
+        if !c.synced() {
+            return Fact::Unknown;
+        }
+        // The generation is read before the scan: a change during it leaves
+        // a stale generation in the memo, so the next call scans again.
+        let generation = c.generation();
+        let mut memo = match self.admin_roles.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if memo.0 != generation {
+            *memo = (generation, c.names_where(|r: &AdminRole| r.0));
+        }
+        Fact::Known(memo.1.clone())
     }
 
     /// The namespace facts the caches know: each fact is known (possibly
@@ -177,6 +220,7 @@ impl Caches {
             pdbs,
             hpas,
             service_accounts,
+            admin_cluster_roles: self.admin_cluster_roles(),
         }
     }
 }
@@ -232,7 +276,7 @@ impl ContextSource for ClusterSource {
     ) -> ResolvedContext {
         let (own, ns) = Self::namespace_of(req);
         let Some(ns) = ns else {
-            return resolve_request(req, cfg, None, NamespaceFacts::default());
+            return resolve_request(req, cfg, None, self.caches.cluster_facts());
         };
         if own {
             return self.resolved(req, cfg, &ns, None, None);

@@ -129,6 +129,29 @@ impl<P: Payload> Cache<P> {
         self.store.get(&ObjectRef::new(name))
     }
 
+    /// The names of the objects whose payload passes `keep`, sorted. Scans
+    /// the whole cache: for small cluster-scoped ones, behind a memo
+    /// ([`Cache::generation`]).
+    pub fn names_where(&self, keep: impl Fn(&P) -> bool) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .store
+            .state()
+            .iter()
+            .filter(|s| keep(&s.payload))
+            .map(|s| s.name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A number that changes whenever the cache does.
+    pub fn generation(&self) -> u64 {
+        match self.generation.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
     /// Number of objects.
     pub fn len(&self) -> usize {
         self.store.len()

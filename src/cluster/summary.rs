@@ -8,12 +8,13 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Lookup;
 use kube::runtime::watcher::Event;
 
-use crate::policy::facts::denies_ingress_by_default;
+use crate::policy::facts::{denies_ingress_by_default, grants_everything};
 
 /// What a summary carries, and which resource it summarises.
 pub trait Payload: Clone + Send + Sync + 'static {
@@ -99,6 +100,11 @@ pub struct HpaTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SaAutomount(pub Option<bool>);
 
+/// A ClusterRole: whether it is cluster-admin in all but name
+/// ([`grants_everything`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminRole(pub bool);
+
 macro_rules! payload {
     ($t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $res:literal, $nsd:literal) => {
         impl Payload for $t {
@@ -173,6 +179,16 @@ payload!(
     "serviceaccounts",
     "serviceaccounts",
     true
+);
+
+payload!(
+    AdminRole,
+    "ClusterRole",
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterroles",
+    "clusterroles",
+    false
 );
 
 fn name_ns(
@@ -297,6 +313,17 @@ impl Summarize for ServiceAccount {
             name,
             namespace,
             payload: SaAutomount(self.automount_service_account_token),
+        }
+    }
+}
+
+impl Summarize for ClusterRole {
+    type Kept = AdminRole;
+    fn summarize(&self) -> Summary<AdminRole> {
+        Summary {
+            name: self.metadata.name.clone().unwrap_or_default(),
+            namespace: None,
+            payload: AdminRole(grants_everything(self.rules.as_deref().unwrap_or_default())),
         }
     }
 }

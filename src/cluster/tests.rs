@@ -66,6 +66,7 @@ fn synced_empty() -> (Arc<Caches>, Writers) {
     list(&mut w.pdbs, vec![]);
     list(&mut w.hpas, vec![]);
     list(&mut w.service_accounts, vec![]);
+    list(&mut w.cluster_roles, vec![]);
     (c, w)
 }
 
@@ -102,6 +103,9 @@ fn not_ready_until_every_cache_has_listed() {
     list(&mut w.hpas, vec![]);
     assert!(!src.ready());
     list(&mut w.service_accounts, vec![]);
+    assert!(!src.ready());
+    assert_eq!(c.facts("shop").admin_cluster_roles, Fact::Unknown);
+    list(&mut w.cluster_roles, vec![]);
     assert!(src.ready());
     assert_eq!(c.facts("shop"), NamespaceFacts::known_empty());
 }
@@ -330,7 +334,12 @@ fn namespace_objects_use_their_own_labels_and_cluster_scoped_objects_the_default
         "no namespace, no wait"
     );
     assert_eq!(r.ctx.tier, Tier::Foundation);
-    assert_eq!(*r.ctx.facts, NamespaceFacts::default());
+    // Only the cluster-wide facts are known for a cluster-scoped object.
+    let expected = NamespaceFacts {
+        admin_cluster_roles: Fact::Known(vec![]),
+        ..NamespaceFacts::default()
+    };
+    assert_eq!(*r.ctx.facts, expected);
 }
 
 #[test]
@@ -549,5 +558,40 @@ fn autoscalers_are_namespace_facts() {
                 min_replicas: 3,
             },
         ]
+    );
+}
+
+#[test]
+fn admin_equivalent_cluster_roles_are_a_cluster_fact_that_follows_the_watch() {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let (c, mut w) = synced_empty();
+    let role = |name: &str, verbs: &[&str]| {
+        let r: ClusterRole = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": verbs}]
+        }))
+        .unwrap();
+        r.summarize()
+    };
+    list(
+        &mut w.cluster_roles,
+        vec![role("view-all", &["get"]), role("ops-all", &["*"])],
+    );
+    assert_eq!(
+        c.facts("shop").admin_cluster_roles,
+        Fact::Known(vec!["ops-all".to_string()])
+    );
+    // A change is seen by the next read (the memo follows the cache).
+    w.cluster_roles
+        .apply(&Event::Apply(role("view-all", &["*"])));
+    assert_eq!(
+        c.cluster_facts().admin_cluster_roles,
+        Fact::Known(vec!["ops-all".to_string(), "view-all".to_string()])
+    );
+    w.cluster_roles
+        .apply(&Event::Delete(role("ops-all", &["*"])));
+    assert_eq!(
+        c.facts("other").admin_cluster_roles,
+        Fact::Known(vec!["view-all".to_string()])
     );
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, watcher};
@@ -31,12 +32,15 @@ pub struct CacheMetrics {
 }
 
 /// The `resource` label values.
-pub const RESOURCES: [&str; 5] = [
+pub const RESOURCES: [&str; 8] = [
     "namespaces",
     "networkpolicies",
     "resourcequotas",
     "limitranges",
     "poddisruptionbudgets",
+    "horizontalpodautoscalers",
+    "serviceaccounts",
+    "clusterroles",
 ];
 
 impl CacheMetrics {
@@ -103,6 +107,7 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
         pdbs,
         hpas,
         service_accounts,
+        cluster_roles,
     } = w;
     let cfg = watcher::Config::default();
     let tasks = vec![
@@ -149,8 +154,13 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
             metrics.clone(),
         )),
         tokio::spawn(run(
-            watcher(Api::<ServiceAccount>::all(client), cfg),
+            watcher(Api::<ServiceAccount>::all(client.clone()), cfg.clone()),
             service_accounts,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(Api::<ClusterRole>::all(client), cfg),
+            cluster_roles,
             metrics,
         )),
     ];

@@ -121,6 +121,10 @@ pub struct NamespaceFacts {
     pub hpas: Fact<Vec<HpaFact>>,
     /// ServiceAccounts in the namespace.
     pub service_accounts: Fact<Vec<SaFact>>,
+    /// Cluster-wide, the same for every namespace: the names of the
+    /// ClusterRoles that are cluster-admin in all but name (see
+    /// [`crate::policy::facts::grants_everything`]).
+    pub admin_cluster_roles: Fact<Vec<String>>,
 }
 
 impl NamespaceFacts {
@@ -133,6 +137,7 @@ impl NamespaceFacts {
             pdbs: Fact::Known(Vec::new()),
             hpas: Fact::Known(Vec::new()),
             service_accounts: Fact::Known(Vec::new()),
+            admin_cluster_roles: Fact::Known(Vec::new()),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
@@ -51,6 +52,8 @@ pub fn facts_of_input<'a>(
     complete: bool,
 ) -> BTreeMap<String, NamespaceFacts> {
     let mut acc: BTreeMap<String, NamespaceSoFar> = BTreeMap::new();
+    // Cluster-wide: every namespace sees the same ClusterRoles.
+    let mut admin_roles: Option<Vec<String>> = None;
     for obj in flatten(objs) {
         let (kind, api_version) = kind_of(obj);
         let Some(meta) = meta_of(obj) else { continue };
@@ -107,6 +110,15 @@ pub fn facts_of_input<'a>(
                     .get("automountServiceAccountToken")
                     .and_then(Value::as_bool),
             }),
+            ("ClusterRole", "rbac.authorization.k8s.io/v1") => {
+                let Ok(role) = ClusterRole::deserialize(obj) else {
+                    continue;
+                };
+                let list = admin_roles.get_or_insert_with(Vec::new);
+                if grants_everything(role.rules.as_deref().unwrap_or_default()) {
+                    list.push(name);
+                }
+            }
             ("HorizontalPodAutoscaler", v) if v.starts_with("autoscaling/") => {
                 let list = a.hpas.get_or_insert_with(Vec::new);
                 list.extend(HpaFact::from_object(&name, obj));
@@ -131,6 +143,7 @@ pub fn facts_of_input<'a>(
                 pdbs: fact(d, a.pdbs),
                 hpas: fact(d, a.hpas),
                 service_accounts: fact(d, a.sas),
+                admin_cluster_roles: fact(complete, admin_roles.clone()),
             };
             (ns, facts)
         })
@@ -167,6 +180,21 @@ pub fn denies_ingress_by_default(spec: &NetworkPolicySpec) -> bool {
     };
     let no_rules = spec.ingress.as_ref().is_none_or(|r| r.is_empty());
     selects_all && ingress_type && no_rules
+}
+
+/// Whether a ClusterRole's rules make it cluster-admin in all but name: one
+/// rule grants every verb (`*`) on every resource (`*`) in every API group
+/// (`*`), with no `resourceNames` to narrow it. An aggregated ClusterRole is
+/// judged by the rules the aggregation controller wrote into it (online);
+/// offline its `rules` are usually empty, and it is not taken for one.
+pub fn grants_everything(rules: &[PolicyRule]) -> bool {
+    let star = |v: Option<&Vec<String>>| v.is_some_and(|v| v.iter().any(|x| x == "*"));
+    rules.iter().any(|r| {
+        star(Some(&r.verbs))
+            && star(r.api_groups.as_ref())
+            && star(r.resources.as_ref())
+            && r.resource_names.as_ref().is_none_or(Vec::is_empty)
+    })
 }
 
 /// Whether a label selector selects everything (it is empty), as
@@ -256,7 +284,17 @@ mod tests {
     #[test]
     fn a_declared_namespace_knows_everything() {
         let f = facts_from_objects(&[ns("shop")]);
-        assert_eq!(f.get("shop"), Some(&NamespaceFacts::known_empty()));
+        // Everything but the cluster-wide ClusterRoles, which a Namespace
+        // says nothing about.
+        let expected = NamespaceFacts {
+            admin_cluster_roles: Fact::Unknown,
+            ..NamespaceFacts::known_empty()
+        };
+        assert_eq!(f.get("shop"), Some(&expected));
+        assert_eq!(
+            facts_of_input(&[ns("shop")], true).get("shop"),
+            Some(&NamespaceFacts::known_empty())
+        );
 
         let f = facts_from_objects(&[
             named("ResourceQuota", "v1", "compute", "shop"),
@@ -286,6 +324,49 @@ mod tests {
             pdbs[0].selector.match_labels.as_ref().unwrap()["app"],
             "web"
         );
+    }
+
+    #[test]
+    fn admin_equivalent_cluster_roles_are_known_in_every_namespace() {
+        let role = |name: &str, rules: Value| {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": name}, "rules": rules})
+        };
+        let all = json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]);
+        let f = facts_from_objects(&[
+            role("ops-all", all.clone()),
+            role(
+                "one-secret",
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"],
+                        "resourceNames": ["x"]}]),
+            ),
+            role(
+                "read-all",
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]),
+            ),
+            role(
+                "split",
+                json!([{"apiGroups": ["*"], "resources": ["pods"], "verbs": ["*"]},
+                       {"apiGroups": [""], "resources": ["*"], "verbs": ["*"]}]),
+            ),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": "aggregated"},
+                   "aggregationRule": {"clusterRoleSelectors": [{}]}}),
+            named("RoleBinding", "rbac.authorization.k8s.io/v1", "b", "shop"),
+        ]);
+        assert_eq!(f["shop"].admin_cluster_roles, names(&["ops-all"]));
+        assert_eq!(f[NO_NAMESPACE].admin_cluster_roles, names(&["ops-all"]));
+        // No ClusterRole in an input that is not complete: unknown.
+        let f = facts_from_objects(&[named(
+            "RoleBinding",
+            "rbac.authorization.k8s.io/v1",
+            "b",
+            "shop",
+        )]);
+        assert_eq!(f["shop"].admin_cluster_roles, Fact::Unknown);
+        assert!(grants_everything(
+            &serde_json::from_value::<Vec<PolicyRule>>(all).unwrap()
+        ));
     }
 
     #[test]

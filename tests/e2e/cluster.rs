@@ -494,6 +494,7 @@ async fn readyz_is_not_ready_before_the_caches_sync_and_ready_after() {
         "poddisruptionbudgets",
         "horizontalpodautoscalers",
         "serviceaccounts",
+        "clusterroles",
     ] {
         assert_eq!(
             live.metric("tiergate_cluster_cache_synced", &[("resource", r)]),
@@ -619,6 +620,7 @@ async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
         "sandboxed-runtime",
         "external-secret-store",
         "automount-service-account-token",
+        "cluster-admin-binding",
     ] {
         let name = rule.split('-').map(|w| &w[..2]).collect::<String>();
         let s = setup(&format!("new-{name}"), 5, "enforce", &only(rule)).await;
@@ -726,6 +728,45 @@ async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
                 .expect("creating the ServiceAccount");
                 admitted_within_a_second(rule, || dry_create_any::<Deployment>(&s, d.clone()))
                     .await;
+            }
+            "cluster-admin-binding" => {
+                // A ClusterRole that is cluster-admin in all but name: once the
+                // ClusterRole cache has it, binding it is denied.
+                let rb = |role: &str| {
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                        "metadata": {"name": "ops"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"}]})
+                };
+                let role = format!("e2e-all-{}", s.ns);
+                dry_create_any::<RoleBinding>(&s, rb(&role))
+                    .await
+                    .expect("a role not (yet) known is judged by its name");
+                let roles: Api<ClusterRole> = Api::all(s.client.clone());
+                roles
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(json!({"metadata": {"name": role},
+                            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}))
+                        .expect("role"),
+                    )
+                    .await
+                    .expect("creating the ClusterRole");
+                let t0 = Instant::now();
+                while dry_create_any::<RoleBinding>(&s, rb(&role)).await.is_ok() {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(1),
+                        "{rule}: never denied"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let msg = dry_create_any::<RoleBinding>(&s, rb(&role))
+                    .await
+                    .expect_err("denied");
+                assert!(msg.contains("cluster-admin in all but name"), "{msg}");
+                dry_create_any::<RoleBinding>(&s, rb("view"))
+                    .await
+                    .expect("binding view is admitted");
             }
             "mesh-enrolled" => {
                 deny(rule, dry_create_any::<Deployment>(&s, dep.clone()).await);
