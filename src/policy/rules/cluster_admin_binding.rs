@@ -47,7 +47,7 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
             .facts
             .admin_cluster_roles
             .known()
-            .is_some_and(|roles| roles.iter().any(|r| *r == role_ref.name));
+            .is_some_and(|roles| roles.contains(&role_ref.name));
     if !named && !equivalent {
         return Ok(());
     }
