@@ -6,5 +6,6 @@ pub mod cluster;
 pub mod config;
 pub mod manifest;
 pub mod policy;
+pub mod scaffold;
 pub mod server;
 pub mod yaml;

@@ -22,6 +22,8 @@ enum Command {
     Fix(cli::FixArgs),
     /// List the rule catalog.
     Rules(cli::RulesArgs),
+    /// Write a minimal application that passes a tier (what the tier asks).
+    Scaffold(cli::ScaffoldArgs),
     /// Run the admission webhook server.
     Serve(server::ServeArgs),
     /// Write a CA and serving certificate for the webhook Service.
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cli::check(a),
         Command::Fix(a) => cli::fix(a),
         Command::Rules(a) => cli::rules(a),
+        Command::Scaffold(a) => cli::scaffold(a),
         Command::Serve(a) => server::run_serve(a).map(|()| ExitCode::SUCCESS),
         Command::Certs(a) => server::run_certs(a).map(|()| ExitCode::SUCCESS),
     };

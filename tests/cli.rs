@@ -1165,3 +1165,75 @@ spec:
     assert_eq!(findings(&format!("{pod}{}", sa(false))), 0);
     assert_eq!(findings(&format!("{pod}{}", sa(true))), 1);
 }
+
+/// `tiergate scaffold`: for every tier and kind, `check --tier N --complete`
+/// on what it writes reports nothing, and a lower tier's scaffold does not
+/// pass a higher tier (each tier adds something; tier 5's sandbox is for
+/// tenants' namespaces, so the tier-4 scaffold checked against it is a
+/// tenant's).
+#[test]
+fn every_scaffold_passes_its_own_tier_and_not_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    for tier in 1..=5 {
+        for kind in ["deployment", "statefulset", "cronjob"] {
+            let dir = tmp.path().join(format!("{kind}-{tier}"));
+            let d = dir.to_str().unwrap();
+            let t = tier.to_string();
+            // From tier 4, a tenant's: tier 5 then asks for a sandbox.
+            let mut args = vec!["scaffold", "shop", "--tier", &t, "--kind", kind, "--out", d];
+            if tier >= 4 {
+                args.extend(["--tenant", "acme"]);
+            }
+            let o = tiergate(&args, None);
+            assert_eq!(o.status.code(), Some(0), "{kind} {tier}: {}", stderr(&o));
+            let o = tiergate(
+                &["check", "--tier", &t, "--complete", "-o", "json", d],
+                None,
+            );
+            assert_eq!(o.status.code(), Some(0), "{kind} {tier}: {}", stdout(&o));
+            let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+            let s = &v["summary"];
+            assert_eq!(
+                (&s["deny"], &s["warn"], &s["exempted"]),
+                (&Value::from(0), &Value::from(0), &Value::from(0)),
+                "{kind} at tier {tier}: {}",
+                stdout(&o)
+            );
+            assert_eq!(s["objects"], s["clean"], "{kind} {tier}");
+            assert!(s["objects"].as_u64().unwrap() >= 3, "{kind} {tier}");
+            if tier < 5 {
+                let next = (tier + 1).to_string();
+                let o = tiergate(&["check", "--tier", &next, "--complete", d], None);
+                assert_eq!(
+                    o.status.code(),
+                    Some(1),
+                    "tier {next} asks more than the tier-{tier} {kind}: {}",
+                    stdout(&o)
+                );
+            }
+        }
+    }
+    // What is there is never overwritten.
+    let d = tmp.path().join("deployment-1");
+    let o = tiergate(
+        &[
+            "scaffold",
+            "shop",
+            "--tier",
+            "1",
+            "--out",
+            d.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not overwriting"), "{}", stderr(&o));
+    // A scaffold that cannot pass is refused, with the reason.
+    let o = tiergate(
+        &["scaffold", "shop", "--tier", "2", "--image", "nginx:1.27"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("image-digest"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+}

@@ -1,4 +1,4 @@
-//! The offline CLI: `tiergate check`, `fix`, `rules`: the engine on manifest
+//! The offline CLI: `tiergate check`, `fix`, `rules`, `scaffold`: the engine on manifest
 //! files, with each object's context made from the input as the webhook makes
 //! it from the cluster.
 use std::path::PathBuf;
@@ -160,6 +160,47 @@ pub struct FixArgs {
     pub diff: bool,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScaffoldKind {
+    Deployment,
+    Statefulset,
+    Cronjob,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaffoldArgs {
+    /// The application's name (a DNS label): its namespace and objects.
+    pub name: String,
+    /// The tier it must pass (1..5 or its name).
+    #[arg(long)]
+    pub tier: String,
+    #[arg(long, value_enum, default_value = "deployment")]
+    pub kind: ScaffoldKind,
+    /// The container image; from tier 2 pinned by digest (REPO:TAG@sha256:...).
+    /// Default: a placeholder to replace.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The port the application listens on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The Ingress host (from tier 2). Default: NAME.example.com.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Make the namespace this tenant's (config tenancy.label); at tier 5 its
+    /// pods then run with a sandboxed RuntimeClass.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Write one file per object and a kustomization.yaml into this
+    /// directory (created; existing files are never overwritten) instead of
+    /// printing one stream.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Config file (YAML) the scaffold must pass; the embedded defaults when
+    /// absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct RulesArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
@@ -167,7 +208,7 @@ pub struct RulesArgs {
 }
 
 pub mod edit;
-mod judge;
+pub mod judge;
 mod output;
 
 pub use judge::{judge_all, judge_sources, Judged, Problem, Report, Settings};
@@ -489,6 +530,75 @@ fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// `tiergate rules`
+/// `tiergate scaffold`
+pub fn scaffold(a: ScaffoldArgs) -> anyhow::Result<ExitCode> {
+    use crate::scaffold::{self, AppKind};
+    let cfg = Config::load(a.config.as_deref())?.0.policy;
+    let req = scaffold::Request {
+        name: a.name,
+        tier: a.tier.parse::<Tier>()?,
+        kind: match a.kind {
+            ScaffoldKind::Deployment => AppKind::Deployment,
+            ScaffoldKind::Statefulset => AppKind::StatefulSet,
+            ScaffoldKind::Cronjob => AppKind::CronJob,
+        },
+        image: a.image,
+        port: a.port,
+        host: a.host,
+        tenant: a.tenant,
+    };
+    let files = scaffold::scaffold(&req, &cfg)?;
+    let Some(dir) = a.out else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for (i, f) in files
+            .iter()
+            .filter(|f| f.name != "kustomization.yaml")
+            .enumerate()
+        {
+            if i > 0 {
+                out.write_all(b"---\n")?;
+            }
+            writeln!(out, "# Source: {}", f.name)?;
+            out.write_all(f.text.as_bytes())?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Nothing is overwritten: an existing file is the user's work.
+    let existing: Vec<String> = files
+        .iter()
+        .map(|f| dir.join(&f.name))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() {
+        anyhow::bail!(
+            "not overwriting what is there (remove it or choose another --out): {}",
+            existing.join(", ")
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for f in &files {
+        let path = dir.join(&f.name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(f.text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "tiergate: wrote {} files to {} (tier {}, {}); apply with `kubectl apply -k {}`",
+        files.len(),
+        dir.display(),
+        req.tier.number(),
+        req.tier,
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn rules(a: RulesArgs) -> anyhow::Result<ExitCode> {
     let text = match a.output {
         RulesFormat::Json => output::rules_json(),

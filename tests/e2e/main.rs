@@ -17,4 +17,5 @@ mod common;
 mod deploy;
 mod harness;
 mod rollout;
+mod scaffold;
 mod scenarios;

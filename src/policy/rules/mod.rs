@@ -14,7 +14,10 @@
 //!   (`policy/config.rs`), the same key in the file schema (`config/mod.rs`
 //!   `File`), its default in `config/default.yaml`, and its line in the
 //!   README's configuration table;
-//! - **a new kind**: its group and kind in `policy/kinds.rs`.
+//! - **a new kind**: its group and kind in `policy/kinds.rs`;
+//! - **always**: its place in `tiergate scaffold` (`src/scaffold.rs`): met by
+//!   its fix, by a skeleton step (`STEPS`), or held by construction
+//!   (`HOLDS`); the scaffold's coverage test fails until it is placed.
 use super::Rule;
 
 // Pod Security Standards
