@@ -1237,3 +1237,112 @@ fn every_scaffold_passes_its_own_tier_and_not_the_next() {
     assert!(stderr(&o).contains("image-digest"), "{}", stderr(&o));
     assert!(stdout(&o).is_empty());
 }
+
+const EXCEPTED_POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: bad
+  namespace: shop
+spec:
+  containers:
+  - name: app
+    image: nginx:1.27
+    securityContext:
+      privileged: true
+";
+
+const BREAK_GLASS: &str = "apiVersion: tiergate.io/v1alpha1
+kind: TierException
+metadata:
+  name: break-glass
+  namespace: shop
+spec:
+  reason: incident 42 needs a debugger
+  owner: team-web
+  expires: \"2026-12-10T00:00:00Z\"
+  rules: [privileged]
+  match:
+    kinds: [Pod]
+";
+
+/// TierExceptions offline: read from the input or from `--exceptions`,
+/// applied until they end (`--now`), in their own namespace only; an
+/// invalid one is an error that excepts nothing.
+#[test]
+fn tier_exceptions_apply_offline_until_they_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ex = tmp.path().join("exceptions");
+    std::fs::create_dir(&ex).unwrap();
+    std::fs::write(ex.join("break-glass.yaml"), BREAK_GLASS).unwrap();
+    let ex = ex.to_str().unwrap();
+    let check = |now: &str, extra: &[&str], stdin: &str| {
+        let mut args = vec![
+            "check",
+            "-",
+            "--only",
+            "privileged",
+            "-o",
+            "json",
+            "--now",
+            now,
+        ];
+        args.extend(extra);
+        tiergate(&args, Some(stdin))
+    };
+    // In the input, and from --exceptions: the same answer.
+    for (extra, stdin) in [
+        (vec![], format!("{EXCEPTED_POD}---\n{BREAK_GLASS}")),
+        (vec!["--exceptions", ex], EXCEPTED_POD.to_string()),
+    ] {
+        let o = check("2026-12-05T00:00:00Z", &extra, &stdin);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let pod = &v["results"][0];
+        assert_eq!(pod["findings"], serde_json::json!([]));
+        let x = &pod["exempted"][0];
+        assert_eq!(x["exception"], "shop/break-glass");
+        assert_eq!(x["owner"], "team-web");
+        assert_eq!(x["expires"], "2026-12-10T00:00:00Z");
+        assert_eq!(
+            pod["notices"][0],
+            "tiergate exception shop/break-glass (privileged) ends in 5 days, owner team-web"
+        );
+        // Once it has ended, the pod is denied again.
+        let o = check("2026-12-10T00:00:00Z", &extra, &stdin);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    }
+    // Another namespace's exception does not reach this one.
+    let other = EXCEPTED_POD.replace("namespace: shop", "namespace: other");
+    let o = check("2026-12-05T00:00:00Z", &["--exceptions", ex], &other);
+    assert_eq!(o.status.code(), Some(1));
+    // An invalid one is an error, and excepts nothing.
+    let bad = BREAK_GLASS.replace("  owner: team-web\n", "");
+    let o = check(
+        "2026-12-05T00:00:00Z",
+        &[],
+        &format!("{EXCEPTED_POD}---\n{bad}"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "TierException \"break-glass\" is invalid and excepts nothing: spec.owner is required"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // Too long-lived for the config: the same.
+    let o = check(
+        "2026-01-01T00:00:00Z",
+        &[],
+        &format!("{EXCEPTED_POD}---\n{BREAK_GLASS}"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("maxLifetime"), "{}", stderr(&o));
+    let o = check("yesterday", &[], EXCEPTED_POD);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--now: \"yesterday\" is not an RFC 3339 time"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -10,6 +10,7 @@ use super::record::{Decision, DecisionRecord, ErrorKind, Webhook};
 use super::request::AdmissionRequest;
 use super::response::{AdmissionResponse, AdmissionReview, Refusal};
 use super::{scope, AdmissionSettings, Evaluate, OnError};
+use crate::policy::exception;
 use crate::policy::guard::{self, NamespaceChange, Verdict};
 use crate::policy::namespace::{is_namespace_kind, labels_of};
 use crate::policy::{Action, Context, Evaluation, Finding, Mode, Options, PolicyConfig, Tier};
@@ -59,6 +60,10 @@ pub fn decide_in(
     if let Some(Verdict::Deny(msg)) = guard_verdict(req, ctx, cfg, settings) {
         return Some(guard_deny(req, ctx, settings, &msg));
     }
+    // So are exceptions: valid, bounded, and granted by an approver.
+    if let Some(Verdict::Deny(msg)) = exception_verdict(req, &obj, ctx, cfg, settings) {
+        return Some(guard_deny(req, ctx, settings, &msg));
+    }
     let opts = Options {
         pss: None,
         only: None,
@@ -91,11 +96,12 @@ fn judged(
     let mut rec = DecisionRecord::new(req, settings);
     rec.tier = Some(ctx.tier);
     rec.mode = Some(ctx.mode);
-    rec.exempted = eval
-        .exempted
-        .iter()
-        .map(|e| (e.rule, e.reason.clone()))
-        .collect();
+    for e in &eval.exempted {
+        match &e.exception {
+            None => rec.exempted.push((e.rule, e.reason.clone())),
+            Some(id) => rec.exceptions.push((e.rule, id.clone())),
+        }
+    }
     let mut ann = Annotations::default();
     ann.set("tier", format!("{} ({})", ctx.tier.number(), ctx.tier));
     ann.set("mode", ctx.mode.name());
@@ -104,6 +110,9 @@ fn judged(
     }
     for (rule, reason) in &rec.exempted {
         ann.append(&format!("exempted.{rule}"), reason);
+    }
+    for (rule, id) in &rec.exceptions {
+        ann.append("exception", &format!("{id} ({rule})"));
     }
     let resp = match settings.webhook {
         Webhook::Validate => validate(req, resolved, &eval, settings, &mut rec, &mut ann),
@@ -142,12 +151,19 @@ fn validate(
     }
     // Deny findings too in dry-run (so people see what would be denied),
     // then warn findings, most severe first.
-    let warnings = resolved.notes.iter().cloned().chain(
-        eval.findings
-            .iter()
-            .filter(|f| f.action == Action::Warn || (settings.dry_run && f.action == Action::Deny))
-            .map(|f| f.message.clone()),
-    );
+    let warnings = resolved
+        .notes
+        .iter()
+        .cloned()
+        .chain(eval.notices.iter().cloned())
+        .chain(
+            eval.findings
+                .iter()
+                .filter(|f| {
+                    f.action == Action::Warn || (settings.dry_run && f.action == Action::Deny)
+                })
+                .map(|f| f.message.clone()),
+        );
     let mut resp = AdmissionResponse::allow(req).warn(warnings);
     rec.decision = if !denies.is_empty() {
         let msg = deny_message(req, &resolved.ctx, &denies);
@@ -231,6 +247,37 @@ fn guard_verdict(
             new: &new,
         },
         ctx.requester.as_ref(),
+        cfg,
+    ))
+}
+
+/// The verdict on a `TierException` CREATE or UPDATE (validating webhook
+/// only); `None` for every other request.
+fn exception_verdict(
+    req: &AdmissionRequest,
+    obj: &serde_json::Value,
+    ctx: &Context,
+    cfg: &PolicyConfig,
+    settings: AdmissionSettings,
+) -> Option<Verdict> {
+    let applies = settings.webhook == Webhook::Validate
+        && req.group == exception::GROUP
+        && req.kind == exception::KIND
+        && req.sub_resource.is_none()
+        && matches!(req.operation, Operation::Create | Operation::Update);
+    if !applies {
+        return None;
+    }
+    // No clock is no exception: refuse rather than guess.
+    let Some(now) = ctx.now else {
+        return Some(Verdict::Deny(
+            "tiergate: TierException refused: the time is unknown".to_string(),
+        ));
+    };
+    Some(exception::guard_write(
+        obj,
+        ctx.requester.as_ref(),
+        now,
         cfg,
     ))
 }

@@ -105,6 +105,8 @@ pub struct DecisionRecord {
     pub fixes: Vec<&'static str>,
     /// (rule, reason) of every exemption applied.
     pub exempted: Vec<(&'static str, String)>,
+    /// (rule, `namespace/name`) of every `TierException` applied.
+    pub exceptions: Vec<(&'static str, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorKind>,
     /// The object's controller (`ReplicaSet "web-6d4cf56db6"`) when a
@@ -139,6 +141,7 @@ impl DecisionRecord {
             findings: Vec::new(),
             fixes: Vec::new(),
             exempted: Vec::new(),
+            exceptions: Vec::new(),
             error: None,
             owner: req.object.as_ref().and_then(super::scope::controller_of),
             request_dry_run: req.dry_run,

@@ -715,3 +715,107 @@ fn objects_a_controller_made_are_judged_at_their_owner_and_never_patched() {
     assert!(r.get("patch").is_some(), "{r}");
     assert_eq!(rec.owner, None);
 }
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn tier_exception(expires_in: i64) -> Value {
+    json!({"apiVersion": "tiergate.io/v1alpha1", "kind": "TierException",
+        "metadata": {"name": "break-glass", "namespace": "shop"},
+        "spec": {"reason": "incident 42", "owner": "team-web",
+            "expires": crate::policy::exception::rfc3339(unix_now() + expires_in),
+            "rules": ["privileged"], "match": {"kinds": ["Pod"]}}})
+}
+
+#[test]
+fn tier_exception_writes_need_an_approver_and_valid_limits() {
+    let write = |obj: Value, user: &str, groups: &[&str]| {
+        let body = ReviewBuilder::new("u-1", "CREATE", obj)
+            .kind("tiergate.io", "v1alpha1", "TierException")
+            .name("break-glass")
+            .namespace(Some("shop"))
+            .user(user, groups)
+            .build();
+        let cfg = "defaults: {tier: 1, mode: enforce}\ntierAdmins: {groups: [system:masters]}\n";
+        run(cfg, &body, Webhook::Validate, false)
+    };
+    let (r, rec) = write(tier_exception(3_600), "alice", &["dev"]);
+    assert_eq!(r["allowed"], false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("\"alice\" may not grant exceptions; approvers are groups system:masters"),
+        "{msg}"
+    );
+    assert_eq!(rec.decision, Decision::Deny);
+    let (r, _) = write(tier_exception(3_600), "root", &["system:masters"]);
+    assert_eq!(r["allowed"], true, "{r}");
+    // Even an approver cannot grant one that is over-long or already over.
+    let (r, _) = write(tier_exception(100 * 86_400), "root", &["system:masters"]);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maxLifetime"),
+        "{r}"
+    );
+    let (r, _) = write(tier_exception(-10), "root", &["system:masters"]);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in the future"),
+        "{r}"
+    );
+}
+
+/// A source that knows the namespace's TierExceptions (as the cluster cache does).
+struct WithExceptions(Vec<crate::policy::exception::ExceptionFact>);
+
+impl ContextSource for WithExceptions {
+    fn context_within(
+        &self,
+        req: &AdmissionRequest,
+        cfg: &PolicyConfig,
+        _wait: std::time::Duration,
+    ) -> ResolvedContext {
+        let facts = crate::policy::NamespaceFacts {
+            exceptions: crate::policy::Fact::Known(self.0.clone()),
+            ..Default::default()
+        };
+        context::resolve_request(req, cfg, None, facts)
+    }
+}
+
+#[test]
+fn a_live_tier_exception_admits_records_and_warns_before_it_ends() {
+    let e = crate::policy::exception::parse(&tier_exception(36 * 3_600)).unwrap();
+    let body = review_of("CREATE", "Pod", privileged_pod());
+    let a = handle(
+        body.to_string().as_bytes(),
+        &engine(ENFORCE),
+        &WithExceptions(vec![e]),
+        AdmissionSettings::new(Webhook::Validate),
+    );
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    let r = &v["response"];
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["auditAnnotations"]["exception"],
+        "shop/break-glass (privileged)"
+    );
+    let w = r["warnings"][0].as_str().unwrap();
+    assert_eq!(
+        w,
+        "tiergate exception shop/break-glass (privileged) ends in 1 day, owner team-web"
+    );
+    let rec = a.record.unwrap();
+    assert_eq!(
+        rec.exceptions,
+        vec![("privileged", "shop/break-glass".to_string())]
+    );
+    assert!(rec.exempted.is_empty());
+}

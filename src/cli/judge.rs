@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::manifest::{objects_with_paths, Document, Format, SourceFile};
 use crate::policy::namespace::{self, NamespaceInput};
 use crate::policy::pss::{PssLevel, PssVersion};
-use crate::policy::{facts, Engine, Evaluation, Mode, NamespaceFacts, Options, Tier};
+use crate::policy::{exception, facts, Engine, Evaluation, Mode, NamespaceFacts, Options, Tier};
 
 pub struct Settings {
     pub tier: Option<Tier>,
@@ -22,6 +22,16 @@ pub struct Settings {
     pub strict: bool,
     /// The input is the whole of each namespace it mentions (`--complete`).
     pub complete: bool,
+    /// The time `TierException`s are judged at (`--now`, else the clock).
+    pub now: Option<i64>,
+}
+
+/// The clock, Unix seconds.
+pub fn now() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
 }
 
 impl Settings {
@@ -36,6 +46,7 @@ impl Settings {
             fix: false,
             strict: false,
             complete: false,
+            now: now(),
         }
     }
 }
@@ -258,10 +269,32 @@ fn judge_one(
             requester: None,
             tier: settings.tier,
             mode: Some(settings.mode),
+            now: settings.now,
         },
         engine.config(),
     );
     let ctx = resolved.ctx;
+    // A TierException that does not read, or breaks the config's limits,
+    // excepts nothing, and says so (the webhook refuses it).
+    if exception::is_exception(obj) {
+        let problems = match settings.now {
+            Some(now) => exception::validate(obj, now, engine.config()).err(),
+            None => exception::parse(obj).err(),
+        };
+        if let Some(p) = problems {
+            return Err(problem(
+                format!(
+                    "{}: TierException {:?} is invalid and excepts nothing: {}",
+                    where_(),
+                    obj.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                    p.join("; ")
+                ),
+                false,
+            ));
+        }
+    }
     let opts = Options {
         pss: settings.pss,
         only: settings.only.clone(),

@@ -52,6 +52,15 @@ pub struct InputArgs {
     /// `offline.complete`.
     #[arg(long)]
     pub complete: bool,
+    /// TierException files or directories (read with the input: their
+    /// exceptions apply to the input's namespaces, as the cluster's do).
+    /// Repeatable.
+    #[arg(long = "exceptions", value_name = "PATH")]
+    pub exceptions: Vec<String>,
+    /// Judge TierException expiry at this RFC 3339 time instead of now
+    /// (reproducible CI runs, tests).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
 }
 
 /// What `check` and `fix` start from.
@@ -60,6 +69,8 @@ struct Input {
     tier: Option<Tier>,
     /// `--complete` or the config's `offline.complete`.
     complete: bool,
+    /// `--now`, else the clock.
+    now: Option<i64>,
     /// The input files that parsed.
     sources: Vec<SourceFile>,
     /// One problem per file that did not (a bad file never hides the others).
@@ -73,6 +84,13 @@ impl InputArgs {
         let complete = self.complete || config.offline.complete;
         let policy = config.policy;
         let tier = self.tier.as_deref().map(str::parse::<Tier>).transpose()?;
+        let now = match &self.now {
+            Some(t) => Some(
+                crate::policy::exception::parse_time(t)
+                    .map_err(|e| anyhow::anyhow!("--now: {e}"))?,
+            ),
+            None => judge::now(),
+        };
         let mut sources = Vec::new();
         let mut problems = Vec::new();
         for dir in &self.kustomize {
@@ -91,11 +109,13 @@ impl InputArgs {
             }
         }
         // Paths default to stdin, unless only kustomize trees are given.
-        let paths: &[String] = if self.kustomize.is_empty() || self.paths != ["-"] {
-            &self.paths
+        let mut paths: Vec<String> = if self.kustomize.is_empty() || self.paths != ["-"] {
+            self.paths.clone()
         } else {
-            &[]
+            Vec::new()
         };
+        paths.extend(self.exceptions.iter().cloned());
+        let paths = paths.as_slice();
         let mut patches = KustomizePatches::default();
         for p in manifest::expand_paths(paths)? {
             if let Some(note) = p.as_deref().and_then(|p| patches.patch_note(p)) {
@@ -125,6 +145,7 @@ impl InputArgs {
             engine: Engine::new(policy),
             tier,
             complete,
+            now,
             sources,
             unreadable: problems,
         })
@@ -241,6 +262,7 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         fix: false,
         strict: a.input.strict,
         complete: input.complete,
+        now: input.now,
     });
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match a.output {
@@ -302,6 +324,7 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
         fix: true,
         strict: a.input.strict,
         complete: input.complete,
+        now: input.now,
     });
     // Documents that could not be judged are written back as they were.
     let mut failed = report.has_errors();

@@ -274,6 +274,9 @@ struct JsonResult<'a> {
     /// Findings an exemption suppressed, with its reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     exempted: Vec<JsonExempted<'a>>,
+    /// An exception that applied and ends soon.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notices: &'a [String],
 }
 
 #[derive(serde::Serialize)]
@@ -283,6 +286,13 @@ struct JsonExempted<'a> {
     action: Action,
     message: &'a str,
     path: &'a str,
+    /// The TierException (`namespace/name`), its owner and end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
@@ -332,9 +342,13 @@ pub fn json(report: &Report, out: &mut dyn std::io::Write) -> std::io::Result<()
                             action: f.action,
                             message: &f.message,
                             path: &f.path,
+                            exception: e.exception.as_deref(),
+                            owner: e.owner.as_deref(),
+                            expires: e.expires.as_deref(),
                         })
                     })
                     .collect(),
+                notices: &j.eval.notices,
             })
             .collect(),
         errors: json_problems(report, false),
@@ -634,18 +648,23 @@ pub fn table(report: &Report, colour: bool) -> String {
             let _ = writeln!(s, "        {:<28} {}", "", p.wrap("2", &printable(&g.path)));
         }
         for e in &j.eval.exempted {
+            let by = match (&e.exception, &e.owner, &e.expires) {
+                (Some(x), Some(o), Some(t)) => format!("exception {x}, owner {o}, until {t}: "),
+                _ => "exempted: ".to_string(),
+            };
             for g in group_findings(&e.findings) {
                 let _ = writeln!(
                     s,
-                    "  {} {:<28} {} (exempted: {})",
+                    "  {} {:<28} {} ({}{})",
                     p.wrap("2", "EXEMPT"),
                     e.rule,
                     printable(&g.message),
+                    printable(&by),
                     printable(&e.reason)
                 );
             }
         }
-        for n in &j.notes {
+        for n in j.notes.iter().chain(&j.eval.notices) {
             let _ = writeln!(s, "  {} {}", p.wrap("33", "NOTE "), printable(n));
         }
         s.push('\n');

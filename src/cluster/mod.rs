@@ -34,10 +34,10 @@ pub mod watch;
 
 use store::{cache, Cache, CacheWriter};
 use summary::{
-    AdminRole, DefaultDeny, HpaTarget, Limits, NsLabels, PdbSelector, Quota, SaAutomount,
+    AdminRole, DefaultDeny, Excepts, HpaTarget, Limits, NsLabels, PdbSelector, Quota, SaAutomount,
 };
 
-pub use watch::{spawn, CacheMetrics, Watches};
+pub use watch::{spawn, CacheMetrics, ExceptionMetrics, Watches};
 
 /// The audit annotation that says where the context came from when the
 /// namespace was not in the cache.
@@ -53,6 +53,7 @@ pub struct Caches {
     pub hpas: Arc<Cache<HpaTarget>>,
     pub service_accounts: Arc<Cache<SaAutomount>>,
     pub cluster_roles: Arc<Cache<AdminRole>>,
+    pub exceptions: Arc<Cache<Excepts>>,
     /// The admin-equivalent ClusterRoles' names at a cache generation: the
     /// fact is cluster-wide and read by every request, the scan only when
     /// the ClusterRoles change.
@@ -69,6 +70,7 @@ pub struct Writers {
     pub hpas: CacheWriter<HpaTarget>,
     pub service_accounts: CacheWriter<SaAutomount>,
     pub cluster_roles: CacheWriter<AdminRole>,
+    pub exceptions: CacheWriter<Excepts>,
 }
 
 impl Caches {
@@ -82,6 +84,7 @@ impl Caches {
         let (hpas, hpa_w) = cache();
         let (service_accounts, sa_w) = cache();
         let (cluster_roles, cr_w) = cache();
+        let (exceptions, ex_w) = cache();
         (
             Arc::new(Caches {
                 namespaces,
@@ -92,6 +95,7 @@ impl Caches {
                 hpas,
                 service_accounts,
                 cluster_roles,
+                exceptions,
                 admin_roles: std::sync::Mutex::new((u64::MAX, Vec::new())),
             }),
             Writers {
@@ -103,6 +107,7 @@ impl Caches {
                 hpas: hpa_w,
                 service_accounts: sa_w,
                 cluster_roles: cr_w,
+                exceptions: ex_w,
             },
         )
     }
@@ -117,6 +122,7 @@ impl Caches {
             && self.hpas.synced()
             && self.service_accounts.synced()
             && self.cluster_roles.synced()
+            && self.exceptions.synced()
     }
 
     /// The facts of a cluster-scoped object: only the cluster-wide ones are
@@ -221,6 +227,12 @@ impl Caches {
             hpas,
             service_accounts,
             admin_cluster_roles: self.admin_cluster_roles(),
+            exceptions: listed(
+                &self.exceptions,
+                ns,
+                |s| s.payload.0.clone(),
+                |e| e.name.as_str(),
+            ),
         }
     }
 }

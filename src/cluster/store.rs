@@ -48,6 +48,11 @@ pub fn cache<P: Payload>() -> (Arc<Cache<P>>, CacheWriter<P>) {
 }
 
 impl<P: Payload> CacheWriter<P> {
+    /// Whether its cache has listed once.
+    pub fn cache_synced(&self) -> bool {
+        self.cache.synced()
+    }
+
     /// Apply one watcher event. Returns true when it completed a (re)list.
     pub fn apply(&mut self, ev: &Event<Summary<P>>) -> bool {
         self.writer.apply_watcher_event(ev);
@@ -142,6 +147,11 @@ impl<P: Payload> Cache<P> {
             .collect();
         v.sort();
         v
+    }
+
+    /// Every object (a copy of the handles: for small caches).
+    pub fn all(&self) -> Vec<Arc<Summary<P>>> {
+        self.store.state()
     }
 
     /// A number that changes whenever the cache does.

@@ -14,6 +14,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Lookup;
 use kube::runtime::watcher::Event;
 
+use crate::policy::exception;
 use crate::policy::facts::{denies_ingress_by_default, grants_everything};
 
 /// What a summary carries, and which resource it summarises.
@@ -99,6 +100,44 @@ pub struct HpaTarget {
 /// A ServiceAccount: its `automountServiceAccountToken`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SaAutomount(pub Option<bool>);
+
+/// A `TierException` as the watch reads it: its metadata and spec, read by
+/// [`crate::policy::exception::parse`] (the CRD is tiergate's own; it has no
+/// k8s-openapi type).
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+pub struct TierException {
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    pub spec: serde_json::Value,
+}
+
+impl kube::Resource for TierException {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+    fn kind(_: &()) -> Cow<'_, str> {
+        exception::KIND.into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        exception::GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        exception::VERSION.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        exception::PLURAL.into()
+    }
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A `TierException`: what it excepts, `None` when it does not read (the
+/// webhook refuses such writes; one from before tiergate excepts nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Excepts(pub Option<exception::ExceptionFact>);
 
 /// A ClusterRole: whether it is cluster-admin in all but name
 /// ([`grants_everything`]).
@@ -189,6 +228,16 @@ payload!(
     "clusterroles",
     "clusterroles",
     false
+);
+
+payload!(
+    Excepts,
+    "TierException",
+    "tiergate.io",
+    "v1alpha1",
+    "tierexceptions",
+    "tierexceptions",
+    true
 );
 
 fn name_ns(
@@ -324,6 +373,24 @@ impl Summarize for ClusterRole {
             name: self.metadata.name.clone().unwrap_or_default(),
             namespace: None,
             payload: AdminRole(grants_everything(self.rules.as_deref().unwrap_or_default())),
+        }
+    }
+}
+
+impl Summarize for TierException {
+    type Kept = Excepts;
+    fn summarize(&self) -> Summary<Excepts> {
+        let (name, namespace) = name_ns(&self.metadata);
+        let obj = serde_json::json!({
+            "apiVersion": exception::API_VERSION,
+            "kind": exception::KIND,
+            "metadata": &self.metadata,
+            "spec": &self.spec,
+        });
+        Summary {
+            name,
+            namespace,
+            payload: Excepts(exception::parse(&obj).ok()),
         }
     }
 }

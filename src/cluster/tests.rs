@@ -67,6 +67,7 @@ fn synced_empty() -> (Arc<Caches>, Writers) {
     list(&mut w.hpas, vec![]);
     list(&mut w.service_accounts, vec![]);
     list(&mut w.cluster_roles, vec![]);
+    list(&mut w.exceptions, vec![]);
     (c, w)
 }
 
@@ -106,6 +107,8 @@ fn not_ready_until_every_cache_has_listed() {
     assert!(!src.ready());
     assert_eq!(c.facts("shop").admin_cluster_roles, Fact::Unknown);
     list(&mut w.cluster_roles, vec![]);
+    assert!(!src.ready());
+    list(&mut w.exceptions, vec![]);
     assert!(src.ready());
     assert_eq!(c.facts("shop"), NamespaceFacts::known_empty());
 }
@@ -593,5 +596,63 @@ fn admin_equivalent_cluster_roles_are_a_cluster_fact_that_follows_the_watch() {
     assert_eq!(
         c.facts("other").admin_cluster_roles,
         Fact::Known(vec!["view-all".to_string()])
+    );
+}
+
+#[test]
+fn tier_exceptions_are_namespace_facts_and_metrics() {
+    use super::summary::TierException;
+    use prometheus::core::Collector;
+    let (c, mut w) = synced_empty();
+    let ex = |ns: &str, name: &str, owner: &str, expires: i64| {
+        let e: TierException = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"reason": "r", "owner": owner, "expires": crate::policy::exception::rfc3339(expires),
+                "rules": ["privileged"], "match": {"kinds": ["Pod"]}}
+        }))
+        .unwrap();
+        e.summarize()
+    };
+    list(
+        &mut w.exceptions,
+        vec![
+            ex("shop", "a", "team-a", 2_000_000_000),
+            ex("shop", "old", "team-a", 1_000_000_000),
+            // Invalid (no owner): kept, but excepts nothing.
+            ex("shop", "bad", "", 2_000_000_000),
+            ex("other", "b", "team-b", 2_000_000_000),
+        ],
+    );
+    let got: Vec<String> = c
+        .facts("shop")
+        .exceptions
+        .known()
+        .unwrap()
+        .iter()
+        .map(|e| e.id())
+        .collect();
+    assert_eq!(got, ["shop/a", "shop/old"]);
+    let m = ExceptionMetrics::new(c.clone()).unwrap();
+    let fams = m.collect();
+    let live = &fams[0];
+    assert_eq!(live.name(), "tiergate_exceptions");
+    let by_ns: Vec<(String, f64)> = live
+        .get_metric()
+        .iter()
+        .map(|x| {
+            (
+                x.get_label()[0].value().to_string(),
+                x.get_gauge().get_value(),
+            )
+        })
+        .collect();
+    // collect() refreshes at the real clock; the 2033 ones are live, the
+    // 2001 one is not.
+    assert!(by_ns.contains(&("shop".into(), 1.0)), "{by_ns:?}");
+    assert!(by_ns.contains(&("other".into(), 1.0)), "{by_ns:?}");
+    assert_eq!(
+        fams[1].get_metric().len(),
+        3,
+        "one expiry per valid exception"
     );
 }

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use super::store::CacheWriter;
-use super::summary::{summarize_event, Payload, Summarize, Summary};
+use super::summary::{summarize_event, Payload, Summarize, Summary, TierException};
 use super::{Caches, Writers};
 
 /// `tiergate_cluster_cache_synced{resource}` and
@@ -32,7 +32,7 @@ pub struct CacheMetrics {
 }
 
 /// The `resource` label values.
-pub const RESOURCES: [&str; 8] = [
+pub const RESOURCES: [&str; 9] = [
     "namespaces",
     "networkpolicies",
     "resourcequotas",
@@ -41,6 +41,7 @@ pub const RESOURCES: [&str; 8] = [
     "horizontalpodautoscalers",
     "serviceaccounts",
     "clusterroles",
+    "tierexceptions",
 ];
 
 impl CacheMetrics {
@@ -72,6 +73,70 @@ impl CacheMetrics {
     pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.synced.clone()))?;
         registry.register(Box::new(self.watch_errors.clone()))
+    }
+}
+
+/// `tiergate_exceptions` (TierExceptions that apply now, by namespace) and
+/// `tiergate_exception_expiry_timestamp_seconds{namespace,name}` (when each
+/// valid one ends; exceptions are few, so this cardinality is fine), read
+/// from the cache at every scrape: "live" depends on the time of the scrape.
+pub struct ExceptionMetrics {
+    caches: Arc<Caches>,
+    live: IntGaugeVec,
+    expiry: IntGaugeVec,
+}
+
+impl ExceptionMetrics {
+    pub fn new(caches: Arc<Caches>) -> Result<Self, prometheus::Error> {
+        Ok(ExceptionMetrics {
+            caches,
+            live: IntGaugeVec::new(
+                Opts::new(
+                    "tiergate_exceptions",
+                    "TierExceptions that apply now (valid and not expired), by namespace.",
+                ),
+                &["namespace"],
+            )?,
+            expiry: IntGaugeVec::new(
+                Opts::new(
+                    "tiergate_exception_expiry_timestamp_seconds",
+                    "When each valid TierException ends (Unix time).",
+                ),
+                &["namespace", "name"],
+            )?,
+        })
+    }
+
+    /// Refill the gauges from the cache at `now`.
+    fn refresh(&self, now: i64) {
+        self.live.reset();
+        self.expiry.reset();
+        for s in self.caches.exceptions.all() {
+            let Some(e) = &s.payload.0 else { continue };
+            let ns = s.namespace.as_deref().unwrap_or("");
+            self.expiry.with_label_values(&[ns, &s.name]).set(e.expires);
+            if now < e.expires {
+                self.live.with_label_values(&[ns]).inc();
+            }
+        }
+    }
+}
+
+impl prometheus::core::Collector for ExceptionMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.live.desc();
+        d.extend(self.expiry.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.refresh(now);
+        let mut m = self.live.collect();
+        m.extend(self.expiry.collect());
+        m
     }
 }
 
@@ -108,6 +173,7 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
         hpas,
         service_accounts,
         cluster_roles,
+        exceptions,
     } = w;
     let cfg = watcher::Config::default();
     let tasks = vec![
@@ -159,8 +225,13 @@ pub fn spawn(client: Client, metrics: CacheMetrics) -> Watches {
             metrics.clone(),
         )),
         tokio::spawn(run(
-            watcher(Api::<ClusterRole>::all(client), cfg),
+            watcher(Api::<ClusterRole>::all(client.clone()), cfg.clone()),
             cluster_roles,
+            metrics.clone(),
+        )),
+        tokio::spawn(run(
+            watcher(Api::<TierException>::all(client), cfg),
+            exceptions,
             metrics,
         )),
     ];
@@ -188,6 +259,18 @@ where
                         info!(resource, "cluster cache synced");
                         first = false;
                     }
+                }
+            }
+            // tiergate's own CRD not installed: no such object can exist,
+            // so the cache is known empty (a relist fills it once it is).
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(s)))
+                if s.code == 404 && resource == <TierException as Summarize>::Kept::RESOURCE =>
+            {
+                if !writer.cache_synced() {
+                    writer.apply(&watcher::Event::Init);
+                    writer.apply(&watcher::Event::InitDone);
+                    metrics.synced.with_label_values(&[resource]).set(1);
+                    warn!(resource, "the TierException CRD is not installed (deploy/ ships it); no exception applies until it is");
                 }
             }
             Err(e) => {

@@ -135,6 +135,8 @@ struct File {
     #[serde(default)]
     tenancy: crate::policy::config::Tenancy,
     #[serde(default)]
+    exceptions: crate::policy::config::ExceptionSettings,
+    #[serde(default)]
     offline: OfflineSettings,
 }
 
@@ -182,6 +184,7 @@ impl Config {
             fixes: f.fixes,
             mesh: f.mesh,
             tenancy: f.tenancy,
+            exceptions: f.exceptions,
         };
         policy.validate().map_err(|message| ConfigError::Invalid {
             source_name: source_name.to_string(),

@@ -39,6 +39,96 @@ pub struct PolicyConfig {
     pub mesh: MeshSettings,
     #[serde(default)]
     pub tenancy: Tenancy,
+    #[serde(default)]
+    pub exceptions: ExceptionSettings,
+}
+
+/// `exceptions`: the limits of `TierException` objects and who may grant
+/// them (see [`crate::policy::exception`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExceptionSettings {
+    /// The longest an exception may live, from its creation to `expires`.
+    #[serde(default = "default_max_lifetime", deserialize_with = "de_duration")]
+    pub max_lifetime: Seconds,
+    /// How long before it expires writes of the objects it covers warn.
+    #[serde(default = "default_warn_before", deserialize_with = "de_duration")]
+    pub warn_before: Seconds,
+    /// Who may create or change one; `tierAdmins` when not given.
+    #[serde(default)]
+    pub approvers: Option<TierAdmins>,
+}
+
+/// A duration in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seconds(pub i64);
+
+fn default_max_lifetime() -> Seconds {
+    Seconds(90 * 86_400)
+}
+
+fn default_warn_before() -> Seconds {
+    Seconds(7 * 86_400)
+}
+
+impl Default for ExceptionSettings {
+    fn default() -> Self {
+        ExceptionSettings {
+            max_lifetime: default_max_lifetime(),
+            warn_before: default_warn_before(),
+            approvers: None,
+        }
+    }
+}
+
+impl ExceptionSettings {
+    /// Who may grant exceptions: `approvers`, else the tier admins.
+    pub fn approvers<'a>(&'a self, cfg: &'a PolicyConfig) -> &'a TierAdmins {
+        self.approvers.as_ref().unwrap_or(&cfg.tier_admins)
+    }
+}
+
+/// `90d`, `12h`, `30m`, `45s` (or a number of seconds).
+pub fn parse_duration(s: &str) -> Result<Seconds, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (examples: 90d, 12h, 30m, 45s)"))?;
+    let mult = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?} (examples: 90d, 12h, 30m, 45s)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .map(Seconds)
+        .ok_or_else(|| format!("invalid duration {s:?}: it must be positive and not overflow"))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(i64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) if n > 0 => Ok(Seconds(n)),
+        Raw::N(n) => Err(serde::de::Error::custom(format!(
+            "invalid duration {n}: it must be positive"
+        ))),
+        Raw::S(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
 }
 
 /// `mesh`: the service mesh that gives namespaces mTLS (`mesh-enrolled`).
@@ -273,6 +363,13 @@ pub struct Exemption {
     pub groups: Vec<String>,
     #[serde(default)]
     pub rules: Vec<RuleId>,
+    /// Only findings in these containers (name globs)...
+    #[serde(default, deserialize_with = "de_globs")]
+    pub containers: Vec<NameGlob>,
+    /// ...or in containers running these images (globs): a mesh sidecar or
+    /// a vendor agent wherever it is injected.
+    #[serde(default, deserialize_with = "de_globs")]
+    pub images: Vec<NameGlob>,
 }
 
 fn de_kinds<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -311,18 +408,43 @@ impl NameGlob {
     }
 }
 
+impl NameGlob {
+    /// A glob (`*`, `?`, `[ab]`; `*` also matches `/`, for images).
+    pub fn new(pattern: &str) -> Result<NameGlob, String> {
+        Glob::new(pattern)
+            .map(|g| NameGlob {
+                matcher: g.compile_matcher(),
+                pattern: pattern.to_string(),
+            })
+            .map_err(|e| format!("invalid glob {pattern:?}: {e}"))
+    }
+}
+
 fn de_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NameGlob>, D::Error> {
     Vec::<String>::deserialize(d)?
-        .into_iter()
-        .map(|p| {
-            Glob::new(&p)
-                .map(|g| NameGlob {
-                    matcher: g.compile_matcher(),
-                    pattern: p.clone(),
-                })
-                .map_err(|e| serde::de::Error::custom(format!("invalid name glob {p:?}: {e}")))
-        })
+        .iter()
+        .map(|p| NameGlob::new(p).map_err(serde::de::Error::custom))
         .collect()
+}
+
+/// Which containers an exception covers: none given, the whole object;
+/// else a container whose name or image matches.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerScope<'a> {
+    pub containers: &'a [NameGlob],
+    pub images: &'a [NameGlob],
+}
+
+impl ContainerScope<'_> {
+    pub fn whole_object(&self) -> bool {
+        self.containers.is_empty() && self.images.is_empty()
+    }
+
+    pub fn covers(&self, name: &str, image: Option<&str>) -> bool {
+        self.whole_object()
+            || self.containers.iter().any(|g| g.is_match(name))
+            || image.is_some_and(|i| self.images.iter().any(|g| g.is_match(i)))
+    }
 }
 
 /// What the exemption matcher is given.
@@ -347,6 +469,14 @@ impl Exemption {
                 .is_some_and(|u| self.users.iter().any(|x| x == u));
         let group_ok = self.groups.is_empty() || s.groups.iter().any(|g| self.groups.contains(g));
         ns_ok && name_ok && kind_ok && user_ok && group_ok
+    }
+
+    /// Its container scope (empty: the whole object).
+    pub fn scope(&self) -> ContainerScope<'_> {
+        ContainerScope {
+            containers: &self.containers,
+            images: &self.images,
+        }
     }
     pub fn covers_rule(&self, id: &str) -> bool {
         self.rules.is_empty() || self.rules.iter().any(|r| r.0 == id)
@@ -389,6 +519,7 @@ impl Default for PolicyConfig {
             fixes: FixOptions::default(),
             mesh: MeshSettings::default(),
             tenancy: Tenancy::default(),
+            exceptions: ExceptionSettings::default(),
         };
         cfg.fill_resource_defaults();
         cfg

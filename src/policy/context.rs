@@ -125,6 +125,8 @@ pub struct NamespaceFacts {
     /// ClusterRoles that are cluster-admin in all but name (see
     /// [`crate::policy::facts::grants_everything`]).
     pub admin_cluster_roles: Fact<Vec<String>>,
+    /// `TierException`s in the namespace (only valid ones).
+    pub exceptions: Fact<Vec<super::exception::ExceptionFact>>,
 }
 
 impl NamespaceFacts {
@@ -138,6 +140,7 @@ impl NamespaceFacts {
             hpas: Fact::Known(Vec::new()),
             service_accounts: Fact::Known(Vec::new()),
             admin_cluster_roles: Fact::Known(Vec::new()),
+            exceptions: Fact::Known(Vec::new()),
         }
     }
 }
@@ -166,6 +169,10 @@ pub struct Context {
     /// never copied per object.
     pub facts: std::sync::Arc<NamespaceFacts>,
     pub requester: Option<Requester>,
+    /// The time of judgement, Unix seconds (the engine has no clock: the
+    /// webhook gives the request's, the CLI its own or `--now`). `None`:
+    /// no `TierException` applies.
+    pub now: Option<i64>,
 }
 
 impl Context {
@@ -178,6 +185,7 @@ impl Context {
             namespace_labels_known: false,
             facts: std::sync::Arc::default(),
             requester: None,
+            now: None,
         }
     }
 }

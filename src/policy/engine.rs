@@ -2,7 +2,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::config::{PolicyConfig, Subject};
+use super::config::{ContainerScope, Exemption, PolicyConfig, Subject};
+use super::exception::ExceptionFact;
 use super::pss::{PssLevel, PssVersion};
 use super::rule::RuleCtx;
 use super::rule::Violation;
@@ -55,6 +56,15 @@ pub struct Exempted {
     pub reason: String,
     /// The findings suppressed (what the rule would have reported).
     pub findings: Vec<Finding>,
+    /// The `TierException` (`namespace/name`); `None`: the config's
+    /// `exemptions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// When the exception ends (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// The result of judging one object.
@@ -68,6 +78,9 @@ pub struct Evaluation {
     pub patch: json_patch::Patch,
     pub fixes: Vec<AppliedFix>,
     pub exempted: Vec<Exempted>,
+    /// What the requester should know that is not a finding: an exception
+    /// that applied and ends soon (`exceptions.warnBefore`).
+    pub notices: Vec<String>,
 }
 
 impl Evaluation {
@@ -177,10 +190,11 @@ impl Engine {
         let (mut selected, minor) = self.select(&target, ctx, opts);
         let mut eval = Evaluation::default();
 
-        let exempted = if opts.pss.is_none() {
-            self.apply_exemptions(&target, ctx, &mut selected)
+        let exceptions = self.exceptions_for(&target, ctx);
+        let (whole, partial) = if opts.pss.is_none() {
+            take_excepted(&exceptions, &mut selected)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
 
         let rctx = RuleCtx {
@@ -188,42 +202,60 @@ impl Engine {
             config: &self.config,
             pss_minor: minor,
         };
-        // What the exempted rules would have found (for reports that show
+        // What the excepted rules would have found (for reports that show
         // suppressions). A check that fails on this object suppresses nothing
-        // and never fails the object: the rule is exempted.
+        // and never fails the object: the rule is excepted.
         let mut violations = Vec::new();
-        for (s, reason) in exempted {
+        for (s, by) in whole {
             violations.clear();
             if s.rule.run_check(&target, &rctx, &mut violations).is_err() || violations.is_empty() {
                 continue;
             }
-            eval.exempted.push(Exempted {
-                rule: s.rule.id,
-                reason,
-                findings: violations
-                    .drain(..)
-                    .map(|v| Finding {
-                        rule: s.rule.id,
-                        tier: s.rule.tier.number(),
-                        action: if v.unknown {
-                            s.action.min(Action::Warn)
-                        } else {
-                            s.action
-                        },
-                        message: v.message,
-                        path: v.path,
-                        container: v.container,
-                        fixable: false,
-                    })
-                    .collect(),
-            });
+            let findings = violations.drain(..).map(|v| excepted(&s, v)).collect();
+            eval.exempted.push(by.exempted(s.rule.id, findings));
         }
         // Rules whose fix runs: a fix that declines some findings may still
         // do the safe part (a resources fix fills requests, not limits).
         let mut fix_candidates: Vec<&'static str> = Vec::new();
-        for s in &selected {
+        for s in &mut selected {
             violations.clear();
             s.rule.run_check(&target, &rctx, &mut violations)?;
+            // Findings in containers a container-scoped exception covers are
+            // excepted; the rule's fix then does not run at all (it would
+            // change the excepted container too).
+            let scoped: Vec<&By<'_>> = partial
+                .iter()
+                .filter(|(id, _)| *id == s.rule.id)
+                .map(|(_, b)| b)
+                .collect();
+            if !scoped.is_empty() {
+                let mut taken: Vec<(usize, Finding)> = Vec::new();
+                let mut kept = Vec::new();
+                for v in violations.drain(..) {
+                    let by = v.container.as_deref().and_then(|c| {
+                        let image = container_image(&target, c);
+                        scoped.iter().position(|b| b.scope().covers(c, image))
+                    });
+                    match by {
+                        Some(i) => taken.push((i, excepted(s, v))),
+                        None => kept.push(v),
+                    }
+                }
+                violations = kept;
+                if !taken.is_empty() {
+                    s.fix = false;
+                }
+                for (i, b) in scoped.iter().enumerate() {
+                    let mine: Vec<Finding> = taken
+                        .iter()
+                        .filter(|(j, _)| *j == i)
+                        .map(|(_, f)| f.clone())
+                        .collect();
+                    if !mine.is_empty() {
+                        eval.exempted.push(b.exempted(s.rule.id, mine));
+                    }
+                }
+            }
             if s.fix && violations.iter().any(|v| !v.unknown) {
                 fix_candidates.push(s.rule.id);
             }
@@ -275,6 +307,7 @@ impl Engine {
         }
         // Most severe first; stable, so rule and field order hold within an action.
         eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
+        eval.notices = self.ending_soon(&exceptions, &eval.exempted, ctx.now);
         Ok(eval)
     }
 
@@ -382,44 +415,203 @@ impl Engine {
         }
     }
 
-    /// Take the rules an exemption covers out of `selected`; returns them
-    /// with the exemption's reason.
-    fn apply_exemptions(
-        &self,
-        target: &Target<'_>,
-        ctx: &Context,
-        selected: &mut Vec<Selected>,
-    ) -> Vec<(Selected, String)> {
-        let exemptions = &self.config.exemptions;
-        if exemptions.is_empty() {
-            return Vec::new();
-        }
-        let namespace = ctx
-            .namespace
-            .as_deref()
-            .or(target.meta.namespace.as_deref());
-        let (username, groups): (Option<&str>, &[String]) = match &ctx.requester {
-            Some(r) => (Some(r.username.as_str()), r.groups.as_slice()),
-            None => (None, &[]),
-        };
-        let subject = Subject {
-            namespace,
-            name: target.name(),
-            kind: target.kind,
-            username,
-            groups,
-        };
-        let matching: Vec<_> = exemptions.iter().filter(|e| e.matches(&subject)).collect();
-        if matching.is_empty() {
-            return Vec::new();
-        }
+    /// The exceptions that cover this object: the config's exemptions that
+    /// match it, and the live `TierException`s of its own namespace that
+    /// match it (never another namespace's).
+    fn exceptions_for<'a>(&'a self, target: &Target<'_>, ctx: &'a Context) -> Vec<By<'a>> {
         let mut out = Vec::new();
-        for s in std::mem::take(selected) {
-            match matching.iter().find(|e| e.covers_rule(s.rule.id)) {
-                Some(e) => out.push((s, e.reason.clone())),
-                None => selected.push(s),
-            }
+        if !self.config.exemptions.is_empty() {
+            let namespace = ctx
+                .namespace
+                .as_deref()
+                .or(target.meta.namespace.as_deref());
+            let (username, groups): (Option<&str>, &[String]) = match &ctx.requester {
+                Some(r) => (Some(r.username.as_str()), r.groups.as_slice()),
+                None => (None, &[]),
+            };
+            let subject = Subject {
+                namespace,
+                name: target.name(),
+                kind: target.kind,
+                username,
+                groups,
+            };
+            out.extend(
+                self.config
+                    .exemptions
+                    .iter()
+                    .filter(|e| e.matches(&subject))
+                    .map(By::Config),
+            );
+        }
+        // Objects without a namespace (offline) share one, as their facts do.
+        let ns = ctx.namespace.as_deref().unwrap_or("");
+        if let Some(list) = ctx.facts.exceptions.known() {
+            out.extend(
+                list.iter()
+                    .filter(|e| {
+                        e.namespace == ns
+                            && e.live_at(ctx.now, &self.config)
+                            && e.matches(target.kind, target.name())
+                    })
+                    .map(By::Object),
+            );
         }
         out
     }
+
+    /// A notice per `TierException` that excepted something and ends within
+    /// `exceptions.warnBefore`.
+    fn ending_soon(&self, by: &[By<'_>], exempted: &[Exempted], now: Option<i64>) -> Vec<String> {
+        let Some(now) = now else { return Vec::new() };
+        let window = self.config.exceptions.warn_before.0;
+        let mut out = Vec::new();
+        for b in by {
+            let By::Object(e) = b else { continue };
+            let id = e.id();
+            let rules: Vec<&str> = exempted
+                .iter()
+                .filter(|x| x.exception.as_deref() == Some(id.as_str()))
+                .map(|x| x.rule)
+                .collect();
+            let left = e.expires - now;
+            if rules.is_empty() || left > window {
+                continue;
+            }
+            // Short: a warning is cut at 119 characters (the end is in the
+            // object and the audit annotations).
+            out.push(format!(
+                "tiergate exception {id} ({}) ends in {}, owner {}",
+                rules.join(", "),
+                super::exception::human(left),
+                e.owner
+            ));
+        }
+        out
+    }
+}
+
+/// What excepts a rule: an entry of the config's `exemptions`, or a
+/// `TierException`.
+#[derive(Debug, Clone, Copy)]
+enum By<'a> {
+    Config(&'a Exemption),
+    Object(&'a ExceptionFact),
+}
+
+impl By<'_> {
+    fn covers_rule(&self, id: &str) -> bool {
+        match self {
+            By::Config(e) => e.covers_rule(id),
+            By::Object(e) => e.covers_rule(id),
+        }
+    }
+
+    fn scope(&self) -> ContainerScope<'_> {
+        match self {
+            By::Config(e) => e.scope(),
+            By::Object(e) => e.scope(),
+        }
+    }
+
+    fn exempted(&self, rule: &'static str, findings: Vec<Finding>) -> Exempted {
+        match self {
+            By::Config(e) => Exempted {
+                rule,
+                reason: e.reason.clone(),
+                findings,
+                exception: None,
+                owner: None,
+                expires: None,
+            },
+            By::Object(e) => Exempted {
+                rule,
+                reason: e.reason.clone(),
+                findings,
+                exception: Some(e.id()),
+                owner: Some(e.owner.clone()),
+                expires: Some(super::exception::rfc3339(e.expires)),
+            },
+        }
+    }
+}
+
+/// What an excepted rule would have reported.
+fn excepted(s: &Selected, v: Violation) -> Finding {
+    Finding {
+        rule: s.rule.id,
+        tier: s.rule.tier.number(),
+        action: if v.unknown {
+            s.action.min(Action::Warn)
+        } else {
+            s.action
+        },
+        message: v.message,
+        path: v.path,
+        container: v.container,
+        fixable: false,
+    }
+}
+
+/// A rule a container-scoped exception covers, and that exception.
+type Scoped<'a> = (&'static str, By<'a>);
+
+/// Take the rules an exception covers whole out of `selected` (with what
+/// covers them); the rules a container-scoped one covers stay selected and
+/// are listed with it.
+fn take_excepted<'a>(
+    by: &[By<'a>],
+    selected: &mut Vec<Selected>,
+) -> (Vec<(Selected, By<'a>)>, Vec<Scoped<'a>>) {
+    let mut whole = Vec::new();
+    let mut partial = Vec::new();
+    if by.is_empty() {
+        return (whole, partial);
+    }
+    for s in std::mem::take(selected) {
+        let covering = by.iter().filter(|b| b.covers_rule(s.rule.id));
+        let mut whole_by = None;
+        for b in covering {
+            if b.scope().whole_object() {
+                whole_by = Some(*b);
+                break;
+            }
+            partial.push((s.rule.id, *b));
+        }
+        match whole_by {
+            Some(b) => {
+                partial.retain(|(id, _)| *id != s.rule.id);
+                whole.push((s, b));
+            }
+            None => selected.push(s),
+        }
+    }
+    (whole, partial)
+}
+
+/// The image of the pod's container of this name.
+fn container_image<'t>(target: &'t Target<'_>, name: &str) -> Option<&'t str> {
+    let pod = target.pod.as_ref()?;
+    let all = pod
+        .spec
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.image.as_deref()))
+        .chain(
+            pod.spec
+                .init_containers
+                .iter()
+                .flatten()
+                .map(|c| (c.name.as_str(), c.image.as_deref())),
+        )
+        .chain(
+            pod.spec
+                .ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| (c.name.as_str(), c.image.as_deref())),
+        );
+    all.into_iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, i)| i)
 }

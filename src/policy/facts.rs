@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::context::{Fact, HpaFact, NamespaceFacts, PdbFact, SaFact};
+use super::exception::{self, ExceptionFact};
 
 /// What the input says about one namespace so far (`None`: no object of the kind).
 #[derive(Default)]
@@ -33,6 +34,7 @@ struct NamespaceSoFar {
     pdbs: Option<Vec<PdbFact>>,
     hpas: Option<Vec<HpaFact>>,
     sas: Option<Vec<SaFact>>,
+    exceptions: Option<Vec<ExceptionFact>>,
 }
 
 /// The key under which [`facts_of_input`] keeps the facts of the objects
@@ -119,6 +121,15 @@ pub fn facts_of_input<'a>(
                     list.push(name);
                 }
             }
+            (exception::KIND, exception::API_VERSION) => {
+                // One that does not read is not an exception (the CLI reports
+                // it; the webhook refuses it).
+                let list = a.exceptions.get_or_insert_with(Vec::new);
+                if let Ok(mut e) = exception::parse(obj) {
+                    e.namespace = ns.to_string();
+                    list.push(e);
+                }
+            }
             ("HorizontalPodAutoscaler", v) if v.starts_with("autoscaling/") => {
                 let list = a.hpas.get_or_insert_with(Vec::new);
                 list.extend(HpaFact::from_object(&name, obj));
@@ -144,6 +155,7 @@ pub fn facts_of_input<'a>(
                 hpas: fact(d, a.hpas),
                 service_accounts: fact(d, a.sas),
                 admin_cluster_roles: fact(complete, admin_roles.clone()),
+                exceptions: fact(d, a.exceptions),
             };
             (ns, facts)
         })

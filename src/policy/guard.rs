@@ -47,8 +47,16 @@ pub fn is_tier_admin(who: Option<&Requester>, admins: &TierAdmins) -> bool {
     admins.users.contains(&who.username) || who.groups.iter().any(|g| admins.groups.contains(g))
 }
 
-/// "users a, b; groups c" (or that nobody is configured).
+/// "tier admins only (users a, b; groups c)" (or that nobody is configured).
 fn who_may(admins: &TierAdmins) -> String {
+    match listed(admins) {
+        None => "nobody: the tiergate config lists no tierAdmins".to_string(),
+        Some(l) => format!("tier admins only ({l})"),
+    }
+}
+
+/// "users a, b; groups c", `None` when both are empty.
+pub(crate) fn listed(admins: &TierAdmins) -> Option<String> {
     let mut parts = Vec::new();
     if !admins.users.is_empty() {
         parts.push(format!("users {}", admins.users.join(", ")));
@@ -56,11 +64,7 @@ fn who_may(admins: &TierAdmins) -> String {
     if !admins.groups.is_empty() {
         parts.push(format!("groups {}", admins.groups.join(", ")));
     }
-    if parts.is_empty() {
-        "nobody: the tiergate config lists no tierAdmins".to_string()
-    } else {
-        format!("tier admins only ({})", parts.join("; "))
-    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn requester_name(who: Option<&Requester>) -> String {

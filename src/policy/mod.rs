@@ -8,6 +8,7 @@
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod exception;
 pub mod facts;
 pub mod fixutil;
 pub mod guard;

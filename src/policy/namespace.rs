@@ -38,6 +38,8 @@ pub struct NamespaceInput<'a> {
     pub tier: Option<Tier>,
     /// A mode that wins over the label (`tiergate check --mode`).
     pub mode: Option<Mode>,
+    /// The time of judgement ([`Context::now`]).
+    pub now: Option<i64>,
 }
 
 /// A context and what the requester should be told about how it was made.
@@ -86,6 +88,7 @@ pub fn resolve(input: NamespaceInput<'_>, cfg: &PolicyConfig) -> Resolved {
     ctx.namespace_labels_known = labels.is_some();
     ctx.facts = input.facts;
     ctx.requester = input.requester;
+    ctx.now = input.now;
     Resolved { ctx, notes }
 }
 

@@ -495,6 +495,7 @@ fn record(st: &AppState, webhook: Webhook, answer: &admission::Answer, secs: f64
         rules = ?rec.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
         fixes = ?rec.fixes,
         exempted = rec.exempted.len(),
+        exceptions = ?rec.exceptions.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>(),
         error = rec.error.map(|e| e.name()),
         request_dry_run = rec.request_dry_run,
         "admission decided"

@@ -22,6 +22,7 @@ pub struct Metrics {
     findings: IntCounterVec,
     patches: IntCounterVec,
     exemptions: IntCounterVec,
+    exceptions_applied: IntCounterVec,
     errors: IntCounterVec,
     config_reloads: IntCounterVec,
     tls_reloads: IntCounterVec,
@@ -100,6 +101,11 @@ impl Metrics {
         let exemptions = counter(
             "tiergate_exemptions_total",
             "Exemptions applied, by rule.",
+            &["rule"],
+        )?;
+        let exceptions_applied = counter(
+            "tiergate_exceptions_applied_total",
+            "Findings' rules excepted, by rule: config exemptions and TierExceptions alike.",
             &["rule"],
         )?;
         let errors = counter(
@@ -185,6 +191,7 @@ impl Metrics {
             findings,
             patches,
             exemptions,
+            exceptions_applied,
             errors,
             config_reloads,
             tls_reloads,
@@ -239,6 +246,10 @@ impl Metrics {
             }
             for (rule, _) in &rec.exempted {
                 self.exemptions.with_label_values(&[rule]).inc();
+                self.exceptions_applied.with_label_values(&[rule]).inc();
+            }
+            for (rule, _) in &rec.exceptions {
+                self.exceptions_applied.with_label_values(&[rule]).inc();
             }
         } else if rec.decision == crate::admission::Decision::Patch {
             for rule in &rec.fixes {

@@ -270,7 +270,12 @@ fn context_source(
     let cm = CacheMetrics::new().context("cluster metrics")?;
     cm.register(metrics.registry()).context("cluster metrics")?;
     let watches = cluster::spawn(client, cm);
-    info!("watching the cluster: namespaces, networkpolicies, resourcequotas, limitranges, poddisruptionbudgets; not ready until every cache has synced");
+    let em = cluster::ExceptionMetrics::new(watches.caches.clone()).context("exception metrics")?;
+    metrics
+        .registry()
+        .register(Box::new(em))
+        .context("exception metrics")?;
+    info!(resources = ?cluster::watch::RESOURCES, "watching the cluster; not ready until every cache has synced");
     let src: Arc<dyn ContextSource> = Arc::new(ClusterSource::new(watches.caches.clone()));
     Ok((src, Some(watches)))
 }

@@ -174,6 +174,8 @@ async fn setup(name: &str, tier: u8, mode: &str, config: &str) -> Setup {
                  "resources": ["secrets"], "scope": "Namespaced"},
                 {"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["v1"],
                  "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"], "scope": "Namespaced"},
+                {"apiGroups": ["tiergate.io"], "apiVersions": ["v1alpha1"],
+                 "operations": ["CREATE", "UPDATE"], "resources": ["tierexceptions"], "scope": "Namespaced"},
             ],
             "failurePolicy": "Fail", "sideEffects": "None",
             "admissionReviewVersions": ["v1"], "timeoutSeconds": 5,
@@ -495,6 +497,7 @@ async fn readyz_is_not_ready_before_the_caches_sync_and_ready_after() {
         "horizontalpodautoscalers",
         "serviceaccounts",
         "clusterroles",
+        "tierexceptions",
     ] {
         assert_eq!(
             live.metric("tiergate_cluster_cache_synced", &[("resource", r)]),
@@ -798,4 +801,142 @@ async fn the_new_tier_rules_deny_violations_and_admit_compliant_writes() {
             }
         }
     }
+}
+
+/// TierExceptions through the real apiserver (issue 15): a developer cannot
+/// grant one (RBAC would let them: tiergate refuses); an approver's admits a
+/// denied write at once, with a warning naming its end and owner; when it
+/// ends the same write is denied again; the CLI on the same files agrees at
+/// both times; the metrics say what applied and when it ends.
+#[tokio::test]
+async fn tier_exceptions_are_granted_by_approvers_and_end_on_time() {
+    use crate::harness::{KUBECTL_ADMIN, KUBECTL_DEV};
+    let s = setup("except", 1, "enforce", &only("privileged")).await;
+    let roles: Api<ClusterRole> = Api::all(s.client.clone());
+    let _ = roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "e2e-exception-writer"},
+                "rules": [{"apiGroups": ["tiergate.io"], "resources": ["tierexceptions"],
+                           "verbs": ["get", "list", "create", "update", "patch"]}]
+            }))
+            .expect("role"),
+        )
+        .await;
+    let binds: Api<ClusterRoleBinding> = Api::all(s.client.clone());
+    let _ = binds.create(&PostParams::default(), &serde_json::from_value(json!({
+        "metadata": {"name": "e2e-exception-writer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "e2e-exception-writer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "e2e-dev"}]
+    })).expect("binding")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64
+    };
+    let expires = now() + 12;
+    let until = tiergate::policy::exception::rfc3339(expires);
+    let exception = format!(
+        "apiVersion: tiergate.io/v1alpha1\nkind: TierException\nmetadata:\n  name: break-glass\n  namespace: {ns}\n\
+         spec:\n  reason: incident 42 needs a privileged debugger\n  owner: team-web\n  expires: \"{until}\"\n\
+         \x20 rules: [privileged]\n  match:\n    kinds: [Deployment]\n    names: [debug*]\n",
+        ns = s.ns
+    );
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: debugger\n  namespace: {ns}\n\
+         spec:\n  selector: {{matchLabels: {{app: debugger}}}}\n  template:\n    metadata: {{labels: {{app: debugger}}}}\n\
+         \x20   spec:\n      containers:\n      - name: debug\n        image: busybox:1.36\n\
+         \x20       securityContext: {{privileged: true}}\n",
+        ns = s.ns
+    );
+    let dry_run =
+        || KUBECTL_ADMIN.run(&["apply", "--dry-run=server", "-f", "-"], Some(&deployment));
+
+    let r = dry_run();
+    assert!(
+        !r.ok && r.stderr.contains("privileged"),
+        "denied first: {r:?}"
+    );
+    // A developer cannot except their own namespace.
+    let r = KUBECTL_DEV.run(&["apply", "-f", "-"], Some(&exception));
+    assert!(!r.ok, "a developer granted an exception: {r:?}");
+    assert!(
+        r.stderr
+            .contains("\"e2e-dev\" may not grant exceptions; approvers are groups system:masters"),
+        "{}",
+        r.stderr
+    );
+    // An approver can; the write is admitted as soon as the cache has it.
+    let r = KUBECTL_ADMIN.run(&["apply", "-f", "-"], Some(&exception));
+    assert!(r.ok, "the approver's exception: {}", r.stderr);
+    let t0 = Instant::now();
+    let admitted = loop {
+        let r = dry_run();
+        if r.ok {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "still denied: {}",
+            r.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let w = admitted.warnings();
+    assert!(
+        w.iter().any(|l| l.starts_with(&format!(
+            "tiergate exception {}/break-glass (privileged) ends in",
+            s.ns
+        )) && l.ends_with("seconds, owner team-web")),
+        "{w:?}"
+    );
+    assert!(
+        s.live.metric(
+            "tiergate_exceptions_applied_total",
+            &[("rule", "privileged")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        s.live.metric(
+            "tiergate_exception_expiry_timestamp_seconds",
+            &[("namespace", &s.ns), ("name", "break-glass")]
+        ),
+        expires as f64
+    );
+
+    // The CLI on the same files gives the same answer at the same time...
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("app.yaml"), &deployment).expect("write");
+    std::fs::write(dir.path().join("exception.yaml"), &exception).expect("write");
+    let cli = |at: i64| {
+        std::process::Command::new(TIERGATE)
+            .args(["check", "--tier", "1", "--only", "privileged", "--now"])
+            .arg(tiergate::policy::exception::rfc3339(at))
+            .arg(dir.path())
+            .output()
+            .expect("tiergate check")
+            .status
+            .code()
+    };
+    assert_eq!(cli(now()), Some(0));
+    // ...and when it has ended, both deny again.
+    assert_eq!(cli(expires), Some(1));
+    while now() <= expires {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = dry_run();
+    assert!(
+        !r.ok && r.stderr.contains("privileged"),
+        "denied after the end: {r:?}"
+    );
+    assert_eq!(
+        s.live
+            .metric("tiergate_exceptions", &[("namespace", &s.ns)]),
+        0.0,
+        "no live exception is left"
+    );
 }

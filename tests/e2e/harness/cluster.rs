@@ -302,6 +302,7 @@ fn start() -> Result<Cluster, String> {
                 let kubeconfig = dir.join("kubeconfig");
                 write(&kubeconfig, &kubeconfig_yaml(&server, &pki))?;
                 wait_ready(&kubeconfig, &dir)?;
+                install_crds(&kubeconfig)?;
                 let startup = begin.elapsed();
                 eprintln!(
                     "e2e: etcd + kube-apiserver ready at {server} in {:.1}s (run dir {})",
@@ -471,6 +472,36 @@ fn spawn_listening(cmd: Command, dir: &Path, secure: u16) -> Result<std::process
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// tiergate's own CRD (TierException), as `deploy/` installs it, until the
+/// apiserver serves it.
+fn install_crds(kubeconfig: &Path) -> Result<(), String> {
+    let crd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/base/crd-tierexception.yaml");
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--context", "admin"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    kubectl(&["apply", "-f", crd.to_str().unwrap_or_default()])?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/tierexceptions.tiergate.io",
+        "--timeout=60s",
+    ])
 }
 
 /// Wait for `/readyz` (every post-start hook, RBAC bootstrap included).
