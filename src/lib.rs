@@ -1,6 +1,7 @@
 //! tiergate: a Kubernetes admission webhook that judges workloads by the tier
 //! of the namespace they land in. See the README for the two commands.
 pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;

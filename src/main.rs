@@ -22,6 +22,9 @@ enum Command {
     Fix(cli::FixArgs),
     /// List the rule catalog.
     Rules(cli::RulesArgs),
+    /// Judge what already runs in a cluster, and whether each namespace is
+    /// ready to enforce its tier.
+    Audit(cli::AuditArgs),
     /// Write a minimal application that passes a tier (what the tier asks).
     Scaffold(cli::ScaffoldArgs),
     /// Run the admission webhook server.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Fix(a) => cli::fix(a),
         Command::Rules(a) => cli::rules(a),
         Command::Scaffold(a) => cli::scaffold(a),
+        Command::Audit(a) => cli::audit(a),
         Command::Serve(a) => server::run_serve(a).map(|()| ExitCode::SUCCESS),
         Command::Certs(a) => server::run_certs(a).map(|()| ExitCode::SUCCESS),
     };

@@ -181,6 +181,43 @@ pub struct FixArgs {
     pub diff: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadyFor {
+    Enforce,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The cluster (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Only this namespace (no cluster-scoped objects).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Judge every object at this tier, whatever its namespace's label says.
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// Config file (YAML); the embedded defaults when absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: CheckFormat,
+    /// Exit 1 when some namespace is not ready to enforce its tier (an
+    /// object its next write would be denied for, that no fix covers).
+    #[arg(long, value_enum)]
+    pub ready_for: Option<ReadyFor>,
+    /// Namespaces not judged (the shipped webhooks' exclusions by default).
+    #[arg(long = "exclude-namespace", value_name = "NS",
+          default_values_t = crate::audit::EXCLUDED.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+    pub exclude: Vec<String>,
+    /// Objects per list request.
+    #[arg(long, default_value_t = 500)]
+    pub page_size: u32,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ScaffoldKind {
     Deployment,
@@ -553,6 +590,77 @@ fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// `tiergate rules`
+/// `tiergate audit`
+pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(a.config.as_deref())?.0.policy;
+    let engine = Engine::new(cfg);
+    let tier = a.tier.as_deref().map(str::parse::<Tier>).transpose()?;
+    let opts = crate::audit::AuditOptions {
+        namespace: a.namespace.clone(),
+        tier,
+        exclude: a.exclude.clone(),
+        page: a.page_size.max(1),
+        sync_timeout: std::time::Duration::from_secs(60),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let audit = rt.block_on(async {
+        let client = audit_client(a.kubeconfig.as_deref(), a.context.as_deref()).await?;
+        crate::audit::run(client, &engine, &opts).await
+    })?;
+    rt.shutdown_background();
+    let report = Report {
+        judged: audit.judged,
+        problems: Vec::new(),
+    };
+    for n in &audit.not_listed {
+        eprintln!("tiergate: note: not audited: {}", output::printable(n));
+    }
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let readiness = output::readiness_table(&audit.readiness, audit.at_owner);
+    match a.output {
+        CheckFormat::Json => output::json(&report, &mut stdout)?,
+        CheckFormat::Sarif => stdout.write_all(output::sarif(&report).as_bytes())?,
+        CheckFormat::Junit => stdout.write_all(output::junit(&report).as_bytes())?,
+        CheckFormat::Table => {
+            stdout.write_all(output::table(&report, output::use_colour()).as_bytes())?;
+            stdout.write_all(readiness.as_bytes())?;
+        }
+    }
+    stdout.flush()?;
+    if !matches!(a.output, CheckFormat::Table) {
+        eprint!("{readiness}");
+    }
+    let not_ready = audit.readiness.values().any(|r| !r.ready());
+    Ok(if a.ready_for == Some(ReadyFor::Enforce) && not_ready {
+        ExitCode::from(1)
+    } else {
+        exit_code(&report)
+    })
+}
+
+async fn audit_client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &options).await?
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// `tiergate scaffold`
 pub fn scaffold(a: ScaffoldArgs) -> anyhow::Result<ExitCode> {
     use crate::scaffold::{self, AppKind};

@@ -606,6 +606,55 @@ impl Paint {
     }
 }
 
+/// The audit's readiness to enforce, a row per namespace.
+pub fn readiness_table(
+    r: &std::collections::BTreeMap<String, crate::audit::Readiness>,
+    at_owner: usize,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{:<24} {:>4} {:<7} {:>7} {:>8} {:>11}  {:<30} {:<24} NEXT TIER",
+        "NAMESPACE", "TIER", "MODE", "OBJECTS", "DENIED", "AFTER FIXES", "VERDICT", "TOP RULES"
+    );
+    for (ns, x) in r {
+        let top: Vec<String> = x
+            .top_rules
+            .iter()
+            .take(3)
+            .map(|(rule, n)| format!("{rule}({n})"))
+            .collect();
+        let next = match x.next_tier_blocking {
+            Some(n) => format!("tier {}: {n} blocking", x.tier + 1),
+            None => "-".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<24} {:>4} {:<7} {:>7} {:>8} {:>11}  {:<30} {:<24} {}",
+            printable(if ns.is_empty() { "(cluster)" } else { ns }),
+            x.tier,
+            x.mode,
+            x.objects,
+            x.denied_in_enforce,
+            x.pass_after_fixes,
+            x.verdict(),
+            if top.is_empty() {
+                "-".to_string()
+            } else {
+                top.join(", ")
+            },
+            next
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{} namespaces; {at_owner} objects judged at their owner; DENIED: denied in enforce at the \
+         tier, AFTER FIXES: of those, passing once the mutating webhook fixes them",
+        r.len()
+    );
+    s
+}
+
 /// The table for people, grouped by object.
 pub fn table(report: &Report, colour: bool) -> String {
     let judged = &report.judged;
@@ -621,7 +670,11 @@ pub fn table(report: &Report, colour: bool) -> String {
             p.wrap("1", &printable(&object_label(j))),
             p.wrap(
                 "2",
-                &format!("({}#{}, line {})", printable(&j.file), j.document, j.line)
+                &if j.line == 0 {
+                    format!("({})", printable(&j.file))
+                } else {
+                    format!("({}#{}, line {})", printable(&j.file), j.document, j.line)
+                }
             ),
             p.wrap("2", &format!("tier {} {}", j.tier.number(), j.tier.name()))
         );

@@ -52,6 +52,11 @@ impl Tier {
     pub fn number(self) -> u8 {
         self as u8
     }
+
+    /// The tier above (none above hyperscale).
+    pub fn next(self) -> Option<Tier> {
+        Tier::ALL.get(usize::from(self.number())).copied()
+    }
     pub fn name(self) -> &'static str {
         match self {
             Tier::Foundation => "foundation",

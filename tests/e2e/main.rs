@@ -11,6 +11,7 @@
 //! scenario's config, and its own webhook configurations whose
 //! namespaceSelector picks only that namespace, so scenarios run in parallel
 //! without seeing each other.
+mod audit;
 mod cluster;
 #[path = "../common/mod.rs"]
 mod common;

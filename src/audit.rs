@@ -1,0 +1,492 @@
+//! The audit: every existing object of the kinds the webhook judges, judged
+//! as admission would judge its write (the same namespace → Context
+//! resolver, the same cluster facts from the same watch caches, the same
+//! exemptions and TierExceptions), and what it means for switching each
+//! namespace to `enforce`.
+//!
+//! - Objects are listed a page at a time (`limit`/`continue`) and dropped
+//!   once judged: only the results are kept.
+//! - An object a controller made is judged at its owner (a Deployment's
+//!   ReplicaSets and Pods are not separate offenders); bare Pods and objects
+//!   whose owner is not listed here are judged themselves. Owners are listed
+//!   before what they own, so this needs only the owners' uids.
+//! - Each object is judged in `enforce` at its namespace's tier (and at the
+//!   next tier, for "what would it cost"); its findings are reported with the
+//!   action the namespace's own mode takes.
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::Client;
+use serde_json::Value;
+
+use crate::cli::judge::Judged;
+use crate::cluster::{self, CacheMetrics, Caches};
+use crate::policy::namespace::{self, NamespaceInput};
+use crate::policy::{Action, Engine, Evaluation, Mode, Options, Tier};
+
+/// A kind the audit lists: the webhook's kinds, owners before what they own.
+struct Listed {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+}
+
+const fn listed(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+) -> Listed {
+    Listed {
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+    }
+}
+
+/// Owners first (CronJobs before Jobs, Deployments before ReplicaSets,
+/// everything before Pods).
+const KINDS: &[Listed] = &[
+    listed("", "v1", "Namespace", "namespaces", false),
+    listed("batch", "v1", "CronJob", "cronjobs", true),
+    listed("apps", "v1", "Deployment", "deployments", true),
+    listed("apps", "v1", "StatefulSet", "statefulsets", true),
+    listed("apps", "v1", "DaemonSet", "daemonsets", true),
+    listed(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+    ),
+    listed("batch", "v1", "Job", "jobs", true),
+    listed("apps", "v1", "ReplicaSet", "replicasets", true),
+    listed("", "v1", "Pod", "pods", true),
+    listed("", "v1", "PodTemplate", "podtemplates", true),
+    listed("", "v1", "Service", "services", true),
+    listed("", "v1", "ConfigMap", "configmaps", true),
+    listed("", "v1", "Secret", "secrets", true),
+    listed("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+    listed(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+    listed("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+    listed(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    listed(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    listed(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
+];
+
+/// The namespaces the shipped webhook configurations never send (so the
+/// audit does not judge them either).
+pub const EXCLUDED: &[&str] = &["kube-system", "kube-node-lease", "tiergate-system"];
+
+/// What to audit.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Only this namespace (and no cluster-scoped objects).
+    pub namespace: Option<String>,
+    /// Judge every object at this tier, whatever its namespace says.
+    pub tier: Option<Tier>,
+    pub exclude: Vec<String>,
+    /// Objects per list page.
+    pub page: u32,
+    /// How long to wait for the watch caches to sync.
+    pub sync_timeout: Duration,
+}
+
+/// What switching a namespace to `enforce` would do.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    pub tier: u8,
+    pub mode: String,
+    pub objects: usize,
+    /// Objects with a deny finding in `enforce` at the namespace's tier.
+    pub denied_in_enforce: usize,
+    /// Of those, the ones every deny finding of which a fix covers (they
+    /// pass on their next write, which the mutating webhook fixes).
+    pub pass_after_fixes: usize,
+    /// The others: what breaks the next apply once the namespace enforces.
+    pub blocking: usize,
+    /// Blocking objects by rule, most first.
+    pub top_rules: Vec<(String, usize)>,
+    /// Blocking objects at the next tier up (none at tier 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_tier_blocking: Option<usize>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.blocking == 0
+    }
+
+    pub fn verdict(&self) -> String {
+        if self.ready() {
+            "ready".to_string()
+        } else {
+            format!("not ready ({} blocking objects)", self.blocking)
+        }
+    }
+}
+
+/// The audit's result: each judged object (its findings with the action its
+/// namespace's mode takes), and the readiness of each namespace ("" for
+/// cluster-scoped objects).
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub judged: Vec<Judged>,
+    /// Objects judged at their owner instead.
+    pub at_owner: usize,
+    /// Kinds that could not be listed (forbidden, not served), with why.
+    pub not_listed: Vec<String>,
+    pub readiness: BTreeMap<String, Readiness>,
+}
+
+/// Start the watch caches, wait for them, and audit.
+pub async fn run(client: Client, engine: &Engine, opts: &AuditOptions) -> anyhow::Result<Audit> {
+    let metrics = CacheMetrics::new()?;
+    let watches = cluster::spawn(client.clone(), metrics);
+    let caches = watches.caches.clone();
+    let t0 = std::time::Instant::now();
+    while !caches.synced() {
+        if t0.elapsed() > opts.sync_timeout {
+            anyhow::bail!(
+                "the cluster caches did not sync within {} s (can this identity list \
+                 namespaces, networkpolicies, resourcequotas, limitranges, poddisruptionbudgets, \
+                 horizontalpodautoscalers, serviceaccounts, clusterroles and tierexceptions?)",
+                opts.sync_timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut audit = Audit::default();
+    let mut owners: HashSet<String> = HashSet::new();
+    let mut state = State::default();
+    for k in KINDS {
+        if !k.namespaced && opts.namespace.is_some() {
+            continue;
+        }
+        let ar = ApiResource {
+            group: k.group.to_string(),
+            version: k.version.to_string(),
+            api_version: if k.group.is_empty() {
+                k.version.to_string()
+            } else {
+                format!("{}/{}", k.group, k.version)
+            },
+            kind: k.kind.to_string(),
+            plural: k.plural.to_string(),
+        };
+        let api: Api<DynamicObject> = match (&opts.namespace, k.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &ar),
+            _ => Api::all_with(client.clone(), &ar),
+        };
+        let mut lp = ListParams::default().limit(opts.page);
+        loop {
+            let page = match api.list(&lp).await {
+                Ok(p) => p,
+                Err(e) => {
+                    audit.not_listed.push(format!("{}: {e}", k.plural));
+                    break;
+                }
+            };
+            for item in page.items {
+                let mut obj = match serde_json::to_value(&item) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                obj["apiVersion"] = Value::String(ar.api_version.clone());
+                obj["kind"] = Value::String(ar.kind.clone());
+                judge(
+                    engine,
+                    &caches,
+                    opts,
+                    &mut owners,
+                    &mut state,
+                    &mut audit,
+                    obj,
+                );
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(c) => lp = lp.continue_token(&c),
+                None => break,
+            }
+        }
+    }
+    audit.readiness = state.finish();
+    Ok(audit)
+}
+
+/// Readiness counters as objects are judged.
+#[derive(Default)]
+struct State {
+    by_ns: BTreeMap<String, (Readiness, BTreeMap<String, usize>, usize)>,
+    index: usize,
+}
+
+impl State {
+    fn finish(self) -> BTreeMap<String, Readiness> {
+        self.by_ns
+            .into_iter()
+            .map(|(ns, (mut r, rules, next))| {
+                let mut top: Vec<(String, usize)> = rules.into_iter().collect();
+                top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                r.top_rules = top;
+                if r.tier < 5 {
+                    r.next_tier_blocking = Some(next);
+                }
+                (ns, r)
+            })
+            .collect()
+    }
+}
+
+/// Whether an evaluation in `enforce` would deny, and whether fixes cover
+/// every denial.
+fn denial(e: &Evaluation) -> Option<bool> {
+    let denies: Vec<_> = e
+        .findings
+        .iter()
+        .filter(|f| f.action == Action::Deny)
+        .collect();
+    (!denies.is_empty()).then(|| denies.iter().all(|f| f.fixable))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    engine: &Engine,
+    caches: &Arc<Caches>,
+    opts: &AuditOptions,
+    owners: &mut HashSet<String>,
+    state: &mut State,
+    audit: &mut Audit,
+    obj: Value,
+) {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let kind = s("/kind").unwrap_or_default();
+    let name = s("/metadata/name").unwrap_or_default();
+    let own_ns = if kind == "Namespace" {
+        Some(name.clone())
+    } else {
+        s("/metadata/namespace")
+    };
+    if own_ns
+        .as_deref()
+        .is_some_and(|n| opts.exclude.iter().any(|x| x == n))
+    {
+        return;
+    }
+    if let Some(uid) = s("/metadata/uid") {
+        owners.insert(uid);
+    }
+    // Judged at its owner, when the owner was listed (and so judged).
+    let owner_uid = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        })
+        .and_then(|r| r.get("uid"))
+        .and_then(Value::as_str);
+    if owner_uid.is_some_and(|u| owners.contains(u)) {
+        audit.at_owner += 1;
+        return;
+    }
+    let ns_key = own_ns.clone().unwrap_or_default();
+    let (labels, facts) = match (&own_ns, kind.as_str()) {
+        (Some(_), "Namespace") => (
+            Some(namespace::labels_of(Some(&obj))),
+            caches.facts(&ns_key),
+        ),
+        (Some(ns), _) => (
+            caches.namespaces.get(ns).map(|s| s.payload.0.clone()),
+            caches.facts(ns),
+        ),
+        (None, _) => (None, caches.cluster_facts()),
+    };
+    let facts = Arc::new(facts);
+    let now = crate::cli::judge::now();
+    let resolve = |tier: Option<Tier>| {
+        namespace::resolve(
+            NamespaceInput {
+                name: own_ns.as_deref(),
+                labels: labels.as_ref(),
+                facts: facts.clone(),
+                requester: None,
+                tier,
+                mode: Some(Mode::Enforce),
+                now,
+            },
+            engine.config(),
+        )
+    };
+    // The namespace's own mode, for the action reported.
+    let own = namespace::resolve(
+        NamespaceInput {
+            name: own_ns.as_deref(),
+            labels: labels.as_ref(),
+            facts: facts.clone(),
+            requester: None,
+            tier: opts.tier,
+            mode: None,
+            now,
+        },
+        engine.config(),
+    );
+    let enforce = resolve(opts.tier);
+    let tier = enforce.ctx.tier;
+    let o = Options {
+        pss: None,
+        only: None,
+        fix: false,
+        exact_fixable: true,
+    };
+    let mut eval = match engine.evaluate(&obj, &enforce.ctx, &o) {
+        Ok(e) => e,
+        Err(e) => {
+            audit
+                .not_listed
+                .push(format!("{kind} {ns_key}/{name}: cannot be judged: {e}"));
+            return;
+        }
+    };
+    let next = match tier.next() {
+        Some(t) => engine
+            .evaluate(&obj, &resolve(Some(t)).ctx, &o)
+            .ok()
+            .and_then(|e| denial(&e)),
+        None => None,
+    };
+    let entry = state.by_ns.entry(ns_key).or_insert_with(|| {
+        (
+            Readiness {
+                tier: tier.number(),
+                mode: own.ctx.mode.name().to_string(),
+                ..Readiness::default()
+            },
+            BTreeMap::new(),
+            0,
+        )
+    });
+    let (r, rules, next_blocking) = entry;
+    r.objects += 1;
+    match denial(&eval) {
+        Some(true) => {
+            r.denied_in_enforce += 1;
+            r.pass_after_fixes += 1;
+        }
+        Some(false) => {
+            r.denied_in_enforce += 1;
+            r.blocking += 1;
+            let mut seen: Vec<&str> = Vec::new();
+            for f in eval
+                .findings
+                .iter()
+                .filter(|f| f.action == Action::Deny && !f.fixable)
+            {
+                if !seen.contains(&f.rule) {
+                    seen.push(f.rule);
+                    *rules.entry(f.rule.to_string()).or_default() += 1;
+                }
+            }
+        }
+        None => {}
+    }
+    if next == Some(false) {
+        *next_blocking += 1;
+    }
+    // What admission does today: the namespace's mode caps the action.
+    let cap = own.ctx.mode.cap();
+    for f in &mut eval.findings {
+        f.action = f.action.min(cap);
+    }
+    eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
+    state.index += 1;
+    audit.judged.push(Judged {
+        file: "cluster".to_string(),
+        source: 0,
+        document: state.index,
+        item: Vec::new(),
+        line: 0,
+        kind,
+        namespace: s("/metadata/namespace"),
+        name,
+        tier,
+        notes: own.notes,
+        eval,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Finding;
+
+    fn finding(action: Action, fixable: bool) -> Finding {
+        Finding {
+            rule: "privileged",
+            tier: 1,
+            action,
+            message: String::new(),
+            path: String::new(),
+            container: None,
+            fixable,
+        }
+    }
+
+    #[test]
+    fn an_object_blocks_only_when_a_denial_has_no_fix() {
+        let e = |f: Vec<Finding>| Evaluation {
+            findings: f,
+            ..Evaluation::default()
+        };
+        assert_eq!(denial(&e(vec![])), None);
+        assert_eq!(denial(&e(vec![finding(Action::Warn, false)])), None);
+        assert_eq!(denial(&e(vec![finding(Action::Deny, true)])), Some(true));
+        assert_eq!(
+            denial(&e(vec![
+                finding(Action::Deny, true),
+                finding(Action::Deny, false)
+            ])),
+            Some(false)
+        );
+        let r = Readiness {
+            blocking: 2,
+            ..Readiness::default()
+        };
+        assert_eq!(r.verdict(), "not ready (2 blocking objects)");
+        assert!(Readiness::default().ready());
+        assert_eq!(Tier::Foundation.next(), Some(Tier::Production));
+        assert_eq!(Tier::Hyperscale.next(), None);
+    }
+}
