@@ -248,14 +248,19 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
 
     // Least privilege: read-only verbs on exactly the cached resources.
     let role = &objs["ClusterRole/tiergate"];
-    let mut resources = BTreeSet::new();
+    let (mut watched, mut listed, mut written) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for rule in role["rules"].as_array().unwrap() {
-        assert_eq!(
-            strings(&rule["verbs"]),
-            ["get", "list", "watch"],
-            "{what}: RBAC verbs"
-        );
-        resources.extend(strings(&rule["resources"]));
+        let verbs = strings(&rule["verbs"]);
+        let resources = strings(&rule["resources"]);
+        match verbs.as_slice() {
+            ["get", "list", "watch"] => watched.extend(resources),
+            ["list"] => listed.extend(resources),
+            ["get", "list", "create", "patch", "delete"] if resources == ["policyreports"] => {
+                written.extend(resources)
+            }
+            other => panic!("{what}: RBAC verbs {other:?} on {resources:?}"),
+        }
     }
     let want: BTreeSet<&str> = [
         "namespaces",
@@ -269,7 +274,31 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
         "tierexceptions",
     ]
     .into();
-    assert_eq!(resources, want, "{what}: RBAC resources");
+    assert_eq!(watched, want, "{what}: RBAC watched resources");
+    let audited: BTreeSet<&str> = [
+        "pods",
+        "podtemplates",
+        "replicationcontrollers",
+        "services",
+        "configmaps",
+        "deployments",
+        "replicasets",
+        "statefulsets",
+        "daemonsets",
+        "jobs",
+        "cronjobs",
+        "ingresses",
+        "roles",
+        "rolebindings",
+        "clusterrolebindings",
+    ]
+    .into();
+    assert_eq!(listed, audited, "{what}: RBAC listed (audited) resources");
+    assert_eq!(written, ["policyreports"].into(), "{what}: RBAC writes");
+    assert!(
+        !watched.contains("secrets") && !listed.contains("secrets"),
+        "{what}: no secrets"
+    );
     // The exception approver role is aggregated and bound to nobody.
     assert!(objs["ClusterRole/tiergate-exception-approver"]["aggregationRule"].is_object());
     assert!(
@@ -279,11 +308,25 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
         "{what}: the approver role is bound to nobody"
     );
     assert!(objs.contains_key("CustomResourceDefinition/tierexceptions.tiergate.io"));
-    assert!(
-        !objs
-            .keys()
-            .any(|k| k.starts_with("Role/") || k.starts_with("RoleBinding/")),
+    // The one Role: the audit's Lease, in tiergate's namespace.
+    let roles: Vec<&String> = objs
+        .keys()
+        .filter(|k| k.starts_with("Role/") || k.starts_with("RoleBinding/"))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "Role/tiergate-audit-lease",
+            "RoleBinding/tiergate-audit-lease"
+        ],
         "{what}: no extra roles"
+    );
+    let lease = &objs["Role/tiergate-audit-lease"]["rules"];
+    assert_eq!(lease.as_array().unwrap().len(), 1);
+    assert_eq!(strings(&lease[0]["resources"]), ["leases"]);
+    assert_eq!(
+        strings(&lease[0]["verbs"]),
+        ["get", "create", "update", "patch"]
     );
 
     // The Deployment: admin-port probes, explicit token, digest.

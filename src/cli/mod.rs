@@ -601,6 +601,8 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
         exclude: a.exclude.clone(),
         page: a.page_size.max(1),
         sync_timeout: std::time::Duration::from_secs(60),
+        skip_kinds: Vec::new(),
+        qps: 50,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

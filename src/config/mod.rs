@@ -93,6 +93,58 @@ pub struct OfflineSettings {
     pub complete: bool,
 }
 
+/// `audit`: the server's background audit (read at start-up).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuditSettings {
+    /// Audit at all (once the caches sync, then every `interval`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_audit_interval", deserialize_with = "de_seconds")]
+    pub interval: crate::policy::config::Seconds,
+    /// Results kept in one namespace's PolicyReport (the rest are counted).
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+    /// List requests per second at most (the apiserver's budget).
+    #[serde(default = "default_qps")]
+    pub qps: u32,
+    /// Also export per-namespace readiness gauges (one series per
+    /// namespace: off by default, as namespaces are unbounded).
+    #[serde(default)]
+    pub namespace_metrics: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_audit_interval() -> crate::policy::config::Seconds {
+    crate::policy::config::Seconds(3_600)
+}
+fn default_max_results() -> usize {
+    1_000
+}
+fn default_qps() -> u32 {
+    5
+}
+fn de_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<crate::policy::config::Seconds, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::policy::config::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            interval: default_audit_interval(),
+            max_results: default_max_results(),
+            qps: default_qps(),
+            namespace_metrics: false,
+        }
+    }
+}
+
 /// One configuration file, read: the engine's half, the server's, and the
 /// offline CLI's.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +152,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub server: ServerSettings,
     pub offline: OfflineSettings,
+    pub audit: AuditSettings,
 }
 
 /// The file as users write it: every key of both halves.
@@ -138,6 +191,8 @@ struct File {
     exceptions: crate::policy::config::ExceptionSettings,
     #[serde(default)]
     offline: OfflineSettings,
+    #[serde(default)]
+    audit: AuditSettings,
 }
 
 impl Config {
@@ -200,6 +255,7 @@ impl Config {
                 max_inflight_bytes: f.max_inflight_bytes,
             },
             offline: f.offline,
+            audit: f.audit,
         })
     }
 
@@ -224,6 +280,7 @@ impl Config {
             policy: PolicyConfig::default(),
             server: ServerSettings::default(),
             offline: OfflineSettings::default(),
+            audit: AuditSettings::default(),
         })
     }
 

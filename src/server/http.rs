@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::metrics::Metrics;
 use crate::admission::{self, AdmissionRequest, AdmissionSettings, ContextSource, Webhook};
-use crate::config::{Config, OfflineSettings, ServerSettings};
+use crate::config::{AuditSettings, Config, OfflineSettings, ServerSettings};
 use crate::policy::Engine;
 
 /// The configuration in force: the engine built from the policy half, the
@@ -25,6 +25,8 @@ pub struct Active {
     pub server: ServerSettings,
     /// Read with the file, used by nobody here (it is `check`'s).
     offline: OfflineSettings,
+    /// The background audit's, read at start-up (a reload keeps it).
+    audit: AuditSettings,
     /// FNV-1a of the file's bytes (or of the embedded default).
     pub digest: String,
 }
@@ -35,6 +37,7 @@ impl Active {
             engine: Engine::new(config.policy),
             server: config.server,
             offline: config.offline,
+            audit: config.audit,
             digest: Config::digest(bytes),
         }
     }
@@ -45,6 +48,7 @@ impl Active {
             policy: self.engine.config().clone(),
             server: self.server,
             offline: self.offline,
+            audit: self.audit.clone(),
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct AppState {
     /// its memory at any concurrency.
     inflight: tokio::sync::Semaphore,
     inflight_kib: u32,
+    /// The background audit's snapshot and trigger.
+    pub audit: super::audit::AuditState,
 }
 
 /// The in-flight body budget until one is set (`maxInflightBytes`).
@@ -84,6 +90,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             inflight: tokio::sync::Semaphore::new(kib(DEFAULT_INFLIGHT_BYTES) as usize),
             inflight_kib: kib(DEFAULT_INFLIGHT_BYTES),
+            audit: super::audit::AuditState::default(),
         }
     }
 
@@ -148,7 +155,60 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/report", get(report_page))
+        .route("/report.json", get(report_json))
+        .route("/audit", axum::routing::post(audit_now))
         .with_state(state)
+}
+
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    namespace: Option<String>,
+}
+
+/// What /report says when there is no snapshot on this replica.
+fn no_report(st: &AppState) -> Response {
+    let why = if st.audit.running.load(std::sync::atomic::Ordering::SeqCst) {
+        "no audit has finished on this replica yet (only the replica that holds the \
+         tiergate-audit Lease audits)\n"
+    } else {
+        "the background audit is off on this replica (config audit.enabled, and \
+         TIERGATE_NAMESPACE or POD_NAMESPACE for its Lease)\n"
+    };
+    (StatusCode::NOT_FOUND, why).into_response()
+}
+
+async fn report_page(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<ReportQuery>,
+) -> Response {
+    match st.audit.snapshot() {
+        Some(s) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            s.html(q.namespace.as_deref()),
+        )
+            .into_response(),
+        None => no_report(&st),
+    }
+}
+
+async fn report_json(State(st): State<Arc<AppState>>) -> Response {
+    match st.audit.snapshot() {
+        Some(s) => match serde_json::to_string(&*s) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        None => no_report(&st),
+    }
+}
+
+/// `POST /audit`: audit now (on the replica that holds the Lease).
+async fn audit_now(State(st): State<Arc<AppState>>) -> Response {
+    if !st.audit.running.load(std::sync::atomic::Ordering::SeqCst) {
+        return no_report(&st);
+    }
+    st.audit.trigger.notify_one();
+    (StatusCode::ACCEPTED, "audit requested\n").into_response()
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {

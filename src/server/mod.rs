@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+mod audit;
 mod http;
 pub mod metrics;
 mod reload;

@@ -148,6 +148,7 @@ pub struct Handle {
     reload_task: Option<tokio::task::JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
     cluster: Option<Watches>,
+    audit_task: Option<tokio::task::JoinHandle<()>>,
     shutdown_delay: Duration,
 }
 
@@ -179,6 +180,9 @@ impl Handle {
         }
         let _ = self.admin_shutdown_tx.send(true);
         let _ = self.admin_task.await;
+        if let Some(t) = self.audit_task.take() {
+            t.abort();
+        }
         if let Some(w) = self.cluster.as_mut() {
             w.stop();
         }
@@ -309,12 +313,30 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
     let (config, config_bytes) = Config::load(opts.config.as_deref())?;
     let serving = serving_certificate(&opts.tls, &metrics)?;
     let client = cluster_client(opts.cluster.clone()).await;
-    let (source, cluster) = context_source(client, opts.context_source.clone(), &metrics)?;
+    let (source, cluster) = context_source(client.clone(), opts.context_source.clone(), &metrics)?;
     let budget = config.server.max_inflight_bytes;
+    let audit_settings = config.audit.clone();
     let active = Active::new(config, config_bytes.as_deref());
     let state =
         Arc::new(AppState::new(active, source, metrics, opts.dry_run).with_inflight_budget(budget));
     state.export_config(&state.active());
+    let audit_task = match (&client, &cluster) {
+        (Some(c), Some(w)) => {
+            let am = crate::audit::report::AuditMetrics::new(
+                state.metrics.registry(),
+                audit_settings.namespace_metrics,
+            )
+            .context("audit metrics")?;
+            super::audit::spawn(
+                c.clone(),
+                w.caches.clone(),
+                state.clone(),
+                audit_settings,
+                am,
+            )
+        }
+        _ => None,
+    };
 
     let listener = bind(opts.listen).await?;
     let admin = bind(opts.admin_listen).await?;
@@ -366,6 +388,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         reload_task,
         _watcher: watcher,
         cluster,
+        audit_task,
         shutdown_delay: opts.shutdown_delay,
     })
 }

@@ -199,3 +199,70 @@ fn the_audit_judges_what_runs_as_check_judges_it_and_says_who_is_ready() {
         }
     }
 }
+
+/// Figures for the closing note, not a timed test: 10,000 Deployments in one
+/// namespace, `tiergate audit` on it against `tiergate audit` on an empty
+/// namespace in the same run (time and peak RSS from /usr/bin/time).
+/// `make audit-scale` runs it (E2E_SCALE=1, release build).
+#[test]
+#[ignore = "creates 10,000 Deployments; run with make audit-scale"]
+fn audit_at_scale_figures() {
+    if std::env::var("E2E_SCALE").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: audit_at_scale_figures needs E2E_SCALE=1 (make audit-scale)");
+        return;
+    }
+    const N: usize = 10_000;
+    let (big, empty) = ("e2e-audit-scale", "e2e-audit-empty");
+    for ns in [big, empty] {
+        apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{tiergate.io/tier: \"3\", tiergate.io/mode: warn}}\n"));
+    }
+    let have = KUBECTL_ADMIN.run(&["get", "deployments", "-n", big, "--no-headers"], None);
+    let existing = have.stdout.lines().count();
+    for chunk in (existing..N).collect::<Vec<_>>().chunks(500) {
+        let items: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": format!("web-{i}"), "namespace": big, "labels": {"app": "web"}},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                            "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                                "ports": [{"containerPort": 8080}]}]}}}})
+            })
+            .collect();
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+        let r = KUBECTL_ADMIN.run(&["create", "-f", "-"], Some(&list));
+        assert!(r.ok, "{}", r.stderr);
+    }
+    let c = cluster();
+    let measure = |ns: &str| {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M %e"])
+            .arg(TIERGATE)
+            .arg("audit")
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .args(["--context", "admin", "-n", ns, "-o", "json"])
+            .output()
+            .expect("/usr/bin/time tiergate audit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default().to_string();
+        let mut it = last.split_whitespace();
+        let kib: f64 = it.next().and_then(|x| x.parse().ok()).expect("max RSS");
+        let secs: f64 = it.next().and_then(|x| x.parse().ok()).expect("seconds");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let judged = v["results"].as_array().map_or(0, Vec::len);
+        (kib / 1024.0, secs, judged)
+    };
+    let (rss0, t0, n0) = measure(empty);
+    let (rss, t, n) = measure(big);
+    assert_eq!(n0, 0);
+    assert_eq!(n, N, "every Deployment judged");
+    println!(
+        "audit-scale: {N} Deployments: {t:.2} s, peak RSS {rss:.1} MiB; empty namespace (same run): \
+         {t0:.2} s, {rss0:.1} MiB; added RSS {:.1} MiB ({:.2}x), time {:.1}x",
+        rss - rss0,
+        rss / rss0,
+        t / t0.max(0.01)
+    );
+}

@@ -101,6 +101,32 @@ async fn a_patched_deployment_rolls_out_once_and_owned_objects_are_not_patched()
     assert_eq!(n, 1, "the deployment controller created {n} ReplicaSets");
     let d = serde_json::to_value(deployments.get("shop").await.unwrap()).unwrap();
     assert_eq!(d["metadata"]["generation"], generation);
+    // The audit judges the Deployment once: its ReplicaSet and Pods, made
+    // by the controllers, are judged at their owner.
+    let out = std::process::Command::new(crate::harness::TIERGATE)
+        .arg("audit")
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["--context", "admin", "-n", &s.ns, "-o", "json"])
+        .output()
+        .expect("tiergate audit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("audit json");
+    let kinds: Vec<&str> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"Deployment"), "{kinds:?}");
+    assert!(
+        !kinds.contains(&"ReplicaSet") && !kinds.contains(&"Pod"),
+        "owned objects judged on their own: {kinds:?}"
+    );
+    assert!(
+        stderr.contains("3 objects judged at their owner"),
+        "{stderr}"
+    );
     // tiergate patched the Deployment once and nothing it made.
     let patched = s.tiergate.counter("tiergate_patches_total", &[]);
     assert!(patched >= 1.0, "{patched}");

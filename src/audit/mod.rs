@@ -21,6 +21,8 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::Client;
 use serde_json::Value;
 
+pub mod report;
+
 use crate::cli::judge::Judged;
 use crate::cluster::{self, CacheMetrics, Caches};
 use crate::policy::namespace::{self, NamespaceInput};
@@ -121,6 +123,11 @@ pub struct AuditOptions {
     pub page: u32,
     /// How long to wait for the watch caches to sync.
     pub sync_timeout: Duration,
+    /// Kinds not listed (the server skips Secrets: listing them would give
+    /// it every credential of the cluster; admission judges their writes).
+    pub skip_kinds: Vec<String>,
+    /// List requests per second at most.
+    pub qps: u32,
 }
 
 /// What switching a namespace to `enforce` would do.
@@ -164,6 +171,8 @@ impl Readiness {
 #[derive(Debug, Default)]
 pub struct Audit {
     pub judged: Vec<Judged>,
+    /// For each of `judged`: its apiVersion and uid (for reports).
+    pub refs: Vec<(String, String)>,
     /// Objects judged at their owner instead.
     pub at_owner: usize,
     /// Kinds that could not be listed (forbidden, not served), with why.
@@ -188,11 +197,25 @@ pub async fn run(client: Client, engine: &Engine, opts: &AuditOptions) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(run_with(&client, &caches, engine, opts).await)
+}
+
+/// Audit with caches that have synced (the server's own).
+pub async fn run_with(
+    client: &Client,
+    caches: &Arc<Caches>,
+    engine: &Engine,
+    opts: &AuditOptions,
+) -> Audit {
     let mut audit = Audit::default();
     let mut owners: HashSet<String> = HashSet::new();
     let mut state = State::default();
+    let gap = Duration::from_secs(1) / opts.qps.max(1);
+    let mut last: Option<tokio::time::Instant> = None;
     for k in KINDS {
-        if !k.namespaced && opts.namespace.is_some() {
+        if (!k.namespaced && opts.namespace.is_some())
+            || opts.skip_kinds.iter().any(|x| x == k.kind)
+        {
             continue;
         }
         let ar = ApiResource {
@@ -212,6 +235,11 @@ pub async fn run(client: Client, engine: &Engine, opts: &AuditOptions) -> anyhow
         };
         let mut lp = ListParams::default().limit(opts.page);
         loop {
+            // The apiserver's budget: at most `qps` lists a second.
+            if let Some(t) = last {
+                tokio::time::sleep_until(t + gap).await;
+            }
+            last = Some(tokio::time::Instant::now());
             let page = match api.list(&lp).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -228,7 +256,7 @@ pub async fn run(client: Client, engine: &Engine, opts: &AuditOptions) -> anyhow
                 obj["kind"] = Value::String(ar.kind.clone());
                 judge(
                     engine,
-                    &caches,
+                    caches,
                     opts,
                     &mut owners,
                     &mut state,
@@ -243,7 +271,7 @@ pub async fn run(client: Client, engine: &Engine, opts: &AuditOptions) -> anyhow
         }
     }
     audit.readiness = state.finish();
-    Ok(audit)
+    audit
 }
 
 /// Readiness counters as objects are judged.
@@ -432,6 +460,10 @@ fn judge(
     }
     eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
     state.index += 1;
+    audit.refs.push((
+        s("/apiVersion").unwrap_or_default(),
+        s("/metadata/uid").unwrap_or_default(),
+    ));
     audit.judged.push(Judged {
         file: "cluster".to_string(),
         source: 0,
