@@ -941,6 +941,37 @@ async fn tier_exceptions_are_granted_by_approvers_and_end_on_time() {
             .code()
     };
     assert_eq!(cli(now()), Some(0));
+    // ...and so does the audit of what runs (a Deployment the exception
+    // admits, created for real): a skip naming the exception while it
+    // lives, a finding after.
+    let running = deployment.replace("name: debugger", "name: debug-running");
+    let created = KUBECTL_ADMIN.run(&["create", "-f", "-"], Some(&running));
+    assert!(created.ok, "{created:?}");
+    let audit = || {
+        let out = std::process::Command::new(TIERGATE)
+            .arg("audit")
+            .arg("--kubeconfig")
+            .arg(&cluster().kubeconfig)
+            .args(["--context", "admin", "-n", &s.ns, "-o", "json", "--config"])
+            .arg(cluster().dir.join("tiergate-cluster-except.yaml"))
+            .output()
+            .expect("tiergate audit");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("audit json");
+        v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|r| r["name"] == "debug-running")
+            .cloned()
+            .expect("the running Deployment in the audit")
+    };
+    let r = audit();
+    assert_eq!(r["findings"], json!([]), "{r}");
+    assert_eq!(
+        r["exempted"][0]["exception"],
+        format!("{}/break-glass", s.ns),
+        "{r}"
+    );
     // ...and when it has ended, both deny again.
     assert_eq!(cli(expires), Some(1));
     while now() <= expires {
@@ -951,6 +982,12 @@ async fn tier_exceptions_are_granted_by_approvers_and_end_on_time() {
         !r.ok && r.stderr.contains("privileged"),
         "denied after the end: {r:?}"
     );
+    let r = audit();
+    assert_eq!(
+        r["findings"][0]["rule"], "privileged",
+        "a finding again: {r}"
+    );
+    assert!(r.get("exempted").is_none(), "{r}");
     assert_eq!(
         s.live
             .metric("tiergate_exceptions", &[("namespace", &s.ns)]),
