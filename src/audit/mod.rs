@@ -128,6 +128,11 @@ pub struct AuditOptions {
     pub skip_kinds: Vec<String>,
     /// List requests per second at most.
     pub qps: u32,
+    /// Keep every judged object (the CLI prints them all), or only the
+    /// failing ones, at most this many per namespace (the server: its
+    /// memory stays bounded whatever the cluster's size; everything is
+    /// still counted).
+    pub keep_per_namespace: Option<usize>,
 }
 
 /// What switching a namespace to `enforce` would do.
@@ -178,6 +183,55 @@ pub struct Audit {
     /// Kinds that could not be listed (forbidden, not served), with why.
     pub not_listed: Vec<String>,
     pub readiness: BTreeMap<String, Readiness>,
+    /// Every object and result counted, kept or not: by namespace, the
+    /// objects with no finding and the results (fail, warn, skip).
+    pub passed: BTreeMap<String, usize>,
+    pub counts: BTreeMap<String, report::Counts>,
+    /// Objects by (tier, mode, result) and findings by (tier, rule,
+    /// action), for the gauges.
+    pub objects_by: BTreeMap<(u8, String, &'static str), i64>,
+    pub findings_by: BTreeMap<(u8, &'static str, &'static str), i64>,
+    /// Objects judged.
+    pub total: usize,
+}
+
+impl Audit {
+    /// Count one judged object (its findings with their actions capped by
+    /// the namespace's mode); whether it has anything to report.
+    pub fn count(&mut self, ns: &str, tier: Tier, mode: &str, eval: &Evaluation) -> bool {
+        self.total += 1;
+        let failing = !eval.findings.is_empty() || !eval.exempted.is_empty();
+        let result = if eval.findings.is_empty() {
+            "pass"
+        } else {
+            "fail"
+        };
+        *self
+            .objects_by
+            .entry((tier.number(), mode.to_string(), result))
+            .or_default() += 1;
+        let c = self.counts.entry(ns.to_string()).or_default();
+        for f in &eval.findings {
+            if f.action == Action::Warn {
+                c.warn += 1;
+            } else {
+                c.fail += 1;
+            }
+            *self
+                .findings_by
+                .entry((tier.number(), f.rule, f.action.name()))
+                .or_default() += 1;
+        }
+        c.skip += eval
+            .exempted
+            .iter()
+            .map(|e| e.findings.len())
+            .sum::<usize>();
+        if !failing {
+            *self.passed.entry(ns.to_string()).or_default() += 1;
+        }
+        failing
+    }
 }
 
 /// Start the watch caches, wait for them, and audit.
@@ -279,6 +333,8 @@ pub async fn run_with(
 struct State {
     by_ns: BTreeMap<String, (Readiness, BTreeMap<String, usize>, usize)>,
     index: usize,
+    /// Failing objects kept, by namespace (with `keep_per_namespace`).
+    kept: BTreeMap<String, usize>,
 }
 
 impl State {
@@ -460,6 +516,16 @@ fn judge(
     }
     eval.findings.sort_by_key(|f| std::cmp::Reverse(f.action));
     state.index += 1;
+    // Counted, whether kept or not.
+    let ns_key = own_ns.clone().unwrap_or_default();
+    let failing = audit.count(&ns_key, tier, own.ctx.mode.name(), &eval);
+    if let Some(max) = opts.keep_per_namespace {
+        let kept = state.kept.entry(ns_key).or_default();
+        if !failing || *kept >= max {
+            return;
+        }
+        *kept += 1;
+    }
     audit.refs.push((
         s("/apiVersion").unwrap_or_default(),
         s("/metadata/uid").unwrap_or_default(),

@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{Audit, Readiness};
-use crate::policy::Action;
 
 /// The PolicyReport API.
 pub const REPORT_GROUP: &str = "wgpolicyk8s.io";
@@ -95,7 +94,6 @@ impl Snapshot {
             let ns = j.namespace.clone().unwrap_or_default();
             let entry = rows.entry(ns).or_default();
             if j.eval.findings.is_empty() && j.eval.exempted.is_empty() {
-                entry.1 += 1;
                 continue;
             }
             let row = |rule: &str,
@@ -156,17 +154,12 @@ impl Snapshot {
             .readiness
             .iter()
             .map(|(ns, r)| {
-                let (mut results, passed) = rows.remove(ns).unwrap_or_default();
+                let (mut results, _) = rows.remove(ns).unwrap_or_default();
                 results.sort_by_key(|r| severity(&r.action));
-                let mut counts = Counts::default();
-                for r in &results {
-                    match result_of(&r.action) {
-                        "warn" => counts.warn += 1,
-                        "skip" => counts.skip += 1,
-                        _ => counts.fail += 1,
-                    }
-                }
-                let omitted = results.len().saturating_sub(max);
+                let counts = audit.counts.get(ns).copied().unwrap_or_default();
+                let passed = audit.passed.get(ns).copied().unwrap_or_default();
+                let all = counts.fail + counts.warn + counts.skip;
+                let omitted = all.saturating_sub(max.min(results.len()));
                 results.truncate(max);
                 (
                     ns.clone(),
@@ -184,7 +177,7 @@ impl Snapshot {
         Snapshot {
             finished: crate::policy::exception::rfc3339(finished),
             duration_seconds,
-            objects: audit.judged.len(),
+            objects: audit.total,
             at_owner: audit.at_owner,
             not_listed: audit.not_listed.clone(),
             namespaces,
@@ -411,23 +404,15 @@ impl AuditMetrics {
     pub fn record(&self, audit: &Audit, finished: i64, duration_seconds: f64) {
         self.objects.reset();
         self.findings.reset();
-        for j in &audit.judged {
-            let tier = j.tier.number().to_string();
-            let mode = audit
-                .readiness
-                .get(j.namespace.as_deref().unwrap_or(""))
-                .map_or("", |r| r.mode.as_str());
-            let result = if j.eval.findings.is_empty() {
-                "pass"
-            } else {
-                "fail"
-            };
-            self.objects.with_label_values(&[&tier, mode, result]).inc();
-            for f in &j.eval.findings {
-                self.findings
-                    .with_label_values(&[&tier, f.rule, action_name(f.action)])
-                    .inc();
-            }
+        for ((tier, mode, result), n) in &audit.objects_by {
+            self.objects
+                .with_label_values(&[tier.to_string().as_str(), mode.as_str(), result])
+                .set(*n);
+        }
+        for ((tier, rule, action), n) in &audit.findings_by {
+            self.findings
+                .with_label_values(&[tier.to_string().as_str(), rule, action])
+                .set(*n);
         }
         if let Some(g) = &self.per_namespace {
             g.reset();
@@ -441,15 +426,11 @@ impl AuditMetrics {
     }
 }
 
-fn action_name(a: Action) -> &'static str {
-    a.name()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::judge::Judged;
-    use crate::policy::{Evaluation, Finding, Tier};
+    use crate::policy::{Action, Evaluation, Finding, Tier};
 
     fn judged(ns: &str, name: &str, findings: usize) -> Judged {
         Judged {
@@ -484,13 +465,19 @@ mod tests {
     #[test]
     fn ten_thousand_offenders_make_one_capped_report_and_a_clean_namespace_none() {
         let mut audit = Audit::default();
+        // As the server keeps them: every object counted, at most the cap
+        // of failing ones kept.
         for i in 0..10_000 {
-            audit.judged.push(judged("big", &format!("web-{i}"), 1));
-            audit.refs.push(("apps/v1".into(), format!("uid-{i}")));
+            let j = judged("big", &format!("web-{i}"), 1);
+            audit.count("big", Tier::Foundation, "enforce", &j.eval);
+            if i < 1_000 {
+                audit.judged.push(j);
+                audit.refs.push(("apps/v1".into(), format!("uid-{i}")));
+            }
         }
         for i in 0..5 {
-            audit.judged.push(judged("clean", &format!("ok-{i}"), 0));
-            audit.refs.push(("apps/v1".into(), format!("ok-{i}")));
+            let j = judged("clean", &format!("ok-{i}"), 0);
+            assert!(!audit.count("clean", Tier::Foundation, "enforce", &j.eval));
         }
         for ns in ["big", "clean"] {
             audit.readiness.insert(ns.into(), Readiness::default());
@@ -509,7 +496,9 @@ mod tests {
         assert_eq!(snap.namespaces["clean"].passed, 5);
         // The page escapes what it shows.
         let mut a = Audit::default();
-        a.judged.push(judged("x", "<script>", 1));
+        let j = judged("x", "<script>", 1);
+        a.count("x", Tier::Foundation, "enforce", &j.eval);
+        a.judged.push(j);
         a.refs.push(("apps/v1".into(), "u".into()));
         a.readiness.insert("x".into(), Readiness::default());
         let html = Snapshot::of(&a, 10, 0, 0.0).html(Some("x"));

@@ -216,6 +216,10 @@ pub struct AuditArgs {
     /// Objects per list request.
     #[arg(long, default_value_t = 500)]
     pub page_size: u32,
+    /// Only the readiness table (and the counts): no object's results are
+    /// kept, so memory stays flat at any cluster size.
+    #[arg(long)]
+    pub summary: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -603,6 +607,7 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<ExitCode> {
         sync_timeout: std::time::Duration::from_secs(60),
         skip_kinds: Vec::new(),
         qps: 50,
+        keep_per_namespace: a.summary.then_some(0),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

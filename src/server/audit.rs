@@ -130,6 +130,9 @@ async fn run_loop(
         sync_timeout: Duration::from_secs(60),
         skip_kinds: vec!["Secret".to_string()],
         qps: settings.qps.max(1),
+        // Bounded: at most the report's cap of failing objects per
+        // namespace is kept (each has at least one result); all counted.
+        keep_per_namespace: Some(settings.max_results),
     };
     let mut crd_missing_said = false;
     loop {

@@ -235,7 +235,7 @@ fn audit_at_scale_figures() {
         assert!(r.ok, "{}", r.stderr);
     }
     let c = cluster();
-    let measure = |ns: &str| {
+    let measure = |ns: &str, extra: &[&str]| {
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%M %e"])
             .arg(TIERGATE)
@@ -243,26 +243,38 @@ fn audit_at_scale_figures() {
             .arg("--kubeconfig")
             .arg(&c.kubeconfig)
             .args(["--context", "admin", "-n", ns, "-o", "json"])
+            .args(extra)
             .output()
             .expect("/usr/bin/time tiergate audit");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let last = stderr.lines().last().unwrap_or_default().to_string();
         let mut it = last.split_whitespace();
         let kib: f64 = it.next().and_then(|x| x.parse().ok()).expect("max RSS");
         let secs: f64 = it.next().and_then(|x| x.parse().ok()).expect("seconds");
         let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-        let judged = v["results"].as_array().map_or(0, Vec::len);
-        (kib / 1024.0, secs, judged)
+        let listed = v["results"].as_array().map_or(0, Vec::len);
+        (kib / 1024.0, secs, listed, stderr)
     };
-    let (rss0, t0, n0) = measure(empty);
-    let (rss, t, n) = measure(big);
+    let (rss0, t0, n0, _) = measure(empty, &[]);
+    let (rss, t, n, _) = measure(big, &[]);
+    let (rss_s, t_s, n_s, stderr_s) = measure(big, &["--summary"]);
     assert_eq!(n0, 0);
-    assert_eq!(n, N, "every Deployment judged");
+    assert_eq!(n, N, "every Deployment judged and listed");
+    assert_eq!(n_s, 0, "--summary keeps no results");
+    assert!(
+        stderr_s
+            .lines()
+            .any(|l| l.starts_with(big) && l.contains(&format!(" {N} "))),
+        "--summary still judges all {N}: {stderr_s}"
+    );
     println!(
-        "audit-scale: {N} Deployments: {t:.2} s, peak RSS {rss:.1} MiB; empty namespace (same run): \
-         {t0:.2} s, {rss0:.1} MiB; added RSS {:.1} MiB ({:.2}x), time {:.1}x",
+        "audit-scale: {N} Deployments at tier 3, one namespace. Empty namespace (baseline): {t0:.2} s, \
+         peak RSS {rss0:.1} MiB. All results (-o json): {t:.2} s ({:.1}x), {rss:.1} MiB (+{:.1} MiB). \
+         Counted only (--summary, the server's bounded path): {t_s:.2} s ({:.1}x), {rss_s:.1} MiB \
+         (+{:.1} MiB)",
+        t / t0.max(0.01),
         rss - rss0,
-        rss / rss0,
-        t / t0.max(0.01)
+        t_s / t0.max(0.01),
+        rss_s - rss0
     );
 }
