@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod manifest;

@@ -86,10 +86,7 @@ pub fn resolve_request(
 ) -> ResolvedContext {
     let requester = requester_of(req);
     // The request's time: when a TierException ends is judged against it.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok());
+    let now = crate::clock::now();
     let resolved = if namespace::is_namespace_kind(&req.group, &req.kind) {
         let (name, own) = namespace::subject_namespace(req.object.as_ref(), &req.name);
         namespace::resolve(

@@ -107,6 +107,21 @@ const KINDS: &[Listed] = &[
     ),
 ];
 
+/// The dynamic API of a resource.
+pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.to_string(),
+        version: version.to_string(),
+        api_version: if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.to_string(),
+        plural: plural.to_string(),
+    }
+}
+
 /// The namespaces the shipped webhook configurations never send (so the
 /// audit does not judge them either).
 pub const EXCLUDED: &[&str] = &["kube-system", "kube-node-lease", "tiergate-system"];
@@ -272,17 +287,7 @@ pub async fn run_with(
         {
             continue;
         }
-        let ar = ApiResource {
-            group: k.group.to_string(),
-            version: k.version.to_string(),
-            api_version: if k.group.is_empty() {
-                k.version.to_string()
-            } else {
-                format!("{}/{}", k.group, k.version)
-            },
-            kind: k.kind.to_string(),
-            plural: k.plural.to_string(),
-        };
+        let ar = api_resource(k.group, k.version, k.kind, k.plural);
         let api: Api<DynamicObject> = match (&opts.namespace, k.namespaced) {
             (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &ar),
             _ => Api::all_with(client.clone(), &ar),
@@ -419,27 +424,14 @@ fn judge(
         (None, _) => (None, caches.cluster_facts()),
     };
     let facts = Arc::new(facts);
-    let now = crate::cli::judge::now();
-    let resolve = |tier: Option<Tier>| {
-        namespace::resolve(
-            NamespaceInput {
-                name: own_ns.as_deref(),
-                labels: labels.as_ref(),
-                facts: facts.clone(),
-                requester: None,
-                tier,
-                mode: Some(Mode::Enforce),
-                now,
-            },
-            engine.config(),
-        )
-    };
-    // The namespace's own mode, for the action reported.
+    let now = crate::clock::now();
+    // Resolved once: the namespace's own mode caps the action reported;
+    // readiness is judged in enforce, at the tier and at the next one.
     let own = namespace::resolve(
         NamespaceInput {
             name: own_ns.as_deref(),
             labels: labels.as_ref(),
-            facts: facts.clone(),
+            facts,
             requester: None,
             tier: opts.tier,
             mode: None,
@@ -447,15 +439,16 @@ fn judge(
         },
         engine.config(),
     );
-    let enforce = resolve(opts.tier);
-    let tier = enforce.ctx.tier;
+    let tier = own.ctx.tier;
+    let mut enforce = own.ctx.clone();
+    enforce.mode = Mode::Enforce;
     let o = Options {
         pss: None,
         only: None,
         fix: false,
         exact_fixable: true,
     };
-    let mut eval = match engine.evaluate(&obj, &enforce.ctx, &o) {
+    let mut eval = match engine.evaluate(&obj, &enforce, &o) {
         Ok(e) => e,
         Err(e) => {
             audit
@@ -464,13 +457,11 @@ fn judge(
             return;
         }
     };
-    let next = match tier.next() {
-        Some(t) => engine
-            .evaluate(&obj, &resolve(Some(t)).ctx, &o)
-            .ok()
-            .and_then(|e| denial(&e)),
-        None => None,
-    };
+    let next = tier.next().and_then(|t| {
+        let mut at = enforce.clone();
+        at.tier = t;
+        engine.evaluate(&obj, &at, &o).ok().and_then(|e| denial(&e))
+    });
     let entry = state.by_ns.entry(ns_key).or_insert_with(|| {
         (
             Readiness {

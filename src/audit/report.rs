@@ -89,7 +89,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// From an audit, each namespace's results capped at `max`.
     pub fn of(audit: &Audit, max: usize, finished: i64, duration_seconds: f64) -> Snapshot {
-        let mut rows: BTreeMap<String, (Vec<Row>, usize)> = BTreeMap::new();
+        let mut rows: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for (j, (api_version, uid)) in audit.judged.iter().zip(&audit.refs) {
             let ns = j.namespace.clone().unwrap_or_default();
             let entry = rows.entry(ns).or_default();
@@ -116,7 +116,7 @@ impl Snapshot {
                 excepted_by: by,
             };
             for f in &j.eval.findings {
-                entry.0.push(row(
+                entry.push(row(
                     f.rule,
                     f.tier,
                     f.action.name().to_string(),
@@ -132,7 +132,7 @@ impl Snapshot {
                     .clone()
                     .unwrap_or_else(|| "config exemption".to_string());
                 for f in &e.findings {
-                    entry.0.push(row(
+                    entry.push(row(
                         f.rule,
                         f.tier,
                         "skip".to_string(),
@@ -154,7 +154,7 @@ impl Snapshot {
             .readiness
             .iter()
             .map(|(ns, r)| {
-                let (mut results, _) = rows.remove(ns).unwrap_or_default();
+                let mut results = rows.remove(ns).unwrap_or_default();
                 results.sort_by_key(|r| severity(&r.action));
                 let counts = audit.counts.get(ns).copied().unwrap_or_default();
                 let passed = audit.passed.get(ns).copied().unwrap_or_default();

@@ -26,14 +26,6 @@ pub struct Settings {
     pub now: Option<i64>,
 }
 
-/// The clock, Unix seconds.
-pub fn now() -> Option<i64> {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-}
-
 impl Settings {
     /// What `check` does with no flags but `--tier`: every rule of the tier,
     /// as `enforce`, no fixes.
@@ -46,7 +38,7 @@ impl Settings {
             fix: false,
             strict: false,
             complete: false,
-            now: now(),
+            now: crate::clock::now(),
         }
     }
 }

@@ -89,7 +89,7 @@ impl InputArgs {
                 crate::policy::exception::parse_time(t)
                     .map_err(|e| anyhow::anyhow!("--now: {e}"))?,
             ),
-            None => judge::now(),
+            None => crate::clock::now(),
         };
         let mut sources = Vec::new();
         let mut problems = Vec::new();

@@ -139,8 +139,7 @@ impl<P: Payload> Cache<P> {
     /// ([`Cache::generation`]).
     pub fn names_where(&self, keep: impl Fn(&P) -> bool) -> Vec<String> {
         let mut v: Vec<String> = self
-            .store
-            .state()
+            .all()
             .iter()
             .filter(|s| keep(&s.payload))
             .map(|s| s.name.clone())

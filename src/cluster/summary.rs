@@ -26,6 +26,10 @@ pub trait Payload: Clone + Send + Sync + 'static {
     /// The `resource` label of the cache metrics.
     const RESOURCE: &'static str;
     const NAMESPACED: bool;
+    /// Served by a CRD that may not be installed: a list that finds no
+    /// such resource (404) means no such object exists, and the cache is
+    /// synced empty until a relist finds the resource.
+    const OPTIONAL: bool;
 }
 
 /// One cached object.
@@ -146,6 +150,12 @@ pub struct AdminRole(pub bool);
 
 macro_rules! payload {
     ($t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $res:literal, $nsd:literal) => {
+        payload!(@impl $t, $kind, $group, $version, $plural, $res, $nsd, false);
+    };
+    ($t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $res:literal, $nsd:literal, optional) => {
+        payload!(@impl $t, $kind, $group, $version, $plural, $res, $nsd, true);
+    };
+    (@impl $t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $res:literal, $nsd:literal, $opt:literal) => {
         impl Payload for $t {
             const KIND: &'static str = $kind;
             const GROUP: &'static str = $group;
@@ -153,6 +163,7 @@ macro_rules! payload {
             const PLURAL: &'static str = $plural;
             const RESOURCE: &'static str = $res;
             const NAMESPACED: bool = $nsd;
+            const OPTIONAL: bool = $opt;
         }
     };
 }
@@ -237,7 +248,8 @@ payload!(
     "v1alpha1",
     "tierexceptions",
     "tierexceptions",
-    true
+    true,
+    optional
 );
 
 fn name_ns(

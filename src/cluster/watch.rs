@@ -130,9 +130,7 @@ impl prometheus::core::Collector for ExceptionMetrics {
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = crate::clock::now().unwrap_or_default();
         self.refresh(now);
         let mut m = self.live.collect();
         m.extend(self.expiry.collect());
@@ -261,16 +259,16 @@ where
                     }
                 }
             }
-            // tiergate's own CRD not installed: no such object can exist,
-            // so the cache is known empty (a relist fills it once it is).
+            // A CRD that is not installed: no such object can exist, so
+            // the cache is known empty (a relist fills it once it is).
             Err(watcher::Error::InitialListFailed(kube::Error::Api(s)))
-                if s.code == 404 && resource == <TierException as Summarize>::Kept::RESOURCE =>
+                if s.code == 404 && <K::Kept as Payload>::OPTIONAL =>
             {
                 if !writer.cache_synced() {
                     writer.apply(&watcher::Event::Init);
                     writer.apply(&watcher::Event::InitDone);
                     metrics.synced.with_label_values(&[resource]).set(1);
-                    warn!(resource, "the TierException CRD is not installed (deploy/ ships it); no exception applies until it is");
+                    warn!(resource, "its CRD is not installed (deploy/ ships it): the cache is empty until it is");
                 }
             }
             Err(e) => {

@@ -8,7 +8,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::Notify;
@@ -57,12 +57,6 @@ pub fn own_namespace() -> Option<String> {
         .or_else(|_| std::env::var("POD_NAMESPACE"))
         .ok()
         .filter(|n| !n.is_empty())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Start the audit loop, when it is on and has a namespace for its Lease.
@@ -148,7 +142,7 @@ async fn run_loop(
         let engine = state.active().engine.clone();
         let t0 = Instant::now();
         let result = audit::run_with(&client, &caches, &engine, &opts).await;
-        let finished = unix_now();
+        let finished = crate::clock::now().unwrap_or_default();
         let took = t0.elapsed().as_secs_f64();
         metrics.record(&result, finished, took);
         let snap = Snapshot::of(&result, settings.max_results, finished, took);
@@ -199,13 +193,7 @@ enum ReportError {
 /// `tiergate`), and delete tiergate's reports in namespaces with nothing to
 /// report.
 async fn write_reports(client: &Client, snap: &Snapshot, now: i64) -> Result<(), ReportError> {
-    let ar = ApiResource {
-        group: REPORT_GROUP.to_string(),
-        version: REPORT_VERSION.to_string(),
-        api_version: format!("{REPORT_GROUP}/{REPORT_VERSION}"),
-        kind: REPORT_KIND.to_string(),
-        plural: REPORT_PLURAL.to_string(),
-    };
+    let ar = audit::api_resource(REPORT_GROUP, REPORT_VERSION, REPORT_KIND, REPORT_PLURAL);
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let existing = match all
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=tiergate"))

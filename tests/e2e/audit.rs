@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{cluster, KUBECTL_ADMIN, TIERGATE};
+use crate::harness::{audit_args, KUBECTL_ADMIN, TIERGATE};
 
 fn apply(yaml: &str) {
     let r = KUBECTL_ADMIN.run(&["apply", "-f", "-"], Some(yaml));
@@ -15,12 +15,8 @@ fn apply(yaml: &str) {
 }
 
 fn audit(ns: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
-    let c = cluster();
     let out = Command::new(TIERGATE)
-        .arg("audit")
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .args(["--context", "admin", "-n", ns, "-o", "json"])
+        .args(audit_args(ns))
         .args(extra)
         .output()
         .expect("tiergate audit");
@@ -234,15 +230,11 @@ fn audit_at_scale_figures() {
         let r = KUBECTL_ADMIN.run(&["create", "-f", "-"], Some(&list));
         assert!(r.ok, "{}", r.stderr);
     }
-    let c = cluster();
     let measure = |ns: &str, extra: &[&str]| {
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%M %e"])
             .arg(TIERGATE)
-            .arg("audit")
-            .arg("--kubeconfig")
-            .arg(&c.kubeconfig)
-            .args(["--context", "admin", "-n", ns, "-o", "json"])
+            .args(audit_args(ns))
             .args(extra)
             .output()
             .expect("/usr/bin/time tiergate audit");

@@ -949,10 +949,8 @@ async fn tier_exceptions_are_granted_by_approvers_and_end_on_time() {
     assert!(created.ok, "{created:?}");
     let audit = || {
         let out = std::process::Command::new(TIERGATE)
-            .arg("audit")
-            .arg("--kubeconfig")
-            .arg(&cluster().kubeconfig)
-            .args(["--context", "admin", "-n", &s.ns, "-o", "json", "--config"])
+            .args(crate::harness::audit_args(&s.ns))
+            .arg("--config")
             .arg(cluster().dir.join("tiergate-cluster-except.yaml"))
             .output()
             .expect("tiergate audit");
@@ -1110,10 +1108,8 @@ async fn the_background_audit_reports_capped_and_hands_over() {
 
     // `tiergate audit` from outside finds what the report counts.
     let out = Command::new(TIERGATE)
-        .arg("audit")
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(["--context", "admin", "-n", &s.ns, "-o", "json", "--config"])
+        .args(crate::harness::audit_args(&s.ns))
+        .arg("--config")
         .arg(cluster().dir.join("tiergate-cluster-auditsrv-a.yaml"))
         .output()
         .expect("tiergate audit");

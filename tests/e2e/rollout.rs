@@ -104,10 +104,7 @@ async fn a_patched_deployment_rolls_out_once_and_owned_objects_are_not_patched()
     // The audit judges the Deployment once: its ReplicaSet and Pods, made
     // by the controllers, are judged at their owner.
     let out = std::process::Command::new(crate::harness::TIERGATE)
-        .arg("audit")
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .args(["--context", "admin", "-n", &s.ns, "-o", "json"])
+        .args(crate::harness::audit_args(&s.ns))
         .output()
         .expect("tiergate audit");
     let stderr = String::from_utf8_lossy(&out.stderr);

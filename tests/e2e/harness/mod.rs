@@ -56,6 +56,17 @@ pub struct Kubectl {
 }
 
 pub const KUBECTL_ADMIN: Kubectl = Kubectl { context: "admin" };
+
+/// The arguments of `tiergate audit -n NS -o json` against the shared
+/// apiserver as its admin (append more, or run it under another program).
+pub fn audit_args(ns: &str) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["audit".into(), "--kubeconfig".into()];
+    a.push(cluster().kubeconfig.clone().into_os_string());
+    for x in ["--context", "admin", "-n", ns, "-o", "json"] {
+        a.push(x.into());
+    }
+    a
+}
 pub const KUBECTL_DEV: Kubectl = Kubectl { context: "dev" };
 
 /// What a kubectl run printed.
