@@ -1,4 +1,4 @@
-.PHONY: build test run lint bench bench-load bench-load-smoke bench-load-big certs docs image helm deploy-check dev-certs e2e e2e-bin audit-scale
+.PHONY: build test run lint bench bench-load bench-load-smoke bench-load-big certs docs image helm deploy-check dev-certs e2e e2e-bin audit-scale bench-apiserver bench-apiserver-smoke
 build:
 	cargo build --release
 run:
@@ -61,3 +61,12 @@ e2e: e2e-bin
 # RSS against an empty namespace in the same run (figures, not a test of them).
 audit-scale: e2e-bin
 	E2E_SCALE=1 cargo test --release --features e2e --test e2e -- --ignored audit_at_scale_figures --nocapture
+# What tiergate costs a write through the real kube-apiserver and etcd: no
+# webhook, tiergate's webhooks as in deploy/, Pod Security Admission only,
+# alternating; 1,000 writes per cell, 5 rounds (about 10 minutes). Table on
+# stderr, JSON in target/bench-apiserver.json. Not part of make test.
+bench-apiserver: e2e-bin
+	E2E_BENCH=1 cargo test --release --features e2e --test e2e -- --ignored apiserver_write_cost --nocapture
+# The same with 32 writes per cell and one round (CI: so it cannot rot).
+bench-apiserver-smoke: e2e-bin
+	E2E_BENCH=smoke cargo test --features e2e --test e2e -- --ignored apiserver_write_cost --nocapture

@@ -23,12 +23,19 @@
 //! (utime+stime from /proc/PID/stat); then the ratios tiergate/baseline. A
 //! table goes to stdout and JSON to `target/bench-load.json`.
 //!
+//! Then the realistic review of the performance targets alone: the web
+//! Deployment (two containers, about 1.5 KB) sent only to `/validate`, and
+//! only to `/mutate`, at concurrency 16 and 64, with the server's CPU per
+//! review (its own utime+stime over the window, divided by the requests):
+//! on a 2-core machine shared with the client, throughput mixes both
+//! processes, CPU per review does not.
+//!
 //! `--smoke` runs the same thing for a few seconds (CI keeps it from rotting).
 //! Under `cargo test` (no `--bench` argument) only the corpus is checked.
 //!
 //! Hidden modes: `--baseline-server --cert F --key F --listen ADDR` is the
 //! floor server; `--drive https://127.0.0.1:PORT --ca F --requests N
-//! --concurrency C` only drives an already running server (for profiling
+//! --concurrency C [--path /validate|/mutate]` only drives an already running server (for profiling
 //! one under `valgrind --tool=callgrind`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -335,6 +342,39 @@ fn review(i: usize, obj: &Value) -> Value {
     request["requestKind"] = request["kind"].clone();
     request["requestResource"] = request["resource"].clone();
     review
+}
+
+/// The realistic review of the performance targets: the tier-3 web
+/// Deployment of the engine benchmark (two containers, about 1.5 KB as a
+/// review), as the apiserver sends it.
+fn web_deployment() -> Value {
+    json!({
+      "apiVersion": "apps/v1", "kind": "Deployment",
+      "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+      "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}},
+          "spec": {"containers": [
+            {"name": "web", "image": "ghcr.io/acme/web:2.4.1",
+             "ports": [{"name": "http", "containerPort": 8080}],
+             "env": [{"name": "LOG_LEVEL", "value": "info"}],
+             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+            {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0",
+             "ports": [{"containerPort": 9901}]}]}}}
+    })
+}
+
+/// The web Deployment's review sent to one endpoint only (64 uids).
+fn deployment_requests(path: &'static str) -> Arc<Vec<Req>> {
+    let obj = web_deployment();
+    Arc::new(
+        (0..64)
+            .map(|i| Req {
+                path,
+                body: Bytes::from(serde_json::to_vec(&review(i, &obj)).unwrap_or_default()),
+                uid: format!("00000000-0000-4000-8000-{i:012}"),
+            })
+            .collect(),
+    )
 }
 
 const CORPUS_OBJECTS: usize = 256;
@@ -858,6 +898,7 @@ fn reset_peak_rss(pid: u32) -> bool {
 
 struct Run {
     server: &'static str,
+    workload: &'static str,
     concurrency: usize,
     round: usize,
     load: Load,
@@ -971,11 +1012,16 @@ struct Plan {
     /// old and new), the largest the apiserver sends, to measure peak RSS.
     big: bool,
     levels: Vec<usize>,
+    /// Concurrency levels of the web Deployment's per-endpoint runs.
+    deployment_levels: Vec<usize>,
     rounds: usize,
     warmup: Duration,
     duration: Duration,
     max_requests: usize,
 }
+
+/// A workload of the run: its name, its requests, its concurrency levels.
+type Workload<'a> = (&'static str, Arc<Vec<Req>>, &'a [usize]);
 
 fn bench(plan: &Plan) -> anyhow::Result<()> {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_tiergate"));
@@ -986,11 +1032,27 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
     std::fs::write(dir.path().join("config.yaml"), bench_config())?;
     let corpus = corpus();
     let stats = corpus_stats(&corpus)?;
-    let reqs = if plan.big {
+    // The cells: (workload, requests, concurrency levels).
+    let corpus_reqs = if plan.big {
         big_requests()
     } else {
         requests(&corpus)
     };
+    let mut cells: Vec<Workload<'_>> = vec![(
+        if plan.big { "big" } else { "corpus" },
+        corpus_reqs,
+        &plan.levels,
+    )];
+    if !plan.deployment_levels.is_empty() {
+        for path in ["/validate", "/mutate"] {
+            let name = if path == "/validate" {
+                "web /validate"
+            } else {
+                "web /mutate"
+            };
+            cells.push((name, deployment_requests(path), &plan.deployment_levels));
+        }
+    }
     let tls_client = client_config(g.ca_pem.as_bytes())?;
     let hz = clock_ticks();
     let load_before = loadavg();
@@ -1021,47 +1083,51 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
     let mut runs: Vec<Run> = Vec::new();
     let mut lifetime_peak = [0u64; 2];
     let mut rss_reset = true;
-    for &conc in &plan.levels {
-        for round in 0..plan.rounds {
-            for (si, s) in servers.iter().enumerate() {
-                let pid = s.child.id();
-                lifetime_peak[si] = lifetime_peak[si].max(status_kib(pid, "VmHWM:")?);
-                rss_reset &= reset_peak_rss(pid);
-                let load = rt.block_on(drive(
-                    s.addr,
-                    tls_client.clone(),
-                    reqs.clone(),
-                    Shot {
-                        conc,
-                        warmup: plan.warmup,
-                        dur: plan.duration,
-                        max_requests: plan.max_requests,
-                    },
-                    Some(pid),
-                ))?;
-                let peak = status_kib(pid, "VmHWM:")?;
-                lifetime_peak[si] = lifetime_peak[si].max(peak);
-                let run = Run {
-                    server: s.name,
-                    concurrency: conc,
-                    round,
-                    cpu_seconds: load.server_cpu_ticks as f64 / hz,
-                    peak_rss_kib: peak,
-                    load,
-                };
-                eprintln!(
-                    "  {:>8} c={:<3} round {}: {:>7} requests in {:.2} s, {} errors; \
+    for (workload, reqs, levels) in &cells {
+        for &conc in levels.iter() {
+            for round in 0..plan.rounds {
+                for (si, s) in servers.iter().enumerate() {
+                    let pid = s.child.id();
+                    lifetime_peak[si] = lifetime_peak[si].max(status_kib(pid, "VmHWM:")?);
+                    rss_reset &= reset_peak_rss(pid);
+                    let load = rt.block_on(drive(
+                        s.addr,
+                        tls_client.clone(),
+                        reqs.clone(),
+                        Shot {
+                            conc,
+                            warmup: plan.warmup,
+                            dur: plan.duration,
+                            max_requests: plan.max_requests,
+                        },
+                        Some(pid),
+                    ))?;
+                    let peak = status_kib(pid, "VmHWM:")?;
+                    lifetime_peak[si] = lifetime_peak[si].max(peak);
+                    let run = Run {
+                        server: s.name,
+                        workload,
+                        concurrency: conc,
+                        round,
+                        cpu_seconds: load.server_cpu_ticks as f64 / hz,
+                        peak_rss_kib: peak,
+                        load,
+                    };
+                    eprintln!(
+                        "  {:<13} {:>8} c={:<3} round {}: {:>7} requests in {:.2} s, {} errors; \
                      of the sampled answers {} denied, {} patched",
-                    run.server,
-                    conc,
-                    round + 1,
-                    run.load.requests,
-                    run.load.seconds,
-                    run.load.errors,
-                    run.load.sampled_denied,
-                    run.load.sampled_patched
-                );
-                runs.push(run);
+                        run.workload,
+                        run.server,
+                        conc,
+                        round + 1,
+                        run.load.requests,
+                        run.load.seconds,
+                        run.load.errors,
+                        run.load.sampled_denied,
+                        run.load.sampled_patched
+                    );
+                    runs.push(run);
+                }
             }
         }
     }
@@ -1072,8 +1138,17 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
     let _ = &lifetime_peak;
     let mut table = String::new();
     table.push_str(&format!(
-        "\n{:<9} {:>4} {:>10} {:>9} {:>9} {:>9} {:>9} {:>13} {:>7}\n",
-        "server", "conc", "req/s", "p50 ms", "p99 ms", "max ms", "RSS MiB", "CPU s/1000", "errors"
+        "\n{:<13} {:<9} {:>4} {:>10} {:>9} {:>9} {:>9} {:>9} {:>13} {:>7}\n",
+        "workload",
+        "server",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "RSS MiB",
+        "CPU µs/review",
+        "errors"
     ));
     let mut levels_json = Vec::new();
     let mut runs_json = Vec::new();
@@ -1081,6 +1156,7 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
         let s = summarize(&[r]);
         let mut j = summary_json(&s);
         j["server"] = json!(r.server);
+        j["workload"] = json!(r.workload);
         j["concurrency"] = json!(r.concurrency);
         j["round"] = json!(r.round + 1);
         j["seconds"] = json!(round3(r.load.seconds));
@@ -1089,17 +1165,24 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
         j["sampled_patched"] = json!(r.load.sampled_patched);
         runs_json.push(j);
     }
-    for &conc in &plan.levels {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for r in &runs {
+        if !seen.contains(&(r.workload, r.concurrency)) {
+            seen.push((r.workload, r.concurrency));
+        }
+    }
+    for (workload, conc) in seen {
         let pick = |name: &str| -> Vec<&Run> {
             runs.iter()
-                .filter(|r| r.server == name && r.concurrency == conc)
+                .filter(|r| r.server == name && r.concurrency == conc && r.workload == workload)
                 .collect()
         };
         let t = summarize(&pick("tiergate"));
         let b = summarize(&pick("baseline"));
         for (name, s) in [("tiergate", &t), ("baseline", &b)] {
             table.push_str(&format!(
-                "{:<9} {:>4} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>13.3} {:>7}\n",
+                "{:<13} {:<9} {:>4} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>13.1} {:>7}\n",
+                workload,
                 name,
                 conc,
                 s.rps,
@@ -1107,12 +1190,13 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
                 s.p99_ms,
                 s.max_ms,
                 s.peak_rss_mib,
-                s.cpu_s_per_1000,
+                s.cpu_s_per_1000 * 1000.0,
                 s.errors
             ));
         }
         table.push_str(&format!(
-            "{:<9} {:>4} {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.2}\n",
+            "{:<13} {:<9} {:>4} {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.2}\n",
+            workload,
             "ratio",
             conc,
             ratio(t.rps, b.rps),
@@ -1123,6 +1207,7 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
             ratio(t.cpu_s_per_1000, b.cpu_s_per_1000),
         ));
         levels_json.push(json!({
+            "workload": workload,
             "concurrency": conc,
             "tiergate": summary_json(&t),
             "baseline": summary_json(&b),
@@ -1170,6 +1255,10 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
             "mean_review_bytes": stats.mean_body_bytes.round(),
             "requests_per_object": 2,
         },
+        "web_deployment": {
+            "review_bytes": deployment_requests("/validate").first().map_or(0, |r| r.body.len()),
+            "note": "the engine benchmark's tier-3 web Deployment (two containers), sent to one endpoint per run",
+        },
         "lifetime_peak_rss_mib": {
             "tiergate": round2(lifetime_peak[0] as f64 / 1024.0),
             "baseline": round2(lifetime_peak[1] as f64 / 1024.0),
@@ -1208,7 +1297,13 @@ fn drive_only(args: &[String]) -> anyhow::Result<()> {
     let conc: usize = arg_value(args, "--concurrency")
         .unwrap_or_else(|_| "1".into())
         .parse()?;
-    let reqs = requests(&corpus());
+    // `--path /validate` or `/mutate`: the web Deployment to that endpoint
+    // only; else the corpus to both.
+    let reqs = match arg_value(args, "--path").as_deref() {
+        Ok("/validate") => deployment_requests("/validate"),
+        Ok("/mutate") => deployment_requests("/mutate"),
+        _ => requests(&corpus()),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -1275,6 +1370,7 @@ fn main() {
                 smoke,
                 big: true,
                 levels: vec![64],
+                deployment_levels: vec![],
                 rounds: 2,
                 warmup: Duration::from_millis(500),
                 duration: Duration::from_secs(if smoke { 1 } else { 5 }),
@@ -1285,6 +1381,7 @@ fn main() {
                 smoke,
                 big: false,
                 levels: vec![1, 16, 64],
+                deployment_levels: vec![16, 64],
                 rounds: 2,
                 warmup: Duration::from_millis(100),
                 duration: Duration::from_millis(250),
@@ -1295,6 +1392,7 @@ fn main() {
                 smoke,
                 big: false,
                 levels: vec![1, 16, 64],
+                deployment_levels: vec![16, 64],
                 rounds: 2,
                 warmup: Duration::from_secs(1),
                 duration: Duration::from_secs(5),

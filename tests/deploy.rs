@@ -454,6 +454,14 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
             cond.contains("tiergate:break-glass"),
             "{what}: {kind} break-glass"
         );
+        // Unchanged updates are not sent: the same condition tiergate
+        // passes them by (scope::unchanged_update), word for word.
+        assert_eq!(h["matchConditions"][1]["name"], "not-unchanged-update");
+        assert_eq!(
+            h["matchConditions"][1]["expression"].as_str(),
+            Some(tiergate::admission::scope::unchanged_update_cel().as_str()),
+            "{what}: {kind} not-unchanged-update"
+        );
         let mut resources = BTreeSet::new();
         for rule in h["rules"].as_array().unwrap() {
             assert_eq!(

@@ -5,7 +5,7 @@ use kube::core::admission::Operation;
 
 use super::context::{Lookup, ResolvedContext};
 use super::limits::Annotations;
-use super::message::{deny_message, finding_line};
+use super::message::{deny_message, rules_by_action};
 use super::record::{Decision, DecisionRecord, ErrorKind, Webhook};
 use super::request::AdmissionRequest;
 use super::response::{AdmissionResponse, AdmissionReview, Refusal};
@@ -109,7 +109,7 @@ fn judged(
         ann.set(k, v);
     }
     for (rule, reason) in &rec.exempted {
-        ann.append(&format!("exempted.{rule}"), reason);
+        ann.append("exempted", &format!("{rule} ({reason})"));
     }
     for (rule, id) in &rec.exceptions {
         ann.append("exception", &format!("{id} ({rule})"));
@@ -146,8 +146,11 @@ fn validate(
         .iter()
         .filter(|f| f.action == Action::Deny)
         .collect();
-    for f in &eval.findings {
-        ann.append(&format!("finding.{}", f.rule), &finding_line(f));
+    // What was found, in one key: the rules by action. Every message is in
+    // the answer (denial, warnings), the background audit's reports and
+    // `tiergate check`; the apiserver stores this key with every write.
+    if !eval.findings.is_empty() {
+        ann.set("findings", rules_by_action(&eval.findings));
     }
     // Deny findings too in dry-run (so people see what would be denied),
     // then warn findings, most severe first.

@@ -1,6 +1,6 @@
 //! What the webhooks judge, and what they pass untouched: DELETE and
-//! CONNECT, subresources without a pod spec, Pod updates that leave the spec
-//! alone. And what a mutation may patch: only a CREATE, or an UPDATE of a
+//! CONNECT, subresources without a pod spec, updates that leave what the
+//! rules read alone. And what a mutation may patch: only a CREATE, or an UPDATE of a
 //! kind whose pod template may change.
 use std::borrow::Cow;
 
@@ -22,15 +22,78 @@ pub fn skipped(req: &AdmissionRequest) -> bool {
     {
         return true;
     }
-    // A Pod update that leaves the spec alone (labels, annotations,
-    // finalizers) is not judged again, as Pod Security Admission does.
+    unchanged_update(req)
+}
+
+/// The kinds whose unchanged UPDATEs are passed (group, kinds): the
+/// pod-carrying kinds whose pod spec is under `spec`, as the webhooks'
+/// rules name them.
+pub const UNCHANGED_UPDATE_KINDS: &[(&str, &[&str])] = &[
+    ("", &["Pod", "ReplicationController"]),
+    (
+        "apps",
+        &["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"],
+    ),
+    ("batch", &["Job", "CronJob"]),
+];
+
+/// An UPDATE that leaves alone everything the rules read: a Pod's spec (its
+/// labels and annotations may change, as Pod Security Admission does), or
+/// another pod-carrying object's spec, labels, annotations and owners (a
+/// finalizer, a managedFields or a status write through the main
+/// resource). It was judged when it was written; judging it again would
+/// deny a controller's bookkeeping on an object admitted before, and a
+/// patch here would start a rollout nobody asked for. The webhooks'
+/// `matchConditions` ([`unchanged_update_cel`]) keep the apiserver from
+/// sending these at all.
+pub fn unchanged_update(req: &AdmissionRequest) -> bool {
+    let (Some(new), Some(old)) = (req.object.as_ref(), req.old_object.as_ref()) else {
+        return false;
+    };
+    let kind_listed = UNCHANGED_UPDATE_KINDS
+        .iter()
+        .any(|(g, ks)| *g == req.group && ks.contains(&req.kind.as_str()));
+    let same = |ptr: &str| new.pointer(ptr) == old.pointer(ptr);
     req.operation == Operation::Update
-        && req.group.is_empty()
-        && req.kind == "Pod"
         && req.sub_resource.is_none()
-        && req.old_object.is_some()
-        && req.object.as_ref().and_then(|o| o.get("spec"))
-            == req.old_object.as_ref().and_then(|o| o.get("spec"))
+        && kind_listed
+        && same("/spec")
+        && (req.kind == "Pod"
+            || (same("/metadata/labels")
+                && same("/metadata/annotations")
+                && same("/metadata/ownerReferences")))
+}
+
+/// [`unchanged_update`] as a CEL `matchConditions` expression: true when
+/// the request is to be sent (it is not an unchanged UPDATE). It cannot
+/// fail on any object: every field is tested with `has` before it is read.
+pub fn unchanged_update_cel() -> String {
+    let kinds = UNCHANGED_UPDATE_KINDS
+        .iter()
+        .map(|(g, ks)| {
+            let list = ks
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("(request.kind.group == '{g}' && request.kind.kind in [{list}])")
+        })
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let same = |f: &str| {
+        format!(
+            "(has(object.{f}) ? (has(oldObject.{f}) && object.{f} == oldObject.{f}) : !has(oldObject.{f}))"
+        )
+    };
+    format!(
+        "!(request.operation == 'UPDATE' && (!has(request.subResource) || request.subResource == '') \
+         && oldObject != null && ({kinds}) && {spec} && (request.kind.kind == 'Pod' || \
+         ({labels} && {annotations} && {owners})))",
+        spec = same("spec"),
+        labels = same("metadata.labels"),
+        annotations = same("metadata.annotations"),
+        owners = same("metadata.ownerReferences"),
+    )
 }
 
 /// Subresources that carry a pod spec to judge.

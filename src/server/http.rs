@@ -521,6 +521,24 @@ fn bounded(s: &str) -> &str {
     &s[..end]
 }
 
+/// Each of `items` once, in order, joined by `, ` (a log field: one string
+/// instead of a debug-formatted list).
+fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = String::new();
+    for i in items {
+        if seen.contains(&i) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(bounded(i));
+        seen.push(i);
+    }
+    out
+}
+
 /// Count the answer and log one line for it.
 fn record(st: &AppState, webhook: Webhook, answer: &admission::Answer, secs: f64) {
     let hook = webhook.name();
@@ -552,10 +570,10 @@ fn record(st: &AppState, webhook: Webhook, answer: &admission::Answer, secs: f64
         tier = rec.tier.map(|t| t.number()),
         mode = rec.mode.map(|m| m.name()),
         findings = rec.findings.len(),
-        rules = ?rec.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
-        fixes = ?rec.fixes,
+        rules = distinct(rec.findings.iter().map(|f| f.rule)),
+        fixes = distinct(rec.fixes.iter().copied()),
         exempted = rec.exempted.len(),
-        exceptions = ?rec.exceptions.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>(),
+        exceptions = distinct(rec.exceptions.iter().map(|(_, e)| e.as_str())),
         error = rec.error.map(|e| e.name()),
         request_dry_run = rec.request_dry_run,
         "admission decided"

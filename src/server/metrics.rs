@@ -234,15 +234,28 @@ impl Metrics {
         self.duration
             .with_label_values(&[rec.webhook])
             .observe(seconds);
-        let tier = rec.tier.map(|t| t.number().to_string()).unwrap_or_default();
+        const TIERS: [&str; 6] = ["", "1", "2", "3", "4", "5"];
+        let tier = rec
+            .tier
+            .and_then(|t| TIERS.get(usize::from(t.number())))
+            .copied()
+            .unwrap_or_default();
         // The validating side owns findings; the mutating side owns patches.
         // An object a controller made is judged, but its findings are its
         // owner's: counted once, at the owner.
         if rec.webhook == Webhook::Validate.name() && rec.owner.is_none() {
-            for f in &rec.findings {
+            // One series lookup per run of the same rule and action (a
+            // rule's findings are together: one per container, say).
+            let mut rest = rec.findings.as_slice();
+            while let Some(f) = rest.first() {
+                let n = rest
+                    .iter()
+                    .take_while(|g| g.rule == f.rule && g.action == f.action)
+                    .count();
                 self.findings
-                    .with_label_values(&[f.rule, &tier, f.action.name()])
-                    .inc();
+                    .with_label_values(&[f.rule, tier, f.action.name()])
+                    .inc_by(n as u64);
+                rest = &rest[n..];
             }
             for (rule, _) in &rec.exempted {
                 self.exemptions.with_label_values(&[rule]).inc();

@@ -548,17 +548,33 @@ async fn serve_connection(
     }
 }
 
-fn init_logging() {
+/// Lines the log writer may hold before a request waits for it: about 3 MB
+/// of decision lines, so a stalled stdout costs bounded memory and then
+/// slows admission down rather than dropping a decision.
+const LOG_BUFFERED_LINES: usize = 4096;
+
+/// The log: JSON lines (compact text on a terminal) written by a thread of
+/// their own, in batches, so a request formats its line but never waits on
+/// the write; lossless (a full buffer blocks, it never drops a line). The
+/// guard flushes what is left when `serve` returns.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_BUFFERED_LINES)
+        .thread_name("tiergate-log")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let res = if std::io::stdout().is_terminal() {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_writer(writer)
             .compact()
             .try_init()
     } else {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_writer(writer)
             .json()
             .with_current_span(true)
             .with_span_list(false)
@@ -567,6 +583,7 @@ fn init_logging() {
     if res.is_err() {
         eprintln!("tiergate: logging already initialised");
     }
+    guard
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {
@@ -590,7 +607,7 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
 
 /// `tiergate serve`: run until SIGTERM or SIGINT, then drain and exit 0.
 pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    let _log = init_logging();
     // Reviews are judged on the workers (see `http::INLINE_MAX_BYTES`); the
     // blocking pool only takes the rare large body and file reloads, so it
     // is bounded: a flood of large bodies queues instead of adding a thread

@@ -12,6 +12,7 @@
 //! namespaceSelector picks only that namespace, so scenarios run in parallel
 //! without seeing each other.
 mod audit;
+mod bench;
 mod cluster;
 #[path = "../common/mod.rs"]
 mod common;

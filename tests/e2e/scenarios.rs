@@ -377,11 +377,13 @@ async fn s04_audit_mode_creates_and_annotates_the_audit_log() {
     assert_eq!(get("mode"), "audit");
     assert_eq!(get("tier"), "2 (production)");
     assert_eq!(get("decision"), "audit");
+    let findings = get("findings");
     assert!(
-        get("finding.run-as-non-root").contains(RUN_AS_NON_ROOT),
+        findings.starts_with("audit: ")
+            && findings.contains("run-as-non-root")
+            && findings.contains("capabilities-restricted"),
         "{ann:#}"
     );
-    assert!(get("finding.capabilities-restricted").contains("unrestricted capabilities"));
     assert_eq!(event["responseStatus"]["code"], json!(201));
 }
 
@@ -654,6 +656,74 @@ async fn s08_delete_of_a_judged_object_passes() {
             s.tiergate.metrics()
         );
     }
+}
+
+/// An update that leaves what the rules read alone (a finalizer) is not
+/// sent to tiergate at all (the webhooks' `not-unchanged-update`
+/// matchCondition, as in deploy/), so a controller's bookkeeping on an
+/// object stored before tiergate is not denied; a label change is judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s08b_unchanged_updates_are_not_sent() {
+    let mut s = Scenario::new(
+        "unchanged",
+        2,
+        "enforce",
+        &config(2, "enforce", ""),
+        false,
+        Webhooks::default(),
+    )
+    .await;
+    let m = manifest("deployment-privileged.yaml");
+    assert!(s.apply(&KUBECTL_ADMIN, &m, &[]).ok);
+    s.register().await;
+    let updates = |webhook: &str| {
+        s.tiergate.counter(
+            "tiergate_admission_requests_total",
+            &[("webhook", webhook), ("operation", "UPDATE")],
+        )
+    };
+    let before = (updates("validate"), updates("mutate"));
+    let r = KUBECTL_ADMIN.run(
+        &[
+            "patch",
+            "-n",
+            &s.ns,
+            "deployment",
+            "rooted",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["e2e.tiergate.io/keep"]}}"#,
+        ],
+        None,
+    );
+    assert!(r.ok, "{r:?}");
+    let stored = KUBECTL_ADMIN
+        .get_json(&s.ns, "deployment", "rooted")
+        .expect("the Deployment");
+    assert_eq!(
+        stored["metadata"]["finalizers"],
+        json!(["e2e.tiergate.io/keep"])
+    );
+    assert_eq!(
+        (updates("validate"), updates("mutate")),
+        before,
+        "tiergate was called for an unchanged update:\n{}",
+        s.tiergate.metrics()
+    );
+    // A label is read by the rules: judged, and denied at tier 2.
+    let r = KUBECTL_ADMIN.run(
+        &[
+            "label",
+            "-n",
+            &s.ns,
+            "deployment",
+            "rooted",
+            "e2e.tiergate.io/x=y",
+        ],
+        None,
+    );
+    assert!(!r.ok && denied_by_tiergate(&r.stderr), "{r:?}");
+    assert_eq!(updates("validate"), before.0 + 1.0);
 }
 
 // 9 ---------------------------------------------------------------------------

@@ -140,6 +140,8 @@ pub struct Cluster {
     pub audit_log: PathBuf,
     /// How long etcd + kube-apiserver took to become ready.
     pub startup: Duration,
+    /// etcd's process id (for the apiserver benchmark's CPU accounting).
+    pub etcd_pid: u32,
     /// How to start the kube-apiserver again (see [`Cluster::restart_apiserver`]).
     apiserver: std::sync::Mutex<ApiserverProc>,
 }
@@ -153,6 +155,11 @@ struct ApiserverProc {
 }
 
 impl Cluster {
+    /// The running kube-apiserver's process id.
+    pub fn apiserver_pid(&self) -> u32 {
+        self.apiserver.lock().unwrap_or_else(|e| e.into_inner()).pid
+    }
+
     /// Kill the kube-apiserver, wait `down`, start it again on the same port
     /// and wait for its `/readyz`. Disturbs every test running at the time.
     pub fn restart_apiserver(&self, down: Duration) {
@@ -297,7 +304,7 @@ fn start() -> Result<Cluster, String> {
     let mut last_err = String::new();
     for _attempt in 0..3 {
         match start_processes(&dir, &etcd_bin, &apiserver_bin) {
-            Ok((port, etcd_client, pid)) => {
+            Ok((port, etcd_client, pid, etcd_pid)) => {
                 let server = format!("https://127.0.0.1:{port}");
                 let kubeconfig = dir.join("kubeconfig");
                 write(&kubeconfig, &kubeconfig_yaml(&server, &pki))?;
@@ -318,6 +325,7 @@ fn start() -> Result<Cluster, String> {
                     server,
                     kubeconfig,
                     startup,
+                    etcd_pid,
                     apiserver: std::sync::Mutex::new(ApiserverProc {
                         pid,
                         bin: apiserver_bin.clone(),
@@ -338,7 +346,7 @@ fn start_processes(
     dir: &Path,
     etcd_bin: &Path,
     apiserver_bin: &Path,
-) -> Result<(u16, u16, u32), String> {
+) -> Result<(u16, u16, u32, u32), String> {
     let ports = free_ports(3);
     let (client, peer, secure) = (ports[0], ports[1], ports[2]);
     let log = |name: &str| -> Result<(std::fs::File, std::fs::File), String> {
@@ -388,13 +396,14 @@ fn start_processes(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let etcd_pid = etcd.id();
     procs::keep_until_exit(etcd);
 
     let cmd = apiserver_command(dir, apiserver_bin, client, secure)?;
     let apiserver = spawn_listening(cmd, dir, secure)?;
     let pid = apiserver.id();
     procs::keep_until_exit(apiserver);
-    Ok((secure, client, pid))
+    Ok((secure, client, pid, etcd_pid))
 }
 
 /// The kube-apiserver command line of this run (logs appended to its log).

@@ -375,6 +375,9 @@ impl Scenario {
             "sideEffects": "None",
             "admissionReviewVersions": ["v1"],
             "timeoutSeconds": 5,
+            // As deploy/ has it: unchanged updates are not sent.
+            "matchConditions": [{"name": "not-unchanged-update",
+                                 "expression": tiergate::admission::scope::unchanged_update_cel()}],
             "namespaceSelector": {
                 "matchLabels": {"e2e.tiergate.io/scenario": self.name},
                 "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",

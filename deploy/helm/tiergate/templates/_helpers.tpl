@@ -67,10 +67,12 @@ namespaceSelector:
         - {{ .Release.Namespace }}
 {{- end -}}
 
-{{- define "tiergate.matchConditions" -}}
-{{- if .Values.webhook.breakGlassGroup }}
+{{- define "tiergate.matchConditions" }}
 matchConditions:
+{{- if .Values.webhook.breakGlassGroup }}
   - name: break-glass
     expression: {{ printf "!has(request.userInfo.groups) || !('%s' in request.userInfo.groups)" .Values.webhook.breakGlassGroup | quote }}
 {{- end }}
+  - name: not-unchanged-update
+    expression: "!(request.operation == 'UPDATE' && (!has(request.subResource) || request.subResource == '') && oldObject != null && ((request.kind.group == '' && request.kind.kind in ['Pod', 'ReplicationController']) || (request.kind.group == 'apps' && request.kind.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (request.kind.group == 'batch' && request.kind.kind in ['Job', 'CronJob'])) && (has(object.spec) ? (has(oldObject.spec) && object.spec == oldObject.spec) : !has(oldObject.spec)) && (request.kind.kind == 'Pod' || ((has(object.metadata.labels) ? (has(oldObject.metadata.labels) && object.metadata.labels == oldObject.metadata.labels) : !has(oldObject.metadata.labels)) && (has(object.metadata.annotations) ? (has(oldObject.metadata.annotations) && object.metadata.annotations == oldObject.metadata.annotations) : !has(oldObject.metadata.annotations)) && (has(object.metadata.ownerReferences) ? (has(oldObject.metadata.ownerReferences) && object.metadata.ownerReferences == oldObject.metadata.ownerReferences) : !has(oldObject.metadata.ownerReferences)))))"
 {{- end -}}

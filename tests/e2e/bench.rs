@@ -1,0 +1,374 @@
+//! `make bench-apiserver`: what tiergate costs a write, measured through the
+//! real kube-apiserver and etcd of this harness.
+//!
+//! Three configurations, in the same run, alternating: (a) a namespace no
+//! webhook matches, (b) a namespace judged by tiergate's two webhooks
+//! registered as deploy/ registers them (rules, timeouts, matchConditions)
+//! with `defaults: {tier: enterprise, mode: warn}`, (c) a namespace with only
+//! the built-in Pod Security Admission at `restricted` (enforce, warn and
+//! audit labels). Each cell creates `E2E_BENCH_WRITES` Deployments (two
+//! containers, unique names) from 1 or 16 clients, as server-side dry-runs
+//! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
+//!
+//! Reported per cell: p50/p90/p99 of the create, the ratios b/a and c/a,
+//! the CPU per write of the apiserver, etcd and tiergate (utime+stime from
+//! /proc over the cell, divided by the writes) and the apiserver's own
+//! `apiserver_admission_webhook_admission_duration_seconds` per webhook. A
+//! table goes to stderr and JSON to `target/bench-apiserver.json`.
+//!
+//! `E2E_BENCH=1` runs it (`make bench-apiserver`); `E2E_BENCH=smoke` runs a
+//! few writes per cell so it cannot rot (CI); unset, it prints SKIPPED (the
+//! e2e suite's `--ignored` pass). No timing is asserted: only that every
+//! write succeeded and that tiergate answered the writes of (b).
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::Client;
+use serde_json::json;
+
+use crate::harness::{admin, cluster, Scenario, Webhooks, MUTATE, VALIDATE};
+
+/// The Deployment of every write: the web Deployment of `make bench-load`
+/// (two containers).
+fn deployment(name: &str) -> Deployment {
+    serde_json::from_value(json!({
+      "apiVersion": "apps/v1", "kind": "Deployment",
+      "metadata": {"name": name, "labels": {"app": "web"}},
+      "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}},
+          "spec": {"containers": [
+            {"name": "web", "image": "ghcr.io/acme/web:2.4.1",
+             "ports": [{"name": "http", "containerPort": 8080}],
+             "env": [{"name": "LOG_LEVEL", "value": "info"}],
+             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+            {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0",
+             "ports": [{"containerPort": 9901}]}]}}}
+    }))
+    .expect("the bench Deployment")
+}
+
+/// utime+stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat: 12 and 13 after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The apiserver's webhook admission duration: (sum seconds, count) per
+/// webhook name.
+async fn webhook_durations(client: &Client) -> Vec<(String, f64, f64)> {
+    let req = axum::http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("metrics request");
+    let text = client.request_text(req).await.unwrap_or_default();
+    let mut out: Vec<(String, f64, f64)> = Vec::new();
+    for name in [VALIDATE, MUTATE] {
+        let sel = format!("name=\"{name}\"");
+        let sum_of = |metric: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(metric) && l.contains(&sel))
+                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+                .sum()
+        };
+        out.push((
+            name.to_string(),
+            sum_of("apiserver_admission_webhook_admission_duration_seconds_sum"),
+            sum_of("apiserver_admission_webhook_admission_duration_seconds_count"),
+        ));
+    }
+    out
+}
+
+/// One cell's result.
+#[derive(Default, Clone)]
+struct Cell {
+    latencies_us: Vec<u64>,
+    errors: usize,
+    seconds: f64,
+    apiserver_cpu: f64,
+    etcd_cpu: f64,
+    tiergate_cpu: f64,
+    /// (webhook, seconds, calls) the apiserver measured.
+    webhooks: Vec<(String, f64, f64)>,
+}
+
+/// `writes` creates into `ns` from `clients` concurrent clients.
+async fn write_cell(
+    client: &Client,
+    ns: &str,
+    prefix: &str,
+    writes: usize,
+    clients: usize,
+    dry_run: bool,
+) -> (Vec<u64>, usize) {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        let prefix = prefix.to_string();
+        let n = writes / clients + usize::from(c < writes % clients);
+        tasks.push(tokio::spawn(async move {
+            let pp = PostParams {
+                dry_run,
+                ..PostParams::default()
+            };
+            let mut lat = Vec::with_capacity(n);
+            let mut errors = 0;
+            for i in 0..n {
+                let d = deployment(&format!("{prefix}-{c}-{i}"));
+                let t = Instant::now();
+                match api.create(&pp, &d).await {
+                    Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                    Err(e) => {
+                        if errors == 0 {
+                            eprintln!("bench-apiserver: a write failed: {e}");
+                        }
+                        errors += 1;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("a writer task");
+        lat.extend(l);
+        errors += e;
+    }
+    (lat, errors)
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: make bench-apiserver (E2E_BENCH=1), or its smoke (E2E_BENCH=smoke)"]
+async fn apiserver_write_cost() {
+    let mode = std::env::var("E2E_BENCH").unwrap_or_default();
+    if mode.is_empty() {
+        eprintln!("SKIPPED: apiserver_write_cost runs under `make bench-apiserver` (E2E_BENCH=1)");
+        return;
+    }
+    let smoke = mode == "smoke";
+    let writes = env_usize("E2E_BENCH_WRITES", if smoke { 32 } else { 1000 });
+    let rounds = env_usize("E2E_BENCH_ROUNDS", if smoke { 1 } else { 5 });
+    let c = cluster();
+    let client = admin().await;
+
+    // (b) tiergate, registered as deploy/ registers it.
+    let mut tiergate = Scenario::new(
+        "bench",
+        3,
+        "warn",
+        "defaults: {tier: enterprise, mode: warn}\n",
+        false,
+        Webhooks::default(),
+    )
+    .await;
+    tiergate.register().await;
+    let tiergate_pid = tiergate
+        .tiergate
+        .proc
+        .child
+        .as_ref()
+        .map(std::process::Child::id)
+        .expect("tiergate's pid");
+    // (a) nothing, (c) Pod Security Admission at restricted.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for (ns, labels) in [
+        ("bench-none", json!({})),
+        (
+            "bench-psa",
+            json!({"pod-security.kubernetes.io/enforce": "restricted",
+                   "pod-security.kubernetes.io/warn": "restricted",
+                   "pod-security.kubernetes.io/audit": "restricted"}),
+        ),
+    ] {
+        let obj: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns, "labels": labels}}))
+                .expect("namespace");
+        let _ = namespaces.create(&PostParams::default(), &obj).await;
+    }
+    let configs = [
+        ("a none", "bench-none".to_string()),
+        ("b tiergate", tiergate.ns.clone()),
+        ("c psa", "bench-psa".to_string()),
+    ];
+    let api_pid = c.apiserver_pid();
+    let mut cells: Vec<((bool, usize, usize), Cell)> = Vec::new();
+    let began = Instant::now();
+    for round in 0..rounds {
+        for dry_run in [true, false] {
+            for clients in [1usize, 16] {
+                // A short warm-up per (writes, clients) so the first
+                // configuration does not pay for cold connections.
+                for (ci, (_, ns)) in configs.iter().enumerate() {
+                    let _ = write_cell(
+                        &client,
+                        ns,
+                        &format!("warm-{round}-{ci}"),
+                        16,
+                        clients,
+                        true,
+                    )
+                    .await;
+                }
+                for (ci, (_, ns)) in configs.iter().enumerate() {
+                    let prefix = format!(
+                        "w{round}-{}-{clients}-{ci}",
+                        if dry_run { "d" } else { "s" }
+                    );
+                    let cpu0 = (
+                        cpu_seconds(api_pid),
+                        cpu_seconds(c.etcd_pid),
+                        cpu_seconds(tiergate_pid),
+                    );
+                    let wh0 = webhook_durations(&client).await;
+                    let t = Instant::now();
+                    let (lat, errors) =
+                        write_cell(&client, ns, &prefix, writes, clients, dry_run).await;
+                    let seconds = t.elapsed().as_secs_f64();
+                    let wh1 = webhook_durations(&client).await;
+                    let cell = Cell {
+                        latencies_us: lat,
+                        errors,
+                        seconds,
+                        apiserver_cpu: cpu_seconds(api_pid) - cpu0.0,
+                        etcd_cpu: cpu_seconds(c.etcd_pid) - cpu0.1,
+                        tiergate_cpu: cpu_seconds(tiergate_pid) - cpu0.2,
+                        webhooks: wh1
+                            .iter()
+                            .zip(&wh0)
+                            .map(|(a, b)| (a.0.clone(), a.1 - b.1, a.2 - b.2))
+                            .collect(),
+                    };
+                    cells.push(((dry_run, clients, ci), cell));
+                }
+            }
+        }
+    }
+
+    // Combine the rounds of each cell.
+    let mut rows = Vec::new();
+    let mut table = format!(
+        "\nbench-apiserver: {writes} writes per cell, {rounds} round(s), {:.0} s; p50/p90/p99 ms, CPU ms per write\n\
+         {:<8} {:>3} {:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
+        began.elapsed().as_secs_f64(),
+        "writes", "cl", "config", "p50", "p90", "p99", "p50/a", "p99/a", "apiserver", "etcd", "tiergate",
+        "validate ms", "mutate ms"
+    );
+    let mut total_errors = 0;
+    let mut tiergate_calls = 0.0;
+    for dry_run in [true, false] {
+        for clients in [1usize, 16] {
+            let mut base = (0.0, 0.0);
+            for (ci, (cname, _)) in configs.iter().enumerate() {
+                let mine: Vec<&Cell> = cells
+                    .iter()
+                    .filter(|(k, _)| *k == (dry_run, clients, ci))
+                    .map(|(_, c)| c)
+                    .collect();
+                let mut lat: Vec<u64> = mine
+                    .iter()
+                    .flat_map(|c| c.latencies_us.iter().copied())
+                    .collect();
+                lat.sort_unstable();
+                let n = lat.len().max(1) as f64;
+                let errors: usize = mine.iter().map(|c| c.errors).sum();
+                total_errors += errors;
+                let sum = |f: fn(&Cell) -> f64| mine.iter().map(|c| f(c)).sum::<f64>();
+                let per_write = |cpu: f64| cpu / n * 1000.0;
+                let wh = |name: &str| -> (f64, f64) {
+                    mine.iter()
+                        .flat_map(|c| c.webhooks.iter())
+                        .filter(|(w, _, _)| w == name)
+                        .fold((0.0, 0.0), |acc, (_, s, k)| (acc.0 + s, acc.1 + k))
+                };
+                let (vs, vn) = wh(VALIDATE);
+                let (ms, mn) = wh(MUTATE);
+                if ci == 1 {
+                    tiergate_calls += vn + mn;
+                }
+                let mean_ms = |s: f64, k: f64| if k > 0.0 { s / k * 1000.0 } else { 0.0 };
+                let (p50, p90, p99) = (pct(&lat, 50.0), pct(&lat, 90.0), pct(&lat, 99.0));
+                if ci == 0 {
+                    base = (p50, p99);
+                }
+                let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { 0.0 };
+                let writes_kind = if dry_run { "dry-run" } else { "stored" };
+                table.push_str(&format!(
+                    "{:<8} {:>3} {:<11} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>9.2} {:>11.3} {:>11.3}\n",
+                    writes_kind,
+                    clients,
+                    cname,
+                    p50,
+                    p90,
+                    p99,
+                    ratio(p50, base.0),
+                    ratio(p99, base.1),
+                    per_write(sum(|c| c.apiserver_cpu)),
+                    per_write(sum(|c| c.etcd_cpu)),
+                    per_write(sum(|c| c.tiergate_cpu)),
+                    mean_ms(vs, vn),
+                    mean_ms(ms, mn),
+                ));
+                let seconds = sum(|c| c.seconds);
+                rows.push(json!({
+                    "writes": writes_kind, "clients": clients, "config": cname,
+                    "count": lat.len(), "errors": errors,
+                    "writes_per_second": if seconds > 0.0 { lat.len() as f64 / seconds } else { 0.0 },
+                    "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
+                    "p50_over_none": ratio(p50, base.0), "p99_over_none": ratio(p99, base.1),
+                    "cpu_ms_per_write": {
+                        "apiserver": per_write(sum(|c| c.apiserver_cpu)),
+                        "etcd": per_write(sum(|c| c.etcd_cpu)),
+                        "tiergate": per_write(sum(|c| c.tiergate_cpu)),
+                    },
+                    "apiserver_webhook_ms": {"validate": mean_ms(vs, vn), "mutate": mean_ms(ms, mn),
+                                             "validate_calls": vn, "mutate_calls": mn},
+                }));
+            }
+        }
+    }
+    eprintln!("{table}");
+    let report = json!({
+        "benchmark": "tiergate bench-apiserver",
+        "smoke": smoke,
+        "writes_per_cell": writes,
+        "rounds": rounds,
+        "configs": {
+            "a none": "no webhook matches the namespace",
+            "b tiergate": "tiergate's validating and mutating webhooks as in deploy/ (rules, matchConditions), defaults tier enterprise, mode warn",
+            "c psa": "built-in Pod Security Admission at restricted (enforce, warn, audit)",
+        },
+        "cells": rows,
+    });
+    let out =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-apiserver.json");
+    let _ = std::fs::write(&out, serde_json::to_vec_pretty(&report).unwrap_or_default());
+    eprintln!("bench-apiserver: wrote {}", out.display());
+    assert_eq!(total_errors, 0, "writes failed");
+    assert!(
+        tiergate_calls >= (writes * rounds * 8) as f64,
+        "the apiserver called tiergate {tiergate_calls} times for the (b) writes"
+    );
+}
