@@ -804,7 +804,7 @@ fn wait_listening(child: &mut Child, addr: SocketAddr, name: &str) -> anyhow::Re
     bail!("{name} did not listen on {addr} within 60 s")
 }
 
-fn start_tiergate(bin: &Path, dir: &Path) -> anyhow::Result<Server> {
+fn start_tiergate(bin: &Path, dir: &Path, name: &'static str) -> anyhow::Result<Server> {
     let addr = free_port()?;
     let admin = free_port()?;
     let mut child = Command::new(bin)
@@ -826,11 +826,7 @@ fn start_tiergate(bin: &Path, dir: &Path) -> anyhow::Result<Server> {
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     wait_listening(&mut child, addr, "tiergate")?;
-    Ok(Server {
-        name: "tiergate",
-        child,
-        addr,
-    })
+    Ok(Server { name, child, addr })
 }
 
 fn start_baseline(dir: &Path) -> anyhow::Result<Server> {
@@ -1057,10 +1053,15 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
     let hz = clock_ticks();
     let load_before = loadavg();
 
-    let servers = [
-        start_tiergate(&bin, dir.path())?,
+    let mut servers = vec![
+        start_tiergate(&bin, dir.path(), "tiergate")?,
         start_baseline(dir.path())?,
     ];
+    // `BENCH_LOAD_BEFORE=PATH`: another tiergate binary (an earlier commit's)
+    // in the same run, for before/after figures.
+    if let Some(before) = std::env::var_os("BENCH_LOAD_BEFORE") {
+        servers.push(start_tiergate(Path::new(&before), dir.path(), "before")?);
+    }
     eprintln!(
         "bench-load: tiergate pid {} on {}, baseline pid {} on {}; corpus {} objects \
          ({} denied at tier 3, {} patched, {:.1} containers and {:.0} bytes per review on average), \
@@ -1081,7 +1082,7 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut runs: Vec<Run> = Vec::new();
-    let mut lifetime_peak = [0u64; 2];
+    let mut lifetime_peak = vec![0u64; servers.len()];
     let mut rss_reset = true;
     for (workload, reqs, levels) in &cells {
         for &conc in levels.iter() {
@@ -1179,7 +1180,13 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
         };
         let t = summarize(&pick("tiergate"));
         let b = summarize(&pick("baseline"));
-        for (name, s) in [("tiergate", &t), ("baseline", &b)] {
+        let before = pick("before");
+        let bf = (!before.is_empty()).then(|| summarize(&before));
+        let mut rows = vec![("tiergate", &t), ("baseline", &b)];
+        if let Some(bf) = &bf {
+            rows.push(("before", bf));
+        }
+        for (name, s) in rows {
             table.push_str(&format!(
                 "{:<13} {:<9} {:>4} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>13.1} {:>7}\n",
                 workload,
@@ -1206,11 +1213,26 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
             ratio(t.peak_rss_mib, b.peak_rss_mib),
             ratio(t.cpu_s_per_1000, b.cpu_s_per_1000),
         ));
+        if let Some(bf) = &bf {
+            table.push_str(&format!(
+                "{:<13} {:<9} {:>4} {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.2}\n",
+                workload,
+                "bef/base",
+                conc,
+                ratio(bf.rps, b.rps),
+                ratio(bf.p50_ms, b.p50_ms),
+                ratio(bf.p99_ms, b.p99_ms),
+                ratio(bf.max_ms, b.max_ms),
+                ratio(bf.peak_rss_mib, b.peak_rss_mib),
+                ratio(bf.cpu_s_per_1000, b.cpu_s_per_1000),
+            ));
+        }
         levels_json.push(json!({
             "workload": workload,
             "concurrency": conc,
             "tiergate": summary_json(&t),
             "baseline": summary_json(&b),
+            "before": bf.as_ref().map(summary_json),
             "ratio_tiergate_over_baseline": {
                 "requests_per_second": ratio(t.rps, b.rps),
                 "p50": ratio(t.p50_ms, b.p50_ms),

@@ -349,24 +349,35 @@ impl Engine {
         // the fixed object (one fix may enable another: a container made
         // non-root may now drop its capabilities), until nothing changes.
         for _ in 1..MAX_PASSES {
+            // Which fixes still have work, judged on the fixed object itself;
+            // it is copied (the fixes need it mutable while they read the
+            // parsed target) only when one has, which is rare.
+            let next: Vec<&Selected> = {
+                let Ok(now) = Target::parse(&working) else {
+                    break;
+                };
+                let mut vs = Vec::new();
+                selected
+                    .iter()
+                    .filter(|s| s.fix)
+                    .filter(|s| {
+                        // Only what a fix may still do: a declined finding (a
+                        // container that may run as root) stays declined until
+                        // another fix changes that, and then it is not declined.
+                        vs.clear();
+                        s.rule.run_check(&now, rctx, &mut vs).is_ok()
+                            && vs.iter().any(|v| !v.unknown && v.declined.is_none())
+                    })
+                    .collect()
+            };
+            if next.is_empty() {
+                break;
+            }
             let snapshot = working.clone();
             let Ok(now) = Target::parse(&snapshot) else {
                 break;
             };
-            let mut vs = Vec::new();
-            let next: Vec<&Selected> = selected
-                .iter()
-                .filter(|s| s.fix)
-                .filter(|s| {
-                    // Only what a fix may still do: a declined finding (a
-                    // container that may run as root) stays declined until
-                    // another fix changes that, and then it is not declined.
-                    vs.clear();
-                    s.rule.run_check(&now, rctx, &mut vs).is_ok()
-                        && vs.iter().any(|v| !v.unknown && v.declined.is_none())
-                })
-                .collect();
-            if next.is_empty() || !apply(&next, &now, &mut working) {
+            if !apply(&next, &now, &mut working) {
                 break;
             }
         }

@@ -185,13 +185,6 @@ async fn apiserver_write_cost() {
     )
     .await;
     tiergate.register().await;
-    let tiergate_pid = tiergate
-        .tiergate
-        .proc
-        .child
-        .as_ref()
-        .map(std::process::Child::id)
-        .expect("tiergate's pid");
     // (a) nothing, (c) Pod Security Admission at restricted.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for (ns, labels) in [
@@ -208,11 +201,40 @@ async fn apiserver_write_cost() {
                 .expect("namespace");
         let _ = namespaces.create(&PostParams::default(), &obj).await;
     }
-    let configs = [
+    let mut configs = vec![
         ("a none", "bench-none".to_string()),
         ("b tiergate", tiergate.ns.clone()),
         ("c psa", "bench-psa".to_string()),
     ];
+    // `E2E_BENCH_BEFORE=PATH`: (d) the same webhooks served by another
+    // tiergate binary (an earlier commit's), for before/after figures.
+    let before = match std::env::var("E2E_BENCH_BEFORE") {
+        Ok(bin) if !bin.is_empty() => {
+            let mut s = Scenario::with_bin(
+                &bin,
+                "bench-before",
+                3,
+                "warn",
+                "defaults: {tier: enterprise, mode: warn}\n",
+                false,
+                Webhooks::default(),
+            )
+            .await;
+            s.register().await;
+            configs.push(("d before", s.ns.clone()));
+            Some(s)
+        }
+        _ => None,
+    };
+    let pid_of = |s: &Scenario| {
+        s.tiergate
+            .proc
+            .child
+            .as_ref()
+            .map(std::process::Child::id)
+            .expect("tiergate's pid")
+    };
+    let before_pid = before.as_ref().map(pid_of);
     let api_pid = c.apiserver_pid();
     let mut cells: Vec<((bool, usize, usize), Cell)> = Vec::new();
     let began = Instant::now();
@@ -237,11 +259,14 @@ async fn apiserver_write_cost() {
                         "w{round}-{}-{clients}-{ci}",
                         if dry_run { "d" } else { "s" }
                     );
-                    let cpu0 = (
-                        cpu_seconds(api_pid),
-                        cpu_seconds(c.etcd_pid),
-                        cpu_seconds(tiergate_pid),
-                    );
+                    // The tiergate of this configuration, if any.
+                    let tg_pid = match ci {
+                        1 => Some(pid_of(&tiergate)),
+                        3 => before_pid,
+                        _ => None,
+                    };
+                    let tg_cpu = || tg_pid.map_or(0.0, cpu_seconds);
+                    let cpu0 = (cpu_seconds(api_pid), cpu_seconds(c.etcd_pid), tg_cpu());
                     let wh0 = webhook_durations(&client).await;
                     let t = Instant::now();
                     let (lat, errors) =
@@ -254,7 +279,7 @@ async fn apiserver_write_cost() {
                         seconds,
                         apiserver_cpu: cpu_seconds(api_pid) - cpu0.0,
                         etcd_cpu: cpu_seconds(c.etcd_pid) - cpu0.1,
-                        tiergate_cpu: cpu_seconds(tiergate_pid) - cpu0.2,
+                        tiergate_cpu: tg_cpu() - cpu0.2,
                         webhooks: wh1
                             .iter()
                             .zip(&wh0)

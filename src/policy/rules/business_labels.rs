@@ -26,16 +26,23 @@ Safety: it only adds labels the namespace already carries; it never changes one.
 
 const LABELS: [&str; 3] = ["team", "environment", "cost-center"];
 
-fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let labels = t.meta.labels.as_ref();
     for key in LABELS {
         if labels.is_some_and(|l| l.contains_key(key)) {
             continue;
         }
-        out.push(Violation::new(
+        let v = Violation::new(
             format!("/metadata/labels/{}", fixutil::escape(key)),
             format!("business labels (metadata.labels must set {key})"),
-        ));
+        );
+        // The fix copies from the namespace; what it does not carry, the
+        // fix cannot add (and says so).
+        out.push(if r.ctx.namespace_labels.contains_key(key) {
+            v
+        } else {
+            v.declined("the namespace has no such label to copy")
+        });
     }
     Ok(())
 }
@@ -96,11 +103,11 @@ mod tests {
             [
                 (
                     "/metadata/labels/environment",
-                    "business labels (metadata.labels must set environment)"
+                    "business labels (metadata.labels must set environment); not fixed: the namespace has no such label to copy"
                 ),
                 (
                     "/metadata/labels/cost-center",
-                    "business labels (metadata.labels must set cost-center)"
+                    "business labels (metadata.labels must set cost-center); not fixed: the namespace has no such label to copy"
                 ),
             ]
         );

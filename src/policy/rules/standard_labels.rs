@@ -60,16 +60,28 @@ pub fn valid_label_value(v: &str) -> bool {
 }
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let mut derivable: Option<Vec<(&'static str, String)>> = None;
     for (meta_path, labels) in locations(t) {
         let dotted = meta_path.trim_start_matches('/').replace('/', ".");
         for key in LABELS {
             if labels.is_some_and(|l| l.contains_key(key)) {
                 continue;
             }
-            out.push(Violation::new(
+            let v = Violation::new(
                 format!("{meta_path}/labels/{}", fixutil::escape(key)),
                 format!("standard labels ({dotted}.labels must set {key})"),
-            ));
+            );
+            // What the fix cannot derive, it says (and does not try again).
+            let derived = derivable.get_or_insert_with(|| derived(t));
+            out.push(if derived.iter().any(|(k, _)| *k == key) {
+                v
+            } else {
+                v.declined(match key {
+                    COMPONENT => "only a person knows the component",
+                    NAME => "the object has no name to copy",
+                    _ => "the first container's image has no pinned tag to copy",
+                })
+            });
         }
     }
     Ok(())
@@ -169,7 +181,8 @@ mod tests {
             got[5],
             (
                 "/spec/template/metadata/labels/app.kubernetes.io~1component",
-                "standard labels (spec.template.metadata.labels must set app.kubernetes.io/component)"
+                "standard labels (spec.template.metadata.labels must set app.kubernetes.io/component); \
+                 not fixed: only a person knows the component"
             )
         );
         assert!(e.findings.iter().all(|f| f.container.is_none()));

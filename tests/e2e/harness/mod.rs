@@ -180,6 +180,12 @@ impl Tiergate {
     /// Start `tiergate serve` with `config` (YAML) and the run's serving
     /// certificate for 127.0.0.1; waits for its /readyz.
     pub fn start(name: &str, config: &str, dry_run: bool) -> Tiergate {
+        Tiergate::start_bin(TIERGATE, name, config, dry_run)
+    }
+
+    /// [`Tiergate::start`] with another tiergate binary (the apiserver
+    /// benchmark's before/after).
+    pub fn start_bin(bin: &str, name: &str, config: &str, dry_run: bool) -> Tiergate {
         let c = cluster();
         let cfg_path = c.dir.join(format!("tiergate-{name}.yaml"));
         std::fs::write(&cfg_path, config).expect("writing the tiergate config");
@@ -190,7 +196,7 @@ impl Tiergate {
             let (port, admin_port) = (ports[0], ports[1]);
             let out = std::fs::File::create(&log).expect("tiergate log");
             let err = out.try_clone().expect("tiergate log");
-            let mut cmd = Command::new(TIERGATE);
+            let mut cmd = Command::new(bin);
             // Scenarios judge by their config alone: no cluster caches, even
             // on a machine with a ~/.kube/config (tests/e2e/cluster.rs
             // covers tiergate with its caches on).
@@ -283,6 +289,19 @@ impl Scenario {
         dry_run: bool,
         webhooks: Webhooks,
     ) -> Scenario {
+        Scenario::with_bin(TIERGATE, name, tier, mode, config, dry_run, webhooks).await
+    }
+
+    /// [`Scenario::new`] served by another tiergate binary.
+    pub async fn with_bin(
+        bin: &str,
+        name: &str,
+        tier: u8,
+        mode: &str,
+        config: &str,
+        dry_run: bool,
+        webhooks: Webhooks,
+    ) -> Scenario {
         let client = admin().await;
         let ns = format!("e2e-{name}");
         let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -334,7 +353,7 @@ impl Scenario {
             )
             .await
             .expect("creating the dev RoleBinding");
-        let tiergate = Tiergate::start(name, config, dry_run);
+        let tiergate = Tiergate::start_bin(bin, name, config, dry_run);
         Scenario {
             name: name.to_string(),
             ns,
