@@ -10,20 +10,13 @@ use tiergate::config::Config;
 use tiergate::manifest::parse_source;
 use tiergate::policy::{Context, Engine, Mode, Options, PolicyConfig, Tier};
 
+/// The typical web Deployment (two containers) every benchmark uses
+/// (tests/data/web-deployment.json), named `web-I`.
 fn web_deployment(i: usize) -> Value {
-    json!({
-      "apiVersion": "apps/v1", "kind": "Deployment",
-      "metadata": {"name": format!("web-{i}"), "namespace": "shop", "labels": {"app": "web"}},
-      "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-        "template": {"metadata": {"labels": {"app": "web"}},
-          "spec": {"containers": [
-            {"name": "web", "image": "ghcr.io/acme/web:2.4.1",
-             "ports": [{"name": "http", "containerPort": 8080}],
-             "env": [{"name": "LOG_LEVEL", "value": "info"}],
-             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
-            {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0",
-             "ports": [{"containerPort": 9901}]}]}}}
-    })
+    let mut d: Value =
+        serde_json::from_str(include_str!("../tests/data/web-deployment.json")).unwrap_or_default();
+    d["metadata"]["name"] = Value::from(format!("web-{i}"));
+    d
 }
 
 fn bench_engine(c: &mut Criterion) {

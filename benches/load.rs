@@ -346,21 +346,9 @@ fn review(i: usize, obj: &Value) -> Value {
 
 /// The realistic review of the performance targets: the tier-3 web
 /// Deployment of the engine benchmark (two containers, about 1.5 KB as a
-/// review), as the apiserver sends it.
+/// review, tests/data/web-deployment.json), as the apiserver sends it.
 fn web_deployment() -> Value {
-    json!({
-      "apiVersion": "apps/v1", "kind": "Deployment",
-      "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
-      "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-        "template": {"metadata": {"labels": {"app": "web"}},
-          "spec": {"containers": [
-            {"name": "web", "image": "ghcr.io/acme/web:2.4.1",
-             "ports": [{"name": "http", "containerPort": 8080}],
-             "env": [{"name": "LOG_LEVEL", "value": "info"}],
-             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
-            {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0",
-             "ports": [{"containerPort": 9901}]}]}}}
-    })
+    serde_json::from_str(include_str!("../tests/data/web-deployment.json")).unwrap_or_default()
 }
 
 /// The web Deployment's review sent to one endpoint only (64 uids).
@@ -1201,31 +1189,24 @@ fn bench(plan: &Plan) -> anyhow::Result<()> {
                 s.errors
             ));
         }
-        table.push_str(&format!(
-            "{:<13} {:<9} {:>4} {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.2}\n",
-            workload,
-            "ratio",
-            conc,
-            ratio(t.rps, b.rps),
-            ratio(t.p50_ms, b.p50_ms),
-            ratio(t.p99_ms, b.p99_ms),
-            ratio(t.max_ms, b.max_ms),
-            ratio(t.peak_rss_mib, b.peak_rss_mib),
-            ratio(t.cpu_s_per_1000, b.cpu_s_per_1000),
-        ));
-        if let Some(bf) = &bf {
-            table.push_str(&format!(
+        // A row of ratios: `a` over the baseline.
+        let ratio_row = |label: &str, a: &Summary| {
+            format!(
                 "{:<13} {:<9} {:>4} {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>13.2}\n",
                 workload,
-                "bef/base",
+                label,
                 conc,
-                ratio(bf.rps, b.rps),
-                ratio(bf.p50_ms, b.p50_ms),
-                ratio(bf.p99_ms, b.p99_ms),
-                ratio(bf.max_ms, b.max_ms),
-                ratio(bf.peak_rss_mib, b.peak_rss_mib),
-                ratio(bf.cpu_s_per_1000, b.cpu_s_per_1000),
-            ));
+                ratio(a.rps, b.rps),
+                ratio(a.p50_ms, b.p50_ms),
+                ratio(a.p99_ms, b.p99_ms),
+                ratio(a.max_ms, b.max_ms),
+                ratio(a.peak_rss_mib, b.peak_rss_mib),
+                ratio(a.cpu_s_per_1000, b.cpu_s_per_1000),
+            )
+        };
+        table.push_str(&ratio_row("ratio", &t));
+        if let Some(bf) = &bf {
+            table.push_str(&ratio_row("bef/base", bf));
         }
         levels_json.push(json!({
             "workload": workload,

@@ -8,26 +8,21 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use serde_json::json;
 use tiergate::policy::{Context, Engine, Mode, Options, PolicyConfig, Tier};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let fix = args.next().as_deref() == Some("fix");
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let d = json!({
-      "apiVersion": "apps/v1", "kind": "Deployment",
-      "metadata": {"name": "web-0", "namespace": "shop", "labels": {"app": "web"}},
-      "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-        "template": {"metadata": {"labels": {"app": "web"}},
-          "spec": {"containers": [
-            {"name": "web", "image": "ghcr.io/acme/web:2.4.1",
-             "ports": [{"name": "http", "containerPort": 8080}],
-             "env": [{"name": "LOG_LEVEL", "value": "info"}],
-             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
-            {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0",
-             "ports": [{"containerPort": 9901}]}]}}}
-    });
+    let mut d: serde_json::Value =
+        match serde_json::from_str(include_str!("../tests/data/web-deployment.json")) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("engine_count: {e}");
+                std::process::exit(1);
+            }
+        };
+    d["metadata"]["name"] = "web-0".into();
     let engine = Engine::new(PolicyConfig::default());
     let ctx = Context::new(Tier::Enterprise, Mode::Enforce);
     let opts = Options {

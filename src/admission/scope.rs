@@ -50,13 +50,15 @@ pub fn unchanged_update(req: &AdmissionRequest) -> bool {
     let (Some(new), Some(old)) = (req.object.as_ref(), req.old_object.as_ref()) else {
         return false;
     };
-    let kind_listed = UNCHANGED_UPDATE_KINDS
-        .iter()
-        .any(|(g, ks)| *g == req.group && ks.contains(&req.kind.as_str()));
+    let kind_listed = || {
+        UNCHANGED_UPDATE_KINDS
+            .iter()
+            .any(|(g, ks)| *g == req.group && ks.contains(&req.kind.as_str()))
+    };
     let same = |ptr: &str| new.pointer(ptr) == old.pointer(ptr);
     req.operation == Operation::Update
         && req.sub_resource.is_none()
-        && kind_listed
+        && kind_listed()
         && same("/spec")
         && (req.kind == "Pod"
             || (same("/metadata/labels")

@@ -28,25 +28,20 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::json;
 
-use crate::harness::{admin, cluster, Scenario, Webhooks, MUTATE, VALIDATE};
+use crate::harness::{admin, cluster, metric_sum, Scenario, Webhooks, MUTATE, TIERGATE, VALIDATE};
 
 /// The Deployment of every write: the web Deployment of `make bench-load`
-/// (two containers).
+/// (two containers, tests/data/web-deployment.json), named `name`, in the
+/// namespace it is created in.
 fn deployment(name: &str) -> Deployment {
-    serde_json::from_value(json!({
-      "apiVersion": "apps/v1", "kind": "Deployment",
-      "metadata": {"name": name, "labels": {"app": "web"}},
-      "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-        "template": {"metadata": {"labels": {"app": "web"}},
-          "spec": {"containers": [
-            {"name": "web", "image": "ghcr.io/acme/web:2.4.1",
-             "ports": [{"name": "http", "containerPort": 8080}],
-             "env": [{"name": "LOG_LEVEL", "value": "info"}],
-             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
-            {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0",
-             "ports": [{"containerPort": 9901}]}]}}}
-    }))
-    .expect("the bench Deployment")
+    let mut d: serde_json::Value =
+        serde_json::from_str(include_str!("../data/web-deployment.json"))
+            .expect("the bench Deployment");
+    d["metadata"]["name"] = name.into();
+    if let Some(m) = d["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    serde_json::from_value(d).expect("the bench Deployment")
 }
 
 /// utime+stime of a process, in seconds.
@@ -67,22 +62,17 @@ async fn webhook_durations(client: &Client) -> Vec<(String, f64, f64)> {
         .body(Vec::new())
         .expect("metrics request");
     let text = client.request_text(req).await.unwrap_or_default();
-    let mut out: Vec<(String, f64, f64)> = Vec::new();
-    for name in [VALIDATE, MUTATE] {
-        let sel = format!("name=\"{name}\"");
-        let sum_of = |metric: &str| -> f64 {
-            text.lines()
-                .filter(|l| l.starts_with(metric) && l.contains(&sel))
-                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-                .sum()
-        };
-        out.push((
-            name.to_string(),
-            sum_of("apiserver_admission_webhook_admission_duration_seconds_sum"),
-            sum_of("apiserver_admission_webhook_admission_duration_seconds_count"),
-        ));
-    }
-    out
+    [VALIDATE, MUTATE]
+        .into_iter()
+        .map(|name| {
+            let sum_of = |metric: &str| metric_sum(&text, metric, &[("name", name)]);
+            (
+                name.to_string(),
+                sum_of("apiserver_admission_webhook_admission_duration_seconds_sum"),
+                sum_of("apiserver_admission_webhook_admission_duration_seconds_count"),
+            )
+        })
+        .collect()
 }
 
 /// One cell's result.
@@ -145,6 +135,23 @@ async fn write_cell(
     (lat, errors)
 }
 
+/// A namespace judged by tiergate (`bin`) at tier 3 in warn mode, its
+/// webhooks registered as deploy/ registers them.
+async fn judged_by(bin: &str, name: &str) -> Scenario {
+    let mut s = Scenario::with_bin(
+        bin,
+        name,
+        3,
+        "warn",
+        "defaults: {tier: enterprise, mode: warn}\n",
+        false,
+        Webhooks::default(),
+    )
+    .await;
+    s.register().await;
+    s
+}
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -175,16 +182,7 @@ async fn apiserver_write_cost() {
     let client = admin().await;
 
     // (b) tiergate, registered as deploy/ registers it.
-    let mut tiergate = Scenario::new(
-        "bench",
-        3,
-        "warn",
-        "defaults: {tier: enterprise, mode: warn}\n",
-        false,
-        Webhooks::default(),
-    )
-    .await;
-    tiergate.register().await;
+    let tiergate = judged_by(TIERGATE, "bench").await;
     // (a) nothing, (c) Pod Security Admission at restricted.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for (ns, labels) in [
@@ -210,17 +208,7 @@ async fn apiserver_write_cost() {
     // tiergate binary (an earlier commit's), for before/after figures.
     let before = match std::env::var("E2E_BENCH_BEFORE") {
         Ok(bin) if !bin.is_empty() => {
-            let mut s = Scenario::with_bin(
-                &bin,
-                "bench-before",
-                3,
-                "warn",
-                "defaults: {tier: enterprise, mode: warn}\n",
-                false,
-                Webhooks::default(),
-            )
-            .await;
-            s.register().await;
+            let s = judged_by(&bin, "bench-before").await;
             configs.push(("d before", s.ns.clone()));
             Some(s)
         }
