@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod export;
 pub mod manifest;
 pub mod policy;
 pub mod scaffold;

@@ -27,6 +27,8 @@ enum Command {
     Audit(cli::AuditArgs),
     /// Write a minimal application that passes a tier (what the tier asks).
     Scaffold(cli::ScaffoldArgs),
+    /// Compile the catalog into policies the apiserver runs itself.
+    Export(cli::export::ExportArgs),
     /// Run the admission webhook server.
     Serve(server::ServeArgs),
     /// Write a CA and serving certificate for the webhook Service.
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Rules(a) => cli::rules(a),
         Command::Scaffold(a) => cli::scaffold(a),
         Command::Audit(a) => cli::audit(a),
+        Command::Export(a) => cli::export::export(a),
         Command::Serve(a) => server::run_serve(a).map(|()| ExitCode::SUCCESS),
         Command::Certs(a) => server::run_certs(a).map(|()| ExitCode::SUCCESS),
     };

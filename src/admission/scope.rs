@@ -70,6 +70,13 @@ pub fn unchanged_update(req: &AdmissionRequest) -> bool {
 /// the request is to be sent (it is not an unchanged UPDATE). It cannot
 /// fail on any object: every field is tested with `has` before it is read.
 pub fn unchanged_update_cel() -> String {
+    unchanged_update_cel_on("object", "oldObject")
+}
+
+/// [`unchanged_update_cel`] over other names for the object and the old
+/// object (`dyn(object)` where the expression is type-checked against kinds
+/// without a `spec`, as in an admission policy).
+pub fn unchanged_update_cel_on(object: &str, old_object: &str) -> String {
     let kinds = UNCHANGED_UPDATE_KINDS
         .iter()
         .map(|(g, ks)| {
@@ -84,12 +91,12 @@ pub fn unchanged_update_cel() -> String {
         .join(" || ");
     let same = |f: &str| {
         format!(
-            "(has(object.{f}) ? (has(oldObject.{f}) && object.{f} == oldObject.{f}) : !has(oldObject.{f}))"
+            "(has({object}.{f}) ? (has({old_object}.{f}) && {object}.{f} == {old_object}.{f}) : !has({old_object}.{f}))"
         )
     };
     format!(
         "!(request.operation == 'UPDATE' && (!has(request.subResource) || request.subResource == '') \
-         && oldObject != null && ({kinds}) && {spec} && (request.kind.kind == 'Pod' || \
+         && {old_object} != null && ({kinds}) && {spec} && (request.kind.kind == 'Pod' || \
          ({labels} && {annotations} && {owners})))",
         spec = same("spec"),
         labels = same("metadata.labels"),
@@ -97,6 +104,11 @@ pub fn unchanged_update_cel() -> String {
         owners = same("metadata.ownerReferences"),
     )
 }
+
+/// The break-glass `matchConditions` expression: true when the request is
+/// to be judged (its user is not in the group `tiergate:break-glass`).
+pub const BREAK_GLASS_CEL: &str =
+    "!has(request.userInfo.groups) || !('tiergate:break-glass' in request.userInfo.groups)";
 
 /// Subresources that carry a pod spec to judge.
 fn judged_subresource(sub: &str) -> bool {

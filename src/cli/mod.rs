@@ -270,6 +270,7 @@ pub struct RulesArgs {
 }
 
 pub mod edit;
+pub mod export;
 pub mod judge;
 mod output;
 

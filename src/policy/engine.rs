@@ -7,7 +7,7 @@ use super::exception::ExceptionFact;
 use super::pss::{PssLevel, PssVersion};
 use super::rule::RuleCtx;
 use super::rule::Violation;
-use super::{rules, Action, Context, EngineError, Rule, Target};
+use super::{rules, Action, Context, EngineError, Mode, Rule, Target, Tier};
 
 /// How to select rules for one evaluation.
 #[derive(Debug, Clone, Default)]
@@ -119,12 +119,37 @@ impl Engine {
         &self.config
     }
 
-    fn select(&self, target: &Target<'_>, ctx: &Context, opts: &Options) -> (Vec<Selected>, u32) {
+    /// The rules that judge objects of `group`/`kind` in a namespace of
+    /// this tier and mode, each with its action and whether its fix is on:
+    /// exactly what [`Engine::evaluate`] selects (config overrides, the PSS
+    /// version, checks that replace others), for the policy export.
+    pub fn plan(
+        &self,
+        group: &str,
+        kind: &str,
+        tier: Tier,
+        mode: Mode,
+    ) -> Vec<(&'static Rule, Action, bool)> {
+        let ctx = Context::new(tier, mode);
+        self.select(group, kind, &ctx, &Options::default())
+            .0
+            .into_iter()
+            .map(|s| (s.rule, s.action, s.fix))
+            .collect()
+    }
+
+    fn select(
+        &self,
+        group: &str,
+        kind: &str,
+        ctx: &Context,
+        opts: &Options,
+    ) -> (Vec<Selected>, u32) {
         let cfg = &self.config;
         let mut minor = cfg.pss_version.minor;
         let mut out: Vec<Selected> = Vec::new();
         for rule in rules::ALL.iter().copied() {
-            if !rule.applies_to(target.group, target.kind) {
+            if !rule.applies_to(group, kind) {
                 continue;
             }
             let (action, fix) = if let Some((level, version)) = opts.pss {
@@ -187,7 +212,7 @@ impl Engine {
         opts: &Options,
     ) -> Result<Evaluation, EngineError> {
         let target = Target::parse(obj)?;
-        let (mut selected, minor) = self.select(&target, ctx, opts);
+        let (mut selected, minor) = self.select(target.group, target.kind, ctx, opts);
         let mut eval = Evaluation::default();
 
         let exceptions = self.exceptions_for(&target, ctx);

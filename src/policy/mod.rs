@@ -5,6 +5,7 @@
 //! Every rule lives in one file under `rules/` (id, doc, tier, check, fix, tests)
 //! and is listed once in `rules/mod.rs`.
 
+pub mod cel;
 pub mod config;
 pub mod context;
 pub mod error;

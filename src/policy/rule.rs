@@ -9,6 +9,7 @@
 //!   its function.
 use serde_json::Value;
 
+use super::cel::Cel;
 use super::kinds::{GroupKind, WORKLOADS};
 use super::pss::{PssChange, PssCheck};
 use super::target::PodTemplate;
@@ -218,6 +219,9 @@ pub struct Rule {
     pub doc: &'static str,
     pub check: Check,
     pub fix: Fix,
+    /// How the apiserver runs it as a ValidatingAdmissionPolicy, or why it
+    /// stays in the webhook ([`crate::policy::cel`]).
+    pub cel: Cel,
 }
 
 impl Rule {

@@ -18,6 +18,7 @@ mod cluster;
 mod common;
 mod deploy;
 mod harness;
+mod policies;
 mod rollout;
 mod scaffold;
 mod scenarios;

@@ -3,7 +3,7 @@
 use super::prelude::*;
 use serde_json::Value;
 
-use super::pss_common::{in_container, is_windows, msg, sc_path, who};
+use super::pss_common::{in_container, is_windows, msg, sc_path, who, windows_exempt};
 use crate::policy::fixutil;
 
 pub static RULE: Rule = Rule {
@@ -30,6 +30,7 @@ Safety: the flag only stops a process from gaining privileges it was not started
         summary: "set securityContext.allowPrivilegeEscalation: false where unset",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -83,6 +84,19 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         changed |= fixutil::set_default(obj, &path, "allowPrivilegeEscalation", Value::Bool(false));
     }
     changed
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    windows_exempt(
+        cx,
+        containers_where(
+            "c.?securityContext.?allowPrivilegeEscalation.orValue(true) != false",
+            &format!(
+                "'allowPrivilegeEscalation != false (' + {WHO} + ' must set \
+                 securityContext.allowPrivilegeEscalation=false)'"
+            ),
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ is `docker.io`). The rule is inactive while the list is empty. There is no autom
 fix: mirror the image into an allowed registry and point the manifest at the mirror.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "the image-name normalisation it matches prefixes against (docker.io, library/, host case) is not written in CEL yet",
+    ),
 };
 
 /// Whether the fully qualified `name` lies under the allow-list entry `prefix`.

@@ -24,6 +24,7 @@ escapes. Pod Security Standards baseline allows only `RuntimeDefault` or `Localh
 override or name a Localhost profile that allows what the workload needs.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 const ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
@@ -93,6 +94,32 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         out.push(viol);
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let bad = |p: &str| {
+        format!(
+            "{p}.hasValue() && !({p}.value().?type.orValue('') in ['RuntimeDefault', 'Localhost'])"
+        )
+    };
+    let pod = bad("variables.pod.?securityContext.?appArmorProfile");
+    let container = bad("c.?securityContext.?appArmorProfile");
+    let containers = containers_where(
+        &container,
+        &format!(
+            "'{REASON} (' + {WHO} + ' must not set AppArmor profile type to ' + \
+                  c.securityContext.appArmorProfile.?type.orValue('') + ')'"
+        ),
+    );
+    format!(
+        "({pod} ? ['{REASON} (pod must not set AppArmor profile type to ' + \
+         variables.pod.securityContext.appArmorProfile.?type.orValue('') + ')'] : []) + \
+         {containers} + variables.podMeta.?annotations.orValue({{}}).filter(k, \
+         k.startsWith('{ANNOTATION_PREFIX}') && !(variables.podMeta.annotations[k] == '' || \
+         variables.podMeta.annotations[k] == 'runtime/default' || \
+         variables.podMeta.annotations[k].startsWith('localhost/'))).map(k, '{REASON} (' + k + \
+         '=' + variables.podMeta.annotations[k] + ')')"
+    )
 }
 
 #[cfg(test)]

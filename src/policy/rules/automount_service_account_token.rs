@@ -27,6 +27,9 @@ Safety: opt-in, because a workload that calls the API needs its token; it never 
         summary: "set automountServiceAccountToken: false where unset",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Webhook(
+        "it reads the ServiceAccount the pod runs as (a cluster fact)",
+    ),
 };
 
 /// The pod's ServiceAccount turns the automount off (and the pod does not

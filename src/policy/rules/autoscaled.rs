@@ -22,6 +22,9 @@ owner's.",
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "it reads the namespace's HorizontalPodAutoscalers and Services (cluster facts)",
+    ),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

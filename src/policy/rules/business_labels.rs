@@ -22,6 +22,7 @@ Safety: it only adds labels the namespace already carries; it never changes one.
         summary: "copy missing team/environment/cost-center labels from the namespace",
         apply: FixFn::Object(fix),
     },
+    cel: Cel::Webhook("the labels it inherits from the namespace are not written in CEL yet"),
 };
 
 const LABELS: [&str; 3] = ["team", "environment", "cost-center"];

@@ -21,6 +21,7 @@ KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP, SETUID and SYS_CHROOT. 
 Remove the others from `securityContext.capabilities.add`.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 /// The capabilities baseline lets a container add (upstream `capabilities_allowed_1_0`).
@@ -64,6 +65,18 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let allowed = cel::list(ALLOWED);
+    containers_where(
+        &format!("c.?securityContext.?capabilities.?add.orValue([]).exists(x, !(x in {allowed}))"),
+        &format!(
+            "'non-default capabilities (' + {WHO} + ' must not include ' + \
+             c.securityContext.capabilities.add.filter(x, !(x in {allowed})).join(', ') + \
+             ' in securityContext.capabilities.add)'"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 use super::prelude::*;
 use serde_json::Value;
 
-use super::pss_common::{in_container, is_windows, known_non_root, msg, q, sc_path, who};
+use super::pss_common::{
+    in_container, is_windows, known_non_root, msg, q, sc_path, who, windows_exempt,
+};
 use crate::policy::fixutil;
 use crate::policy::target::ContainerView;
 
@@ -35,6 +37,7 @@ the finding says so; it never touches a Windows pod.",
         summary: "add \"ALL\" to securityContext.capabilities.drop",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Findings(cel),
 };
 
 const REASON: &str = "unrestricted capabilities";
@@ -133,6 +136,28 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    let caps = "c.?securityContext.?capabilities";
+    let findings = format!(
+        "{} + {}",
+        containers_where(
+            &format!("!({caps}.?drop.orValue([]).exists(x, x == 'ALL'))"),
+            &format!(
+                "'{REASON} (' + {WHO} + ' must set securityContext.capabilities.drop=[\"ALL\"])'"
+            ),
+        ),
+        containers_where(
+            &format!("{caps}.?add.orValue([]).exists(x, x != 'NET_BIND_SERVICE')"),
+            &format!(
+                "'{REASON} (' + {WHO} + ' must not include ' + \
+                 c.securityContext.capabilities.add.filter(x, x != 'NET_BIND_SERVICE').join(', ') \
+                 + ' in securityContext.capabilities.add)'"
+            ),
+        )
+    );
+    windows_exempt(cx, findings)
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ it) is judged by the role's name alone.",
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "\"or one granting as much\" reads the ClusterRoles a binding names (a cluster fact)",
+    ),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

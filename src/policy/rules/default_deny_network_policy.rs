@@ -18,6 +18,7 @@ not known (the CLI was not given them, or the webhook's cache has not synced) th
 so in a warning instead of guessing.",
     check: Check::Object(Kinds::Workloads, check),
     fix: Fix::None,
+    cel: Cel::Webhook("it reads the namespace's NetworkPolicies (a cluster fact)"),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -21,6 +21,9 @@ reported twice. Replace the SealedSecret with an ExternalSecret reading the valu
 store.",
     check: Check::Object(Kinds::Only(&[kinds::SECRET]), check),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "which controller made a Secret (owners, annotations, the secrets ladder) is not written in CEL yet",
+    ),
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -30,6 +30,9 @@ than the grace period; it changes nothing while the pod runs.",
         summary: "add a 5s preStop sleep where a container has no preStop hook",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Webhook(
+        "the preStop hook against the grace period, per workload kind, is not written in CEL yet",
+    ),
 };
 
 /// The shortest pod grace period the fix adds its 5s preStop sleep under.

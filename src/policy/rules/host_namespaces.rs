@@ -20,6 +20,7 @@ baseline forbids all three. Remove the fields (or set them to false); expose a p
 through a Service instead of the host network.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -37,6 +38,16 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    ["hostNetwork", "hostPID", "hostIPC"]
+        .map(|f| {
+            format!(
+                "(variables.pod.?{f}.orValue(false) == true ? ['host namespaces ({f}=true)'] : [])"
+            )
+        })
+        .join(" + ")
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ ConfigMap/Secret for files; node agents that truly need the host belong in an \
 exempted system namespace.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -32,6 +33,12 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    "variables.pod.?volumes.orValue([]).filter(v, v.?hostPath.hasValue())\
+     .map(v, 'hostPath volumes (volume \"' + v.name + '\")')"
+        .to_string()
 }
 
 #[cfg(test)]

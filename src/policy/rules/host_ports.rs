@@ -19,6 +19,7 @@ host ports (0 or unset is fine). Remove `ports[].hostPort` and publish the port 
 through a Service (NodePort or LoadBalancer if it must be reachable from outside).",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -34,6 +35,16 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    containers_where(
+        "c.?ports.orValue([]).exists(p, p.?hostPort.orValue(0) != 0)",
+        &format!(
+            "'hostPort (' + {WHO} + ' uses hostPort ' + c.ports.filter(p, p.?hostPort.orValue(0) \
+             != 0).map(p, string(p.hostPort)).join(', ') + ')'"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ and startup probes and on postStart/preStop hooks from v1.34. Remove `host`: the
 kubelet then targets the pod's own IP, which is what a probe should check.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -72,6 +73,25 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let mut hosts = Vec::new();
+    for h in [
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "lifecycle.?postStart",
+        "lifecycle.?preStop",
+    ] {
+        for kind in ["httpGet", "tcpSocket"] {
+            hosts.push(format!("c.?{h}.?{kind}.?host.orValue('') != ''"));
+        }
+    }
+    containers_where(
+        &hosts.join(" || "),
+        &format!("'probe or lifecycle host (' + {WHO} + ' uses probe or lifecycle host)'"),
+    )
 }
 
 #[cfg(test)]

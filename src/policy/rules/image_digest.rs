@@ -16,6 +16,7 @@ There is no automatic fix: resolving a tag to a digest needs the registry, and t
 policy engine does no I/O; let your CI or a tool like `crane digest` pin images.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -37,6 +38,20 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         );
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let i = "c.image.trim()";
+    containers_where(
+        &format!(
+            "c.?image.hasValue() && !{i}.startsWith('ko://') && \
+             !{i}.matches('^[^@]*@sha256:[0-9a-fA-F]{{64}}$')"
+        ),
+        &format!(
+            "'image digest (' + {WHO} + ' must pin image \"' + c.image + '\" by an @sha256: \
+             digest)'"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ references (`ko://...`, which ko and Tekton replace with a pushed, pinned image)
 judged. There is no automatic fix: only a person knows which version was meant.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 /// A parsed image reference: `[registry[:port]/]repository[:tag][@digest]`.
@@ -126,6 +127,34 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         );
     }
     Ok(())
+}
+
+/// CEL: whether the image string `i` (trimmed) names a tag other than
+/// latest or a digest, as [`ImageRef::is_pinned`] parses it.
+pub fn pinned_cel(i: &str) -> String {
+    let rest = format!("{i}.split('@')[0]");
+    let path = format!(
+        "({rest}.matches('^([^/]*[.:A-Z][^/]*|localhost)/') ? \
+         {rest}.substring({rest}.indexOf('/') + 1) : {rest})"
+    );
+    format!(
+        "({i}.matches('^[^@]*@.') || ({path}.matches(':[^:]+$') && \
+         !{path}.matches(':latest$')))"
+    )
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let i = "c.image.trim()";
+    containers_where(
+        &format!(
+            "c.?image.hasValue() && !{i}.startsWith('ko://') && !{}",
+            pinned_cel(i)
+        ),
+        &format!(
+            "'image tag (' + {WHO} + ' must pin image \"' + c.image + '\" to a tag other than \
+             latest or to a digest)'"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ that only has a `defaultBackend`, serve the controller's catch-all host: the API
 `cert-manager.io/cluster-issuer` annotation.",
     check: Check::Object(Kinds::Only(kinds::INGRESSES), check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -79,6 +80,28 @@ pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
         (Some(suffix), Some((label, rest))) => !label.is_empty() && label != "*" && rest == suffix,
         _ => false,
     }
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let spec = "variables.obj.?spec";
+    let tls = format!("{spec}.?tls.orValue([])");
+    let rules = format!("{spec}.?rules.orValue([])");
+    let catch_all = format!("{tls}.exists(e, e.?hosts.orValue([]).size() == 0)");
+    // host_matches(p, r.host), pattern and host lowercased.
+    let matches = "(p.lowerAscii() == r.host.lowerAscii() || (p.startsWith('*.') && \
+                   r.host.indexOf('.') > 0 && r.host.substring(0, r.host.indexOf('.')) != '*' && \
+                   r.host.lowerAscii().substring(r.host.indexOf('.') + 1) == \
+                   p.lowerAscii().substring(2)))";
+    let name = "' + variables.obj.metadata.?name.orValue(request.name) + '";
+    format!(
+        "{rules}.filter(r, r.?host.orValue('') != '' ? !{tls}.exists(e, \
+         e.?hosts.orValue([]).exists(p, {matches})) : !{catch_all}).map(r, r.?host.orValue('') \
+         != '' ? 'ingress without TLS (Ingress \"{name}\" host \"' + r.host + '\" must be listed \
+         in spec.tls[].hosts)' : 'ingress without TLS (Ingress \"{name}\" has a rule without a \
+         host that must be covered by a spec.tls entry without hosts)') + ({rules}.size() == 0 && \
+         {spec}.?defaultBackend.hasValue() && !{catch_all} ? ['ingress without TLS (Ingress \
+         \"{name}\" serves a defaultBackend and must have a spec.tls entry without hosts)'] : [])"
+    )
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ holds no `data` or `stringData` at all. Any other Secret with data is a finding:
 SealedSecret or an ExternalSecret instead and let the controller create the Secret.",
     check: Check::Object(Kinds::Only(&[kinds::SECRET]), check),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "which controller made a Secret (owners, annotations, the secrets ladder) is not written in CEL yet",
+    ),
 };
 
 /// Kinds whose controllers create Secrets and own them.

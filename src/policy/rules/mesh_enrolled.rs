@@ -25,6 +25,9 @@ enrolling a namespace restarts nothing by itself, but the next rollout puts ever
 through the mesh, which only the owner can plan.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "the mesh's enrolment labels on the namespace and the pod's opt-outs are not written in CEL yet",
+    ),
 };
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

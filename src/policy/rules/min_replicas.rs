@@ -26,6 +26,7 @@ purpose (a leader without election), so a person decides.",
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Webhook("it reads the HorizontalPodAutoscalers of the namespace (a cluster fact)"),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

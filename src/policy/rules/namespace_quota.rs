@@ -18,6 +18,7 @@ quotas or limit ranges are not known (the CLI was not given them, or the webhook
 not synced) the rule says so in a warning instead of guessing.",
     check: Check::Object(Kinds::Workloads, check),
     fix: Fix::None,
+    cel: Cel::Webhook("it reads the namespace's ResourceQuotas and LimitRanges (cluster facts)"),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -28,6 +28,7 @@ Service and the `kube-root-ca.crt` ConfigMap) are not findings.",
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -52,6 +53,14 @@ fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<()
         ),
     ));
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    "request.namespace == 'default' && !((request.kind.kind == 'Service' && request.name == \
+     'kubernetes') || (request.kind.kind == 'ConfigMap' && request.name == 'kube-root-ca.crt')) \
+     ? ['default namespace (' + request.kind.kind + ' \"' + request.name + '\" must not be \
+     deployed into the \"default\" namespace; use the application\\'s own namespace)'] : []"
+        .to_string()
 }
 
 #[cfg(test)]

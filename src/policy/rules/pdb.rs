@@ -23,6 +23,7 @@ webhook's cache has not synced) the rule says so in a warning instead of guessin
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Webhook("it reads the namespace's PodDisruptionBudgets (a cluster fact)"),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -29,6 +29,9 @@ replicas a service can lose is the owner's call.",
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "it reads the pods a PodDisruptionBudget selects and the workload's replicas (cluster facts)",
+    ),
 };
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -1,6 +1,7 @@
 //! What every rule file uses: `use super::prelude::*;`.
 pub use serde_json::Value;
 
+pub use crate::policy::cel::{self, containers_where, lit, quoted, Cel, CelCtx, WHO};
 pub use crate::policy::kinds::{self, GroupKind};
 pub use crate::policy::pss::{PssChange, PssCheck, PssLevel};
 pub use crate::policy::rule::{Check, Fix, FixFn, Kinds, RuleCtx};

@@ -15,6 +15,7 @@ to a PriorityClass your platform defines (for example `business-critical`, `stan
 a class that does not exist makes the apiserver reject the pod.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -30,6 +31,12 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         ));
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    "variables.pod.?priorityClassName.orValue('') == '' ? ['priority class (pod must set \
+     priorityClassName)'] : []"
+        .to_string()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ Pod Security Standards baseline forbids it. Remove `securityContext.privileged: 
 (or set it to false); grant the single capability the workload needs instead.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -35,6 +36,13 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    containers_where(
+        "c.?securityContext.?privileged.orValue(false) == true",
+        &format!("'privileged (' + {WHO} + ' must not set securityContext.privileged=true)'"),
+    )
 }
 
 #[cfg(test)]

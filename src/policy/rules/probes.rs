@@ -33,6 +33,9 @@ no fix and keeps its finding.",
         summary: "add a tcpSocket readiness probe (and liveness, if opted in) on the first TCP containerPort",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Webhook(
+        "which containers are long-running (the workload kind, sidecars, the ports a probe can use) is not written in CEL yet",
+    ),
 };
 
 /// The containers of a long-running workload that should be probed and shut

@@ -22,6 +22,7 @@ Remove `procMount`, or run the pod with `hostUsers: false` if it truly needs it 
 (restricted still forbids it).",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -52,6 +53,26 @@ pub fn non_default_proc_mounts(pod: &PodTemplate, out: &mut Vec<Violation>) {
             }
         }
     }
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    let mounts = non_default_proc_mounts_cel();
+    if cx.pss_has(PssChange::UserNamespacePods) {
+        format!("variables.pod.?hostUsers.orValue(true) == false ? [] : {mounts}")
+    } else {
+        mounts
+    }
+}
+
+/// [`non_default_proc_mounts`] in CEL.
+pub fn non_default_proc_mounts_cel() -> String {
+    containers_where(
+        "c.?securityContext.?procMount.orValue('Default') != 'Default'",
+        &format!(
+            "'procMount (' + {WHO} + ' must not set securityContext.procMount to ' + \
+             c.securityContext.procMount + ')'"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! PSS `procMount_restricted` (restricted, v1.35+): the default masked /proc,
 //! even in a user namespace. Replaces `procMount` under restricted.
 use super::prelude::*;
-use super::proc_mount::non_default_proc_mounts;
+use super::proc_mount::{non_default_proc_mounts, non_default_proc_mounts_cel};
 
 pub static RULE: Rule = Rule {
     id: "proc-mount-restricted",
@@ -21,11 +21,16 @@ pods. Remove `procMount` from every container, init container and ephemeral \
 container.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     non_default_proc_mounts(pod, out);
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    non_default_proc_mounts_cel()
 }
 
 #[cfg(test)]

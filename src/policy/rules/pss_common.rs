@@ -85,6 +85,16 @@ pub fn annotations(pod: &PodTemplate) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// From v1.25 the restricted checks that only make sense on Linux skip
+/// Windows pods: `findings` guarded so.
+pub fn windows_exempt(cx: &crate::policy::cel::CelCtx<'_>, findings: String) -> String {
+    if cx.pss_has(crate::policy::pss::PssChange::WindowsPodsExempt) {
+        format!("variables.pod.?os.?name.orValue('') == 'windows' ? [] : {findings}")
+    } else {
+        findings
+    }
+}
+
 #[cfg(test)]
 pub mod test {
     //! Pods and workloads for the PSS rule tests.

@@ -19,6 +19,7 @@ subject of kind `User` is a finding, except Kubernetes' own component identities
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -41,6 +42,14 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    "variables.obj.?subjects.orValue([]).filter(s, s.kind == 'User' && \
+     !s.name.startsWith('system:')).map(s, 'user subject (' + request.kind.kind + ' \"' + \
+     variables.obj.metadata.?name.orValue(request.name) + '\" must bind groups or \
+     ServiceAccounts, not User \"' + s.name + '\")')"
+        .to_string()
 }
 
 #[cfg(test)]

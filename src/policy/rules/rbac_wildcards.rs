@@ -18,6 +18,7 @@ the aggregation controller overwrites them from the roles it selects, which are 
 themselves.",
     check: Check::Object(Kinds::Only(&[kinds::ROLE, kinds::CLUSTER_ROLE]), check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -53,6 +54,22 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let wild = |f: &str| format!("r.?{f}.orValue([]).filter(v, v.contains('*'))");
+    let all = format!(
+        "({} + {} + {})",
+        wild("verbs"),
+        wild("resources"),
+        wild("apiGroups")
+    );
+    format!(
+        "request.kind.kind == 'ClusterRole' && variables.obj.?aggregationRule.hasValue() ? [] : \
+         variables.obj.?rules.orValue([]).filter(r, size({all}) > 0).map(r, 'RBAC wildcard (' + \
+         request.kind.kind + ' \"' + variables.obj.metadata.?name.orValue(request.name) + '\" \
+         must not grant ' + {all}.join(', ') + '; list what it needs)')"
+    )
 }
 
 #[cfg(test)]

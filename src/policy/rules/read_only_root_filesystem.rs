@@ -25,6 +25,7 @@ apiserver rejects it there, so neither the check nor the fix applies to them.",
         summary: "set securityContext.readOnlyRootFilesystem: true where unset",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -68,6 +69,19 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "variables.pod.?os.?name.orValue('') == 'windows' ? [] : {}",
+        containers_where(
+            "c.?securityContext.?readOnlyRootFilesystem.orValue(false) != true",
+            &format!(
+                "'read-only root filesystem (' + {WHO} + ' must set \
+                 securityContext.readOnlyRootFilesystem=true)'"
+            ),
+        )
+    )
 }
 
 #[cfg(test)]

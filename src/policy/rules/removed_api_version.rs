@@ -23,6 +23,9 @@ refuses these, so this rule matters offline (`tiergate check`). There is no fix:
 new API version can differ in fields (an `apps/v1` Deployment requires a selector).",
     check: Check::Object(Kinds::All, check),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "the apiserver decodes an object before any policy sees it, and a version it no longer serves never reaches admission; the webhook also judges what `tiergate check` reads from files",
+    ),
 };
 
 /// (apiVersion, kinds (empty: all), removed in, replacement).

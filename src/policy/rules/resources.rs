@@ -29,6 +29,7 @@ finding stays and says so.",
         summary: "set missing cpu/memory requests (and limits, where the tier opts in)",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Findings(cel),
 };
 
 const RESOURCES: [&str; 2] = ["cpu", "memory"];
@@ -182,6 +183,24 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
         _ => return None,
     };
     Some(n * mult)
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let mut parts = Vec::new();
+    for field in ["requests", "limits"] {
+        for res in RESOURCES {
+            parts.push(format!(
+                "(!('{res}' in c.?resources.?{field}.orValue({{}})) && !('{res}' in \
+                 variables.pod.?resources.?{field}.orValue({{}})) ? ['{field}.{res}'] : [])"
+            ));
+        }
+    }
+    let missing = format!("({})", parts.join(" + "));
+    format!(
+        "(variables.pod.?initContainers.orValue([]) + variables.pod.containers).filter(c, \
+         size({missing}) > 0).map(c, 'resources (' + {WHO} + ' must set resources.' + \
+         {missing}.join(', resources.') + ')')"
+    )
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ storage behind a PersistentVolumeClaim (an administrator-created PersistentVolum
 a CSI StorageClass).",
     check: Check::Object(Kinds::Workloads, check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 const ALLOWED: &[&str] = &[
@@ -69,6 +70,48 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Every volume source of the core API that is not in [`ALLOWED`].
+const RESTRICTED: &[&str] = &[
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "hostPath",
+    "iscsi",
+    "nfs",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "storageos",
+    "vsphereVolume",
+];
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let has = |f: &&str| format!("v.?{f}.hasValue()");
+    let allowed: Vec<String> = ALLOWED.iter().map(has).collect();
+    let restricted: Vec<String> = RESTRICTED.iter().map(has).collect();
+    let types: Vec<String> = RESTRICTED
+        .iter()
+        .map(|f| format!("(v.?{f}.hasValue() ? ['{f}'] : [])"))
+        .collect();
+    format!(
+        "variables.pod.?volumes.orValue([]).filter(v, ({}) && !({})).map(v, 'restricted volume \
+         types (volume \"' + v.name + '\" uses restricted volume type ' + ({}).join(', ') + ')')",
+        restricted.join(" || "),
+        allowed.join(" || "),
+        types.join(" + ")
+    )
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ Safety: opt-in, because an image that runs as root stops starting (the kubelet r
         summary: "set pod securityContext.runAsNonRoot: true",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Findings(cel),
 };
 
 const REASON: &str = "runAsNonRoot != true";
@@ -97,6 +98,27 @@ fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         .iter()
         .any(|c| c.security_context.and_then(|s| s.run_as_non_root).is_none());
     needs && fixutil::set_default(obj, &pod_sc_path(pod), "runAsNonRoot", Value::Bool(true))
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    let pod = "variables.pod.?securityContext.?runAsNonRoot";
+    let findings = format!(
+        "({pod}.orValue(true) == false ? ['{REASON} (pod must not set \
+         securityContext.runAsNonRoot=false)'] : []) + {}",
+        containers_where(
+            &format!("!c.?securityContext.?runAsNonRoot.orValue({pod}.orValue(false))"),
+            &format!(
+                "'{REASON} (' + (c.?securityContext.?runAsNonRoot.hasValue() ? {WHO} + ' must \
+                 not set securityContext.runAsNonRoot=false' : 'pod or ' + {WHO} + ' must set \
+                 securityContext.runAsNonRoot=true') + ')'"
+            ),
+        )
+    );
+    if cx.pss_has(PssChange::UserNamespacePods) {
+        format!("variables.pod.?hostUsers.orValue(true) == false ? [] : {findings}")
+    } else {
+        findings
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ their root is unprivileged on the host). Run as a non-zero UID, e.g. \
 `runAsUser: 10001`, or leave the field unset and let the image choose.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 const DETAIL: &str = "must not set runAsUser=0";
@@ -51,6 +52,22 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
         }
     }
     Ok(())
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    let findings = format!(
+        "(variables.pod.?securityContext.?runAsUser.orValue(1) == 0 ? ['runAsUser=0 (pod \
+         {DETAIL})'] : []) + {}",
+        containers_where(
+            "c.?securityContext.?runAsUser.orValue(1) == 0",
+            &format!("'runAsUser=0 (' + {WHO} + ' {DETAIL})'"),
+        )
+    );
+    if cx.pss_has(PssChange::UserNamespacePods) {
+        format!("variables.pod.?hostUsers.orValue(true) == false ? [] : {findings}")
+    } else {
+        findings
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ known the rule says so in a warning. No fix: a RuntimeClass must exist on the no
 some workloads do not run under a sandbox.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "the tenant label of the namespace and the RuntimeClass list are not written in CEL yet",
+    ),
 };
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

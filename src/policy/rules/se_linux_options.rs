@@ -24,6 +24,7 @@ or a custom user or role undoes that. Pod Security Standards baseline allows \
 them; `level` stays free.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 const TYPES_1_0: &[&str] = &["", "container_t", "container_init_t", "container_kvm_t"];
@@ -73,6 +74,29 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
         }
     }
     Ok(())
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    let mut types: Vec<&str> = TYPES_1_0.to_vec();
+    if cx.pss_has(PssChange::SelinuxContainerEngineType) {
+        types.push("container_engine_t");
+    }
+    let types = cel::list(&types);
+    let bad = |o: &str| {
+        format!(
+            "({o}.hasValue() && (!({o}.value().?type.orValue('') in {types}) || \
+             {o}.value().?user.orValue('') != '' || {o}.value().?role.orValue('') != ''))"
+        )
+    };
+    let pod = bad("variables.pod.?securityContext.?seLinuxOptions");
+    let containers = containers_where(
+        &bad("c.?securityContext.?seLinuxOptions"),
+        &format!("'seLinuxOptions (' + {WHO} + ' set forbidden securityContext.seLinuxOptions)'"),
+    );
+    format!(
+        "({pod} ? ['seLinuxOptions (pod set forbidden securityContext.seLinuxOptions)'] : []) + \
+         {containers}"
+    )
 }
 
 #[cfg(test)]

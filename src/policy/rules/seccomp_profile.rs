@@ -27,6 +27,7 @@ v1.19+); for older policy versions it checks the alpha annotations \
 `Unconfined` profile or use `RuntimeDefault`.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 pub const POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
@@ -128,6 +129,54 @@ pub fn explicit_field_violations(pod: &PodTemplate, out: &mut Vec<Violation>) ->
     }
     pod_valid
 }
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    if cx.pss_has(PssChange::SeccompFields) {
+        return explicit_field_violations_cel();
+    }
+    let ann = "variables.podMeta.?annotations.orValue({})";
+    let bad = |v: &str| {
+        format!(
+            "!({v} == 'runtime/default' || {v} == 'docker/default' || {v}.startsWith('localhost/'))"
+        )
+    };
+    let pod_v = format!("{ann}[{}]", lit(POD_ANNOTATION));
+    let c_key = format!("{} + c.name", lit(CONTAINER_ANNOTATION_PREFIX));
+    let c_v = format!("{ann}[{c_key}]");
+    format!(
+        "(({} in {ann}) && {} ? ['seccompProfile (forbidden annotation {POD_ANNOTATION}=' + \
+         {pod_v} + ')'] : []) + {}",
+        lit(POD_ANNOTATION),
+        bad(&pod_v),
+        containers_where(
+            &format!("({c_key}) in {ann} && {}", bad(&c_v)),
+            &format!("'seccompProfile (forbidden annotation ' + {c_key} + '=' + {c_v} + ')'"),
+        )
+    )
+}
+
+/// [`explicit_field_violations`] in CEL (the messages; `pod_valid` is
+/// [`POD_VALID_CEL`]).
+pub fn explicit_field_violations_cel() -> String {
+    let pod = "variables.pod.?securityContext.?seccompProfile";
+    let containers = containers_where(
+        "c.?securityContext.?seccompProfile.hasValue() && \
+         !(c.securityContext.seccompProfile.?type.orValue('') in ['RuntimeDefault', 'Localhost'])",
+        &format!(
+            "'seccompProfile (' + {WHO} + ' must not set securityContext.seccompProfile.type to ' \
+             + c.securityContext.seccompProfile.?type.orValue('') + ')'"
+        ),
+    );
+    format!(
+        "({pod}.hasValue() && !({POD_VALID_CEL}) ? ['seccompProfile (pod must not set \
+         securityContext.seccompProfile.type to ' + {pod}.value().?type.orValue('') + ')'] : []) \
+         + {containers}"
+    )
+}
+
+/// The pod's own seccomp profile is RuntimeDefault or Localhost.
+pub const POD_VALID_CEL: &str = "variables.pod.?securityContext.?seccompProfile.?type.orValue('') \
+                                 in ['RuntimeDefault', 'Localhost']";
 
 #[cfg(test)]
 mod tests {

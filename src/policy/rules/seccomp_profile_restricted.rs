@@ -4,8 +4,10 @@
 use super::prelude::*;
 use serde_json::{json, Value};
 
-use super::pss_common::{in_container, is_windows, msg, pod_sc_path, sc_path, who};
-use super::seccomp_profile::explicit_field_violations;
+use super::pss_common::{in_container, is_windows, msg, pod_sc_path, sc_path, who, windows_exempt};
+use super::seccomp_profile::{
+    explicit_field_violations, explicit_field_violations_cel, POD_VALID_CEL,
+};
 use crate::policy::fixutil;
 
 pub static RULE: Rule = Rule {
@@ -31,6 +33,7 @@ Safety: RuntimeDefault is the runtime's own default profile (what Docker always 
         summary: "set pod securityContext.seccompProfile.type: RuntimeDefault",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Findings(cel),
 };
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -79,6 +82,23 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
             "seccompProfile",
             json!({"type": "RuntimeDefault"}),
         )
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    windows_exempt(
+        cx,
+        format!(
+            "{} + ({POD_VALID_CEL} ? [] : {})",
+            explicit_field_violations_cel(),
+            containers_where(
+                "!c.?securityContext.?seccompProfile.hasValue()",
+                &format!(
+                    "'seccompProfile (pod or ' + {WHO} + ' must set \
+                     securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")'"
+                ),
+            )
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ its value. Move the value to a Secret (better: a SealedSecret or ExternalSecret)
 reference it with `secretKeyRef` or a secret volume.",
     check: Check::Object(Kinds::Only(&[kinds::CONFIG_MAP]), check),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "it scans every value for passwords, tokens and key material with the heuristics of policy/secrets.rs, not written in CEL",
+    ),
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {

@@ -17,6 +17,7 @@ implementation detail of the cloud load balancer and are allowed; set \
 `externalIPs`.",
     check: Check::Object(Kinds::Only(&[kinds::SERVICE]), check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -43,6 +44,16 @@ fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(
         ));
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let name = "' + variables.obj.metadata.?name.orValue(request.name) + '";
+    format!(
+        "(variables.obj.?spec.?type.orValue('') == 'NodePort' ? ['NodePort Service (Service \
+         \"{name}\" must not use type NodePort; use ClusterIP behind an Ingress, or a \
+         LoadBalancer)'] : []) + (variables.obj.?spec.?externalIPs.orValue([]).size() > 0 ? \
+         ['externalIPs (Service \"{name}\" must not set spec.externalIPs)'] : [])"
+    )
 }
 
 #[cfg(test)]

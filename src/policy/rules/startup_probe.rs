@@ -29,6 +29,9 @@ the liveness probe starts. Without a liveness probe it declines and the finding 
         summary: "add a startupProbe with the liveness probe's check, up to 5 minutes to start",
         apply: FixFn::Pod(fix),
     },
+    cel: Cel::Webhook(
+        "which containers are long-running (the workload kind, sidecars) is not written in CEL yet",
+    ),
 };
 
 /// Why the fix leaves a container without a liveness probe alone.

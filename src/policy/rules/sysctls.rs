@@ -23,6 +23,7 @@ sysctls (v1.29), tcp_rmem/tcp_wmem (v1.32) and tcp_slow_start_after_idle/\
 tcp_notsent_lowat (v1.37). Remove the others or tune them on the node.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 /// Each safe sysctl with the policy version it became safe at.
@@ -63,6 +64,19 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
         }
     }
     Ok(())
+}
+
+fn cel(cx: &CelCtx<'_>) -> String {
+    let safe: Vec<&str> = SAFE
+        .iter()
+        .filter(|(_, from)| cx.pss_minor >= *from)
+        .map(|(n, _)| *n)
+        .collect();
+    format!(
+        "variables.pod.?securityContext.?sysctls.orValue([]).filter(s, !(s.name in {})).map(s, \
+         'forbidden sysctls (' + s.name + ')')",
+        cel::list(&safe)
+    )
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ Safety: the constraint is `ScheduleAnyway` (a preference, never a reason a pod s
         summary: "add a soft zone topologySpreadConstraint over the pod template's labels",
         apply: FixFn::Object(fix),
     },
+    cel: Cel::Webhook(
+        "the spread or anti-affinity it accepts for the workload's own labels is not written in CEL yet",
+    ),
 };
 
 const ZONE: &str = "topology.kubernetes.io/zone";

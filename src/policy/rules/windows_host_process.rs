@@ -20,6 +20,7 @@ privileged container. Pod Security Standards baseline forbids \
 Remove it; node agents that need it belong in an exempted system namespace.",
     check: Check::Pod(check),
     fix: Fix::None,
+    cel: Cel::Findings(cel),
 };
 
 const DETAIL: &str = "must not set securityContext.windowsOptions.hostProcess=true";
@@ -51,6 +52,17 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "(variables.pod.?securityContext.?windowsOptions.?hostProcess.orValue(false) == true ? \
+         ['hostProcess (pod {DETAIL})'] : []) + {}",
+        containers_where(
+            "c.?securityContext.?windowsOptions.?hostProcess.orValue(false) == true",
+            &format!("'hostProcess (' + {WHO} + ' {DETAIL})'"),
+        )
+    )
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pods Pending in a cluster with too few zones, which only the owner can weigh.",
         check,
     ),
     fix: Fix::None,
+    cel: Cel::Webhook(
+        "the zone spread it requires for the workload's own labels is not written in CEL yet",
+    ),
 };
 
 const ZONE: &str = "topology.kubernetes.io/zone";

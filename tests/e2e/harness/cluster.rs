@@ -189,42 +189,65 @@ impl Cluster {
         static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
         STARTED
             .get_or_init(|| {
-                let bin = bin_dir().join("kube-controller-manager");
-                if !bin.is_file() {
-                    return Err(format!(
-                        "{} is missing: build it with scripts/e2e-build.sh (or run `make e2e`)",
-                        bin.display()
-                    ));
-                }
-                let log = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join("kube-controller-manager.log"))
-                    .map_err(|e| format!("kube-controller-manager.log: {e}"))?;
-                let err = log
-                    .try_clone()
-                    .map_err(|e| format!("kube-controller-manager.log: {e}"))?;
-                let mut cmd = Command::new(&bin);
-                cmd.args([
-                    format!("--kubeconfig={}", self.kubeconfig.display()),
-                    "--controllers=deployment,replicaset".to_string(),
-                    "--leader-elect=false".to_string(),
-                    "--use-service-account-credentials=false".to_string(),
-                    "--bind-address=127.0.0.1".to_string(),
-                    "--secure-port=0".to_string(),
-                    "--concurrent-deployment-syncs=2".to_string(),
-                    "--concurrent-replicaset-syncs=2".to_string(),
-                ])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err);
-                let child = procs::spawn(cmd)
-                    .map_err(|e| format!("starting kube-controller-manager: {e}"))?;
-                procs::keep_until_exit(child);
-                eprintln!("e2e: kube-controller-manager started (deployment, replicaset)");
-                Ok(())
+                self.start_controller_manager(
+                    &["deployment", "replicaset"],
+                    "kube-controller-manager.log",
+                )
             })
             .clone()
+    }
+
+    /// A second kube-controller-manager running only the controller that
+    /// type-checks ValidatingAdmissionPolicies (`status.typeChecking`). It
+    /// reconciles nothing else, so any test may use it.
+    pub fn policy_status_controller(&self) -> Result<(), String> {
+        static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+        STARTED
+            .get_or_init(|| {
+                self.start_controller_manager(
+                    &["validatingadmissionpolicy-status-controller"],
+                    "kube-controller-manager-vap.log",
+                )
+            })
+            .clone()
+    }
+
+    fn start_controller_manager(&self, controllers: &[&str], log: &str) -> Result<(), String> {
+        let bin = bin_dir().join("kube-controller-manager");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} is missing: build it with scripts/e2e-build.sh (or run `make e2e`)",
+                bin.display()
+            ));
+        }
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(log))
+            .map_err(|e| format!("{log}: {e}"))?;
+        let err = log_file.try_clone().map_err(|e| format!("{log}: {e}"))?;
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            format!("--kubeconfig={}", self.kubeconfig.display()),
+            format!("--controllers={}", controllers.join(",")),
+            "--leader-elect=false".to_string(),
+            "--use-service-account-credentials=false".to_string(),
+            "--bind-address=127.0.0.1".to_string(),
+            "--secure-port=0".to_string(),
+            "--concurrent-deployment-syncs=2".to_string(),
+            "--concurrent-replicaset-syncs=2".to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err);
+        let child =
+            procs::spawn(cmd).map_err(|e| format!("starting kube-controller-manager: {e}"))?;
+        procs::keep_until_exit(child);
+        eprintln!(
+            "e2e: kube-controller-manager started ({})",
+            controllers.join(", ")
+        );
+        Ok(())
     }
 }
 

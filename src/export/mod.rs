@@ -1,0 +1,902 @@
+//! The catalog compiled into policies the apiserver runs itself
+//! (`tiergate export admission-policies`): ValidatingAdmissionPolicies and
+//! their bindings for every rule whose file says how CEL judges it
+//! ([`crate::policy::cel`]), with tiergate's model around them: the
+//! namespace's tier and mode labels (and the config's defaults) select the
+//! rules and the action, the config's rule overrides and whole-object
+//! exemptions hold, the webhooks' excluded namespaces and `matchConditions`
+//! are the same. What stays in the webhook, and why, is listed next to them
+//! ([`Export::stays`]).
+//!
+//! Three policies, one per action (`tiergate-deny`, `-warn`, `-audit`),
+//! each bound once: a rule appears in a policy's validations guarded by the
+//! tiers and modes in which the engine gives it that action. The deny policy
+//! has one validation naming every denied rule (the apiserver reports only
+//! the first failed validation of a denial); warn and audit have one per
+//! rule. [`hybrid_webhooks`] narrows the webhooks so the apiserver does not
+//! call tiergate for what a policy already judges.
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::admission::scope;
+use crate::config::Config;
+use crate::policy::cel::{self, lit, Cel, CelCtx};
+use crate::policy::config::{Exemption, NameGlob, PolicyConfig};
+use crate::policy::kinds::{self, GroupKind, WORKLOADS};
+use crate::policy::namespace::{MODE_LABEL, TIER_LABEL};
+use crate::policy::{rules, Action, Check, Engine, Kinds, Mode, Rule, Tier};
+
+/// The namespace label that keeps a namespace wholly in the webhook: the
+/// policies skip it and the webhook judges every rule there (for
+/// TierExceptions, which the policies cannot honour).
+pub const ADMISSION_LABEL: &str = "tiergate.io/admission";
+/// Its value.
+pub const WEBHOOK_VALUE: &str = "webhook";
+
+/// The Kubernetes minor versions the export can target.
+pub const KUBE_MINORS: std::ops::RangeInclusive<u32> = 30..=37;
+
+/// Why an export cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(
+        "Kubernetes 1.{0} has no ValidatingAdmissionPolicy v1: the export targets 1.30 to 1.37"
+    )]
+    KubeVersion(u32),
+    #[error("writing the policies as YAML: {0}")]
+    Yaml(String),
+}
+
+/// What the export is made for.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The target apiserver's minor version (`37` = 1.37).
+    pub kube_minor: u32,
+    /// Namespaces never judged (the webhooks' `namespaceSelector`).
+    pub excluded_namespaces: Vec<String>,
+    /// The config's digest ([`Config::digest`]), for the labels.
+    pub config_digest: String,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            kube_minor: crate::policy::pss::LATEST_MINOR,
+            excluded_namespaces: crate::audit::EXCLUDED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            config_digest: Config::digest(None),
+        }
+    }
+}
+
+/// Something that stays in the webhook, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stay {
+    pub what: String,
+    pub why: String,
+}
+
+/// The generated objects and what they leave to the webhook.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// ValidatingAdmissionPolicies and their bindings, in a fixed order.
+    pub objects: Vec<Value>,
+    /// The rules the policies judge.
+    pub covered: Vec<&'static str>,
+    /// What the webhook keeps judging.
+    pub stays: Vec<Stay>,
+}
+
+/// Why a rule cannot run in the apiserver under this config, or `None`
+/// when it can. The one place the webhook (in hybrid mode) and the export
+/// agree on which rules the policies judge.
+pub fn webhook_reason(rule: &Rule, cfg: &PolicyConfig) -> Option<String> {
+    if let Cel::Webhook(why) = rule.cel {
+        return Some(why.to_string());
+    }
+    for e in &cfg.exemptions {
+        if !e.covers_rule(rule.id) {
+            continue;
+        }
+        if !e.scope().whole_object() {
+            return Some(format!(
+                "the exemption {:?} is scoped to containers or images, which a policy cannot \
+                 leave out of a finding",
+                e.reason
+            ));
+        }
+        if let Some(g) = e.names.iter().find(|g| glob_regex(g).is_none()) {
+            return Some(format!(
+                "the exemption {:?} names {:?}, a glob CEL cannot match",
+                e.reason, g.pattern
+            ));
+        }
+    }
+    None
+}
+
+/// Whether the policies judge this rule under this config.
+pub fn covered(rule: &Rule, cfg: &PolicyConfig) -> bool {
+    webhook_reason(rule, cfg).is_none()
+}
+
+/// A name glob as an anchored RE2 regex (`*`, `?`, `[...]`), or `None` for
+/// what it does not translate (braces, escapes).
+fn glob_regex(g: &NameGlob) -> Option<String> {
+    let mut out = String::from("^");
+    let mut in_class = false;
+    for ch in g.pattern.chars() {
+        match ch {
+            '{' | '}' | '\\' => return None,
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            '!' if in_class && out.ends_with('[') => out.push('^'),
+            c if in_class => out.push(c),
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => out.push(c),
+            c => {
+                out.push('\\');
+                out.push(c);
+            }
+        }
+    }
+    if in_class {
+        return None;
+    }
+    out.push('$');
+    Some(out)
+}
+
+/// The CEL condition under which an exemption covers the request.
+fn exemption_cel(e: &Exemption) -> String {
+    let mut parts = Vec::new();
+    if !e.namespaces.is_empty() {
+        parts.push(format!("request.namespace in {}", cel::list(&e.namespaces)));
+    }
+    if !e.names.is_empty() {
+        let res: Vec<String> = e.names.iter().filter_map(glob_regex).collect();
+        parts.push(format!(
+            "{}.exists(p, request.name.matches(p))",
+            cel::list(&res)
+        ));
+    }
+    if !e.kinds.is_empty() {
+        parts.push(format!("request.kind.kind in {}", cel::list(&e.kinds)));
+    }
+    if !e.users.is_empty() {
+        parts.push(format!(
+            "request.userInfo.?username.orValue('') in {}",
+            cel::list(&e.users)
+        ));
+    }
+    if !e.groups.is_empty() {
+        parts.push(format!(
+            "request.userInfo.?groups.orValue([]).exists(g, g in {})",
+            cel::list(&e.groups)
+        ));
+    }
+    if parts.is_empty() {
+        "true".to_string()
+    } else {
+        format!("({})", parts.join(" && "))
+    }
+}
+
+/// A kind's REST resources (and subresources tiergate judges).
+fn resources_of(gk: GroupKind) -> &'static [&'static str] {
+    match (gk.group, gk.kind) {
+        ("", "Pod") => &["pods", "pods/ephemeralcontainers"],
+        ("", "PodTemplate") => &["podtemplates"],
+        ("", "ReplicationController") => &["replicationcontrollers"],
+        ("", "Service") => &["services"],
+        ("", "ConfigMap") => &["configmaps"],
+        ("", "Secret") => &["secrets"],
+        ("", "Namespace") => &["namespaces"],
+        ("apps", "Deployment") => &["deployments"],
+        ("apps", "ReplicaSet") => &["replicasets"],
+        ("apps", "StatefulSet") => &["statefulsets"],
+        ("apps", "DaemonSet") => &["daemonsets"],
+        ("batch", "Job") => &["jobs"],
+        ("batch", "CronJob") => &["cronjobs"],
+        ("networking.k8s.io", "Ingress") => &["ingresses"],
+        ("rbac.authorization.k8s.io", "Role") => &["roles"],
+        ("rbac.authorization.k8s.io", "RoleBinding") => &["rolebindings"],
+        ("rbac.authorization.k8s.io", "ClusterRole") => &["clusterroles"],
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => &["clusterrolebindings"],
+        // Kinds no apiserver of 1.30+ serves (extensions/v1beta1).
+        _ => &[],
+    }
+}
+
+/// `resourceRules` for these kinds: one per API group, as the webhooks
+/// write them.
+fn resource_rules(kinds: &[GroupKind]) -> Vec<Value> {
+    let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for gk in kinds {
+        for r in resources_of(*gk) {
+            let list = by_group.entry(gk.group).or_default();
+            if !list.contains(r) {
+                list.push(r);
+            }
+        }
+    }
+    by_group
+        .into_iter()
+        .map(|(group, resources)| {
+            json!({
+                "apiGroups": [group],
+                "apiVersions": [api_version_of(group)],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": resources,
+                "scope": "*",
+            })
+        })
+        .collect()
+}
+
+fn api_version_of(group: &str) -> &'static str {
+    match group {
+        "tiergate.io" => "v1alpha1",
+        _ => "v1",
+    }
+}
+
+/// The kind a rule's action is planned on (its actions do not depend on
+/// which of its kinds).
+fn representative(rule: &Rule) -> Option<GroupKind> {
+    match rule.kinds() {
+        Kinds::Workloads | Kinds::WorkloadsAnd(_) | Kinds::All => Some(kinds::DEPLOYMENT),
+        Kinds::Only(ks) => ks.iter().copied().find(|k| !resources_of(*k).is_empty()),
+    }
+}
+
+const MODES: [Mode; 3] = [Mode::Enforce, Mode::Warn, Mode::Audit];
+
+/// For each action, the tiers of each mode in which the engine gives `rule`
+/// that action.
+type ActionTable = BTreeMap<Action, Vec<(Mode, Vec<u8>)>>;
+
+fn action_table(engine: &Engine, rule: &Rule) -> ActionTable {
+    let mut table: ActionTable = BTreeMap::new();
+    let Some(gk) = representative(rule) else {
+        return table;
+    };
+    for mode in MODES {
+        let mut by_action: BTreeMap<Action, Vec<u8>> = BTreeMap::new();
+        for tier in Tier::ALL {
+            let action = engine
+                .plan(gk.group, gk.kind, tier, mode)
+                .into_iter()
+                .find(|(r, _, _)| r.id == rule.id)
+                .map_or(Action::Off, |(_, a, _)| a);
+            if action != Action::Off {
+                by_action.entry(action).or_default().push(tier.number());
+            }
+        }
+        for (action, tiers) in by_action {
+            table.entry(action).or_default().push((mode, tiers));
+        }
+    }
+    table
+}
+
+/// CEL: the namespace's tier and mode fall in `modes`.
+fn tier_mode_cel(modes: &[(Mode, Vec<u8>)]) -> String {
+    let parts: Vec<String> = modes
+        .iter()
+        .map(|(mode, tiers)| {
+            let first = tiers.first().copied().unwrap_or(1);
+            let contiguous = tiers.iter().copied().eq(first..=5);
+            let tier = if first == 1 && contiguous {
+                String::new()
+            } else if contiguous {
+                format!(" && variables.tier >= {first}")
+            } else {
+                let list: Vec<String> = tiers.iter().map(u8::to_string).collect();
+                format!(" && variables.tier in [{}]", list.join(", "))
+            };
+            format!("(variables.mode == '{}'{tier})", mode.name())
+        })
+        .collect();
+    if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        format!("({})", parts.join(" || "))
+    }
+}
+
+/// CEL: the object is of a kind the rule judges.
+fn kind_guard(rule: &Rule) -> Option<String> {
+    let only = |ks: &[GroupKind]| {
+        let parts: Vec<String> = ks
+            .iter()
+            .filter(|k| !resources_of(**k).is_empty())
+            .map(|k| {
+                format!(
+                    "(request.kind.group == {} && request.kind.kind == {})",
+                    lit(k.group),
+                    lit(k.kind)
+                )
+            })
+            .collect();
+        parts.join(" || ")
+    };
+    match (rule.check, rule.kinds()) {
+        (Check::Pod(_), _) | (_, Kinds::Workloads) => Some("variables.pod != null".to_string()),
+        (_, Kinds::Only(ks)) => Some(only(ks)),
+        (_, Kinds::WorkloadsAnd(ks)) => Some(format!("variables.pod != null || {}", only(ks))),
+        (_, Kinds::All) => None,
+    }
+}
+
+/// The kinds a rule judges that an apiserver of 1.30+ serves.
+fn served_kinds(rule: &Rule) -> Vec<GroupKind> {
+    let mut out: Vec<GroupKind> = match rule.kinds() {
+        Kinds::Workloads => WORKLOADS.iter().map(|w| w.gk).collect(),
+        k => k.list(),
+    };
+    out.retain(|k| !resources_of(*k).is_empty());
+    out
+}
+
+/// A CEL variable name for a rule (`host-ports` → `f_host_ports`).
+fn var(rule: &Rule) -> String {
+    format!("f_{}", rule.id.replace('-', "_"))
+}
+
+/// The variables every policy declares first.
+fn common_variables(cfg: &PolicyConfig) -> Vec<Value> {
+    let mut pod_arms = Vec::new();
+    let mut meta_arms = Vec::new();
+    for w in WORKLOADS {
+        if resources_of(w.gk).is_empty() {
+            continue;
+        }
+        let is = format!(
+            "request.kind.group == {} && request.kind.kind == {}",
+            lit(w.gk.group),
+            lit(w.gk.kind)
+        );
+        let field = |ptr: &str| ptr.trim_start_matches('/').replace('/', ".");
+        pod_arms.push(format!("{is} ? variables.obj.{} : ", field(w.spec)));
+        meta_arms.push(format!("{is} ? variables.obj.{} : ", field(w.meta)));
+    }
+    let label = |key: &str| {
+        format!(
+            "namespaceObject != null && {k} in namespaceObject.metadata.?labels.orValue({{}}) ? \
+             namespaceObject.metadata.labels[{k}].lowerAscii() : ''",
+            k = lit(key)
+        )
+    };
+    let tiers = "{'1': 1, 'foundation': 1, '2': 2, 'production': 2, '3': 3, 'enterprise': 3, \
+                 '4': 4, 'multi-cluster': 4, 'multicluster': 4, '5': 5, 'hyperscale': 5}";
+    let v = |name: &str, expression: String| json!({"name": name, "expression": expression});
+    vec![
+        v("obj", "dyn(object)".to_string()),
+        v("pod", format!("{}null", pod_arms.concat())),
+        v("podMeta", format!("{}null", meta_arms.concat())),
+        v(
+            "containers",
+            "variables.pod == null ? [] : variables.pod.?initContainers.orValue([]) + \
+             variables.pod.?containers.orValue([]) + \
+             variables.pod.?ephemeralContainers.orValue([])"
+                .to_string(),
+        ),
+        v("tierLabel", label(TIER_LABEL)),
+        v(
+            "tier",
+            format!(
+                "variables.tierLabel in {tiers} ? {tiers}[variables.tierLabel] : {}",
+                cfg.defaults.tier.number()
+            ),
+        ),
+        v("modeLabel", label(MODE_LABEL)),
+        v(
+            "mode",
+            format!(
+                "variables.modeLabel in ['enforce', 'warn', 'audit'] ? variables.modeLabel : '{}'",
+                cfg.defaults.mode.name()
+            ),
+        ),
+        v(
+            "webhookOnly",
+            format!(
+                "namespaceObject != null && namespaceObject.metadata.?labels.orValue({{}})[?{}] \
+                 == optional.of({})",
+                lit(ADMISSION_LABEL),
+                lit(WEBHOOK_VALUE)
+            ),
+        ),
+    ]
+}
+
+/// One covered rule, ready to place in the policies.
+struct Compiled {
+    rule: &'static Rule,
+    /// `variables.f_<id>`: the findings, guarded by the kind.
+    findings: String,
+    /// CEL: an exemption covers the request.
+    exempt: Option<String>,
+    table: ActionTable,
+}
+
+impl Compiled {
+    /// CEL: the rule applies with this action.
+    fn applies(&self, action: Action) -> Option<String> {
+        let modes = self.table.get(&action)?;
+        let mut cond = format!("!variables.webhookOnly && {}", tier_mode_cel(modes));
+        if let Some(e) = &self.exempt {
+            cond.push_str(&format!(" && !{e}"));
+        }
+        Some(cond)
+    }
+}
+
+fn labels(opts: &ExportOptions) -> Value {
+    json!({
+        "app.kubernetes.io/name": "tiergate",
+        "app.kubernetes.io/managed-by": "tiergate",
+        "tiergate.io/version": env!("CARGO_PKG_VERSION"),
+        "tiergate.io/config": opts.config_digest,
+    })
+}
+
+/// Compile the catalog under this config.
+pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, ExportError> {
+    if !KUBE_MINORS.contains(&opts.kube_minor) {
+        return Err(ExportError::KubeVersion(opts.kube_minor));
+    }
+    let policy = &cfg.policy;
+    let engine = Engine::new(policy.clone());
+    let cx = CelCtx {
+        config: policy,
+        pss_minor: policy.pss_version.minor,
+    };
+    let mut compiled = Vec::new();
+    let mut stays = Vec::new();
+    let mut covered_kinds: Vec<GroupKind> = Vec::new();
+    for rule in rules::ALL.iter().copied() {
+        let table = action_table(&engine, rule);
+        if table.is_empty() {
+            continue;
+        }
+        if let Some(why) = webhook_reason(rule, policy) {
+            stays.push(Stay {
+                what: format!("rule {}", rule.id),
+                why,
+            });
+            continue;
+        }
+        let Cel::Findings(expr) = rule.cel else {
+            continue;
+        };
+        let body = expr(&cx);
+        let findings = match kind_guard(rule) {
+            Some(g) => format!("({g}) ? ({body}) : []"),
+            None => body,
+        };
+        let exempt: Vec<String> = policy
+            .exemptions
+            .iter()
+            .filter(|e| e.covers_rule(rule.id))
+            .map(exemption_cel)
+            .collect();
+        let exempt = (!exempt.is_empty()).then(|| format!("({})", exempt.join(" || ")));
+        for k in served_kinds(rule) {
+            if !covered_kinds.contains(&k) {
+                covered_kinds.push(k);
+            }
+        }
+        compiled.push(Compiled {
+            rule,
+            findings,
+            exempt,
+            table,
+        });
+    }
+    covered_kinds.sort();
+    stays.extend(always_in_webhook());
+
+    let dry_run = cfg.server.dry_run;
+    let mut objects = Vec::new();
+    for action in [Action::Deny, Action::Warn, Action::Audit] {
+        let members: Vec<&Compiled> = compiled
+            .iter()
+            .filter(|c| c.table.contains_key(&action))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let name = format!("tiergate-{}", action.name());
+        let mut variables = common_variables(policy);
+        for c in &members {
+            variables.push(json!({"name": var(c.rule), "expression": c.findings}));
+        }
+        let validations: Vec<Value> = if action == Action::Deny {
+            let parts: Vec<String> = members
+                .iter()
+                .filter_map(|c| {
+                    let v = var(c.rule);
+                    c.applies(action).map(|cond| {
+                        format!(
+                            "({cond} && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}[0] + \
+                             (size(variables.{v}) > 1 ? ' (and ' + string(size(variables.{v}) - \
+                             1) + ' more)' : '')] : [])",
+                            c.rule.id
+                        )
+                    })
+                })
+                .collect();
+            variables.push(json!({"name": "denied", "expression": parts.join(" + ")}));
+            // The rules first, then as much of the detail as the
+            // apiserver keeps of a message (5,120 bytes).
+            vec![json!({
+                "expression": "size(variables.denied) == 0",
+                "messageExpression": format!(
+                    "request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
+                     string(variables.tier) + ' (' + variables.denied.map(d, d.substring(0, \
+                     d.indexOf(']') + 1)).join(' ') + '): ' + {}",
+                    cel::quoted("request.name"),
+                    bounded("variables.denied.join('; ')")
+                ),
+                "message": "the object violates its namespace's tiergate tier",
+                "reason": "Forbidden",
+            })]
+        } else {
+            members
+                .iter()
+                .filter_map(|c| {
+                    let v = var(c.rule);
+                    c.applies(action).map(|cond| {
+                        json!({
+                            "expression": format!("!({cond}) || size(variables.{v}) == 0"),
+                            "messageExpression": format!(
+                                "'[{}] ' + {}",
+                                c.rule.id,
+                                bounded(&format!("variables.{v}.join('; ')"))
+                            ),
+                            "message": format!("[{}] {}", c.rule.id, c.rule.summary),
+                        })
+                    })
+                })
+                .collect()
+        };
+        let actions: Vec<&str> = match (action, dry_run) {
+            (Action::Deny, false) => vec!["Deny"],
+            (Action::Deny, true) => vec!["Warn", "Audit"],
+            (Action::Warn, _) => vec!["Warn"],
+            _ => vec!["Audit"],
+        };
+        objects.push(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name, "labels": labels(opts)},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "matchPolicy": "Equivalent",
+                    "namespaceSelector": {"matchExpressions": [{
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "NotIn",
+                        "values": opts.excluded_namespaces,
+                    }]},
+                    "resourceRules": resource_rules(&covered_kinds),
+                },
+                "matchConditions": [
+                    {"name": "break-glass", "expression": scope::BREAK_GLASS_CEL},
+                    {"name": "not-unchanged-update",
+                     "expression": scope::unchanged_update_cel_on("dyn(object)", "dyn(oldObject)")},
+                ],
+                "variables": variables,
+                "validations": validations,
+            },
+        }));
+        objects.push(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name, "labels": labels(opts)},
+            "spec": {"policyName": name, "validationActions": actions},
+        }));
+    }
+    Ok(Export {
+        objects,
+        covered: compiled.iter().map(|c| c.rule.id).collect(),
+        stays,
+    })
+}
+
+/// CEL: the string `expr`, cut to 3,500 characters (a message the
+/// apiserver finds too long is replaced by the static one).
+fn bounded(expr: &str) -> String {
+    format!("(size({expr}) > 3500 ? {expr}.substring(0, 3500) + '...' : {expr})")
+}
+
+/// What no policy judges, whatever the config.
+fn always_in_webhook() -> Vec<Stay> {
+    let s = |what: &str, why: &str| Stay {
+        what: what.to_string(),
+        why: why.to_string(),
+    };
+    vec![
+        s(
+            "the tier guard",
+            "who may change a namespace's tier and mode labels reads the config's tier admins \
+             and the old labels; Namespace writes always go to the webhook",
+        ),
+        s(
+            "TierExceptions",
+            "an exception is an object in the cluster with an end date, which a policy cannot \
+             read; label a namespace tiergate.io/admission=webhook and the policies skip it, \
+             the webhook judges every rule there and honours its exceptions",
+        ),
+        s(
+            "fixes",
+            "the mutating webhook applies the safe fixes (before the policies judge the \
+             object); no MutatingAdmissionPolicy is generated yet",
+        ),
+        s(
+            "notes on invalid labels",
+            "a tiergate.io/tier or tiergate.io/mode value that does not parse falls back to the \
+             config's default in the policies as in the webhook, but only the webhook says so \
+             (on the Namespace write)",
+        ),
+        s(
+            "image verification",
+            "signatures and provenance need the registry (the supply-chain issue)",
+        ),
+    ]
+}
+
+/// Every object as one YAML stream, in order.
+pub fn to_yaml(objects: &[Value]) -> Result<String, ExportError> {
+    let mut out = String::new();
+    for o in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(o).map_err(|e| ExportError::Yaml(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// The list of what stays in the webhook, as Markdown.
+pub fn stays_markdown(export: &Export) -> String {
+    let mut out = String::from(
+        "# What stays in the tiergate webhook\n\nGenerated by `tiergate export \
+         admission-policies`. The ValidatingAdmissionPolicies judge these rules in the \
+         apiserver:\n\n",
+    );
+    out.push_str(&format!("{}\n\n", export.covered.join(", ")));
+    out.push_str("The webhook keeps:\n\n");
+    for s in &export.stays {
+        out.push_str(&format!("- **{}**: {}\n", s.what, s.why));
+    }
+    out
+}
+
+/// Narrow a ValidatingWebhookConfiguration (as deploy/ writes it) for
+/// hybrid mode. Its first webhook becomes:
+/// - itself, for namespaces labelled `tiergate.io/admission=webhook` (every
+///   rule there);
+/// - one copy per lowest tier at which a kind still has a rule the policies
+///   do not judge (`t1.validate.tiergate.io`, ...), with only those kinds
+///   and a `namespaceSelector` that leaves out namespaces whose tier is
+///   lower. Namespaces and TierExceptions are always sent (the tier guard,
+///   exception checks).
+///
+/// The tier selector is generous where a label does not say: an
+/// unlabelled namespace is sent when the config's default tier needs it,
+/// and a label the selector does not list is always sent (the webhook then
+/// judges it at the tier it resolves).
+pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
+    let mut out = base.clone();
+    let Some(first) = base.pointer("/webhooks/0").cloned() else {
+        return out;
+    };
+    let engine = Engine::new(cfg.clone());
+    // Lowest tier at which each judged kind has an uncovered rule.
+    let mut by_tier: BTreeMap<u8, Vec<GroupKind>> = BTreeMap::new();
+    let mut kinds_seen: Vec<GroupKind> = WORKLOADS.iter().map(|w| w.gk).collect();
+    for k in [
+        kinds::SERVICE,
+        kinds::CONFIG_MAP,
+        kinds::SECRET,
+        kinds::INGRESS,
+        kinds::ROLE,
+        kinds::ROLE_BINDING,
+        kinds::CLUSTER_ROLE,
+        kinds::CLUSTER_ROLE_BINDING,
+    ] {
+        kinds_seen.push(k);
+    }
+    for gk in kinds_seen {
+        if resources_of(gk).is_empty() {
+            continue;
+        }
+        let lowest = Tier::ALL.iter().copied().find(|&tier| {
+            MODES.iter().any(|&mode| {
+                engine
+                    .plan(gk.group, gk.kind, tier, mode)
+                    .iter()
+                    .any(|(r, _, _)| !covered(r, cfg))
+            })
+        });
+        if let Some(t) = lowest {
+            by_tier.entry(t.number()).or_default().push(gk);
+        }
+    }
+    by_tier.entry(1).or_default().extend([
+        kinds::NAMESPACE,
+        GroupKind::new("tiergate.io", "TierException"),
+    ]);
+
+    let excluded = first
+        .pointer("/namespaceSelector/matchExpressions")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    let with = |extra: Vec<Value>| {
+        let mut exprs = excluded.as_array().cloned().unwrap_or_default();
+        exprs.extend(extra);
+        json!({"matchExpressions": exprs})
+    };
+    let mut hooks = Vec::new();
+    let mut whole = first.clone();
+    whole["namespaceSelector"] = with(vec![json!({
+        "key": ADMISSION_LABEL, "operator": "In", "values": [WEBHOOK_VALUE]})]);
+    hooks.push(whole);
+    let name = first.get("name").and_then(Value::as_str).unwrap_or("");
+    for (tier, mut gks) in by_tier {
+        gks.sort();
+        let mut w = first.clone();
+        w["name"] = json!(format!("t{tier}.{name}"));
+        let mut rules = resource_rules(&gks);
+        for r in &mut rules {
+            if r["apiGroups"][0] == json!("tiergate.io") {
+                r["scope"] = json!("Namespaced");
+            }
+        }
+        w["rules"] = json!(rules);
+        let mut extra = vec![json!({
+            "key": ADMISSION_LABEL, "operator": "NotIn", "values": [WEBHOOK_VALUE]})];
+        if tier > 1 {
+            let lower: Vec<String> = Tier::ALL
+                .iter()
+                .filter(|t| t.number() < tier)
+                .flat_map(|t| {
+                    let mut v = vec![t.number().to_string(), t.name().to_string()];
+                    if *t == Tier::MultiCluster {
+                        v.push("multicluster".to_string());
+                    }
+                    v
+                })
+                .collect();
+            if cfg.defaults.tier.number() < tier {
+                extra.push(json!({"key": TIER_LABEL, "operator": "Exists"}));
+            }
+            extra.push(json!({"key": TIER_LABEL, "operator": "NotIn", "values": lower}));
+        }
+        w["namespaceSelector"] = with(extra);
+        hooks.push(w);
+    }
+    out["webhooks"] = json!(hooks);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export(yaml: &str) -> Export {
+        let cfg = Config::from_yaml(yaml, "test").expect("config");
+        admission_policies(&cfg, &ExportOptions::default()).expect("export")
+    }
+
+    #[test]
+    fn the_same_config_gives_the_same_bytes() {
+        let cfg = Config::embedded();
+        let a = admission_policies(&cfg, &ExportOptions::default()).expect("export");
+        let b = admission_policies(&cfg, &ExportOptions::default()).expect("export");
+        assert_eq!(
+            to_yaml(&a.objects).expect("yaml"),
+            to_yaml(&b.objects).expect("yaml")
+        );
+        assert!(a.covered.contains(&"privileged") && a.covered.contains(&"image-tag"));
+        assert!(!a.covered.contains(&"pdb"));
+        assert!(a.stays.iter().any(|s| s.what == "rule pdb"));
+    }
+
+    #[test]
+    fn rules_every_tier_turns_off_are_neither_covered_nor_kept() {
+        let e = export("rules:\n  privileged: {action: off}\n");
+        assert!(!e.covered.contains(&"privileged"));
+        assert!(!e.stays.iter().any(|s| s.what == "rule privileged"));
+    }
+
+    #[test]
+    fn a_container_scoped_exemption_keeps_its_rules_in_the_webhook() {
+        let e = export(
+            "exemptions:\n  - reason: mesh sidecar\n    containers: [istio-proxy]\n    rules: \
+             [capabilities-restricted]\n",
+        );
+        assert!(!e.covered.contains(&"capabilities-restricted"));
+        let s = e
+            .stays
+            .iter()
+            .find(|s| s.what == "rule capabilities-restricted")
+            .expect("kept");
+        assert!(s.why.contains("mesh sidecar"), "{}", s.why);
+    }
+
+    #[test]
+    fn a_whole_object_exemption_becomes_a_condition() {
+        let e = export(
+            "exemptions:\n  - reason: legacy\n    namespaces: [old]\n    names: [\"batch-*\"]\n    \
+             rules: [privileged]\n",
+        );
+        let text = serde_json::to_string(&e.objects).expect("json");
+        assert!(text.contains(r#"request.namespace in [\"old\"]"#), "{text}");
+        assert!(text.contains("^batch-.*$"), "{text}");
+    }
+
+    #[test]
+    fn actions_follow_tier_and_mode() {
+        let cfg = Config::embedded();
+        let engine = Engine::new(cfg.policy.clone());
+        let apa = rules::by_id("allow-privilege-escalation").expect("rule");
+        let t = action_table(&engine, apa);
+        assert_eq!(
+            tier_mode_cel(&t[&Action::Deny]),
+            "(variables.mode == 'enforce' && variables.tier >= 2)"
+        );
+        assert_eq!(
+            tier_mode_cel(&t[&Action::Warn]),
+            "(variables.mode == 'warn' && variables.tier >= 2)"
+        );
+    }
+
+    #[test]
+    fn dry_run_binds_the_deny_policy_to_warn_and_audit() {
+        let e = export("dryRun: true\n");
+        let binding = e
+            .objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "ValidatingAdmissionPolicyBinding"
+                    && o["metadata"]["name"] == "tiergate-deny"
+            })
+            .expect("binding");
+        assert_eq!(
+            binding["spec"]["validationActions"],
+            json!(["Warn", "Audit"])
+        );
+    }
+
+    #[test]
+    fn old_apiservers_are_refused() {
+        let cfg = Config::embedded();
+        let opts = ExportOptions {
+            kube_minor: 29,
+            ..ExportOptions::default()
+        };
+        let err = admission_policies(&cfg, &opts).expect_err("1.29");
+        assert!(err.to_string().contains("1.30 to 1.37"), "{err}");
+    }
+
+    #[test]
+    fn globs_translate_or_decline() {
+        let g = |p: &str| glob_regex(&NameGlob::new(p).expect("glob"));
+        assert_eq!(g("web-*").as_deref(), Some("^web-.*$"));
+        assert_eq!(g("a?c").as_deref(), Some("^a.c$"));
+        assert_eq!(g("x.y").as_deref(), Some("^x\\.y$"));
+        assert_eq!(g("[!a]b").as_deref(), Some("^[^a]b$"));
+        assert_eq!(g("{a,b}"), None);
+    }
+}
