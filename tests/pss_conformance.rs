@@ -116,6 +116,7 @@ fn pss_conformance_fixtures() {
             only: None,
             fix: false,
             exact_fixable: true,
+            skip_covered: false,
         };
         let obj: Value = match serde_saphyr::from_str(text) {
             Ok(v) => v,

@@ -10,6 +10,8 @@ use super::record::{Decision, DecisionRecord, ErrorKind, Webhook};
 use super::request::AdmissionRequest;
 use super::response::{AdmissionResponse, AdmissionReview, Refusal};
 use super::{scope, AdmissionSettings, Evaluate, OnError};
+use crate::policy::cel;
+use crate::policy::config::AdmissionPolicies;
 use crate::policy::exception;
 use crate::policy::guard::{self, NamespaceChange, Verdict};
 use crate::policy::namespace::{is_namespace_kind, labels_of};
@@ -69,6 +71,11 @@ pub fn decide_in(
         only: None,
         fix: settings.webhook == Webhook::Mutate,
         exact_fixable: false,
+        // Hybrid: the apiserver's policies judge what they cover (after
+        // the fixes, so the mutating webhook still runs every rule).
+        skip_covered: settings.webhook == Webhook::Validate
+            && cfg.admission_policies == AdmissionPolicies::Hybrid
+            && !cel::webhook_only(&ctx.namespace_labels),
     };
     let eval = match engine.evaluate(&obj, ctx, &opts) {
         Ok(e) => e,

@@ -897,3 +897,40 @@ fn a_live_tier_exception_admits_records_and_warns_before_it_ends() {
     );
     assert!(rec.exempted.is_empty());
 }
+
+#[test]
+fn hybrid_leaves_the_covered_rules_to_the_apiservers_policies() {
+    // privileged is covered by the policies: the validating webhook skips
+    // it; resources' fix still runs in the mutating webhook.
+    let hybrid = "defaults: {tier: 1, mode: enforce}\nadmissionPolicies: hybrid\n";
+    let (r, _) = run(
+        hybrid,
+        &review_of("CREATE", "Pod", privileged_pod()),
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    let (r, _) = run(
+        ENFORCE,
+        &review_of("CREATE", "Pod", privileged_pod()),
+        Webhook::Validate,
+        false,
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    let bare = pod(json!([{"name": "app", "image": "nginx"}]));
+    let (r, _) = run(
+        hybrid,
+        &review_of("CREATE", "Pod", bare),
+        Webhook::Mutate,
+        false,
+    );
+    assert!(r.get("patch").is_some(), "the fixes still run: {r}");
+    let labels = |v: &str| {
+        std::collections::BTreeMap::from([(
+            crate::policy::cel::ADMISSION_LABEL.to_string(),
+            v.to_string(),
+        )])
+    };
+    assert!(crate::policy::cel::webhook_only(&labels("webhook")));
+    assert!(!crate::policy::cel::webhook_only(&labels("policies")));
+}

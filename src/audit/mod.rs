@@ -447,6 +447,8 @@ fn judge(
         only: None,
         fix: false,
         exact_fixable: true,
+        // Every rule, also those the apiserver's policies judge.
+        skip_covered: false,
     };
     let mut eval = match engine.evaluate(&obj, &enforce, &o) {
         Ok(e) => e,

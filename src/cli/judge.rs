@@ -292,6 +292,8 @@ fn judge_one(
         only: settings.only.clone(),
         fix: settings.fix,
         exact_fixable: true,
+        // Every rule, also those the apiserver's policies judge.
+        skip_covered: false,
     };
     let eval = engine
         .evaluate(obj, &ctx, &opts)

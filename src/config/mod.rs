@@ -190,6 +190,8 @@ struct File {
     #[serde(default)]
     exceptions: crate::policy::config::ExceptionSettings,
     #[serde(default)]
+    admission_policies: crate::policy::config::AdmissionPolicies,
+    #[serde(default)]
     offline: OfflineSettings,
     #[serde(default)]
     audit: AuditSettings,
@@ -240,6 +242,7 @@ impl Config {
             mesh: f.mesh,
             tenancy: f.tenancy,
             exceptions: f.exceptions,
+            admission_policies: f.admission_policies,
         };
         policy.validate().map_err(|message| ConfigError::Invalid {
             source_name: source_name.to_string(),
@@ -367,6 +370,16 @@ impl Config {
         .concat();
         if !admins.is_empty() {
             out.push(format!("tier admins added: {}", admins.join(", ")));
+        }
+        use crate::policy::config::AdmissionPolicies;
+        if new_p.admission_policies == AdmissionPolicies::Hybrid
+            && old_p.admission_policies == AdmissionPolicies::Off
+        {
+            out.push(
+                "admissionPolicies: hybrid: the validating webhook no longer judges the rules \
+                 the apiserver's policies cover (apply `tiergate export admission-policies`)"
+                    .to_string(),
+            );
         }
         out
     }

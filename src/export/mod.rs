@@ -22,17 +22,15 @@ use serde_json::{json, Value};
 use crate::admission::scope;
 use crate::config::Config;
 use crate::policy::cel::{self, lit, Cel, CelCtx};
-use crate::policy::config::{Exemption, NameGlob, PolicyConfig};
+#[cfg(test)]
+use crate::policy::config::NameGlob;
+use crate::policy::config::{Exemption, PolicyConfig};
 use crate::policy::kinds::{self, GroupKind, WORKLOADS};
 use crate::policy::namespace::{MODE_LABEL, TIER_LABEL};
 use crate::policy::{rules, Action, Check, Engine, Kinds, Mode, Rule, Tier};
 
-/// The namespace label that keeps a namespace wholly in the webhook: the
-/// policies skip it and the webhook judges every rule there (for
-/// TierExceptions, which the policies cannot honour).
-pub const ADMISSION_LABEL: &str = "tiergate.io/admission";
-/// Its value.
-pub const WEBHOOK_VALUE: &str = "webhook";
+use crate::policy::cel::glob_regex;
+pub use crate::policy::cel::{covered, webhook_reason, ADMISSION_LABEL, WEBHOOK_VALUE};
 
 /// The Kubernetes minor versions the export can target.
 pub const KUBE_MINORS: std::ops::RangeInclusive<u32> = 30..=37;
@@ -84,77 +82,12 @@ pub struct Stay {
 pub struct Export {
     /// ValidatingAdmissionPolicies and their bindings, in a fixed order.
     pub objects: Vec<Value>,
-    /// The rules the policies judge.
+    /// The rules the policies judge (not those in `by_apiserver`).
     pub covered: Vec<&'static str>,
     /// What the webhook keeps judging.
     pub stays: Vec<Stay>,
-}
-
-/// Why a rule cannot run in the apiserver under this config, or `None`
-/// when it can. The one place the webhook (in hybrid mode) and the export
-/// agree on which rules the policies judge.
-pub fn webhook_reason(rule: &Rule, cfg: &PolicyConfig) -> Option<String> {
-    if let Cel::Webhook(why) = rule.cel {
-        return Some(why.to_string());
-    }
-    for e in &cfg.exemptions {
-        if !e.covers_rule(rule.id) {
-            continue;
-        }
-        if !e.scope().whole_object() {
-            return Some(format!(
-                "the exemption {:?} is scoped to containers or images, which a policy cannot \
-                 leave out of a finding",
-                e.reason
-            ));
-        }
-        if let Some(g) = e.names.iter().find(|g| glob_regex(g).is_none()) {
-            return Some(format!(
-                "the exemption {:?} names {:?}, a glob CEL cannot match",
-                e.reason, g.pattern
-            ));
-        }
-    }
-    None
-}
-
-/// Whether the policies judge this rule under this config.
-pub fn covered(rule: &Rule, cfg: &PolicyConfig) -> bool {
-    webhook_reason(rule, cfg).is_none()
-}
-
-/// A name glob as an anchored RE2 regex (`*`, `?`, `[...]`), or `None` for
-/// what it does not translate (braces, escapes).
-fn glob_regex(g: &NameGlob) -> Option<String> {
-    let mut out = String::from("^");
-    let mut in_class = false;
-    for ch in g.pattern.chars() {
-        match ch {
-            '{' | '}' | '\\' => return None,
-            '[' if !in_class => {
-                in_class = true;
-                out.push('[');
-            }
-            ']' if in_class => {
-                in_class = false;
-                out.push(']');
-            }
-            '!' if in_class && out.ends_with('[') => out.push('^'),
-            c if in_class => out.push(c),
-            '*' => out.push_str(".*"),
-            '?' => out.push('.'),
-            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => out.push(c),
-            c => {
-                out.push('\\');
-                out.push(c);
-            }
-        }
-    }
-    if in_class {
-        return None;
-    }
-    out.push('$');
-    Some(out)
+    /// Rules the apiserver enforces by itself (no policy needed).
+    pub by_apiserver: Vec<Stay>,
 }
 
 /// The CEL condition under which an exemption covers the request.
@@ -464,6 +397,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
     };
     let mut compiled = Vec::new();
     let mut stays = Vec::new();
+    let mut by_apiserver = Vec::new();
     let mut covered_kinds: Vec<GroupKind> = Vec::new();
     for rule in rules::ALL.iter().copied() {
         let table = action_table(&engine, rule);
@@ -477,8 +411,16 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             });
             continue;
         }
-        let Cel::Findings(expr) = rule.cel else {
-            continue;
+        let expr = match rule.cel {
+            Cel::Findings(expr) => expr,
+            Cel::Apiserver(why) => {
+                by_apiserver.push(Stay {
+                    what: format!("rule {}", rule.id),
+                    why: why.to_string(),
+                });
+                continue;
+            }
+            Cel::Webhook(_) => continue,
         };
         let body = expr(&cx);
         let findings = match kind_guard(rule) {
@@ -612,6 +554,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
         objects,
         covered: compiled.iter().map(|c| c.rule.id).collect(),
         stays,
+        by_apiserver,
     })
 }
 
@@ -675,6 +618,13 @@ pub fn stays_markdown(export: &Export) -> String {
          apiserver:\n\n",
     );
     out.push_str(&format!("{}\n\n", export.covered.join(", ")));
+    if !export.by_apiserver.is_empty() {
+        out.push_str("The apiserver enforces these by itself:\n\n");
+        for s in &export.by_apiserver {
+            out.push_str(&format!("- **{}**: {}\n", s.what, s.why));
+        }
+        out.push('\n');
+    }
     out.push_str("The webhook keeps:\n\n");
     for s in &export.stays {
         out.push_str(&format!("- **{}**: {}\n", s.what, s.why));

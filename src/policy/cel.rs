@@ -19,8 +19,9 @@
 //!
 //! Optional field selection (`c.?securityContext.?privileged.orValue(false)`)
 //! keeps expressions short and cannot fail on an absent field.
-use super::config::PolicyConfig;
+use super::config::{NameGlob, PolicyConfig};
 use super::pss::PssChange;
+use super::Rule;
 
 /// What a rule's CEL may depend on: the config and the PSS version.
 pub struct CelCtx<'a> {
@@ -42,6 +43,9 @@ pub enum Cel {
     /// A CEL expression of type `list(string)` that judges the rule from
     /// the object alone.
     Findings(fn(&CelCtx<'_>) -> String),
+    /// The apiserver itself already refuses what the rule finds (on every
+    /// version the export targets), for this reason: no policy is needed.
+    Apiserver(&'static str),
     /// The rule stays in the webhook, for this reason.
     Webhook(&'static str),
 }
@@ -84,6 +88,88 @@ pub fn containers_where(cond: &str, message: &str) -> String {
 
 /// `'container "NAME"'` for the container `c`.
 pub const WHO: &str = "'container \"' + c.name + '\"'";
+
+/// The namespace label that keeps a namespace wholly in the webhook: the
+/// policies skip it and the webhook judges every rule there (for
+/// TierExceptions, which the policies cannot honour).
+pub const ADMISSION_LABEL: &str = "tiergate.io/admission";
+/// Its value.
+pub const WEBHOOK_VALUE: &str = "webhook";
+
+/// Whether a namespace's labels keep it wholly in the webhook.
+pub fn webhook_only(labels: &std::collections::BTreeMap<String, String>) -> bool {
+    labels.get(ADMISSION_LABEL).map(String::as_str) == Some(WEBHOOK_VALUE)
+}
+
+/// Why a rule cannot run in the apiserver under this config, or `None`
+/// when it can. The one place the webhook (in hybrid mode) and the export
+/// agree on which rules the policies judge.
+pub fn webhook_reason(rule: &Rule, cfg: &PolicyConfig) -> Option<String> {
+    if let Cel::Webhook(why) = rule.cel {
+        return Some(why.to_string());
+    }
+    if matches!(rule.cel, Cel::Apiserver(_)) {
+        return None;
+    }
+    for e in &cfg.exemptions {
+        if !e.covers_rule(rule.id) {
+            continue;
+        }
+        if !e.scope().whole_object() {
+            return Some(format!(
+                "the exemption {:?} is scoped to containers or images, which a policy cannot \
+                 leave out of a finding",
+                e.reason
+            ));
+        }
+        if let Some(g) = e.names.iter().find(|g| glob_regex(g).is_none()) {
+            return Some(format!(
+                "the exemption {:?} names {:?}, a glob CEL cannot match",
+                e.reason, g.pattern
+            ));
+        }
+    }
+    None
+}
+
+/// Whether the policies judge this rule under this config.
+pub fn covered(rule: &Rule, cfg: &PolicyConfig) -> bool {
+    webhook_reason(rule, cfg).is_none()
+}
+
+/// A name glob as an anchored RE2 regex (`*`, `?`, `[...]`), or `None` for
+/// what it does not translate (braces, escapes).
+pub fn glob_regex(g: &NameGlob) -> Option<String> {
+    let mut out = String::from("^");
+    let mut in_class = false;
+    for ch in g.pattern.chars() {
+        match ch {
+            '{' | '}' | '\\' => return None,
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            '!' if in_class && out.ends_with('[') => out.push('^'),
+            c if in_class => out.push(c),
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => out.push(c),
+            c => {
+                out.push('\\');
+                out.push(c);
+            }
+        }
+    }
+    if in_class {
+        return None;
+    }
+    out.push('$');
+    Some(out)
+}
 
 #[cfg(test)]
 mod tests {

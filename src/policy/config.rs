@@ -41,6 +41,22 @@ pub struct PolicyConfig {
     pub tenancy: Tenancy,
     #[serde(default)]
     pub exceptions: ExceptionSettings,
+    #[serde(default)]
+    pub admission_policies: AdmissionPolicies,
+}
+
+/// `admissionPolicies`: whether the apiserver's own policies (`tiergate
+/// export admission-policies`) judge the rules they cover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdmissionPolicies {
+    /// The webhook judges every rule.
+    #[default]
+    Off,
+    /// The policies judge the rules they cover; the validating webhook
+    /// skips those, except in namespaces labelled
+    /// `tiergate.io/admission=webhook`. The audit and the CLI judge every rule.
+    Hybrid,
 }
 
 /// `exceptions`: the limits of `TierException` objects and who may grant
@@ -520,6 +536,7 @@ impl Default for PolicyConfig {
             mesh: MeshSettings::default(),
             tenancy: Tenancy::default(),
             exceptions: ExceptionSettings::default(),
+            admission_policies: AdmissionPolicies::Off,
         };
         cfg.fill_resource_defaults();
         cfg

@@ -24,6 +24,10 @@ pub struct Options {
     /// is on" and, unless `fix` is set, no fix runs at all (the validating
     /// webhook's fast path).
     pub exact_fixable: bool,
+    /// Leave out the rules the apiserver's policies judge
+    /// ([`crate::policy::cel::covered`]): the validating webhook in
+    /// `admissionPolicies: hybrid`.
+    pub skip_covered: bool,
 }
 
 /// One finding: a rule, where, what, and what it does.
@@ -186,6 +190,9 @@ impl Engine {
                 )
             };
             if action == Action::Off {
+                continue;
+            }
+            if opts.skip_covered && super::cel::covered(rule, cfg) {
                 continue;
             }
             out.push(Selected {

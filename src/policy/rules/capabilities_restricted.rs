@@ -217,6 +217,7 @@ mod tests {
                 only: None,
                 fix: false,
                 exact_fixable: false,
+                skip_covered: false,
             };
             let mut r: Vec<&str> = Engine::new(Default::default())
                 .evaluate(&p, &Context::new(Tier::Hyperscale, Mode::Enforce), &opts)

@@ -217,6 +217,7 @@ mod tests {
             only: Some(COMPOSING_RULES.iter().map(|s| s.to_string()).collect()),
             fix: true,
             exact_fixable: false,
+            skip_covered: false,
         };
         for obj in testutil::workloads() {
             let kind = obj["kind"].as_str().unwrap_or_default().to_string();

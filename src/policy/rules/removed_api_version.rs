@@ -23,8 +23,9 @@ refuses these, so this rule matters offline (`tiergate check`). There is no fix:
 new API version can differ in fields (an `apps/v1` Deployment requires a selector).",
     check: Check::Object(Kinds::All, check),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "the apiserver decodes an object before any policy sees it, and a version it no longer serves never reaches admission; the webhook also judges what `tiergate check` reads from files",
+    cel: Cel::Apiserver(
+        "every version it names was removed by Kubernetes 1.26: an apiserver of 1.30 or later \
+         does not serve it, so a write in it never reaches admission",
     ),
 };
 
@@ -142,6 +143,22 @@ mod tests {
     use crate::policy::rules::testutil::run_rule;
     use crate::policy::Tier;
     use serde_json::json;
+
+    /// `Cel::Apiserver` holds only while every removal predates the oldest
+    /// apiserver the policy export targets.
+    #[test]
+    fn every_removal_predates_the_oldest_export_target() {
+        for (version, _, since, _) in super::REMOVED {
+            let minor: u32 = since
+                .strip_prefix("1.")
+                .and_then(|m| m.parse().ok())
+                .expect("a 1.N version");
+            assert!(
+                minor < *crate::export::KUBE_MINORS.start(),
+                "{version} removed in {since}: the export's Cel::Apiserver no longer holds"
+            );
+        }
+    }
 
     #[test]
     fn removed_versions_name_the_release_and_the_replacement() {

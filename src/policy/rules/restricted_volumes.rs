@@ -149,6 +149,7 @@ mod tests {
                 only: None,
                 fix: false,
                 exact_fixable: false,
+                skip_covered: false,
             };
             Engine::new(Default::default())
                 .evaluate(&d, &Context::new(Tier::Hyperscale, Mode::Enforce), &opts)

@@ -244,6 +244,7 @@ mod tests {
                         only: None,
                         fix: false,
                         exact_fixable: false,
+                        skip_covered: false,
                     },
                 )
                 .unwrap()

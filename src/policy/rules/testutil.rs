@@ -38,6 +38,7 @@ pub fn run_rule_with(rule: &str, obj: &Value, ctx: &Context, extra_config: &str)
         only: Some(vec![rule.to_string()]),
         fix: true,
         exact_fixable: true,
+        skip_covered: false,
     };
     engine.evaluate(obj, ctx, &opts).expect("evaluate")
 }
