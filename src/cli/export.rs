@@ -73,16 +73,17 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading --webhooks {}", p.display()))?;
-            let base: serde_json::Value = crate::yaml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}", e.at(&p.display().to_string())))?;
-            if base.get("kind").and_then(serde_json::Value::as_str)
-                != Some("ValidatingWebhookConfiguration")
-            {
+            let src = crate::manifest::parse_source(&p.display().to_string(), Some(p), &text)
+                .map_err(|e| anyhow::anyhow!("--webhooks {}: {e}", p.display()))?;
+            let Some(base) = src.documents.into_iter().filter_map(|d| d.value).find(|v| {
+                v.get("kind").and_then(serde_json::Value::as_str)
+                    == Some("ValidatingWebhookConfiguration")
+            }) else {
                 anyhow::bail!(
-                    "--webhooks {}: expected one ValidatingWebhookConfiguration",
+                    "--webhooks {}: no ValidatingWebhookConfiguration in it",
                     p.display()
                 );
-            }
+            };
             let narrowed = export::hybrid_webhooks(&base, &cfg.policy);
             Some(export::to_yaml(&[narrowed])?)
         }

@@ -420,7 +420,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                 });
                 continue;
             }
-            Cel::Webhook(_) => continue,
+            Cel::Webhook(_) | Cel::WebhookWhen { .. } => continue,
         };
         let body = expr(&cx);
         let findings = match kind_guard(rule) {
@@ -636,26 +636,26 @@ pub fn stays_markdown(export: &Export) -> String {
 /// hybrid mode. Its first webhook becomes:
 /// - itself, for namespaces labelled `tiergate.io/admission=webhook` (every
 ///   rule there);
-/// - one copy per lowest tier at which a kind still has a rule the policies
-///   do not judge (`t1.validate.tiergate.io`, ...), with only those kinds
-///   and a `namespaceSelector` that leaves out namespaces whose tier is
-///   lower. Namespaces and TierExceptions are always sent (the tier guard,
-///   exception checks).
+/// - one copy per band of tiers in which kinds have the same rules the
+///   policies do not judge (`t1-5.validate.tiergate.io`, ...), with only
+///   those kinds, a `namespaceSelector` for the band, and, where every such
+///   rule says when it can find something ([`Cel::WebhookWhen`]), a
+///   `matchConditions` entry `may-find` so the apiserver calls tiergate
+///   only then. Namespaces and TierExceptions are always sent (the tier
+///   guard, exception checks).
 ///
-/// The tier selector is generous where a label does not say: an
-/// unlabelled namespace is sent when the config's default tier needs it,
-/// and a label the selector does not list is always sent (the webhook then
-/// judges it at the tier it resolves).
+/// The tier selectors are generous where a label does not say: a label the
+/// selector does not list (`Enterprise`, `gold`) is sent to every band (the
+/// webhook then judges it at the tier it resolves), and an unlabelled
+/// namespace goes to the band of the config's default tier.
 pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
     let mut out = base.clone();
     let Some(first) = base.pointer("/webhooks/0").cloned() else {
         return out;
     };
     let engine = Engine::new(cfg.clone());
-    // Lowest tier at which each judged kind has an uncovered rule.
-    let mut by_tier: BTreeMap<u8, Vec<GroupKind>> = BTreeMap::new();
-    let mut kinds_seen: Vec<GroupKind> = WORKLOADS.iter().map(|w| w.gk).collect();
-    for k in [
+    let mut judged: Vec<GroupKind> = WORKLOADS.iter().map(|w| w.gk).collect();
+    judged.extend([
         kinds::SERVICE,
         kinds::CONFIG_MAP,
         kinds::SECRET,
@@ -664,38 +664,64 @@ pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
         kinds::ROLE_BINDING,
         kinds::CLUSTER_ROLE,
         kinds::CLUSTER_ROLE_BINDING,
-    ] {
-        kinds_seen.push(k);
-    }
-    for gk in kinds_seen {
+    ]);
+    // (lowest tier, highest tier, condition) -> kinds.
+    let mut entries: BTreeMap<(u8, u8, String), Vec<GroupKind>> = BTreeMap::new();
+    for gk in judged {
         if resources_of(gk).is_empty() {
             continue;
         }
-        let lowest = Tier::ALL.iter().copied().find(|&tier| {
-            MODES.iter().any(|&mode| {
-                engine
-                    .plan(gk.group, gk.kind, tier, mode)
-                    .iter()
-                    .any(|(r, _, _)| !covered(r, cfg))
+        // The condition under which tier t needs the webhook for this kind.
+        let conds: Vec<Option<String>> = Tier::ALL
+            .iter()
+            .map(|&tier| {
+                let mut uncovered: Vec<&Rule> = Vec::new();
+                for mode in MODES {
+                    for (r, _, _) in engine.plan(gk.group, gk.kind, tier, mode) {
+                        if !covered(r, cfg) && !uncovered.iter().any(|u| u.id == r.id) {
+                            uncovered.push(r);
+                        }
+                    }
+                }
+                when_any(&uncovered, gk)
             })
-        });
-        if let Some(t) = lowest {
-            by_tier.entry(t.number()).or_default().push(gk);
+            .collect();
+        let mut t = 0;
+        while t < conds.len() {
+            let mut end = t;
+            while end + 1 < conds.len() && conds[end + 1] == conds[t] {
+                end += 1;
+            }
+            if let Some(cond) = &conds[t] {
+                let lo = Tier::ALL[t].number();
+                let hi = Tier::ALL[end].number();
+                entries.entry((lo, hi, cond.clone())).or_default().push(gk);
+            }
+            t = end + 1;
         }
     }
-    by_tier.entry(1).or_default().extend([
-        kinds::NAMESPACE,
-        GroupKind::new("tiergate.io", "TierException"),
-    ]);
+    entries
+        .entry((1, 5, "true".to_string()))
+        .or_default()
+        .extend([
+            kinds::NAMESPACE,
+            GroupKind::new("tiergate.io", "TierException"),
+        ]);
 
-    let excluded = first
-        .pointer("/namespaceSelector/matchExpressions")
+    let selector = first
+        .get("namespaceSelector")
         .cloned()
-        .unwrap_or_else(|| json!([]));
+        .unwrap_or_else(|| json!({}));
     let with = |extra: Vec<Value>| {
-        let mut exprs = excluded.as_array().cloned().unwrap_or_default();
+        let mut sel = selector.clone();
+        let mut exprs = sel
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         exprs.extend(extra);
-        json!({"matchExpressions": exprs})
+        sel["matchExpressions"] = json!(exprs);
+        sel
     };
     let mut hooks = Vec::new();
     let mut whole = first.clone();
@@ -703,10 +729,18 @@ pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
         "key": ADMISSION_LABEL, "operator": "In", "values": [WEBHOOK_VALUE]})]);
     hooks.push(whole);
     let name = first.get("name").and_then(Value::as_str).unwrap_or("");
-    for (tier, mut gks) in by_tier {
+    let mut seen: BTreeMap<(u8, u8), usize> = BTreeMap::new();
+    for ((lo, hi, cond), mut gks) in entries {
         gks.sort();
         let mut w = first.clone();
-        w["name"] = json!(format!("t{tier}.{name}"));
+        let n = seen.entry((lo, hi)).or_insert(0);
+        *n += 1;
+        let suffix = if *n > 1 {
+            format!("-{n}")
+        } else {
+            String::new()
+        };
+        w["name"] = json!(format!("t{lo}-{hi}{suffix}.{name}"));
         let mut rules = resource_rules(&gks);
         for r in &mut rules {
             if r["apiGroups"][0] == json!("tiergate.io") {
@@ -716,28 +750,74 @@ pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
         w["rules"] = json!(rules);
         let mut extra = vec![json!({
             "key": ADMISSION_LABEL, "operator": "NotIn", "values": [WEBHOOK_VALUE]})];
-        if tier > 1 {
-            let lower: Vec<String> = Tier::ALL
-                .iter()
-                .filter(|t| t.number() < tier)
-                .flat_map(|t| {
-                    let mut v = vec![t.number().to_string(), t.name().to_string()];
-                    if *t == Tier::MultiCluster {
-                        v.push("multicluster".to_string());
-                    }
-                    v
-                })
-                .collect();
-            if cfg.defaults.tier.number() < tier {
+        let outside: Vec<String> = Tier::ALL
+            .iter()
+            .filter(|t| t.number() < lo || t.number() > hi)
+            .flat_map(|t| tier_values(*t))
+            .collect();
+        if !outside.is_empty() {
+            let default = cfg.defaults.tier.number();
+            if default < lo || default > hi {
                 extra.push(json!({"key": TIER_LABEL, "operator": "Exists"}));
             }
-            extra.push(json!({"key": TIER_LABEL, "operator": "NotIn", "values": lower}));
+            extra.push(json!({"key": TIER_LABEL, "operator": "NotIn", "values": outside}));
         }
         w["namespaceSelector"] = with(extra);
+        if cond != "true" {
+            let mut mc = first
+                .get("matchConditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            mc.push(json!({"name": "may-find", "expression": cond}));
+            w["matchConditions"] = json!(mc);
+        }
         hooks.push(w);
     }
     out["webhooks"] = json!(hooks);
     out
+}
+
+/// Every label value that names this tier.
+fn tier_values(t: Tier) -> Vec<String> {
+    let mut v = vec![t.number().to_string(), t.name().to_string()];
+    if t == Tier::MultiCluster {
+        v.push("multicluster".to_string());
+    }
+    v
+}
+
+/// CEL over `object` (a webhook's matchConditions): when one of these
+/// uncovered rules may find something on an object of this kind. `None`
+/// when there is none; `"true"` when one of them may always find something.
+fn when_any(rules: &[&Rule], gk: GroupKind) -> Option<String> {
+    if rules.is_empty() {
+        return None;
+    }
+    let containers = WORKLOADS
+        .iter()
+        .find(|w| w.gk == gk)
+        .map(|w| {
+            let spec = format!(
+                "object.{}",
+                w.spec.trim_start_matches('/').replace('/', ".")
+            );
+            format!(
+                "({spec}.?initContainers.orValue([]) + {spec}.?containers.orValue([]) + \
+                 {spec}.?ephemeralContainers.orValue([]))"
+            )
+        })
+        .unwrap_or_else(|| "[]".to_string());
+    let mut parts = Vec::new();
+    for r in rules {
+        match r.cel {
+            Cel::WebhookWhen { when, .. } => parts.push(format!("({})", when(&containers))),
+            _ => return Some("true".to_string()),
+        }
+    }
+    parts.sort();
+    parts.dedup();
+    Some(parts.join(" || "))
 }
 
 #[cfg(test)]
@@ -848,5 +928,72 @@ mod tests {
         assert_eq!(g("x.y").as_deref(), Some("^x\\.y$"));
         assert_eq!(g("[!a]b").as_deref(), Some("^[^a]b$"));
         assert_eq!(g("{a,b}"), None);
+    }
+
+    #[test]
+    fn hybrid_webhooks_send_only_what_the_policies_leave() {
+        let base = json!({"kind": "ValidatingWebhookConfiguration", "webhooks": [{
+            "name": "validate.tiergate.io",
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]},
+            "matchConditions": [{"name": "break-glass", "expression": "true"}],
+            "rules": []}]});
+        let cfg = Config::embedded();
+        let out = hybrid_webhooks(&base, &cfg.policy);
+        let hooks = out["webhooks"].as_array().expect("webhooks");
+        let by_name = |n: &str| {
+            hooks
+                .iter()
+                .find(|w| w["name"] == n)
+                .unwrap_or_else(|| panic!("{n}: {out}"))
+        };
+        // Opted-out namespaces: everything, as before.
+        let whole = by_name("validate.tiergate.io");
+        assert_eq!(
+            whole["namespaceSelector"]["matchExpressions"][1]["operator"],
+            "In"
+        );
+        // Tier 1: Deployments only when a literal env value may be a secret.
+        let deployments = |w: &&Value| {
+            w["rules"].as_array().into_iter().flatten().any(|r| {
+                r["resources"]
+                    .as_array()
+                    .is_some_and(|rs| rs.contains(&json!("deployments")))
+            })
+        };
+        let t1: Vec<&Value> = hooks
+            .iter()
+            .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with("t1-1")))
+            .filter(deployments)
+            .collect();
+        assert_eq!(t1.len(), 1, "{out}");
+        let mc = t1[0]["matchConditions"].as_array().expect("conditions");
+        assert_eq!(mc[0]["name"], "break-glass");
+        assert!(mc.iter().any(|c| c["name"] == "may-find"
+            && c["expression"].as_str().is_some_and(|e| e.contains("env"))));
+        // From tier 2 (pdb, autoscaled...), always.
+        let t2: Vec<&Value> = hooks
+            .iter()
+            .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with("t2-5")))
+            .filter(deployments)
+            .collect();
+        assert_eq!(t2.len(), 1, "{out}");
+        assert!(!t2[0]["matchConditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .any(|c| c["name"] == "may-find"));
+        let sel = t2[0]["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .expect("selector");
+        assert!(sel
+            .iter()
+            .any(|e| e["key"] == "tiergate.io/tier" && e["operator"] == "Exists"));
+        // Namespaces always (the tier guard).
+        assert!(hooks.iter().any(
+            |w| w["name"].as_str().is_some_and(|n| n.starts_with("t1-5"))
+                && w["rules"].to_string().contains("\"namespaces\"")
+                && !w["matchConditions"].to_string().contains("may-find")
+        ));
     }
 }

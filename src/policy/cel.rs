@@ -48,6 +48,16 @@ pub enum Cel {
     Apiserver(&'static str),
     /// The rule stays in the webhook, for this reason.
     Webhook(&'static str),
+    /// The rule stays in the webhook, for this reason, but can only find
+    /// something when `when` holds: a CEL condition over `object` (as a
+    /// webhook's `matchConditions` sees it), given the CEL list of the
+    /// object's containers. In hybrid mode the apiserver calls the webhook
+    /// for it only then. It must hold whenever the rule could find
+    /// something (a test in the rule's file checks it).
+    WebhookWhen {
+        why: &'static str,
+        when: fn(containers: &str) -> String,
+    },
 }
 
 /// A CEL string literal (double-quoted, escaped).
@@ -105,7 +115,7 @@ pub fn webhook_only(labels: &std::collections::BTreeMap<String, String>) -> bool
 /// when it can. The one place the webhook (in hybrid mode) and the export
 /// agree on which rules the policies judge.
 pub fn webhook_reason(rule: &Rule, cfg: &PolicyConfig) -> Option<String> {
-    if let Cel::Webhook(why) = rule.cel {
+    if let Cel::Webhook(why) | Cel::WebhookWhen { why, .. } = rule.cel {
         return Some(why.to_string());
     }
     if matches!(rule.cel, Cel::Apiserver(_)) {

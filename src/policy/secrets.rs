@@ -171,6 +171,50 @@ pub fn secret_in(name: &str, value: &str) -> Option<&'static str> {
     None
 }
 
+/// Lower-case pieces one of which every credential name holds (each of
+/// [`SECRET_WORDS`] and the `key` of a key pair contains one).
+const NAME_PIECES: &[&str] = &["pass", "pwd", "secret", "token", "cred", "key"];
+
+/// Pieces one of which every credential value [`secret_in`] recognises by
+/// its value holds.
+const VALUE_PIECES: &[&str] = &[
+    "PRIVATE KEY",
+    "service_account",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xoxa-",
+    "xoxb-",
+    "xoxp-",
+    "xoxo-",
+    "xoxr-",
+    "xoxs-",
+    "AccountKey=",
+];
+
+/// A cheap test that holds whenever [`secret_in`] finds something (and
+/// often when it does not): the name holds one of [`NAME_PIECES`], or the
+/// value one of [`VALUE_PIECES`].
+pub fn may_hold_secret(name: &str, value: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    NAME_PIECES.iter().any(|p| lower.contains(p)) || VALUE_PIECES.iter().any(|p| value.contains(p))
+}
+
+/// [`may_hold_secret`] in CEL, over the CEL strings `name` and `value`.
+pub fn may_hold_secret_cel(name: &str, value: &str) -> String {
+    format!(
+        "{}.exists(p, {name}.lowerAscii().contains(p)) || {}.exists(p, {value}.contains(p))",
+        crate::policy::cel::list(NAME_PIECES),
+        crate::policy::cel::list(VALUE_PIECES)
+    )
+}
+
 /// A boolean or 0/1 flag (`MYSQL_ALLOW_EMPTY_PASSWORD=1`): a switch about a
 /// secret, not one.
 fn is_boolean(v: &str) -> bool {
@@ -397,5 +441,77 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
         )
         .is_some());
+    }
+
+    /// The hybrid webhook's precondition never misses a credential: on
+    /// every name and value built from the detector's own words, tokens and
+    /// separators (and arbitrary text), `secret_in` finds something only
+    /// where `may_hold_secret` holds.
+    #[test]
+    fn may_hold_secret_holds_wherever_a_secret_is_found() {
+        use proptest::prelude::*;
+        let words: Vec<String> = SECRET_WORDS
+            .iter()
+            .chain(KEY_QUALIFIERS)
+            .chain(TRAILING_NOISE)
+            .chain(REFERENCE_PREFIXES)
+            .chain(&["key", "db", "api", "pwd", "log", "level", "x", "ID", "Url"])
+            .flat_map(|w| {
+                [w.to_string(), w.to_ascii_uppercase(), {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                }]
+            })
+            .collect();
+        let values = [
+            "hunter2",
+            "1",
+            "true",
+            "info",
+            "/var/run/x",
+            "${X}",
+            "see AKIAIOSFODNN7EXAMPLE",
+            "ASIAIOSFODNN7EXAMPLE",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+            "github_pat_0123456789abcdefghijkl",
+            "xoxb-0123456789-abcdef",
+            "AccountName=a;AccountKey=b",
+            "-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----",
+            "{\"type\": \"service_account\", \"private_key\": \"x\"}",
+        ];
+        let name = proptest::collection::vec(
+            (
+                proptest::sample::select(words),
+                proptest::sample::select(vec!["", "_", "-", ".", "2", "/"]),
+            ),
+            0..4,
+        )
+        .prop_map(|parts| {
+            parts
+                .into_iter()
+                .map(|(w, sep)| format!("{w}{sep}"))
+                .collect::<String>()
+        });
+        let value = prop_oneof![
+            proptest::sample::select(values.to_vec()).prop_map(str::to_string),
+            ".{0,40}",
+        ];
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 4000,
+            ..Default::default()
+        });
+        runner
+            .run(&(name, value), |(n, v)| {
+                prop_assert!(
+                    secret_in(&n, &v).is_none() || may_hold_secret(&n, &v),
+                    "{n:?} = {v:?}"
+                );
+                Ok(())
+            })
+            .expect("the precondition holds");
+        assert!(!may_hold_secret("LOG_LEVEL", "info"));
     }
 }

@@ -26,9 +26,12 @@ bare `$(OTHER_VAR)` or `${VAR}` placeholder are not literals. There is no automa
 by a person (and rotated, since it has been exposed).",
     check: Check::Pod(check),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "its secret-name and secret-value heuristics (policy/secrets.rs) are not written in CEL yet",
-    ),
+    cel: Cel::WebhookWhen {
+        why: "its secret-name and secret-value heuristics (policy/secrets.rs) are not written in \
+              CEL; the webhook is called only for containers with a literal env value whose name \
+              or value may hold one",
+        when,
+    },
 };
 
 fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -50,6 +53,15 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Some container sets a literal env value that may be a credential
+/// ([`secrets::may_hold_secret`]).
+fn when(containers: &str) -> String {
+    format!(
+        "{containers}.exists(c, c.?env.orValue([]).exists(e, e.?value.orValue('') != '' && ({})))",
+        secrets::may_hold_secret_cel("e.name", "e.value")
+    )
 }
 
 #[cfg(test)]

@@ -27,9 +27,12 @@ its value. Move the value to a Secret (better: a SealedSecret or ExternalSecret)
 reference it with `secretKeyRef` or a secret volume.",
     check: Check::Object(Kinds::Only(&[kinds::CONFIG_MAP]), check),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "it scans every value for passwords, tokens and key material with the heuristics of policy/secrets.rs, not written in CEL",
-    ),
+    cel: Cel::WebhookWhen {
+        why: "it scans every value for passwords, tokens and key material with the heuristics of \
+              policy/secrets.rs, not written in CEL; the webhook is called only for ConfigMaps \
+              with binary data or a key or value that may hold one",
+        when,
+    },
 };
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
@@ -52,6 +55,15 @@ fn violation(field: &str, key: &str, why: &str) -> Violation {
     Violation::new(
         format!("/{field}/{}", escape(key)),
         format!("credentials in ConfigMap (key {key:?} {why}; move it to a Secret)"),
+    )
+}
+
+/// Some key or value may hold a credential ([`secrets::may_hold_secret`]),
+/// or the ConfigMap has binary data.
+fn when(_containers: &str) -> String {
+    format!(
+        "object.?binaryData.orValue({{}}).size() > 0 || object.?data.orValue({{}}).exists(k, {})",
+        secrets::may_hold_secret_cel("k", "object.data[k]")
     )
 }
 
