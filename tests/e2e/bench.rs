@@ -57,19 +57,31 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// The apiserver's webhook admission duration: (sum seconds, count) per
 /// webhook name.
-async fn webhook_durations(client: &Client) -> Vec<(String, f64, f64)> {
+async fn webhook_durations(client: &Client, validate: &[String]) -> Vec<(String, f64, f64)> {
     let req = axum::http::Request::get("/metrics")
         .body(Vec::new())
         .expect("metrics request");
     let text = client.request_text(req).await.unwrap_or_default();
-    [VALIDATE, MUTATE]
+    let sum_over = |names: &[String], metric: &str| {
+        names
+            .iter()
+            .map(|n| metric_sum(&text, metric, &[("name", n.as_str())]))
+            .sum::<f64>()
+    };
+    let mutate = [MUTATE.to_string()];
+    [(VALIDATE, validate), (MUTATE, &mutate[..])]
         .into_iter()
-        .map(|name| {
-            let sum_of = |metric: &str| metric_sum(&text, metric, &[("name", name)]);
+        .map(|(name, names)| {
             (
                 name.to_string(),
-                sum_of("apiserver_admission_webhook_admission_duration_seconds_sum"),
-                sum_of("apiserver_admission_webhook_admission_duration_seconds_count"),
+                sum_over(
+                    names,
+                    "apiserver_admission_webhook_admission_duration_seconds_sum",
+                ),
+                sum_over(
+                    names,
+                    "apiserver_admission_webhook_admission_duration_seconds_count",
+                ),
             )
         })
         .collect()
@@ -135,21 +147,107 @@ async fn write_cell(
     (lat, errors)
 }
 
-/// A namespace judged by tiergate (`bin`) at tier 3 in warn mode, its
-/// webhooks registered as deploy/ registers them.
-async fn judged_by(bin: &str, name: &str) -> Scenario {
+/// A namespace judged by tiergate (`bin`) at `tier` in warn mode, its
+/// webhooks registered as deploy/ registers them; in hybrid mode with the
+/// validating webhook narrowed as `tiergate export admission-policies
+/// --webhooks` narrows it (the policies are applied by the caller).
+async fn judged_by(bin: &str, name: &str, tier: u8, hybrid: bool) -> Scenario {
+    let config = format!(
+        "defaults: {{tier: {tier}, mode: warn}}\n{}",
+        if hybrid {
+            "admissionPolicies: hybrid\n"
+        } else {
+            ""
+        }
+    );
+    let policy = tiergate::config::Config::from_yaml(&config, "bench config")
+        .expect("bench config")
+        .policy;
     let mut s = Scenario::with_bin(
         bin,
         name,
-        3,
+        tier,
         "warn",
-        "defaults: {tier: enterprise, mode: warn}\n",
+        &config,
         false,
-        Webhooks::default(),
+        Webhooks {
+            hybrid: hybrid.then_some(policy),
+            ..Webhooks::default()
+        },
     )
     .await;
     s.register().await;
     s
+}
+
+/// Apply the admission policies `tiergate export admission-policies` makes
+/// for the hybrid scenarios' config, bound to their namespaces only; wait
+/// until the apiserver enforces them. The names of the narrowed validating
+/// webhooks, for the apiserver's metrics.
+async fn apply_policies(scenarios: &[&Scenario]) -> Vec<String> {
+    use tiergate::export::{self, ExportOptions};
+    let cfg = tiergate::config::Config::from_yaml(
+        "defaults: {tier: enterprise, mode: warn}\nadmissionPolicies: hybrid\n",
+        "bench config",
+    )
+    .expect("bench config");
+    let mut exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
+    let names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+    for o in &mut exported.objects {
+        let kind = o["kind"].as_str().unwrap_or("").to_string();
+        let name = format!("bench-{}", o["metadata"]["name"].as_str().unwrap_or(""));
+        o["metadata"]["name"] = json!(name);
+        if kind == "ValidatingAdmissionPolicyBinding" {
+            o["spec"]["policyName"] = json!(name);
+            o["spec"]["matchResources"] = json!({"namespaceSelector": {"matchExpressions": [
+                {"key": "e2e.tiergate.io/scenario", "operator": "In", "values": names}]}});
+        }
+    }
+    let yaml = export::to_yaml(&exported.objects).expect("yaml");
+    let r = crate::harness::KUBECTL_ADMIN.run(&["apply", "--server-side", "-f", "-"], Some(&yaml));
+    assert!(r.ok, "applying the admission policies: {}", r.stderr);
+    // Enforced once a latest-tagged Pod warns (image-tag, tier 2).
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}})
+    .to_string();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = crate::harness::KUBECTL_ADMIN.run(
+            &[
+                "create",
+                "--dry-run=server",
+                "-n",
+                &scenarios[0].ns,
+                "-f",
+                "-",
+            ],
+            Some(&pod),
+        );
+        if r.stderr.contains("bench-tiergate-warn") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policies never applied: {}",
+            r.stderr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let base = json!({"webhooks": [{"name": VALIDATE}]});
+    let mut out = Vec::new();
+    for s in scenarios {
+        if let Some(cfg) = &s.webhooks.hybrid {
+            let narrowed = export::hybrid_webhooks(&base, cfg);
+            for w in narrowed["webhooks"].as_array().into_iter().flatten() {
+                if let Some(n) = w["name"].as_str() {
+                    if !out.iter().any(|o| o == n) {
+                        out.push(n.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -181,8 +279,13 @@ async fn apiserver_write_cost() {
     let c = cluster();
     let client = admin().await;
 
-    // (b) tiergate, registered as deploy/ registers it.
-    let tiergate = judged_by(TIERGATE, "bench").await;
+    // (b) tiergate, registered as deploy/ registers it, at tier 3; (e) the
+    // same in hybrid mode; (f) and (g): both at tier 1.
+    let tiergate = judged_by(TIERGATE, "bench", 3, false).await;
+    let hybrid = judged_by(TIERGATE, "bench-hybrid", 3, true).await;
+    let tiergate1 = judged_by(TIERGATE, "bench-t1", 1, false).await;
+    let hybrid1 = judged_by(TIERGATE, "bench-hybrid-t1", 1, true).await;
+    let validate_names = apply_policies(&[&hybrid, &hybrid1]).await;
     // (a) nothing, (c) Pod Security Admission at restricted.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for (ns, labels) in [
@@ -199,21 +302,6 @@ async fn apiserver_write_cost() {
                 .expect("namespace");
         let _ = namespaces.create(&PostParams::default(), &obj).await;
     }
-    let mut configs = vec![
-        ("a none", "bench-none".to_string()),
-        ("b tiergate", tiergate.ns.clone()),
-        ("c psa", "bench-psa".to_string()),
-    ];
-    // `E2E_BENCH_BEFORE=PATH`: (d) the same webhooks served by another
-    // tiergate binary (an earlier commit's), for before/after figures.
-    let before = match std::env::var("E2E_BENCH_BEFORE") {
-        Ok(bin) if !bin.is_empty() => {
-            let s = judged_by(&bin, "bench-before").await;
-            configs.push(("d before", s.ns.clone()));
-            Some(s)
-        }
-        _ => None,
-    };
     let pid_of = |s: &Scenario| {
         s.tiergate
             .proc
@@ -222,7 +310,29 @@ async fn apiserver_write_cost() {
             .map(std::process::Child::id)
             .expect("tiergate's pid")
     };
-    let before_pid = before.as_ref().map(pid_of);
+    // (name, namespace, the pid of its tiergate).
+    let mut configs: Vec<(&str, String, Option<u32>)> = vec![
+        ("a none", "bench-none".to_string(), None),
+        ("b tiergate", tiergate.ns.clone(), Some(pid_of(&tiergate))),
+        ("c psa", "bench-psa".to_string(), None),
+        ("e hybrid", hybrid.ns.clone(), Some(pid_of(&hybrid))),
+        (
+            "f t1 tiergate",
+            tiergate1.ns.clone(),
+            Some(pid_of(&tiergate1)),
+        ),
+        ("g t1 hybrid", hybrid1.ns.clone(), Some(pid_of(&hybrid1))),
+    ];
+    // `E2E_BENCH_BEFORE=PATH`: (d) the same webhooks as (b) served by
+    // another tiergate binary (an earlier commit's), for before/after.
+    let _before = match std::env::var("E2E_BENCH_BEFORE") {
+        Ok(bin) if !bin.is_empty() => {
+            let s = judged_by(&bin, "bench-before", 3, false).await;
+            configs.push(("d before", s.ns.clone(), Some(pid_of(&s))));
+            Some(s)
+        }
+        _ => None,
+    };
     let api_pid = c.apiserver_pid();
     let mut cells: Vec<((bool, usize, usize), Cell)> = Vec::new();
     let began = Instant::now();
@@ -231,7 +341,7 @@ async fn apiserver_write_cost() {
             for clients in [1usize, 16] {
                 // A short warm-up per (writes, clients) so the first
                 // configuration does not pay for cold connections.
-                for (ci, (_, ns)) in configs.iter().enumerate() {
+                for (ci, (_, ns, _)) in configs.iter().enumerate() {
                     let _ = write_cell(
                         &client,
                         ns,
@@ -242,25 +352,19 @@ async fn apiserver_write_cost() {
                     )
                     .await;
                 }
-                for (ci, (_, ns)) in configs.iter().enumerate() {
+                for (ci, (_, ns, tg_pid)) in configs.iter().enumerate() {
                     let prefix = format!(
                         "w{round}-{}-{clients}-{ci}",
                         if dry_run { "d" } else { "s" }
                     );
-                    // The tiergate of this configuration, if any.
-                    let tg_pid = match ci {
-                        1 => Some(pid_of(&tiergate)),
-                        3 => before_pid,
-                        _ => None,
-                    };
                     let tg_cpu = || tg_pid.map_or(0.0, cpu_seconds);
                     let cpu0 = (cpu_seconds(api_pid), cpu_seconds(c.etcd_pid), tg_cpu());
-                    let wh0 = webhook_durations(&client).await;
+                    let wh0 = webhook_durations(&client, &validate_names).await;
                     let t = Instant::now();
                     let (lat, errors) =
                         write_cell(&client, ns, &prefix, writes, clients, dry_run).await;
                     let seconds = t.elapsed().as_secs_f64();
-                    let wh1 = webhook_durations(&client).await;
+                    let wh1 = webhook_durations(&client, &validate_names).await;
                     let cell = Cell {
                         latencies_us: lat,
                         errors,
@@ -284,7 +388,7 @@ async fn apiserver_write_cost() {
     let mut rows = Vec::new();
     let mut table = format!(
         "\nbench-apiserver: {writes} writes per cell, {rounds} round(s), {:.0} s; p50/p90/p99 ms, CPU ms per write\n\
-         {:<8} {:>3} {:<11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
+         {:<8} {:>3} {:<13} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
         began.elapsed().as_secs_f64(),
         "writes", "cl", "config", "p50", "p90", "p99", "p50/a", "p99/a", "apiserver", "etcd", "tiergate",
         "validate ms", "mutate ms"
@@ -294,7 +398,7 @@ async fn apiserver_write_cost() {
     for dry_run in [true, false] {
         for clients in [1usize, 16] {
             let mut base = (0.0, 0.0);
-            for (ci, (cname, _)) in configs.iter().enumerate() {
+            for (ci, (cname, _, _)) in configs.iter().enumerate() {
                 let mine: Vec<&Cell> = cells
                     .iter()
                     .filter(|(k, _)| *k == (dry_run, clients, ci))
@@ -329,7 +433,7 @@ async fn apiserver_write_cost() {
                 let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { 0.0 };
                 let writes_kind = if dry_run { "dry-run" } else { "stored" };
                 table.push_str(&format!(
-                    "{:<8} {:>3} {:<11} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>9.2} {:>11.3} {:>11.3}\n",
+                    "{:<8} {:>3} {:<13} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>9.2} {:>11.3} {:>11.3}\n",
                     writes_kind,
                     clients,
                     cname,
@@ -372,6 +476,9 @@ async fn apiserver_write_cost() {
             "a none": "no webhook matches the namespace",
             "b tiergate": "tiergate's validating and mutating webhooks as in deploy/ (rules, matchConditions), defaults tier enterprise, mode warn",
             "c psa": "built-in Pod Security Admission at restricted (enforce, warn, audit)",
+            "e hybrid": "admissionPolicies: hybrid: tiergate's ValidatingAdmissionPolicies (tiergate export admission-policies) and its webhooks narrowed to what they leave, tier enterprise, mode warn",
+            "f t1 tiergate": "as b, at tier foundation",
+            "g t1 hybrid": "as e, at tier foundation",
         },
         "cells": rows,
     });

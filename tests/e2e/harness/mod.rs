@@ -156,6 +156,10 @@ pub struct Webhooks {
     pub failure_policy: &'static str,
     /// Also send DELETE (tiergate must pass it untouched).
     pub delete: bool,
+    /// Hybrid mode: the validating webhook narrowed as
+    /// `tiergate export admission-policies --webhooks` narrows it, for this
+    /// config (the admission policies are applied by the test).
+    pub hybrid: Option<tiergate::policy::PolicyConfig>,
 }
 
 impl Default for Webhooks {
@@ -165,6 +169,7 @@ impl Default for Webhooks {
             mutate: true,
             failure_policy: "Fail",
             delete: false,
+            hybrid: None,
         }
     }
 }
@@ -429,13 +434,16 @@ impl Scenario {
         }
         if self.webhooks.validate {
             let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+            let mut config = json!({
+                "metadata": {"name": name},
+                "webhooks": [self.webhook(VALIDATE, "/validate", false)],
+            });
+            if let Some(cfg) = &self.webhooks.hybrid {
+                config = tiergate::export::hybrid_webhooks(&config, cfg);
+            }
             api.create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": name},
-                    "webhooks": [self.webhook(VALIDATE, "/validate", false)],
-                }))
-                .expect("validating webhook configuration"),
+                &serde_json::from_value(config).expect("validating webhook configuration"),
             )
             .await
             .expect("creating the ValidatingWebhookConfiguration");
@@ -448,7 +456,8 @@ impl Scenario {
     /// apiserver's webhook cache has picked the configurations up.
     async fn wait_live(&self, client: &Client) {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &self.ns);
-        let which = if self.webhooks.validate {
+        // A hybrid validating webhook is not called for the canary.
+        let which = if self.webhooks.validate && self.webhooks.hybrid.is_none() {
             "validate"
         } else {
             "mutate"
