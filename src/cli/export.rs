@@ -37,8 +37,9 @@ pub struct AdmissionPoliciesArgs {
     /// policies.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// A ValidatingWebhookConfiguration (YAML) to narrow for hybrid mode:
-    /// the apiserver then calls tiergate only for what the policies leave.
+    /// Webhook configurations (YAML, as deploy/base/webhooks.yaml) to narrow
+    /// for hybrid mode: the apiserver then calls tiergate only for what the
+    /// policies leave, and for fixes that may change the object.
     #[arg(long)]
     pub webhooks: Option<PathBuf>,
     /// Namespaces never judged (the shipped webhooks' exclusions by default).
@@ -75,17 +76,26 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading --webhooks {}", p.display()))?;
             let src = crate::manifest::parse_source(&p.display().to_string(), Some(p), &text)
                 .map_err(|e| anyhow::anyhow!("--webhooks {}: {e}", p.display()))?;
-            let Some(base) = src.documents.into_iter().filter_map(|d| d.value).find(|v| {
-                v.get("kind").and_then(serde_json::Value::as_str)
-                    == Some("ValidatingWebhookConfiguration")
-            }) else {
+            let mut narrowed = Vec::new();
+            for doc in src.documents.into_iter().filter_map(|d| d.value) {
+                match doc.get("kind").and_then(serde_json::Value::as_str) {
+                    Some("ValidatingWebhookConfiguration") => {
+                        narrowed.push(export::hybrid_webhooks(&doc, &cfg.policy));
+                    }
+                    Some("MutatingWebhookConfiguration") => {
+                        narrowed.push(export::hybrid_mutating_webhooks(&doc, &cfg.policy));
+                    }
+                    _ => {}
+                }
+            }
+            if narrowed.is_empty() {
                 anyhow::bail!(
-                    "--webhooks {}: no ValidatingWebhookConfiguration in it",
+                    "--webhooks {}: no ValidatingWebhookConfiguration or \
+                     MutatingWebhookConfiguration in it",
                     p.display()
                 );
-            };
-            let narrowed = export::hybrid_webhooks(&base, &cfg.policy);
-            Some(export::to_yaml(&[narrowed])?)
+            }
+            Some(export::to_yaml(&narrowed)?)
         }
     };
     match &a.out {

@@ -464,55 +464,62 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
         for c in &members {
             variables.push(json!({"name": var(c.rule), "expression": c.findings}));
         }
-        let validations: Vec<Value> = if action == Action::Deny {
-            let parts: Vec<String> = members
-                .iter()
-                .filter_map(|c| {
-                    let v = var(c.rule);
-                    c.applies(action).map(|cond| {
-                        format!(
-                            "({cond} && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}[0] + \
-                             (size(variables.{v}) > 1 ? ' (and ' + string(size(variables.{v}) - \
-                             1) + ' more)' : '')] : [])",
-                            c.rule.id
-                        )
-                    })
+        // One validation per policy: the apiserver's cost is per validation
+        // (about 45 us each, even when it short-circuits), and a denial names
+        // only its first failed validation. Its message names every rule.
+        let parts: Vec<String> = members
+            .iter()
+            .filter_map(|c| {
+                let v = var(c.rule);
+                c.applies(action).map(|cond| {
+                    format!(
+                        "({cond} && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}[0] + \
+                         (size(variables.{v}) > 1 ? ' (and ' + string(size(variables.{v}) - 1) \
+                         + ' more)' : '')] : [])",
+                        c.rule.id
+                    )
                 })
-                .collect();
-            variables.push(json!({"name": "denied", "expression": parts.join(" + ")}));
-            // The rules first, then as much of the detail as the
-            // apiserver keeps of a message (5,120 bytes).
-            vec![json!({
-                "expression": "size(variables.denied) == 0",
-                "messageExpression": format!(
-                    "request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
-                     string(variables.tier) + ' (' + variables.denied.map(d, d.substring(0, \
-                     d.indexOf(']') + 1)).join(' ') + '): ' + {}",
-                    cel::quoted("request.name"),
-                    bounded("variables.denied.join('; ')")
-                ),
-                "message": "the object violates its namespace's tiergate tier",
-                "reason": "Forbidden",
-            })]
-        } else {
-            members
-                .iter()
-                .filter_map(|c| {
-                    let v = var(c.rule);
-                    c.applies(action).map(|cond| {
-                        json!({
-                            "expression": format!("!({cond}) || size(variables.{v}) == 0"),
-                            "messageExpression": format!(
-                                "'[{}] ' + {}",
-                                c.rule.id,
-                                bounded(&format!("variables.{v}.join('; ')"))
-                            ),
-                            "message": format!("[{}] {}", c.rule.id, c.rule.summary),
-                        })
-                    })
-                })
-                .collect()
-        };
+            })
+            .collect();
+        variables.push(json!({"name": "found", "expression": parts.join(" + ")}));
+        // The rules first, then as much of the detail as the apiserver keeps
+        // of a message (5,120 bytes).
+        let validations = vec![json!({
+            "expression": "size(variables.found) == 0",
+            "messageExpression": format!(
+                "request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
+                 string(variables.tier) + ' (' + variables.found.map(d, d.substring(0, \
+                 d.indexOf(']') + 1)).join(' ') + '): ' + {}",
+                cel::quoted("request.name"),
+                bounded("variables.found.join('; ')")
+            ),
+            "message": "the object violates its namespace's tiergate tier",
+            "reason": if action == Action::Deny { "Forbidden" } else { "Invalid" },
+        })];
+        // The binding leaves out namespaces whose mode label names a mode
+        // this policy has no rule for (so a warn namespace evaluates only the
+        // warn policy); the CEL decides the rest.
+        let modes: Vec<Mode> = MODES
+            .iter()
+            .copied()
+            .filter(|m| {
+                members
+                    .iter()
+                    .any(|c| c.table[&action].iter().any(|(mm, _)| mm == m))
+            })
+            .collect();
+        let others: Vec<&str> = MODES
+            .iter()
+            .filter(|m| !modes.contains(m))
+            .map(|m| m.name())
+            .collect();
+        let mut mode_selector = Vec::new();
+        if !others.is_empty() {
+            if !modes.contains(&policy.defaults.mode) {
+                mode_selector.push(json!({"key": MODE_LABEL, "operator": "Exists"}));
+            }
+            mode_selector.push(json!({"key": MODE_LABEL, "operator": "NotIn", "values": others}));
+        }
         let actions: Vec<&str> = match (action, dry_run) {
             (Action::Deny, false) => vec!["Deny"],
             (Action::Deny, true) => vec!["Warn", "Audit"],
@@ -547,7 +554,11 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicyBinding",
             "metadata": {"name": name, "labels": labels(opts)},
-            "spec": {"policyName": name, "validationActions": actions},
+            "spec": {
+                "policyName": name,
+                "validationActions": actions,
+                "matchResources": {"namespaceSelector": {"matchExpressions": mode_selector}},
+            },
         }));
     }
     Ok(Export {
@@ -649,10 +660,6 @@ pub fn stays_markdown(export: &Export) -> String {
 /// webhook then judges it at the tier it resolves), and an unlabelled
 /// namespace goes to the band of the config's default tier.
 pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
-    let mut out = base.clone();
-    let Some(first) = base.pointer("/webhooks/0").cloned() else {
-        return out;
-    };
     let engine = Engine::new(cfg.clone());
     let mut judged: Vec<GroupKind> = WORKLOADS.iter().map(|w| w.gk).collect();
     judged.extend([
@@ -665,27 +672,138 @@ pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
         kinds::CLUSTER_ROLE,
         kinds::CLUSTER_ROLE_BINDING,
     ]);
+    let always = [
+        kinds::NAMESPACE,
+        GroupKind::new("tiergate.io", "TierException"),
+    ];
+    narrow(base, cfg, &judged, &always, |gk, tier| {
+        let mut uncovered: Vec<&Rule> = Vec::new();
+        for mode in MODES {
+            for (r, _, _) in engine.plan(gk.group, gk.kind, tier, mode) {
+                if !covered(r, cfg) && !uncovered.iter().any(|u| u.id == r.id) {
+                    uncovered.push(r);
+                }
+            }
+        }
+        when_any(&uncovered, gk)
+    })
+}
+
+/// Narrow a MutatingWebhookConfiguration for hybrid mode the same way: per
+/// band of tiers, only the kinds some fix may change, and only when one
+/// may: a fix changes only what its rule finds, so for a rule the policies
+/// judge the condition is its own CEL finding something; for another rule
+/// it is always (or its [`Cel::WebhookWhen`]). Fixes do not run in audit
+/// mode, so an `audit` namespace is not sent.
+pub fn hybrid_mutating_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
+    let engine = Engine::new(cfg.clone());
+    let cx = CelCtx {
+        config: cfg,
+        pss_minor: cfg.pss_version.minor,
+    };
+    let workloads: Vec<GroupKind> = WORKLOADS.iter().map(|w| w.gk).collect();
+    let mut out = narrow(base, cfg, &workloads, &[], |gk, tier| {
+        let mut parts: Vec<String> = Vec::new();
+        for mode in [Mode::Enforce, Mode::Warn] {
+            for (r, _, fix) in engine.plan(gk.group, gk.kind, tier, mode) {
+                if !fix {
+                    continue;
+                }
+                let part = match r.cel {
+                    Cel::Findings(f) if covered(r, cfg) => {
+                        let body = f(&cx);
+                        let guarded = match kind_guard(r) {
+                            Some(g) => format!("({g}) ? ({body}) : []"),
+                            None => body,
+                        };
+                        format!("size({}) > 0", on_object(&guarded, gk))
+                    }
+                    Cel::WebhookWhen { when, .. } => when(&containers_of(gk)),
+                    Cel::Apiserver(_) => continue,
+                    _ => "true".to_string(),
+                };
+                let part = format!("({part})");
+                if !parts.contains(&part) {
+                    parts.push(part);
+                }
+            }
+        }
+        if parts.is_empty() {
+            None
+        } else if parts.iter().any(|p| p == "(true)") {
+            Some("true".to_string())
+        } else {
+            Some(parts.join(" || "))
+        }
+    });
+    // Not in audit mode (no fix runs there).
+    if let Some(hooks) = out["webhooks"].as_array_mut() {
+        for w in hooks.iter_mut().skip(1) {
+            if let Some(exprs) = w["namespaceSelector"]["matchExpressions"].as_array_mut() {
+                if cfg.defaults.mode == Mode::Audit {
+                    exprs.push(json!({"key": MODE_LABEL, "operator": "Exists"}));
+                }
+                exprs.push(json!({"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}));
+            }
+        }
+    }
+    out
+}
+
+/// A policy's CEL (over `variables.*`) as a webhook's matchConditions can
+/// evaluate it on an object of this kind (over `object`).
+fn on_object(expr: &str, gk: GroupKind) -> String {
+    let w = WORKLOADS.iter().find(|w| w.gk == gk);
+    let path = |ptr: &str| format!("object.{}", ptr.trim_start_matches('/').replace('/', "."));
+    let (spec, meta) = match w {
+        Some(w) => (path(w.spec), path(w.meta)),
+        None => ("null".to_string(), "null".to_string()),
+    };
+    expr.replace("variables.containers", &containers_of(gk))
+        .replace("variables.podMeta", &meta)
+        .replace("variables.pod", &spec)
+        .replace("variables.obj", "object")
+}
+
+/// CEL: every container of an object of this kind (`[]` for other kinds).
+fn containers_of(gk: GroupKind) -> String {
+    WORKLOADS
+        .iter()
+        .find(|w| w.gk == gk)
+        .map(|w| {
+            let spec = format!(
+                "object.{}",
+                w.spec.trim_start_matches('/').replace('/', ".")
+            );
+            format!(
+                "({spec}.?initContainers.orValue([]) + {spec}.?containers.orValue([]) + \
+                 {spec}.?ephemeralContainers.orValue([]))"
+            )
+        })
+        .unwrap_or_else(|| "[]".to_string())
+}
+
+/// The narrowing both webhooks share: `cond(kind, tier)` says when a write
+/// of that kind in a namespace of that tier needs the webhook (`None`:
+/// never); `always` kinds are always sent.
+fn narrow(
+    base: &Value,
+    cfg: &PolicyConfig,
+    judged: &[GroupKind],
+    always: &[GroupKind],
+    cond: impl Fn(GroupKind, Tier) -> Option<String>,
+) -> Value {
+    let mut out = base.clone();
+    let Some(first) = base.pointer("/webhooks/0").cloned() else {
+        return out;
+    };
     // (lowest tier, highest tier, condition) -> kinds.
     let mut entries: BTreeMap<(u8, u8, String), Vec<GroupKind>> = BTreeMap::new();
-    for gk in judged {
+    for &gk in judged {
         if resources_of(gk).is_empty() {
             continue;
         }
-        // The condition under which tier t needs the webhook for this kind.
-        let conds: Vec<Option<String>> = Tier::ALL
-            .iter()
-            .map(|&tier| {
-                let mut uncovered: Vec<&Rule> = Vec::new();
-                for mode in MODES {
-                    for (r, _, _) in engine.plan(gk.group, gk.kind, tier, mode) {
-                        if !covered(r, cfg) && !uncovered.iter().any(|u| u.id == r.id) {
-                            uncovered.push(r);
-                        }
-                    }
-                }
-                when_any(&uncovered, gk)
-            })
-            .collect();
+        let conds: Vec<Option<String>> = Tier::ALL.iter().map(|&tier| cond(gk, tier)).collect();
         let mut t = 0;
         while t < conds.len() {
             let mut end = t;
@@ -700,13 +818,12 @@ pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
             t = end + 1;
         }
     }
-    entries
-        .entry((1, 5, "true".to_string()))
-        .or_default()
-        .extend([
-            kinds::NAMESPACE,
-            GroupKind::new("tiergate.io", "TierException"),
-        ]);
+    if !always.is_empty() {
+        entries
+            .entry((1, 5, "true".to_string()))
+            .or_default()
+            .extend(always.iter().copied());
+    }
 
     let selector = first
         .get("namespaceSelector")
@@ -794,20 +911,7 @@ fn when_any(rules: &[&Rule], gk: GroupKind) -> Option<String> {
     if rules.is_empty() {
         return None;
     }
-    let containers = WORKLOADS
-        .iter()
-        .find(|w| w.gk == gk)
-        .map(|w| {
-            let spec = format!(
-                "object.{}",
-                w.spec.trim_start_matches('/').replace('/', ".")
-            );
-            format!(
-                "({spec}.?initContainers.orValue([]) + {spec}.?containers.orValue([]) + \
-                 {spec}.?ephemeralContainers.orValue([]))"
-            )
-        })
-        .unwrap_or_else(|| "[]".to_string());
+    let containers = containers_of(gk);
     let mut parts = Vec::new();
     for r in rules {
         match r.cel {

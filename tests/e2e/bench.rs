@@ -26,7 +26,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use kube::Client;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{admin, cluster, metric_sum, Scenario, Webhooks, MUTATE, TIERGATE, VALIDATE};
 
@@ -57,7 +57,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// The apiserver's webhook admission duration: (sum seconds, count) per
 /// webhook name.
-async fn webhook_durations(client: &Client, validate: &[String]) -> Vec<(String, f64, f64)> {
+async fn webhook_durations(
+    client: &Client,
+    validate: &[String],
+    mutate: &[String],
+) -> Vec<(String, f64, f64)> {
     let req = axum::http::Request::get("/metrics")
         .body(Vec::new())
         .expect("metrics request");
@@ -68,8 +72,7 @@ async fn webhook_durations(client: &Client, validate: &[String]) -> Vec<(String,
             .map(|n| metric_sum(&text, metric, &[("name", n.as_str())]))
             .sum::<f64>()
     };
-    let mutate = [MUTATE.to_string()];
-    [(VALIDATE, validate), (MUTATE, &mutate[..])]
+    let mut out: Vec<(String, f64, f64)> = [(VALIDATE, validate), (MUTATE, mutate)]
         .into_iter()
         .map(|(name, names)| {
             (
@@ -84,8 +87,19 @@ async fn webhook_durations(client: &Client, validate: &[String]) -> Vec<(String,
                 ),
             )
         })
-        .collect()
+        .collect();
+    // The admission policies' own evaluation time, every policy summed.
+    let policy = |metric: &str| metric_sum(&text, metric, &[]);
+    out.push((
+        POLICIES.to_string(),
+        policy("apiserver_validating_admission_policy_check_duration_seconds_sum"),
+        policy("apiserver_validating_admission_policy_check_duration_seconds_count"),
+    ));
+    out
 }
+
+/// The admission policies' row in [`webhook_durations`].
+const POLICIES: &str = "admission policies";
 
 /// One cell's result.
 #[derive(Default, Clone)]
@@ -182,9 +196,9 @@ async fn judged_by(bin: &str, name: &str, tier: u8, hybrid: bool) -> Scenario {
 
 /// Apply the admission policies `tiergate export admission-policies` makes
 /// for the hybrid scenarios' config, bound to their namespaces only; wait
-/// until the apiserver enforces them. The names of the narrowed validating
-/// webhooks, for the apiserver's metrics.
-async fn apply_policies(scenarios: &[&Scenario]) -> Vec<String> {
+/// until the apiserver enforces them. The names of the validating and the
+/// mutating webhooks, narrowed ones included, for the apiserver's metrics.
+async fn apply_policies(scenarios: &[&Scenario]) -> (Vec<String>, Vec<String>) {
     use tiergate::export::{self, ExportOptions};
     let cfg = tiergate::config::Config::from_yaml(
         "defaults: {tier: enterprise, mode: warn}\nadmissionPolicies: hybrid\n",
@@ -199,8 +213,11 @@ async fn apply_policies(scenarios: &[&Scenario]) -> Vec<String> {
         o["metadata"]["name"] = json!(name);
         if kind == "ValidatingAdmissionPolicyBinding" {
             o["spec"]["policyName"] = json!(name);
-            o["spec"]["matchResources"] = json!({"namespaceSelector": {"matchExpressions": [
-                {"key": "e2e.tiergate.io/scenario", "operator": "In", "values": names}]}});
+            let exprs = &mut o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"];
+            if let Some(list) = exprs.as_array_mut() {
+                list.push(json!({"key": "e2e.tiergate.io/scenario", "operator": "In",
+                                 "values": names}));
+            }
         }
     }
     let yaml = export::to_yaml(&exported.objects).expect("yaml");
@@ -233,21 +250,25 @@ async fn apply_policies(scenarios: &[&Scenario]) -> Vec<String> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let base = json!({"webhooks": [{"name": VALIDATE}]});
-    let mut out = Vec::new();
-    for s in scenarios {
-        if let Some(cfg) = &s.webhooks.hybrid {
-            let narrowed = export::hybrid_webhooks(&base, cfg);
-            for w in narrowed["webhooks"].as_array().into_iter().flatten() {
-                if let Some(n) = w["name"].as_str() {
-                    if !out.iter().any(|o| o == n) {
-                        out.push(n.to_string());
-                    }
+    let names_of = |narrowed: Value, out: &mut Vec<String>| {
+        for w in narrowed["webhooks"].as_array().into_iter().flatten() {
+            if let Some(n) = w["name"].as_str() {
+                if !out.iter().any(|o| o == n) {
+                    out.push(n.to_string());
                 }
             }
         }
+    };
+    let (mut validate, mut mutate) = (vec![VALIDATE.to_string()], vec![MUTATE.to_string()]);
+    for s in scenarios {
+        if let Some(cfg) = &s.webhooks.hybrid {
+            let v = json!({"webhooks": [{"name": VALIDATE}]});
+            names_of(export::hybrid_webhooks(&v, cfg), &mut validate);
+            let m = json!({"webhooks": [{"name": MUTATE}]});
+            names_of(export::hybrid_mutating_webhooks(&m, cfg), &mut mutate);
+        }
     }
-    out
+    (validate, mutate)
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -285,7 +306,7 @@ async fn apiserver_write_cost() {
     let hybrid = judged_by(TIERGATE, "bench-hybrid", 3, true).await;
     let tiergate1 = judged_by(TIERGATE, "bench-t1", 1, false).await;
     let hybrid1 = judged_by(TIERGATE, "bench-hybrid-t1", 1, true).await;
-    let validate_names = apply_policies(&[&hybrid, &hybrid1]).await;
+    let (validate_names, mutate_names) = apply_policies(&[&hybrid, &hybrid1]).await;
     // (a) nothing, (c) Pod Security Admission at restricted.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for (ns, labels) in [
@@ -359,12 +380,12 @@ async fn apiserver_write_cost() {
                     );
                     let tg_cpu = || tg_pid.map_or(0.0, cpu_seconds);
                     let cpu0 = (cpu_seconds(api_pid), cpu_seconds(c.etcd_pid), tg_cpu());
-                    let wh0 = webhook_durations(&client, &validate_names).await;
+                    let wh0 = webhook_durations(&client, &validate_names, &mutate_names).await;
                     let t = Instant::now();
                     let (lat, errors) =
                         write_cell(&client, ns, &prefix, writes, clients, dry_run).await;
                     let seconds = t.elapsed().as_secs_f64();
-                    let wh1 = webhook_durations(&client, &validate_names).await;
+                    let wh1 = webhook_durations(&client, &validate_names, &mutate_names).await;
                     let cell = Cell {
                         latencies_us: lat,
                         errors,
@@ -388,10 +409,10 @@ async fn apiserver_write_cost() {
     let mut rows = Vec::new();
     let mut table = format!(
         "\nbench-apiserver: {writes} writes per cell, {rounds} round(s), {:.0} s; p50/p90/p99 ms, CPU ms per write\n\
-         {:<8} {:>3} {:<13} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11}\n",
+         {:<8} {:>3} {:<13} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11}\n",
         began.elapsed().as_secs_f64(),
         "writes", "cl", "config", "p50", "p90", "p99", "p50/a", "p99/a", "apiserver", "etcd", "tiergate",
-        "validate ms", "mutate ms"
+        "validate ms", "mutate ms", "policies ms"
     );
     let mut total_errors = 0;
     let mut tiergate_calls = 0.0;
@@ -422,6 +443,7 @@ async fn apiserver_write_cost() {
                 };
                 let (vs, vn) = wh(VALIDATE);
                 let (ms, mn) = wh(MUTATE);
+                let (ps, pn) = wh(POLICIES);
                 if ci == 1 {
                     tiergate_calls += vn + mn;
                 }
@@ -433,7 +455,7 @@ async fn apiserver_write_cost() {
                 let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { 0.0 };
                 let writes_kind = if dry_run { "dry-run" } else { "stored" };
                 table.push_str(&format!(
-                    "{:<8} {:>3} {:<13} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>9.2} {:>11.3} {:>11.3}\n",
+                    "{:<8} {:>3} {:<13} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>9.2} {:>11.3} {:>11.3} {:>11.3}\n",
                     writes_kind,
                     clients,
                     cname,
@@ -447,6 +469,7 @@ async fn apiserver_write_cost() {
                     per_write(sum(|c| c.tiergate_cpu)),
                     mean_ms(vs, vn),
                     mean_ms(ms, mn),
+                    ps / n * 1000.0,
                 ));
                 let seconds = sum(|c| c.seconds);
                 rows.push(json!({
@@ -461,7 +484,8 @@ async fn apiserver_write_cost() {
                         "tiergate": per_write(sum(|c| c.tiergate_cpu)),
                     },
                     "apiserver_webhook_ms": {"validate": mean_ms(vs, vn), "mutate": mean_ms(ms, mn),
-                                             "validate_calls": vn, "mutate_calls": mn},
+                                             "validate_calls": vn, "mutate_calls": mn,
+                                             "policies_per_write": ps / n * 1000.0, "policy_checks": pn},
                 }));
             }
         }

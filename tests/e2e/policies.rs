@@ -286,8 +286,8 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     let mut objects_yaml = exported.objects.clone();
     for o in &mut objects_yaml {
         if o["kind"] == "ValidatingAdmissionPolicyBinding" {
-            o["spec"]["matchResources"] =
-                json!({"objectSelector": {"matchLabels": {OBJECT_LABEL: "1"}}});
+            o["spec"]["matchResources"]["objectSelector"] =
+                json!({"matchLabels": {OBJECT_LABEL: "1"}});
         }
     }
     let policy_names: Vec<String> = exported

@@ -421,13 +421,16 @@ impl Scenario {
         let name = self.config_name();
         if self.webhooks.mutate {
             let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+            let mut config = json!({
+                "metadata": {"name": name},
+                "webhooks": [self.webhook(MUTATE, "/mutate", true)],
+            });
+            if let Some(cfg) = &self.webhooks.hybrid {
+                config = tiergate::export::hybrid_mutating_webhooks(&config, cfg);
+            }
             api.create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": name},
-                    "webhooks": [self.webhook(MUTATE, "/mutate", true)],
-                }))
-                .expect("mutating webhook configuration"),
+                &serde_json::from_value(config).expect("mutating webhook configuration"),
             )
             .await
             .expect("creating the MutatingWebhookConfiguration");
