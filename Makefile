@@ -1,4 +1,4 @@
-.PHONY: build test run lint bench bench-load bench-load-smoke bench-load-big certs docs image helm deploy-check dev-certs e2e e2e-bin audit-scale bench-apiserver bench-apiserver-smoke
+.PHONY: admission-policies build test run lint bench bench-load bench-load-smoke bench-load-big certs docs image helm deploy-check dev-certs e2e e2e-bin audit-scale bench-apiserver bench-apiserver-smoke
 build:
 	cargo build --release
 run:
@@ -24,6 +24,14 @@ certs:
 	cargo run --release -- certs --service tiergate --namespace tiergate-system --out certs
 docs:
 	cargo run --quiet -- rules -o markdown > docs/RULES.md
+# The hybrid deployment's generated files (deploy/components/admission-policies
+# and the chart's copies), from its config and deploy/base/webhooks.yaml.
+admission-policies:
+	cargo run --quiet -- export admission-policies \
+		--config deploy/components/admission-policies/config.yaml \
+		--webhooks deploy/base/webhooks.yaml --out deploy/components/admission-policies
+	cp deploy/components/admission-policies/admission-policies.yaml \
+		deploy/components/admission-policies/webhooks-hybrid.yaml deploy/helm/tiergate/files/
 
 # ---- Deployment (deploy/, Dockerfile) ----
 IMAGE ?= ghcr.io/tiergate/tiergate

@@ -62,7 +62,7 @@ impl Workspace {
     fn new() -> Workspace {
         let tmp = tempfile::tempdir().unwrap();
         let deploy = tmp.path().join("deploy");
-        for part in ["base", "overlays", "helm"] {
+        for part in ["base", "components", "overlays", "helm"] {
             copy_dir(&root().join("deploy").join(part), &deploy.join(part));
         }
         let certs = deploy.join("overlays/dev/certs");
@@ -433,7 +433,10 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
         let hooks = objs[&format!("{kind}/tiergate")]["webhooks"]
             .as_array()
             .unwrap();
-        assert_eq!(hooks.len(), 1);
+        // Hybrid mode adds narrowed copies after the first (assert_hybrid).
+        if !what.contains("hybrid") {
+            assert_eq!(hooks.len(), 1, "{what}: {kind}");
+        }
         let h = &hooks[0];
         assert_eq!(h["sideEffects"], "None", "{what}: {kind}");
         assert_eq!(h["timeoutSeconds"], 5, "{what}: {kind}");
@@ -601,6 +604,112 @@ fn kustomize_overlays_render_and_pass_tier_5() {
     let prod = ws.kustomize("production");
     assert_production("kustomize production", &objects(&prod));
     check_tier5("production", "kustomize-production", &prod);
+
+    let hybrid = ws.kustomize("hybrid");
+    assert_production("kustomize hybrid", &objects(&hybrid));
+    assert_hybrid("kustomize hybrid", &objects(&hybrid));
+    check_tier5("production", "kustomize-hybrid", &hybrid);
+}
+
+/// Hybrid mode: the policies, the narrowed webhooks, the config that says so.
+fn assert_hybrid(what: &str, objs: &BTreeMap<String, Value>) {
+    for action in ["deny", "warn", "audit"] {
+        let name = format!("tiergate-{action}");
+        assert!(
+            objs.contains_key(&format!("ValidatingAdmissionPolicy/{name}"))
+                && objs.contains_key(&format!("ValidatingAdmissionPolicyBinding/{name}")),
+            "{what}: {name}"
+        );
+    }
+    let config = objs["ConfigMap/tiergate-config"]["data"]["config.yaml"]
+        .as_str()
+        .unwrap();
+    assert!(
+        config.contains("admissionPolicies: hybrid"),
+        "{what}: {config}"
+    );
+    for w in webhooks(objs) {
+        let hooks = w["webhooks"].as_array().unwrap();
+        assert!(hooks.len() > 2, "{what}: narrowed webhooks");
+        assert_eq!(
+            hooks[0]["namespaceSelector"]["matchExpressions"][1]["key"], "tiergate.io/admission",
+            "{what}: the first webhook is for namespaces kept in the webhook"
+        );
+        for h in hooks {
+            assert_eq!(h["failurePolicy"], "Fail", "{what}");
+            assert_eq!(h["timeoutSeconds"], 5, "{what}");
+            assert_eq!(h["clientConfig"], hooks[0]["clientConfig"], "{what}");
+            assert_eq!(
+                h["namespaceSelector"]["matchExpressions"][0],
+                hooks[0]["namespaceSelector"]["matchExpressions"][0],
+                "{what}: every narrowed webhook keeps the excluded namespaces"
+            );
+            assert_eq!(
+                h["matchConditions"][0], hooks[0]["matchConditions"][0],
+                "{what}: and the break-glass"
+            );
+        }
+    }
+}
+
+/// deploy/components/admission-policies is what `make admission-policies`
+/// makes of its config and deploy/base/webhooks.yaml (and the chart carries
+/// the same files); its config is the base's with `admissionPolicies: hybrid`.
+#[test]
+fn admission_policies_component_is_generated() {
+    let component = root().join("deploy/components/admission-policies");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["export", "admission-policies", "--config"])
+        .arg(component.join("config.yaml"))
+        .arg("--webhooks")
+        .arg(root().join("deploy/base/webhooks.yaml"))
+        .arg("--out")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "admission-policies.yaml",
+        "webhooks-hybrid.yaml",
+        "webhook-only.md",
+    ] {
+        let made = std::fs::read_to_string(tmp.path().join(file)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(component.join(file)).unwrap_or_default(),
+            made,
+            "deploy/components/admission-policies/{file} is stale: run `make admission-policies`"
+        );
+        if file != "webhook-only.md" {
+            assert_eq!(
+                std::fs::read_to_string(root().join("deploy/helm/tiergate/files").join(file))
+                    .unwrap_or_default(),
+                made,
+                "deploy/helm/tiergate/files/{file} is stale: run `make admission-policies`"
+            );
+        }
+    }
+    let parse = |p: &Path| {
+        let text = std::fs::read_to_string(p).unwrap();
+        tiergate::manifest::parse_source("config", None, &text)
+            .unwrap()
+            .documents[0]
+            .value
+            .clone()
+            .unwrap()
+    };
+    let mut hybrid = parse(&component.join("config.yaml"));
+    assert_eq!(hybrid["admissionPolicies"], "hybrid");
+    hybrid.as_object_mut().unwrap().remove("admissionPolicies");
+    assert_eq!(
+        hybrid,
+        parse(&root().join("deploy/base/config.yaml")),
+        "the hybrid config must be deploy/base/config.yaml plus admissionPolicies: hybrid"
+    );
 }
 
 #[test]
@@ -855,6 +964,14 @@ fn helm_chart_lints_renders_and_matches_kustomize() {
     assert_production("helm production", &objects(&prod));
     check_tier5("production", "helm-production", &prod);
     assert_same_objects("production", &ws.kustomize("production"), &prod);
+
+    let hybrid = template(
+        "production-values.yaml",
+        &["--set".into(), "admissionPolicies.hybrid=true".into()],
+    );
+    assert_production("helm hybrid", &objects(&hybrid));
+    assert_hybrid("helm hybrid", &objects(&hybrid));
+    assert_same_objects("hybrid", &ws.kustomize("hybrid"), &hybrid);
 
     let files = format!(
         "tls.crt={},tls.key={},tls.ca={}",

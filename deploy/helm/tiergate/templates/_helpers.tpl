@@ -76,3 +76,43 @@ matchConditions:
   - name: not-unchanged-update
     expression: "!(request.operation == 'UPDATE' && (!has(request.subResource) || request.subResource == '') && oldObject != null && ((request.kind.group == '' && request.kind.kind in ['Pod', 'ReplicationController']) || (request.kind.group == 'apps' && request.kind.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (request.kind.group == 'batch' && request.kind.kind in ['Job', 'CronJob'])) && (has(object.spec) ? (has(oldObject.spec) && object.spec == oldObject.spec) : !has(oldObject.spec)) && (request.kind.kind == 'Pod' || ((has(object.metadata.labels) ? (has(oldObject.metadata.labels) && object.metadata.labels == oldObject.metadata.labels) : !has(oldObject.metadata.labels)) && (has(object.metadata.annotations) ? (has(oldObject.metadata.annotations) && object.metadata.annotations == oldObject.metadata.annotations) : !has(oldObject.metadata.annotations)) && (has(object.metadata.ownerReferences) ? (has(oldObject.metadata.ownerReferences) && object.metadata.ownerReferences == oldObject.metadata.ownerReferences) : !has(oldObject.metadata.ownerReferences)))))"
 {{- end -}}
+
+{{- /*
+  The narrowed webhooks of hybrid mode, from files/webhooks-hybrid.yaml
+  (generated from deploy/base/webhooks.yaml), with this release's service,
+  namespace, CA, timeout, failure policy, excluded namespaces and
+  break-glass group. Arguments: (list $ "ValidatingWebhookConfiguration" $caBundle).
+*/ -}}
+{{- define "tiergate.hybridWebhooks" -}}
+{{- $root := index . 0 -}}
+{{- $kind := index . 1 -}}
+{{- $caBundle := index . 2 -}}
+{{- $out := list -}}
+{{- range $doc := splitList "---\n" ($root.Files.Get "files/webhooks-hybrid.yaml") }}
+{{- $o := fromYaml $doc }}
+{{- if eq (get $o "kind" | default "") $kind }}
+{{- range $w := $o.webhooks }}
+{{- $_ := set $w "timeoutSeconds" $root.Values.webhook.timeoutSeconds }}
+{{- $_ := set $w "failurePolicy" $root.Values.webhook.failurePolicy }}
+{{- $_ := set $w.clientConfig.service "name" (include "tiergate.fullname" $root) }}
+{{- $_ := set $w.clientConfig.service "namespace" $root.Release.Namespace }}
+{{- if $caBundle }}
+{{- $_ := set $w.clientConfig "caBundle" $caBundle }}
+{{- end }}
+{{- $sel := index $w.namespaceSelector.matchExpressions 0 }}
+{{- $_ := set $sel "values" (append (deepCopy $root.Values.webhook.excludeNamespaces) $root.Release.Namespace) }}
+{{- $conds := list }}
+{{- range $c := $w.matchConditions }}
+{{- if ne $c.name "break-glass" }}
+{{- $conds = append $conds $c }}
+{{- else if $root.Values.webhook.breakGlassGroup }}
+{{- $conds = append $conds (dict "name" "break-glass" "expression" (printf "!has(request.userInfo.groups) || !('%s' in request.userInfo.groups)" $root.Values.webhook.breakGlassGroup)) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $w "matchConditions" $conds }}
+{{- $out = append $out $w }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end -}}
