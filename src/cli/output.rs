@@ -883,6 +883,18 @@ pub fn rules_markdown() -> String {
         if r.fix.exists() {
             let _ = writeln!(s, "- fix ({}): {}", r.fix.label(), r.fix.summary());
         }
+        let apiserver = match r.cel {
+            crate::policy::cel::Cel::Findings(_) => {
+                "a ValidatingAdmissionPolicy judges it (`tiergate export admission-policies`)"
+                    .to_string()
+            }
+            crate::policy::cel::Cel::Apiserver(why) => format!("the apiserver itself: {why}"),
+            crate::policy::cel::Cel::Webhook(why)
+            | crate::policy::cel::Cel::WebhookWhen { why, .. } => {
+                format!("stays in the webhook: {why}")
+            }
+        };
+        let _ = writeln!(s, "- in hybrid mode: {apiserver}");
         let _ = writeln!(
             s,
             "- exempt: in the config, `exemptions: [{{reason: \"<why>\", namespaces: [<ns>], \

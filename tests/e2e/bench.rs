@@ -198,7 +198,7 @@ async fn judged_by(bin: &str, name: &str, tier: u8, hybrid: bool) -> Scenario {
 /// for the hybrid scenarios' config, bound to their namespaces only; wait
 /// until the apiserver enforces them. The names of the validating and the
 /// mutating webhooks, narrowed ones included, for the apiserver's metrics.
-async fn apply_policies(scenarios: &[&Scenario]) -> (Vec<String>, Vec<String>) {
+async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>, Vec<String>) {
     use tiergate::export::{self, ExportOptions};
     let cfg = tiergate::config::Config::from_yaml(
         "defaults: {tier: enterprise, mode: warn}\nadmissionPolicies: hybrid\n",
@@ -206,7 +206,8 @@ async fn apply_policies(scenarios: &[&Scenario]) -> (Vec<String>, Vec<String>) {
     )
     .expect("bench config");
     let mut exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
-    let names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+    let mut names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+    names.extend(also.iter().map(|s| s.to_string()));
     for o in &mut exported.objects {
         let kind = o["kind"].as_str().unwrap_or("").to_string();
         let name = format!("bench-{}", o["metadata"]["name"].as_str().unwrap_or(""));
@@ -306,7 +307,18 @@ async fn apiserver_write_cost() {
     let hybrid = judged_by(TIERGATE, "bench-hybrid", 3, true).await;
     let tiergate1 = judged_by(TIERGATE, "bench-t1", 1, false).await;
     let hybrid1 = judged_by(TIERGATE, "bench-hybrid-t1", 1, true).await;
-    let (validate_names, mutate_names) = apply_policies(&[&hybrid, &hybrid1]).await;
+    // (h) the policies alone at tier 1, no webhook: what hybrid costs where
+    // no remaining rule or fix needs tiergate.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let policies_only: Namespace = serde_json::from_value(json!({"metadata": {
+        "name": "bench-policies", "labels": {"tiergate.io/tier": "1", "tiergate.io/mode": "warn",
+                                             "e2e.tiergate.io/scenario": "bench-policies"}}}))
+    .expect("namespace");
+    let _ = namespaces
+        .create(&PostParams::default(), &policies_only)
+        .await;
+    let (validate_names, mutate_names) =
+        apply_policies(&[&hybrid, &hybrid1], &["bench-policies"]).await;
     // (a) nothing, (c) Pod Security Admission at restricted.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for (ns, labels) in [
@@ -343,6 +355,7 @@ async fn apiserver_write_cost() {
             Some(pid_of(&tiergate1)),
         ),
         ("g t1 hybrid", hybrid1.ns.clone(), Some(pid_of(&hybrid1))),
+        ("h t1 policies", "bench-policies".to_string(), None),
     ];
     // `E2E_BENCH_BEFORE=PATH`: (d) the same webhooks as (b) served by
     // another tiergate binary (an earlier commit's), for before/after.
@@ -503,6 +516,7 @@ async fn apiserver_write_cost() {
             "e hybrid": "admissionPolicies: hybrid: tiergate's ValidatingAdmissionPolicies (tiergate export admission-policies) and its webhooks narrowed to what they leave, tier enterprise, mode warn",
             "f t1 tiergate": "as b, at tier foundation",
             "g t1 hybrid": "as e, at tier foundation",
+            "h t1 policies": "the admission policies alone at tier foundation, no webhook (hybrid where no remaining rule or fix needs tiergate)",
         },
         "cells": rows,
     });
