@@ -464,38 +464,60 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
         for c in &members {
             variables.push(json!({"name": var(c.rule), "expression": c.findings}));
         }
-        // One validation per policy: the apiserver's cost is per validation
-        // (about 45 us each, even when it short-circuits), and a denial names
-        // only its first failed validation. Its message names every rule.
-        let parts: Vec<String> = members
-            .iter()
-            .filter_map(|c| {
-                let v = var(c.rule);
-                c.applies(action).map(|cond| {
-                    format!(
-                        "({cond} && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}[0] + \
-                         (size(variables.{v}) > 1 ? ' (and ' + string(size(variables.{v}) - 1) \
-                         + ' more)' : '')] : [])",
-                        c.rule.id
-                    )
+        // Deny and audit: one validation naming every rule found (the
+        // apiserver's cost grows with validations, and a denial names only
+        // its first failed one). Warn: one validation per rule, because the
+        // apiserver cuts every warning to 256 characters, so one warning
+        // could not name them all.
+        let validations: Vec<Value> = if action == Action::Warn {
+            members
+                .iter()
+                .filter_map(|c| {
+                    let v = var(c.rule);
+                    c.applies(action).map(|cond| {
+                        json!({
+                            "expression": format!("!({cond}) || size(variables.{v}) == 0"),
+                            "messageExpression": format!(
+                                "'[{}] ' + {}",
+                                c.rule.id,
+                                bounded(&format!("variables.{v}.join('; ')"))
+                            ),
+                            "message": format!("[{}] {}", c.rule.id, c.rule.summary),
+                        })
+                    })
                 })
-            })
-            .collect();
-        variables.push(json!({"name": "found", "expression": parts.join(" + ")}));
-        // The rules first, then as much of the detail as the apiserver keeps
-        // of a message (5,120 bytes).
-        let validations = vec![json!({
-            "expression": "size(variables.found) == 0",
-            "messageExpression": format!(
-                "request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
-                 string(variables.tier) + ' (' + variables.found.map(d, d.substring(0, \
-                 d.indexOf(']') + 1)).join(' ') + '): ' + {}",
-                cel::quoted("request.name"),
-                bounded("variables.found.join('; ')")
-            ),
-            "message": "the object violates its namespace's tiergate tier",
-            "reason": if action == Action::Deny { "Forbidden" } else { "Invalid" },
-        })];
+                .collect()
+        } else {
+            let parts: Vec<String> = members
+                .iter()
+                .filter_map(|c| {
+                    let v = var(c.rule);
+                    c.applies(action).map(|cond| {
+                        format!(
+                            "({cond} && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}[0] + \
+                             (size(variables.{v}) > 1 ? ' (and ' + string(size(variables.{v}) - \
+                             1) + ' more)' : '')] : [])",
+                            c.rule.id
+                        )
+                    })
+                })
+                .collect();
+            variables.push(json!({"name": "found", "expression": parts.join(" + ")}));
+            // The rules first, then as much of the detail as the apiserver
+            // keeps of a message (5,120 bytes).
+            vec![json!({
+                "expression": "size(variables.found) == 0",
+                "messageExpression": format!(
+                    "request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
+                     string(variables.tier) + ' (' + variables.found.map(d, d.substring(0, \
+                     d.indexOf(']') + 1)).join(' ') + '): ' + {}",
+                    cel::quoted("request.name"),
+                    bounded("variables.found.join('; ')")
+                ),
+                "message": "the object violates its namespace's tiergate tier",
+                "reason": "Forbidden",
+            })]
+        };
         // The binding leaves out namespaces whose mode label names a mode
         // this policy has no rule for (so a warn namespace evaluates only the
         // warn policy); the CEL decides the rest.

@@ -234,6 +234,42 @@ fn namespaces() -> Vec<(String, BTreeMap<String, String>)> {
     out
 }
 
+/// What the corpus needs of the cluster: the priority class it names (the
+/// apiserver's Priority admission refuses an unknown one).
+fn corpus_prerequisites() {
+    apply(
+        &json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": "high"}, "value": 1000})
+        .to_string(),
+    );
+}
+
+/// The audit log's annotations, by audit ID, once the apiserver has written
+/// the events of the requests just made.
+async fn audit_annotations() -> BTreeMap<String, serde_json::Map<String, Value>> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = std::fs::read_to_string(&cluster().audit_log).unwrap_or_default();
+    let mut out: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    for line in log.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let (Some(id), Some(ann)) = (e["auditID"].as_str(), e["annotations"].as_object()) {
+            out.entry(id.to_string()).or_default().extend(ann.clone());
+        }
+    }
+    out
+}
+
+/// Delete generated objects, last first.
+fn delete_all(objects: &[Value]) {
+    for o in objects.iter().rev() {
+        let kind = o["kind"].as_str().unwrap_or("").to_ascii_lowercase();
+        let name = o["metadata"]["name"].as_str().unwrap_or("");
+        let _ = KUBECTL_ADMIN.run(&["delete", &kind, name, "--ignore-not-found"], None);
+    }
+}
+
 fn apply(yaml: &str) {
     let r = KUBECTL_ADMIN.run(&["apply", "--server-side", "-f", "-"], Some(yaml));
     assert!(r.ok, "kubectl apply: {}\n{}", r.stderr, r.stdout);
@@ -297,12 +333,7 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
         .map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_string())
         .collect();
     apply(&export::to_yaml(&objects_yaml).expect("yaml"));
-    // The corpus's priority class must exist (the Priority admission plugin).
-    apply(
-        &json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                "metadata": {"name": "high"}, "value": 1000})
-        .to_string(),
-    );
+    corpus_prerequisites();
     // No controller-manager runs the ServiceAccount controller here.
     for (name, labels) in namespaces() {
         apply(
@@ -495,21 +526,15 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     }
 
     // Audit: the apiserver's audit log carries the policies' failures.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = std::fs::read_to_string(&cluster().audit_log).unwrap_or_default();
-    let mut failures: BTreeMap<String, String> = BTreeMap::new();
-    for line in log.lines() {
-        let Ok(e) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if let (Some(id), Some(f)) = (
-            e["auditID"].as_str(),
-            e.pointer("/annotations/validation.policy.admission.k8s.io~1validation_failure")
-                .and_then(Value::as_str),
-        ) {
-            failures.insert(id.to_string(), f.to_string());
-        }
-    }
+    let failures: BTreeMap<String, String> = audit_annotations()
+        .await
+        .into_iter()
+        .filter_map(|(id, ann)| {
+            ann.get("validation.policy.admission.k8s.io/validation_failure")
+                .and_then(Value::as_str)
+                .map(|f| (id, f.to_string()))
+        })
+        .collect();
     let mut audited = 0;
     for (where_, id, want) in &audits {
         let got = failures
@@ -539,11 +564,7 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     // many expressions over many kinds: done while the objects were judged).
     let warnings = type_check_warnings(&policy_names);
     // Clean up before asserting: the policies must not outlive the test.
-    for o in exported.objects.iter().rev() {
-        let kind = o["kind"].as_str().unwrap_or("").to_ascii_lowercase();
-        let name = o["metadata"]["name"].as_str().unwrap_or("");
-        let _ = KUBECTL_ADMIN.run(&["delete", &kind, name, "--ignore-not-found"], None);
-    }
+    delete_all(&exported.objects);
     assert!(
         warnings.is_empty(),
         "type checking warned:\n{}",
@@ -562,4 +583,160 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
         unseen.is_empty(),
         "covered rules no object hits: {unseen:?}"
     );
+}
+
+/// Hybrid mode end to end: tiergate with `admissionPolicies: hybrid`, its
+/// webhooks narrowed as `export --webhooks` narrows them, and the policies
+/// bound to the namespace. For every object of the corpus the rules named
+/// by the policies (warnings) and by the webhooks (their `findings` audit
+/// annotations) together are exactly the rules the engine finds with every
+/// rule on: nothing is lost by leaving rules to the apiserver, nor by not
+/// calling the webhooks where the narrowing says nothing can be found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s31_hybrid_mode_loses_no_finding() {
+    use crate::harness::{config, Scenario, Webhooks};
+    let hybrid_cfg = config(3, "warn", "admissionPolicies: hybrid\n");
+    let cfg = Config::from_yaml(&hybrid_cfg, "test config").expect("config");
+    let mut s = Scenario::new(
+        "hybrid",
+        3,
+        "warn",
+        &hybrid_cfg,
+        false,
+        Webhooks {
+            hybrid: Some(cfg.policy.clone()),
+            ..Webhooks::default()
+        },
+    )
+    .await;
+    s.register().await;
+    let mut exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
+    for o in &mut exported.objects {
+        let name = format!(
+            "e2e-hybrid-{}",
+            o["metadata"]["name"].as_str().unwrap_or("")
+        );
+        o["metadata"]["name"] = json!(name);
+        if o["kind"] == "ValidatingAdmissionPolicyBinding" {
+            o["spec"]["policyName"] = json!(name);
+            if let Some(list) =
+                o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"].as_array_mut()
+            {
+                list.push(json!({"key": "e2e.tiergate.io/scenario", "operator": "In",
+                                 "values": ["hybrid"]}));
+            }
+        }
+    }
+    corpus_prerequisites();
+    apply(&export::to_yaml(&exported.objects).expect("yaml"));
+    let client = admin().await;
+    let canary = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "canary"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}});
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dry_run_create(&client, Some(&s.ns), &canary)
+        .await
+        .warnings
+        .iter()
+        .any(|w| w.contains("e2e-hybrid-tiergate-warn"))
+    {
+        assert!(Instant::now() < deadline, "the policies never applied");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The engine as the webhook runs it (no cluster: the config's defaults,
+    // facts unknown), with every rule.
+    let full = Config::from_yaml(&config(3, "warn", ""), "full").expect("config");
+    let engine = Engine::new(full.policy.clone());
+    let ctx = resolve(NamespaceInput::default(), &full.policy).ctx;
+    let all: BTreeSet<&'static str> = tiergate::policy::rules::ALL.iter().map(|r| r.id).collect();
+    let mut pending = Vec::new();
+    let mut skipped_calls = 0usize;
+    for (idx, (label, original)) in objects().iter().enumerate() {
+        let namespaced = rest(
+            original["apiVersion"].as_str().unwrap_or(""),
+            original["kind"].as_str().unwrap_or(""),
+        )
+        .is_some_and(|r| r.2);
+        if !namespaced || label.contains("/pss/") {
+            continue;
+        }
+        let mut obj = original.clone();
+        let name: String = original["metadata"]["name"]
+            .as_str()
+            .unwrap_or("obj")
+            .chars()
+            .take(40)
+            .collect();
+        obj["metadata"]["name"] = json!(format!("{name}-{idx}"));
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        let a = dry_run_create(&client, Some(&s.ns), &obj).await;
+        if a.status == 422 {
+            continue;
+        }
+        assert!(
+            a.status == 201 || a.status == 200,
+            "{label}: HTTP {}: {}",
+            a.status,
+            a.body
+        );
+        let eval = engine
+            .evaluate(&a.body, &ctx, &Options::default())
+            .expect("the engine judges it");
+        let want: BTreeSet<&'static str> = eval.findings.iter().map(|f| f.rule).collect();
+        let warned: BTreeSet<&'static str> = a
+            .warnings
+            .iter()
+            .filter(|w| w.contains("ValidatingAdmissionPolicy 'e2e-hybrid-"))
+            .flat_map(|w| named(w, &all))
+            .collect();
+        pending.push((
+            label.clone(),
+            a.audit_id.clone().expect("audit id"),
+            want,
+            warned,
+        ));
+    }
+    // The webhooks' findings, from the audit log.
+    let by_id: BTreeMap<String, String> = audit_annotations()
+        .await
+        .into_iter()
+        .map(|(id, ann)| {
+            let text: String = ann
+                .iter()
+                .filter(|(k, _)| k.ends_with("validate.tiergate.io/findings"))
+                .filter_map(|(_, v)| v.as_str())
+                .map(|v| format!(" {v}"))
+                .collect();
+            (id, text)
+        })
+        .collect();
+    let mut mismatches = Vec::new();
+    for (label, id, want, warned) in &pending {
+        let webhook = by_id.get(id).map(String::as_str).unwrap_or("");
+        if webhook.is_empty() {
+            skipped_calls += 1;
+        }
+        // `rules_by_action` names rules bare ("warn: a, b"): match words.
+        let by_webhook: BTreeSet<&'static str> = all
+            .iter()
+            .copied()
+            .filter(|r| webhook.split([' ', ',', ';', ':']).any(|w| w == *r))
+            .collect();
+        let got: BTreeSet<&'static str> = warned.union(&by_webhook).copied().collect();
+        if &got != want {
+            mismatches.push(format!(
+                "{label}: policies {warned:?} + webhook {by_webhook:?}, the engine {want:?}"
+            ));
+        }
+    }
+    eprintln!(
+        "e2e: hybrid: {} objects, {skipped_calls} with no validating webhook finding (not called \
+         or nothing found)",
+        pending.len()
+    );
+    delete_all(&exported.objects);
+    assert!(pending.len() > 20, "only {} objects", pending.len());
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
