@@ -71,7 +71,8 @@ audit-scale: e2e-bin
 	E2E_SCALE=1 cargo test --release --features e2e --test e2e -- --ignored audit_at_scale_figures --nocapture
 # What tiergate costs a write through the real kube-apiserver and etcd: no
 # webhook, tiergate's webhooks as in deploy/, Pod Security Admission only,
-# alternating; 1,000 writes per cell, 5 rounds (about 10 minutes). Table on
+# hybrid mode (admission policies + narrowed webhooks) at tiers 3 and 1, the
+# policies alone, alternating; 1,000 writes per cell, 5 rounds (about 15 minutes). Table on
 # stderr, JSON in target/bench-apiserver.json. Not part of make test.
 bench-apiserver: e2e-bin
 	E2E_BENCH=1 cargo test --release --features e2e --test e2e -- --ignored apiserver_write_cost --nocapture

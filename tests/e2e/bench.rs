@@ -1,12 +1,15 @@
 //! `make bench-apiserver`: what tiergate costs a write, measured through the
 //! real kube-apiserver and etcd of this harness.
 //!
-//! Three configurations, in the same run, alternating: (a) a namespace no
+//! Configurations, in the same run, alternating: (a) a namespace no
 //! webhook matches, (b) a namespace judged by tiergate's two webhooks
 //! registered as deploy/ registers them (rules, timeouts, matchConditions)
 //! with `defaults: {tier: enterprise, mode: warn}`, (c) a namespace with only
 //! the built-in Pod Security Admission at `restricted` (enforce, warn and
-//! audit labels). Each cell creates `E2E_BENCH_WRITES` Deployments (two
+//! audit labels), (e) hybrid mode at tier 3 (the admission policies of
+//! `tiergate export admission-policies` and the webhooks narrowed to what
+//! they leave), (f) and (g): (b) and (e) at tier 1, (h) the policies alone
+//! at tier 1 with no webhook, and with `E2E_BENCH_BEFORE`, (d). Each cell creates `E2E_BENCH_WRITES` Deployments (two
 //! containers, unique names) from 1 or 16 clients, as server-side dry-runs
 //! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
 //!
