@@ -300,9 +300,8 @@ fn common_variables(cfg: &PolicyConfig) -> Vec<Value> {
             lit(w.gk.group),
             lit(w.gk.kind)
         );
-        let field = |ptr: &str| ptr.trim_start_matches('/').replace('/', ".");
-        pod_arms.push(format!("{is} ? variables.obj.{} : ", field(w.spec)));
-        meta_arms.push(format!("{is} ? variables.obj.{} : ", field(w.meta)));
+        pod_arms.push(format!("{is} ? {} : ", cel_path("variables.obj", w.spec)));
+        meta_arms.push(format!("{is} ? {} : ", cel_path("variables.obj", w.meta)));
     }
     let label = |key: &str| {
         format!(
@@ -776,9 +775,8 @@ pub fn hybrid_mutating_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
 /// evaluate it on an object of this kind (over `object`).
 fn on_object(expr: &str, gk: GroupKind) -> String {
     let w = WORKLOADS.iter().find(|w| w.gk == gk);
-    let path = |ptr: &str| format!("object.{}", ptr.trim_start_matches('/').replace('/', "."));
     let (spec, meta) = match w {
-        Some(w) => (path(w.spec), path(w.meta)),
+        Some(w) => (cel_path("object", w.spec), cel_path("object", w.meta)),
         None => ("null".to_string(), "null".to_string()),
     };
     expr.replace("variables.containers", &containers_of(gk))
@@ -787,16 +785,22 @@ fn on_object(expr: &str, gk: GroupKind) -> String {
         .replace("variables.obj", "object")
 }
 
+/// A JSON pointer into the object as a CEL field path from `root`
+/// (`/spec/template/spec` → `root.spec.template.spec`).
+fn cel_path(root: &str, pointer: &str) -> String {
+    format!(
+        "{root}.{}",
+        pointer.trim_start_matches('/').replace('/', ".")
+    )
+}
+
 /// CEL: every container of an object of this kind (`[]` for other kinds).
 fn containers_of(gk: GroupKind) -> String {
     WORKLOADS
         .iter()
         .find(|w| w.gk == gk)
         .map(|w| {
-            let spec = format!(
-                "object.{}",
-                w.spec.trim_start_matches('/').replace('/', ".")
-            );
+            let spec = cel_path("object", w.spec);
             format!(
                 "({spec}.?initContainers.orValue([]) + {spec}.?containers.orValue([]) + \
                  {spec}.?ephemeralContainers.orValue([]))"
