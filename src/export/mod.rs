@@ -1083,30 +1083,23 @@ mod tests {
             whole["namespaceSelector"]["matchExpressions"][1]["operator"],
             "In"
         );
-        // Tier 1: Deployments only when a literal env value may be a secret.
-        let deployments = |w: &&Value| {
-            w["rules"].as_array().into_iter().flatten().any(|r| {
-                r["resources"]
-                    .as_array()
-                    .is_some_and(|rs| rs.contains(&json!("deployments")))
-            })
+        // The webhooks of a band that see Deployments.
+        let deployments_in = |band: &str| -> Vec<&Value> {
+            hooks
+                .iter()
+                .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with(band)))
+                .filter(|w| w["rules"].to_string().contains("\"deployments\""))
+                .collect()
         };
-        let t1: Vec<&Value> = hooks
-            .iter()
-            .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with("t1-1")))
-            .filter(deployments)
-            .collect();
+        // Tier 1: Deployments only when a literal env value may be a secret.
+        let t1 = deployments_in("t1-1");
         assert_eq!(t1.len(), 1, "{out}");
         let mc = t1[0]["matchConditions"].as_array().expect("conditions");
         assert_eq!(mc[0]["name"], "break-glass");
         assert!(mc.iter().any(|c| c["name"] == "may-find"
             && c["expression"].as_str().is_some_and(|e| e.contains("env"))));
         // From tier 2 (pdb, autoscaled...), always.
-        let t2: Vec<&Value> = hooks
-            .iter()
-            .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with("t2-5")))
-            .filter(deployments)
-            .collect();
+        let t2 = deployments_in("t2-5");
         assert_eq!(t2.len(), 1, "{out}");
         assert!(!t2[0]["matchConditions"]
             .as_array()

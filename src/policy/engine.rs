@@ -104,6 +104,10 @@ impl Evaluation {
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: std::sync::Arc<PolicyConfig>,
+    /// Per rule of [`rules::ALL`]: whether the apiserver's policies judge
+    /// it under this config ([`super::cel::covered`]), computed once here
+    /// rather than on every hybrid request.
+    covered: std::sync::Arc<[bool]>,
 }
 
 struct Selected {
@@ -114,8 +118,13 @@ struct Selected {
 
 impl Engine {
     pub fn new(config: PolicyConfig) -> Self {
+        let covered = rules::ALL
+            .iter()
+            .map(|r| super::cel::covered(r, &config))
+            .collect();
         Engine {
             config: std::sync::Arc::new(config),
+            covered,
         }
     }
 
@@ -152,7 +161,7 @@ impl Engine {
         let cfg = &self.config;
         let mut minor = cfg.pss_version.minor;
         let mut out: Vec<Selected> = Vec::new();
-        for rule in rules::ALL.iter().copied() {
+        for (index, rule) in rules::ALL.iter().copied().enumerate() {
             if !rule.applies_to(group, kind) {
                 continue;
             }
@@ -192,7 +201,7 @@ impl Engine {
             if action == Action::Off {
                 continue;
             }
-            if opts.skip_covered && super::cel::covered(rule, cfg) {
+            if opts.skip_covered && self.covered.get(index).copied().unwrap_or(false) {
                 continue;
             }
             out.push(Selected {

@@ -202,58 +202,15 @@ async fn judged_by(bin: &str, name: &str, tier: u8, hybrid: bool) -> Scenario {
 /// until the apiserver enforces them. The names of the validating and the
 /// mutating webhooks, narrowed ones included, for the apiserver's metrics.
 async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>, Vec<String>) {
-    use tiergate::export::{self, ExportOptions};
+    use tiergate::export;
     let cfg = tiergate::config::Config::from_yaml(
         "defaults: {tier: enterprise, mode: warn}\nadmissionPolicies: hybrid\n",
         "bench config",
     )
     .expect("bench config");
-    let mut exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
-    let mut names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
-    names.extend(also.iter().map(|s| s.to_string()));
-    for o in &mut exported.objects {
-        let kind = o["kind"].as_str().unwrap_or("").to_string();
-        let name = format!("bench-{}", o["metadata"]["name"].as_str().unwrap_or(""));
-        o["metadata"]["name"] = json!(name);
-        if kind == "ValidatingAdmissionPolicyBinding" {
-            o["spec"]["policyName"] = json!(name);
-            let exprs = &mut o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"];
-            if let Some(list) = exprs.as_array_mut() {
-                list.push(json!({"key": "e2e.tiergate.io/scenario", "operator": "In",
-                                 "values": names}));
-            }
-        }
-    }
-    let yaml = export::to_yaml(&exported.objects).expect("yaml");
-    let r = crate::harness::KUBECTL_ADMIN.run(&["apply", "--server-side", "-f", "-"], Some(&yaml));
-    assert!(r.ok, "applying the admission policies: {}", r.stderr);
-    // Enforced once a latest-tagged Pod warns (image-tag, tier 2).
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
-        "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}})
-    .to_string();
-    let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let r = crate::harness::KUBECTL_ADMIN.run(
-            &[
-                "create",
-                "--dry-run=server",
-                "-n",
-                &scenarios[0].ns,
-                "-f",
-                "-",
-            ],
-            Some(&pod),
-        );
-        if r.stderr.contains("bench-tiergate-warn") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the policies never applied: {}",
-            r.stderr
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let mut names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    names.extend(also);
+    crate::policies::apply_bound_policies(&cfg, "bench", &names).await;
     let names_of = |narrowed: Value, out: &mut Vec<String>| {
         for w in narrowed["webhooks"].as_array().into_iter().flatten() {
             if let Some(n) = w["name"].as_str() {

@@ -270,6 +270,47 @@ fn delete_all(objects: &[Value]) {
     }
 }
 
+/// Apply the admission policies of `cfg`, named `PREFIX-tiergate-*` and
+/// bound only to the namespaces of these scenarios (so they judge nothing
+/// else of the run), and wait until the apiserver enforces them in the
+/// first one (a latest-tagged Pod warns). The objects, to delete.
+pub async fn apply_bound_policies(cfg: &Config, prefix: &str, scenarios: &[&str]) -> Vec<Value> {
+    let mut exported = export::admission_policies(cfg, &ExportOptions::default()).expect("export");
+    for o in &mut exported.objects {
+        let name = format!("{prefix}-{}", o["metadata"]["name"].as_str().unwrap_or(""));
+        o["metadata"]["name"] = json!(name);
+        if o["kind"] == "ValidatingAdmissionPolicyBinding" {
+            o["spec"]["policyName"] = json!(name);
+            if let Some(list) =
+                o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"].as_array_mut()
+            {
+                list.push(json!({"key": "e2e.tiergate.io/scenario", "operator": "In",
+                                 "values": scenarios}));
+            }
+        }
+    }
+    apply(&export::to_yaml(&exported.objects).expect("yaml"));
+    let client = admin().await;
+    let ns = format!("e2e-{}", scenarios[0]);
+    let canary = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "canary"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}});
+    let warn_policy = format!("{prefix}-tiergate-warn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dry_run_create(&client, Some(&ns), &canary)
+        .await
+        .warnings
+        .iter()
+        .any(|w| w.contains(&warn_policy))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the policies never applied in {ns}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    exported.objects
+}
+
 fn apply(yaml: &str) {
     let r = KUBECTL_ADMIN.run(&["apply", "--server-side", "-f", "-"], Some(yaml));
     assert!(r.ok, "kubectl apply: {}\n{}", r.stderr, r.stdout);
@@ -610,38 +651,9 @@ async fn s31_hybrid_mode_loses_no_finding() {
     )
     .await;
     s.register().await;
-    let mut exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
-    for o in &mut exported.objects {
-        let name = format!(
-            "e2e-hybrid-{}",
-            o["metadata"]["name"].as_str().unwrap_or("")
-        );
-        o["metadata"]["name"] = json!(name);
-        if o["kind"] == "ValidatingAdmissionPolicyBinding" {
-            o["spec"]["policyName"] = json!(name);
-            if let Some(list) =
-                o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"].as_array_mut()
-            {
-                list.push(json!({"key": "e2e.tiergate.io/scenario", "operator": "In",
-                                 "values": ["hybrid"]}));
-            }
-        }
-    }
     corpus_prerequisites();
-    apply(&export::to_yaml(&exported.objects).expect("yaml"));
+    let policies = apply_bound_policies(&cfg, "e2e-hybrid", &["hybrid"]).await;
     let client = admin().await;
-    let canary = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "canary"},
-        "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}});
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dry_run_create(&client, Some(&s.ns), &canary)
-        .await
-        .warnings
-        .iter()
-        .any(|w| w.contains("e2e-hybrid-tiergate-warn"))
-    {
-        assert!(Instant::now() < deadline, "the policies never applied");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
     // The engine as the webhook runs it (no cluster: the config's defaults,
     // facts unknown), with every rule.
@@ -736,7 +748,7 @@ async fn s31_hybrid_mode_loses_no_finding() {
          or nothing found)",
         pending.len()
     );
-    delete_all(&exported.objects);
+    delete_all(&policies);
     assert!(pending.len() > 20, "only {} objects", pending.len());
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
