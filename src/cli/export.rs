@@ -83,7 +83,11 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                         narrowed.push(export::hybrid_webhooks(&doc, &cfg.policy));
                     }
                     Some("MutatingWebhookConfiguration") => {
-                        narrowed.push(export::hybrid_mutating_webhooks(&doc, &cfg.policy));
+                        narrowed.push(export::hybrid_mutating_webhooks(
+                            &doc,
+                            &cfg.policy,
+                            &exported.fixed,
+                        ));
                     }
                     _ => {}
                 }
@@ -111,9 +115,10 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 write("webhooks-hybrid.yaml", h)?;
             }
             eprintln!(
-                "tiergate: {} rules as ValidatingAdmissionPolicies in {}; what stays in the \
-                 webhook is in webhook-only.md",
+                "tiergate: {} rules as ValidatingAdmissionPolicies and {} fixes as \
+                 MutatingAdmissionPolicies in {}; what stays in the webhook is in webhook-only.md",
                 exported.covered.len(),
+                exported.fixed.len(),
                 dir.display()
             );
         }

@@ -17,6 +17,9 @@
 //! call tiergate for what a policy already judges.
 use std::collections::BTreeMap;
 
+mod mutations;
+pub use mutations::{fix_in_policy, policy_fixes, FIRST_MINOR as MUTATING_FIRST_MINOR};
+
 use serde_json::{json, Value};
 
 use crate::admission::scope;
@@ -88,6 +91,8 @@ pub struct Export {
     pub stays: Vec<Stay>,
     /// Rules the apiserver enforces by itself (no policy needed).
     pub by_apiserver: Vec<Stay>,
+    /// Rules whose fixes the MutatingAdmissionPolicies apply (1.36+).
+    pub fixed: Vec<&'static str>,
 }
 
 /// The CEL condition under which an exemption covers the request.
@@ -446,7 +451,8 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
         });
     }
     covered_kinds.sort();
-    stays.extend(always_in_webhook());
+    let (mutating, fixed) = mutations::mutating_policies(cfg, opts);
+    stays.extend(always_in_webhook(cfg, opts, &fixed));
 
     let dry_run = cfg.server.dry_run;
     let mut objects = Vec::new();
@@ -582,11 +588,13 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             },
         }));
     }
+    objects.extend(mutating);
     Ok(Export {
         objects,
         covered: compiled.iter().map(|c| c.rule.id).collect(),
         stays,
         by_apiserver,
+        fixed,
     })
 }
 
@@ -596,13 +604,36 @@ fn bounded(expr: &str) -> String {
     format!("(size({expr}) > 3500 ? {expr}.substring(0, 3500) + '...' : {expr})")
 }
 
-/// What no policy judges, whatever the config.
-fn always_in_webhook() -> Vec<Stay> {
+/// What no policy judges, whatever the config, and the fixes no policy
+/// applies under this one.
+fn always_in_webhook(cfg: &Config, opts: &ExportOptions, fixed: &[&str]) -> Vec<Stay> {
     let s = |what: &str, why: &str| Stay {
         what: what.to_string(),
         why: why.to_string(),
     };
-    vec![
+    let mut fixes: Vec<Stay> = rules::ALL
+        .iter()
+        .filter(|r| r.fix.exists() && !fixed.contains(&r.id))
+        .map(|r| Stay {
+            what: format!("the {} fix", r.id),
+            why: if opts.kube_minor < mutations::FIRST_MINOR {
+                format!(
+                    "MutatingAdmissionPolicy is GA from Kubernetes 1.{}; the target is 1.{}",
+                    mutations::FIRST_MINOR,
+                    opts.kube_minor
+                )
+            } else if cfg.server.dry_run {
+                "under the global dry-run a fix is only recorded (would-patch), which a policy \
+                 cannot do"
+                    .to_string()
+            } else if r.fix.cel().is_none() {
+                "its file gives no CEL for the fix (the mutating webhook applies it)".to_string()
+            } else {
+                webhook_reason(r, &cfg.policy).unwrap_or_default()
+            },
+        })
+        .collect();
+    let mut out = vec![
         s(
             "the tier guard",
             "who may change a namespace's tier and mode labels reads the config's tier admins \
@@ -615,11 +646,6 @@ fn always_in_webhook() -> Vec<Stay> {
              the webhook judges every rule there and honours its exceptions",
         ),
         s(
-            "fixes",
-            "the mutating webhook applies the safe fixes (before the policies judge the \
-             object); no MutatingAdmissionPolicy is generated yet",
-        ),
-        s(
             "notes on invalid labels",
             "a tiergate.io/tier or tiergate.io/mode value that does not parse falls back to the \
              config's default in the policies as in the webhook, but only the webhook says so \
@@ -629,7 +655,9 @@ fn always_in_webhook() -> Vec<Stay> {
             "image verification",
             "signatures and provenance need the registry (the supply-chain issue)",
         ),
-    ]
+    ];
+    out.append(&mut fixes);
+    out
 }
 
 /// Every object as one YAML stream, in order.
@@ -714,9 +742,11 @@ pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
 /// band of tiers, only the kinds some fix may change, and only when one
 /// may: a fix changes only what its rule finds, so for a rule the policies
 /// judge the condition is its own CEL finding something; for another rule
-/// it is always (or its [`Cel::WebhookWhen`]). Fixes do not run in audit
+/// it is always (or its [`Cel::WebhookWhen`]); a rule whose fix a
+/// MutatingAdmissionPolicy applies (`fixed`, from [`policy_fixes`] or
+/// [`Export::fixed`]) does not call the webhook. Fixes do not run in audit
 /// mode, so an `audit` namespace is not sent.
-pub fn hybrid_mutating_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
+pub fn hybrid_mutating_webhooks(base: &Value, cfg: &PolicyConfig, fixed: &[&str]) -> Value {
     let engine = Engine::new(cfg.clone());
     let cx = CelCtx {
         config: cfg,
@@ -727,7 +757,7 @@ pub fn hybrid_mutating_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
         let mut parts: Vec<String> = Vec::new();
         for mode in [Mode::Enforce, Mode::Warn] {
             for (r, _, fix) in engine.plan(gk.group, gk.kind, tier, mode) {
-                if !fix {
+                if !fix || fixed.contains(&r.id) {
                     continue;
                 }
                 let part = match r.cel {

@@ -60,6 +60,114 @@ pub enum Cel {
     },
 }
 
+/// A rule's safe fix as CEL, for a MutatingAdmissionPolicy: given where the
+/// pod spec is in the object, an expression of type `list(JSONPatch)` over
+/// `object` that makes exactly the change the rule's Rust fix makes (the
+/// same fields, the same values, only where it would), and nothing once
+/// that change is made. The generator adds the guards the engine applies
+/// around a fix (tier, mode, kind, exemptions, what may be patched); a test
+/// in `tests/e2e/policies.rs` applies it through the apiserver and compares
+/// the result with `tiergate fix`.
+pub type CelFix = fn(&PatchCtx<'_>) -> String;
+
+/// Where a fix's CEL finds the pod spec: the JSON pointer of the pod spec
+/// in one kind of object (`/spec/template/spec` in a Deployment).
+pub struct PatchCtx<'a> {
+    pub spec: &'a str,
+}
+
+impl PatchCtx<'_> {
+    /// The pod spec as a CEL value (`object.spec.template.spec`).
+    pub fn spec_value(&self) -> String {
+        format!("object{}", self.spec.replace('/', "."))
+    }
+
+    /// The CEL type of a field under the pod spec, for JSONPatch values
+    /// (`Object.spec.template.spec.securityContext` for `securityContext`).
+    pub fn type_of(&self, field: &str) -> String {
+        let mut t = format!("Object{}", self.spec.replace('/', "."));
+        if !field.is_empty() {
+            t.push('.');
+            t.push_str(field);
+        }
+        t
+    }
+
+    /// The spec is a Windows pod's (where Linux-only fixes decline).
+    pub fn windows(&self) -> String {
+        format!("{}.?os.?name.orValue('') == 'windows'", self.spec_value())
+    }
+
+    /// `op(pointer, type)` for every container `c` (index `i`) of every
+    /// container list that satisfies `cond`: `pointer` is the container's
+    /// JSON pointer as a CEL string expression, `type` the CEL type of a
+    /// container of that list.
+    pub fn per_container(&self, cond: &str, op: impl Fn(&str, &str) -> String) -> String {
+        let spec = self.spec_value();
+        let parts: Vec<String> = ["initContainers", "containers", "ephemeralContainers"]
+            .iter()
+            .map(|list| {
+                let pointer = format!("'{}/{list}/' + string(i)", self.spec);
+                format!(
+                    "{spec}.?{list}.orValue([]).transformList(i, c, {cond}, {})",
+                    op(&pointer, &self.type_of(list))
+                )
+            })
+            .collect();
+        parts.join(" + ")
+    }
+
+    /// Every container of the pod spec (init, regular, ephemeral).
+    pub fn containers(&self) -> String {
+        let spec = self.spec_value();
+        format!(
+            "({spec}.?initContainers.orValue([]) + {spec}.?containers.orValue([]) + \
+             {spec}.?ephemeralContainers.orValue([]))"
+        )
+    }
+}
+
+/// The JSONPatch that adds a value at `path` under `root`: `root` is a CEL
+/// value (`c`, a container) at the JSON pointer the CEL string expression
+/// `pointer` gives, of CEL type `ty` (`Object.spec.containers`); `path` is
+/// field names down from it. The first field missing on the way gets the
+/// rest of the path as a nested object. `value(t)` is the CEL value, given
+/// its CEL type `t` (for an object value: `t{field: ...}`).
+pub fn add_under(
+    root: &str,
+    pointer: &str,
+    ty: &str,
+    path: &[&str],
+    value: impl Fn(&str) -> String,
+) -> String {
+    // The CEL type of path[k].
+    let types: Vec<String> = (0..path.len())
+        .map(|k| format!("{ty}.{}", path[..=k].join(".")))
+        .collect();
+    // What to add at path[k] when path[k] is the first field missing.
+    let value_at = |k: usize| {
+        let mut v = value(&types[path.len() - 1]);
+        for j in (k + 1..path.len()).rev() {
+            v = format!("{}{{{}: {v}}}", types[j - 1], path[j]);
+        }
+        v
+    };
+    let at = |k: usize| format!("{pointer} + '/{}'", path[..=k].join("/"));
+    let last = path.len() - 1;
+    let mut expr = patch_add(&at(last), &value_at(last));
+    for k in (0..last).rev() {
+        let has = format!("{root}.?{}.hasValue()", path[..=k].join(".?"));
+        expr = format!("({has} ? {expr} : {})", patch_add(&at(k), &value_at(k)));
+    }
+    expr
+}
+
+/// A JSONPatch `add` of `value` at the pointer the CEL string expression
+/// `pointer` gives.
+pub fn patch_add(pointer: &str, value: &str) -> String {
+    format!("JSONPatch{{op: 'add', path: {pointer}, value: {value}}}")
+}
+
 /// A CEL string literal (double-quoted, escaped).
 pub fn lit(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

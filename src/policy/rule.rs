@@ -170,6 +170,9 @@ pub enum Fix {
         /// One line: what the fix does (shown as a warning when applied).
         summary: &'static str,
         apply: FixFn,
+        /// The same fix as CEL, for a MutatingAdmissionPolicy (see
+        /// [`crate::policy::cel::CelFix`]); `None` keeps it in the webhook.
+        cel: Option<crate::policy::cel::CelFix>,
     },
     /// Fixed only when the config turns the fix on.
     OptIn { summary: &'static str, apply: FixFn },
@@ -190,6 +193,13 @@ impl Fix {
     /// Whether the fix runs when the config says nothing.
     pub fn on_by_default(&self) -> bool {
         matches!(self, Fix::Safe { .. })
+    }
+    /// The fix as CEL, when the apiserver can apply it.
+    pub fn cel(&self) -> Option<crate::policy::cel::CelFix> {
+        match self {
+            Fix::Safe { cel, .. } => *cel,
+            _ => None,
+        }
     }
     pub fn summary(&self) -> &'static str {
         match self {

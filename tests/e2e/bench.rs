@@ -226,7 +226,8 @@ async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>,
             let v = json!({"webhooks": [{"name": VALIDATE}]});
             names_of(export::hybrid_webhooks(&v, cfg), &mut validate);
             let m = json!({"webhooks": [{"name": MUTATE}]});
-            names_of(export::hybrid_mutating_webhooks(&m, cfg), &mut mutate);
+            let fixed = export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR);
+            names_of(export::hybrid_mutating_webhooks(&m, cfg, &fixed), &mut mutate);
         }
     }
     (validate, mutate)

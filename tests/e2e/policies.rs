@@ -279,7 +279,7 @@ pub async fn apply_bound_policies(cfg: &Config, prefix: &str, scenarios: &[&str]
     for o in &mut exported.objects {
         let name = format!("{prefix}-{}", o["metadata"]["name"].as_str().unwrap_or(""));
         o["metadata"]["name"] = json!(name);
-        if o["kind"] == "ValidatingAdmissionPolicyBinding" {
+        if o["kind"].as_str().is_some_and(|k| k.ends_with("AdmissionPolicyBinding")) {
             o["spec"]["policyName"] = json!(name);
             if let Some(list) =
                 o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"].as_array_mut()
@@ -360,7 +360,13 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     let exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
     let covered: BTreeSet<&'static str> = exported.covered.iter().copied().collect();
     assert!(covered.len() >= 25, "{covered:?}");
-    let mut objects_yaml = exported.objects.clone();
+    // The validating policies only (s32 compares the mutating ones).
+    let mut objects_yaml: Vec<Value> = exported
+        .objects
+        .iter()
+        .filter(|o| o["kind"].as_str().is_some_and(|k| k.starts_with("Validating")))
+        .cloned()
+        .collect();
     for o in &mut objects_yaml {
         if o["kind"] == "ValidatingAdmissionPolicyBinding" {
             o["spec"]["matchResources"]["objectSelector"] =
@@ -751,4 +757,230 @@ async fn s31_hybrid_mode_loses_no_finding() {
     delete_all(&policies);
     assert!(pending.len() > 20, "only {} objects", pending.len());
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// Only objects with this label are changed by s32's mutating bindings.
+const MAP_LABEL: &str = "e2e.tiergate.io/map";
+
+/// An object as the apiserver returned it, without what the apiserver sets
+/// on every create (uid, timestamps, managed fields) and the namespace.
+fn comparable(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o["metadata"].as_object_mut() {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "resourceVersion",
+            "generation",
+            "managedFields",
+            "namespace",
+        ] {
+            m.remove(k);
+        }
+    }
+    // The ServiceAccount admission plugin names the token volume at random;
+    // a Job's labels carry its uid.
+    let mut text = o.to_string();
+    if let Some(uid) = obj["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
+        text = text.replace(uid, "UID");
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("kube-api-access-") {
+        let end = i + "kube-api-access-".len();
+        out.push_str(&rest[..end]);
+        out.push('*');
+        rest = rest[end..].trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+    }
+    out.push_str(rest);
+    serde_json::from_str(&out).unwrap_or(o)
+}
+
+/// The generated MutatingAdmissionPolicies against `tiergate fix`: every
+/// object of the corpus, created (server-side dry-run) in namespaces of
+/// every tier and mode with only the mutating policies bound and no
+/// webhook, comes back exactly as the engine's fixes (those rules, at that
+/// tier and mode) make the object the apiserver admitted with no policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s32_mutating_policies_make_the_engines_fixes() {
+    let client = admin().await;
+    let cfg = Config::from_yaml(CONFIG, "test config").expect("config");
+    let exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
+    let fixed: Vec<String> = exported.fixed.iter().map(|s| s.to_string()).collect();
+    assert!(
+        fixed.len() >= 3,
+        "the policies apply only the fixes {fixed:?}"
+    );
+    let mut mutating: Vec<Value> = exported
+        .objects
+        .iter()
+        .filter(|o| o["kind"].as_str().is_some_and(|k| k.starts_with("Mutating")))
+        .cloned()
+        .collect();
+    for o in &mut mutating {
+        let name = format!("e2e-map-{}", o["metadata"]["name"].as_str().unwrap_or(""));
+        o["metadata"]["name"] = json!(name);
+        if o["kind"] == "MutatingAdmissionPolicyBinding" {
+            o["spec"]["policyName"] = json!(name);
+            o["spec"]["matchResources"]["objectSelector"] = json!({"matchLabels": {MAP_LABEL: "1"}});
+        }
+    }
+    assert!(mutating.len() >= 6, "{} mutating objects", mutating.len());
+    apply(&export::to_yaml(&mutating).expect("yaml"));
+    corpus_prerequisites();
+    let mut namespaces = namespaces();
+    for (name, labels) in &mut namespaces {
+        *name = name.replace("e2e-vap-", "e2e-map-");
+        labels.insert("e2e.tiergate.io/scenario".into(), "map".into());
+    }
+    for (name, labels) in &namespaces {
+        apply(
+            &json!({"apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": name, "labels": labels}},
+                {"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "default", "namespace": name}}]})
+            .to_string(),
+        );
+    }
+    // The exemption of CONFIG names e2e-vap-t3: follow the rename.
+    let cfg = Config::from_yaml(&CONFIG.replace("e2e-vap-t3", "e2e-map-t3"), "test").expect("cfg");
+    let baseline_ns = "e2e-map-webhook";
+
+    // Wait until the apiserver applies them: a container with no
+    // securityContext comes back with one.
+    let canary = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "canary", "labels": {MAP_LABEL: "1"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}});
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = dry_run_create(&client, Some("e2e-map-t5"), &canary).await;
+        if a.body["spec"]["containers"][0]["securityContext"].is_object() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mutating policies never applied: HTTP {} {}",
+            a.status,
+            a.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The engine with only those fixes on (the others stay the webhook's).
+    let mut only = CONFIG.replace("e2e-vap-t3", "e2e-map-t3");
+    only.push_str("rules:\n");
+    for r in tiergate::policy::rules::ALL {
+        if r.fix.exists() && !fixed.iter().any(|f| f == r.id) {
+            only.push_str(&format!("  {}: {{fix: false}}\n", r.id));
+        }
+    }
+    let engine = Engine::new(Config::from_yaml(&only, "fixes").expect("config").policy);
+    let only = Options {
+        fix: true,
+        ..Options::default()
+    };
+    let (mut compared, mut changed, mut invalid) = (0usize, 0usize, 0usize);
+    let mut fixes_seen: BTreeSet<&'static str> = BTreeSet::new();
+    let mut mismatches = Vec::new();
+    for (idx, (label, original)) in objects().iter().enumerate() {
+        let namespaced = rest(
+            original["apiVersion"].as_str().unwrap_or(""),
+            original["kind"].as_str().unwrap_or(""),
+        )
+        .is_some_and(|r| r.2);
+        let is_workload = tiergate::policy::kinds::WORKLOADS.iter().any(|w| {
+            original["kind"] == w.gk.kind
+                && tiergate::policy::kinds::group_of(original["apiVersion"].as_str().unwrap_or(""))
+                    == w.gk.group
+        });
+        if !namespaced || !is_workload {
+            continue;
+        }
+        let mut obj = original.clone();
+        let name: String = original["metadata"]["name"]
+            .as_str()
+            .unwrap_or("obj")
+            .chars()
+            .take(40)
+            .collect();
+        obj["metadata"]["name"] = json!(format!("{name}-{idx}"));
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+            let labels = m.entry("labels").or_insert(json!({}));
+            labels[MAP_LABEL] = json!("1");
+        }
+        // The object as admitted where no policy mutates (the webhook-only
+        // namespace): what the webhook would be sent.
+        let base = dry_run_create(&client, Some(baseline_ns), &obj).await;
+        if base.status == 422 {
+            invalid += 1;
+            continue;
+        }
+        assert!(
+            base.status == 201 || base.status == 200,
+            "{label}: HTTP {}: {}",
+            base.status,
+            base.body
+        );
+        for (ns, labels) in namespaces.iter().filter(|(n, _)| n != baseline_ns) {
+            let a = dry_run_create(&client, Some(ns), &obj).await;
+            assert!(
+                a.status == 201 || a.status == 200,
+                "{label} in {ns}: HTTP {}: {}",
+                a.status,
+                a.body
+            );
+            let mut admitted = base.body.clone();
+            admitted["metadata"]["namespace"] = json!(ns);
+            let ctx = resolve(
+                NamespaceInput {
+                    name: Some(ns),
+                    labels: Some(labels),
+                    ..Default::default()
+                },
+                &cfg.policy,
+            )
+            .ctx;
+            // The mutating webhook patches nothing in audit mode.
+            let want = if ctx.mode == tiergate::policy::Mode::Audit {
+                admitted.clone()
+            } else {
+                let eval = engine
+                    .evaluate(&admitted, &ctx, &only)
+                    .expect("the engine judges it");
+                fixes_seen.extend(eval.fixes.iter().map(|f| f.rule));
+                eval.fixed.unwrap_or_else(|| admitted.clone())
+            };
+            compared += 1;
+            let (got, want) = (comparable(&a.body), comparable(&want));
+            if got != comparable(&admitted) {
+                changed += 1;
+            }
+            if got != want {
+                let patch = json_patch::diff(&want, &got);
+                mismatches.push(format!(
+                    "{label} in {ns}: the policies' object differs from the engine's fix by {}",
+                    serde_json::to_string(&patch).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "e2e: mutating policies: {compared} objects compared with the engine's fixes ({changed} \
+         changed by the policies, {invalid} refused as invalid); fixes seen: {fixes_seen:?}"
+    );
+    delete_all(&mutating);
+    assert!(compared > 200, "only {compared} comparisons");
+    assert!(
+        mismatches.is_empty(),
+        "{} differences:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    let unseen: Vec<&String> = fixed
+        .iter()
+        .filter(|r| !fixes_seen.contains(r.as_str()))
+        .collect();
+    assert!(unseen.is_empty(), "fixes no object needs: {unseen:?}");
 }

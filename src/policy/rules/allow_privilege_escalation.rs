@@ -29,6 +29,7 @@ Safety: the flag only stops a process from gaining privileges it was not started
     fix: Fix::Safe {
         summary: "set securityContext.allowPrivilegeEscalation: false where unset",
         apply: FixFn::Pod(fix),
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -96,6 +97,27 @@ fn cel(cx: &CelCtx<'_>) -> String {
                  securityContext.allowPrivilegeEscalation=false)'"
             ),
         ),
+    )
+}
+
+/// The fix as CEL: the same containers, the same field.
+fn fix_cel(p: &PatchCtx<'_>) -> String {
+    let escalates = "(c.?securityContext.?privileged.orValue(false) == true || \
+                     c.?securityContext.?capabilities.?add.orValue([]).exists(x, x == 'CAP_SYS_ADMIN' \
+                     || x == 'SYS_ADMIN'))";
+    format!(
+        "{} ? [] : {}",
+        p.windows(),
+        p.per_container(
+            &format!("!c.?securityContext.?allowPrivilegeEscalation.hasValue() && !{escalates}"),
+            |at, ty| add_under(
+                "c",
+                at,
+                ty,
+                &["securityContext", "allowPrivilegeEscalation"],
+                |_| "false".into()
+            ),
+        )
     )
 }
 

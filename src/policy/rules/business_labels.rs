@@ -21,6 +21,7 @@ Safety: it only adds labels the namespace already carries; it never changes one.
     fix: Fix::Safe {
         summary: "copy missing team/environment/cost-center labels from the namespace",
         apply: FixFn::Object(fix),
+        cel: None,
     },
     cel: Cel::Webhook("the labels it inherits from the namespace are not written in CEL yet"),
 };

@@ -36,6 +36,7 @@ the finding says so; it never touches a Windows pod.",
     fix: Fix::Safe {
         summary: "add \"ALL\" to securityContext.capabilities.drop",
         apply: FixFn::Pod(fix),
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -136,6 +137,42 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+/// The fix as CEL: "ALL" appended to (or made) `capabilities.drop` of the
+/// containers known not to run as root.
+fn fix_cel(p: &PatchCtx<'_>) -> String {
+    let spec = p.spec_value();
+    // known_non_root: the container's runAsUser, else the pod's; non-zero,
+    // or, when neither sets one, runAsNonRoot (container's, else pod's).
+    let user = format!("c.?securityContext.?runAsUser.or({spec}.?securityContext.?runAsUser)");
+    let non_root = format!(
+        "({user}.hasValue() ? {user}.value() > 0 : \
+         c.?securityContext.?runAsNonRoot.or({spec}.?securityContext.?runAsNonRoot).orValue(false))"
+    );
+    format!(
+        "{} ? [] : {}",
+        p.windows(),
+        p.per_container(
+            &format!(
+                "{non_root} && !c.?securityContext.?capabilities.?drop.orValue([]).exists(x, x == 'ALL')"
+            ),
+            |at, ty| format!(
+                "c.?securityContext.?capabilities.?drop.hasValue() ? {} : {}",
+                cel::patch_add(
+                    &format!("{at} + '/securityContext/capabilities/drop/-'"),
+                    "'ALL'"
+                ),
+                add_under(
+                    "c",
+                    at,
+                    ty,
+                    &["securityContext", "capabilities", "drop"],
+                    |_| "['ALL']".into()
+                )
+            ),
+        )
+    )
 }
 
 fn cel(cx: &CelCtx<'_>) -> String {

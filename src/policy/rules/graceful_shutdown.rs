@@ -29,6 +29,7 @@ than the grace period; it changes nothing while the pod runs.",
     fix: Fix::Safe {
         summary: "add a 5s preStop sleep where a container has no preStop hook",
         apply: FixFn::Pod(fix),
+        cel: None,
     },
     cel: Cel::Webhook(
         "the preStop hook against the grace period, per workload kind, is not written in CEL yet",

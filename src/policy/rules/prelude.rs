@@ -1,7 +1,9 @@
 //! What every rule file uses: `use super::prelude::*;`.
 pub use serde_json::Value;
 
-pub use crate::policy::cel::{self, containers_where, lit, quoted, Cel, CelCtx, WHO};
+pub use crate::policy::cel::{
+    self, add_under, containers_where, lit, quoted, Cel, CelCtx, PatchCtx, WHO,
+};
 pub use crate::policy::kinds::{self, GroupKind};
 pub use crate::policy::pss::{PssChange, PssCheck, PssLevel};
 pub use crate::policy::rule::{Check, Fix, FixFn, Kinds, RuleCtx};

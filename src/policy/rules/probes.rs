@@ -32,6 +32,7 @@ no fix and keeps its finding.",
     fix: Fix::Safe {
         summary: "add a tcpSocket readiness probe (and liveness, if opted in) on the first TCP containerPort",
         apply: FixFn::Pod(fix),
+        cel: None,
     },
     cel: Cel::Webhook(
         "which containers are long-running (the workload kind, sidecars, the ports a probe can use) is not written in CEL yet",

@@ -28,6 +28,7 @@ finding stays and says so.",
     fix: Fix::Safe {
         summary: "set missing cpu/memory requests (and limits, where the tier opts in)",
         apply: FixFn::Pod(fix),
+        cel: None,
     },
     cel: Cel::Findings(cel),
 };

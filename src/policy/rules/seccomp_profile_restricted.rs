@@ -32,6 +32,7 @@ Safety: RuntimeDefault is the runtime's own default profile (what Docker always 
     fix: Fix::Safe {
         summary: "set pod securityContext.seccompProfile.type: RuntimeDefault",
         apply: FixFn::Pod(fix),
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -82,6 +83,25 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
             "seccompProfile",
             json!({"type": "RuntimeDefault"}),
         )
+}
+
+/// The fix as CEL: the pod-level profile, when the pod sets none and some
+/// container has none of its own.
+fn fix_cel(p: &PatchCtx<'_>) -> String {
+    let spec = p.spec_value();
+    format!(
+        "!({}) && !{spec}.?securityContext.?seccompProfile.hasValue() && \
+         {}.exists(c, !c.?securityContext.?seccompProfile.hasValue()) ? [{}] : []",
+        p.windows(),
+        p.containers(),
+        add_under(
+            &spec,
+            &lit(p.spec),
+            &p.type_of(""),
+            &["securityContext", "seccompProfile"],
+            |t| format!("{t}{{type: 'RuntimeDefault'}}"),
+        )
+    )
 }
 
 fn cel(cx: &CelCtx<'_>) -> String {

@@ -31,6 +31,7 @@ Safety: it only adds labels; it never changes one, and never a selector (a chang
     fix: Fix::Safe {
         summary: "set app.kubernetes.io/name and version labels from the object name and image tag",
         apply: FixFn::Object(fix),
+        cel: None,
     },
     cel: Cel::Webhook(
         "the labels it derives (name, version from the image tag) and the object and template pairing are not written in CEL yet",

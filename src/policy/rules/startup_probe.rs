@@ -28,6 +28,7 @@ the liveness probe starts. Without a liveness probe it declines and the finding 
     fix: Fix::Safe {
         summary: "add a startupProbe with the liveness probe's check, up to 5 minutes to start",
         apply: FixFn::Pod(fix),
+        cel: None,
     },
     cel: Cel::Webhook(
         "which containers are long-running (the workload kind, sidecars) is not written in CEL yet",

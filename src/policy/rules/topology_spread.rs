@@ -35,6 +35,7 @@ Safety: the constraint is `ScheduleAnyway` (a preference, never a reason a pod s
     fix: Fix::Safe {
         summary: "add a soft zone topologySpreadConstraint over the pod template's labels",
         apply: FixFn::Object(fix),
+        cel: None,
     },
     cel: Cel::Webhook(
         "the spread or anti-affinity it accepts for the workload's own labels is not written in CEL yet",

@@ -1,0 +1,376 @@
+//! The safe fixes the apiserver can apply itself: MutatingAdmissionPolicies
+//! (GA in Kubernetes 1.36), one per shape of object (where the pod spec
+//! is), with one JSONPatch mutation per fix, from the CEL each rule's file
+//! gives next to its Rust fix ([`crate::policy::cel::CelFix`]).
+//!
+//! The guards are the mutating webhook's: the fix is on in the namespace's
+//! tier and mode (never in audit mode, never under the global dry-run,
+//! which only records what it would patch), the rule is not exempted, the
+//! namespace is not kept in the webhook, and the write may be patched: a
+//! CREATE, or an UPDATE of a kind whose pod template may change, never a
+//! subresource, never an object a controller made, never an unchanged
+//! update, never under break-glass.
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{
+    common_variables, exemption_cel, labels, resources_of, tier_mode_cel, ExportOptions, MODES,
+};
+use crate::admission::scope;
+use crate::config::Config;
+use crate::policy::cel::{covered, PatchCtx};
+use crate::policy::config::PolicyConfig;
+use crate::policy::kinds::{GroupKind, WORKLOADS};
+use crate::policy::namespace::MODE_LABEL;
+use crate::policy::{kinds, rules, Engine, Mode, Rule, Tier};
+
+/// The first Kubernetes minor version with MutatingAdmissionPolicy v1.
+pub const FIRST_MINOR: u32 = 36;
+
+/// Whether the apiserver applies this rule's fix under this config (and
+/// the global dry-run) on this apiserver, so the mutating webhook need not.
+pub fn fix_in_policy(rule: &Rule, cfg: &PolicyConfig, dry_run: bool, kube_minor: u32) -> bool {
+    kube_minor >= FIRST_MINOR && !dry_run && rule.fix.cel().is_some() && covered(rule, cfg)
+}
+
+/// The rules whose fixes the apiserver applies (see [`fix_in_policy`]).
+pub fn policy_fixes(cfg: &PolicyConfig, dry_run: bool, kube_minor: u32) -> Vec<&'static str> {
+    rules::ALL
+        .iter()
+        .filter(|r| fix_in_policy(r, cfg, dry_run, kube_minor))
+        .map(|r| r.id)
+        .collect()
+}
+
+/// For each mode, the tiers in which the engine runs this rule's fix.
+fn fix_table(engine: &Engine, rule: &Rule) -> Vec<(Mode, Vec<u8>)> {
+    let mut out = Vec::new();
+    for mode in MODES {
+        if mode == Mode::Audit {
+            continue;
+        }
+        let tiers: Vec<u8> = Tier::ALL
+            .iter()
+            .filter(|&&tier| {
+                engine
+                    .plan(kinds::DEPLOYMENT.group, kinds::DEPLOYMENT.kind, tier, mode)
+                    .into_iter()
+                    .any(|(r, _, fix)| r.id == rule.id && fix)
+            })
+            .map(|t| t.number())
+            .collect();
+        if !tiers.is_empty() {
+            out.push((mode, tiers));
+        }
+    }
+    out
+}
+
+/// The resource rules of one shape: every kind on CREATE, and on UPDATE
+/// those whose pod template may change.
+fn patchable_rules(gks: &[GroupKind]) -> Vec<Value> {
+    let mut by_group: BTreeMap<(&str, bool), Vec<&str>> = BTreeMap::new();
+    for gk in gks {
+        let mutable = kinds::template_mutable_on_update(gk.group, gk.kind);
+        by_group
+            .entry((gk.group, mutable))
+            .or_default()
+            // Never a subresource (a patch there is not the object's).
+            .extend(resources_of(*gk).iter().filter(|r| !r.contains('/')));
+    }
+    by_group
+        .into_iter()
+        .map(|((group, mutable), mut resources)| {
+            resources.sort_unstable();
+            let ops: &[&str] = if mutable {
+                &["CREATE", "UPDATE"]
+            } else {
+                &["CREATE"]
+            };
+            json!({
+                "apiGroups": [group],
+                "apiVersions": ["*"],
+                "operations": ops,
+                "resources": resources,
+                "scope": "Namespaced",
+            })
+        })
+        .collect()
+}
+
+/// The MutatingAdmissionPolicies and bindings, and the rules whose fixes
+/// they apply. Empty before 1.36 and under the global dry-run.
+pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec<&'static str>) {
+    let policy = &cfg.policy;
+    let engine = Engine::new(policy.clone());
+    // (rule, CEL condition it is on) for every fix the apiserver applies.
+    let mut fixes: Vec<(&'static Rule, String)> = Vec::new();
+    for rule in rules::ALL.iter().copied() {
+        if !fix_in_policy(rule, policy, cfg.server.dry_run, opts.kube_minor) {
+            continue;
+        }
+        let table = fix_table(&engine, rule);
+        if table.is_empty() {
+            continue;
+        }
+        let mut cond = format!("!variables.webhookOnly && {}", tier_mode_cel(&table));
+        let exempt: Vec<String> = policy
+            .exemptions
+            .iter()
+            .filter(|e| e.covers_rule(rule.id))
+            .map(exemption_cel)
+            .collect();
+        if !exempt.is_empty() {
+            cond.push_str(&format!(" && !({})", exempt.join(" || ")));
+        }
+        fixes.push((rule, cond));
+    }
+    if fixes.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    // One policy per place of the pod spec (the CEL types differ).
+    let mut shapes: BTreeMap<&'static str, Vec<GroupKind>> = BTreeMap::new();
+    for w in WORKLOADS {
+        if !resources_of(w.gk).is_empty() {
+            shapes.entry(w.spec).or_default().push(w.gk);
+        }
+    }
+    // What the guards read (the rest of the validating policies' variables
+    // is for findings).
+    let variables: Vec<Value> = common_variables(policy)
+        .into_iter()
+        .filter(|v| {
+            ["tierLabel", "tier", "modeLabel", "mode", "webhookOnly"]
+                .iter()
+                .any(|n| v["name"] == *n)
+        })
+        .collect();
+    let mut objects = Vec::new();
+    for (spec, gks) in shapes {
+        // Named by the shape: its pod spec's parents (`template`, ...).
+        let parents: Vec<String> = spec
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != "spec")
+            .map(str::to_lowercase)
+            .collect();
+        let name = match (spec.starts_with("/spec"), parents.is_empty()) {
+            (_, true) => "tiergate-fix-pod".to_string(),
+            (true, false) => format!("tiergate-fix-{}", parents.join("-")),
+            (false, false) => format!("tiergate-fix-pod{}", parents.join("-")),
+        };
+        let p = PatchCtx { spec };
+        let mutations: Vec<Value> = fixes
+            .iter()
+            .filter_map(|(rule, cond)| {
+                let body = rule.fix.cel()?(&p);
+                Some(json!({
+                    "patchType": "JSONPatch",
+                    "jsonPatch": {"expression": format!("({cond}) ? ({body}) : []")},
+                }))
+            })
+            .collect();
+        objects.push(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicy",
+            "metadata": {"name": name, "labels": labels(opts)},
+            "spec": {
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "IfNeeded",
+                "matchConstraints": {
+                    "matchPolicy": "Equivalent",
+                    "namespaceSelector": {"matchExpressions": [{
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "NotIn",
+                        "values": opts.excluded_namespaces,
+                    }]},
+                    "resourceRules": patchable_rules(&gks),
+                },
+                "matchConditions": [
+                    {"name": "break-glass", "expression": scope::BREAK_GLASS_CEL},
+                    {"name": "not-unchanged-update",
+                     "expression": scope::unchanged_update_cel_on("dyn(object)", "dyn(oldObject)")},
+                    {"name": "not-controller-owned",
+                     "expression": "!object.metadata.?ownerReferences.orValue([])\
+                                    .exists(r, r.?controller.orValue(false) == true)"},
+                ],
+                "variables": variables,
+                "mutations": mutations,
+            },
+        }));
+        let mut mode_selector = Vec::new();
+        if policy.defaults.mode == Mode::Audit {
+            mode_selector.push(json!({"key": MODE_LABEL, "operator": "Exists"}));
+        }
+        mode_selector.push(json!({"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}));
+        objects.push(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicyBinding",
+            "metadata": {"name": name, "labels": labels(opts)},
+            "spec": {
+                "policyName": name,
+                "matchResources": {"namespaceSelector": {"matchExpressions": mode_selector}},
+            },
+        }));
+    }
+    (objects, fixes.iter().map(|(r, _)| r.id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::admission_policies;
+
+    fn export(yaml: &str, kube_minor: u32) -> crate::export::Export {
+        let cfg = Config::from_yaml(yaml, "test").expect("config");
+        let opts = ExportOptions {
+            kube_minor,
+            ..ExportOptions::default()
+        };
+        admission_policies(&cfg, &opts).expect("export")
+    }
+
+    fn mutating(e: &crate::export::Export) -> Vec<&Value> {
+        e.objects
+            .iter()
+            .filter(|o| o["kind"] == "MutatingAdmissionPolicy")
+            .collect()
+    }
+
+    #[test]
+    fn the_three_pss_fixes_run_in_the_apiserver_from_1_36() {
+        let e = export("defaults: {tier: 3}\n", 37);
+        assert_eq!(
+            e.fixed,
+            [
+                "capabilities-restricted",
+                "allow-privilege-escalation",
+                "seccomp-profile-restricted"
+            ]
+            .iter()
+            .copied()
+            .filter(|id| e.fixed.contains(id))
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(e.fixed.len(), 3, "{:?}", e.fixed);
+        let policies = mutating(&e);
+        // One per place of the pod spec: Pod, PodTemplate, the template
+        // kinds, CronJob.
+        let names: Vec<&str> = policies
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "tiergate-fix-pod",
+                "tiergate-fix-jobtemplate-template",
+                "tiergate-fix-template",
+                "tiergate-fix-podtemplate"
+            ]
+        );
+        for p in &policies {
+            assert_eq!(p["spec"]["mutations"].as_array().map(Vec::len), Some(3));
+            // Never a subresource; UPDATE only where the template may change.
+            for r in p["spec"]["matchConstraints"]["resourceRules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let resources: Vec<&str> = r["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert!(resources.iter().all(|r| !r.contains('/')), "{r}");
+                let update = r["operations"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|x| x == "UPDATE"));
+                assert_eq!(
+                    update,
+                    !resources.iter().any(|r| *r == "pods" || *r == "jobs"),
+                    "{r}"
+                );
+            }
+        }
+        // The webhook no longer lists them among what it keeps.
+        assert!(!e.stays.iter().any(|s| s.what.contains("allow-privilege-escalation")));
+        assert!(e.stays.iter().any(|s| s.what == "the resources fix"));
+    }
+
+    #[test]
+    fn no_mutating_policy_before_1_36_or_under_dry_run() {
+        let old = export("defaults: {tier: 3}\n", 35);
+        assert!(old.fixed.is_empty() && mutating(&old).is_empty());
+        assert!(old
+            .stays
+            .iter()
+            .any(|s| s.what == "the seccomp-profile-restricted fix" && s.why.contains("1.36")));
+        let dry = export("defaults: {tier: 3}\ndryRun: true\n", 37);
+        assert!(dry.fixed.is_empty() && mutating(&dry).is_empty());
+        assert!(dry.stays.iter().any(|s| s.why.contains("would-patch")));
+    }
+
+    #[test]
+    fn fixes_turned_off_or_exempted_by_container_stay_in_the_webhook() {
+        let e = export(
+            "defaults: {tier: 3}\nrules:\n  seccomp-profile-restricted: {fix: false}\n\
+             exemptions:\n  - reason: sidecar\n    containers: [istio-proxy]\n    \
+             rules: [allow-privilege-escalation]\n",
+            37,
+        );
+        assert_eq!(e.fixed, ["capabilities-restricted"], "{:?}", e.fixed);
+    }
+
+    #[test]
+    fn guards_follow_tier_mode_and_exemptions() {
+        let e = export(
+            "defaults: {tier: 1, mode: enforce}\nexemptions:\n  - reason: legacy\n    \
+             namespaces: [legacy]\n    rules: [capabilities-restricted]\n",
+            37,
+        );
+        let pod = mutating(&e)[0];
+        let exprs: Vec<&str> = pod["spec"]["mutations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["jsonPatch"]["expression"].as_str())
+            .collect();
+        let caps = exprs
+            .iter()
+            .find(|x| x.contains("capabilities/drop"))
+            .expect("the capabilities fix");
+        assert!(caps.contains("!variables.webhookOnly"), "{caps}");
+        assert!(caps.contains("\"legacy\""), "the exemption: {caps}");
+        assert!(!caps.contains("'audit'"), "never in audit mode: {caps}");
+        // allow-privilege-escalation is a tier-2 rule.
+        let ape = exprs
+            .iter()
+            .find(|x| x.contains("allowPrivilegeEscalation"))
+            .expect("the escalation fix");
+        assert!(ape.contains("variables.tier >= 2"), "{ape}");
+        // The binding leaves audit-mode namespaces out.
+        let binding = e
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "MutatingAdmissionPolicyBinding")
+            .expect("binding");
+        assert_eq!(
+            binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"],
+            json!([{"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}])
+        );
+    }
+
+    #[test]
+    fn the_mutating_webhook_is_not_called_for_what_the_policies_fix() {
+        let cfg = Config::from_yaml("defaults: {tier: 1}\n", "t").expect("config");
+        let base = json!({"webhooks": [{"name": "mutate.tiergate.io", "rules": []}]});
+        let with = crate::export::hybrid_mutating_webhooks(&base, &cfg.policy, &[]);
+        let fixed = policy_fixes(&cfg.policy, false, 37);
+        let without = crate::export::hybrid_mutating_webhooks(&base, &cfg.policy, &fixed);
+        let text = |v: &Value| v.to_string();
+        assert!(text(&with).contains("capabilities"), "{with}");
+        assert!(!text(&without).contains("capabilities"), "{without}");
+    }
+}
