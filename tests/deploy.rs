@@ -705,6 +705,54 @@ fn admission_policies_component_is_generated() {
     );
 }
 
+/// `admissionPolicies: managed`'s RBAC: the four kinds the export makes,
+/// the verbs the sync uses, nothing else (no wildcard), for tiergate's
+/// ServiceAccount; and tiergate itself passes it at tier 5.
+#[test]
+fn managed_admission_policies_rbac_is_least_privilege() {
+    let path = root().join("deploy/components/admission-policies/rbac-managed.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<serde_json::Value> = tiergate::manifest::parse_source("rbac", None, &text)
+        .unwrap()
+        .documents
+        .into_iter()
+        .filter_map(|d| d.value)
+        .collect();
+    assert_eq!(docs.len(), 2);
+    let rules = docs[0]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        strings(&rules[0]["apiGroups"]),
+        ["admissionregistration.k8s.io"]
+    );
+    assert_eq!(
+        strings(&rules[0]["resources"]),
+        [
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+            "mutatingadmissionpolicies",
+            "mutatingadmissionpolicybindings"
+        ]
+    );
+    assert_eq!(
+        strings(&rules[0]["verbs"]),
+        ["get", "list", "create", "patch", "delete"]
+    );
+    assert_eq!(docs[1]["subjects"][0]["name"], "tiergate");
+    assert_eq!(docs[1]["roleRef"]["name"], docs[0]["metadata"]["name"]);
+    let out = Command::new(BIN)
+        .args(["check", "--tier", "5"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn exceptions_file_parses() {
     let rows = exceptions();

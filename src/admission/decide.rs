@@ -11,7 +11,6 @@ use super::request::AdmissionRequest;
 use super::response::{AdmissionResponse, AdmissionReview, Refusal};
 use super::{scope, AdmissionSettings, Evaluate, OnError};
 use crate::policy::cel;
-use crate::policy::config::AdmissionPolicies;
 use crate::policy::exception;
 use crate::policy::guard::{self, NamespaceChange, Verdict};
 use crate::policy::namespace::{is_namespace_kind, labels_of};
@@ -74,7 +73,7 @@ pub fn decide_in(
         // Hybrid: the apiserver's policies judge what they cover (after
         // the fixes, so the mutating webhook still runs every rule).
         skip_covered: settings.webhook == Webhook::Validate
-            && cfg.admission_policies == AdmissionPolicies::Hybrid
+            && cfg.admission_policies.hybrid()
             && !cel::webhook_only(&ctx.namespace_labels),
     };
     let eval = match engine.evaluate(&obj, ctx, &opts) {

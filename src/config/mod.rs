@@ -372,14 +372,15 @@ impl Config {
             out.push(format!("tier admins added: {}", admins.join(", ")));
         }
         use crate::policy::config::AdmissionPolicies;
-        if new_p.admission_policies == AdmissionPolicies::Hybrid
-            && old_p.admission_policies == AdmissionPolicies::Off
-        {
-            out.push(
-                "admissionPolicies: hybrid: the validating webhook no longer judges the rules \
-                 the apiserver's policies cover (apply `tiergate export admission-policies`)"
-                    .to_string(),
-            );
+        if new_p.admission_policies.hybrid() && old_p.admission_policies == AdmissionPolicies::Off {
+            out.push(format!(
+                "admissionPolicies: {}: the validating webhook no longer judges the rules the \
+                 apiserver's policies cover",
+                match new_p.admission_policies {
+                    AdmissionPolicies::Managed => "managed (tiergate applies the policies)",
+                    _ => "hybrid (apply `tiergate export admission-policies`)",
+                }
+            ));
         }
         out
     }

@@ -295,7 +295,10 @@ mod tests {
             }
         }
         // The webhook no longer lists them among what it keeps.
-        assert!(!e.stays.iter().any(|s| s.what.contains("allow-privilege-escalation")));
+        assert!(!e
+            .stays
+            .iter()
+            .any(|s| s.what.contains("allow-privilege-escalation")));
         assert!(e.stays.iter().any(|s| s.what == "the resources fix"));
     }
 

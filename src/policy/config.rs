@@ -57,6 +57,18 @@ pub enum AdmissionPolicies {
     /// skips those, except in namespaces labelled
     /// `tiergate.io/admission=webhook`. The audit and the CLI judge every rule.
     Hybrid,
+    /// Hybrid, and `tiergate serve` keeps the policies in step with its
+    /// config: the replica holding the `tiergate-admission-policies` Lease
+    /// applies them (server-side apply) at start-up, after every reload and
+    /// every 10 minutes, and deletes those the config no longer makes.
+    Managed,
+}
+
+impl AdmissionPolicies {
+    /// Whether the apiserver's policies judge the rules they cover.
+    pub fn hybrid(self) -> bool {
+        self != AdmissionPolicies::Off
+    }
 }
 
 /// `exceptions`: the limits of `TierException` objects and who may grant

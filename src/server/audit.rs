@@ -84,6 +84,44 @@ pub fn spawn(
     )))
 }
 
+/// Hold `name` (a Lease in `namespace`) when this replica can: whether it
+/// does, as it changes; the task that keeps it; this replica's identity.
+/// Retries until the Lease can be used (RBAC).
+pub(super) async fn lease(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<
+        Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>,
+    >,
+    String,
+) {
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("tiergate-{}", std::process::id()));
+    let identity = format!("{identity}-{}", std::process::id());
+    let manager = loop {
+        match LeaseManagerBuilder::new(client.clone(), name)
+            .with_namespace(namespace)
+            .with_identity(&identity)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await
+        {
+            Ok(m) => break m,
+            Err(e) => {
+                warn!(error = %e, namespace, lease = name, "cannot use the Lease; retrying in 10 s (RBAC: leases get/create/update/patch in this namespace)");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    };
+    let (leader, task) = manager.watch().await;
+    (leader, task, identity)
+}
+
 async fn run_loop(
     client: Client,
     caches: Arc<Caches>,
@@ -95,27 +133,7 @@ async fn run_loop(
     while !caches.synced() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let identity = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| format!("tiergate-{}", std::process::id()));
-    let identity = format!("{identity}-{}", std::process::id());
-    let manager = loop {
-        match LeaseManagerBuilder::new(client.clone(), LEASE)
-            .with_namespace(&namespace)
-            .with_identity(&identity)
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await
-        {
-            Ok(m) => break m,
-            Err(e) => {
-                warn!(error = %e, namespace, "cannot use the audit Lease; retrying in 10 s (RBAC: leases get/create/update/patch in this namespace)");
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-        }
-    };
-    let (mut leader, _lease_task) = manager.watch().await;
+    let (mut leader, _lease_task, identity) = lease(&client, &namespace, LEASE).await;
     let opts = AuditOptions {
         namespace: None,
         tier: None,

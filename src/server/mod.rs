@@ -12,6 +12,7 @@ use clap::Args;
 mod audit;
 mod http;
 pub mod metrics;
+mod policies;
 mod reload;
 mod run;
 pub mod tls;

@@ -149,6 +149,7 @@ pub struct Handle {
     _watcher: Option<notify::RecommendedWatcher>,
     cluster: Option<Watches>,
     audit_task: Option<tokio::task::JoinHandle<()>>,
+    policies_task: Option<tokio::task::JoinHandle<()>>,
     shutdown_delay: Duration,
 }
 
@@ -180,7 +181,10 @@ impl Handle {
         }
         let _ = self.admin_shutdown_tx.send(true);
         let _ = self.admin_task.await;
-        if let Some(t) = self.audit_task.take() {
+        for t in [self.audit_task.take(), self.policies_task.take()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         if let Some(w) = self.cluster.as_mut() {
@@ -337,6 +341,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         }
         _ => None,
     };
+    let policies_task = match &client {
+        Some(c) => {
+            let pm = super::policies::PolicyMetrics::new(state.metrics.registry())
+                .context("admission-policies metrics")?;
+            super::policies::spawn(c.clone(), state.clone(), pm)
+        }
+        None => None,
+    };
 
     let listener = bind(opts.listen).await?;
     let admin = bind(opts.admin_listen).await?;
@@ -389,6 +401,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         _watcher: watcher,
         cluster,
         audit_task,
+        policies_task,
         shutdown_delay: opts.shutdown_delay,
     })
 }

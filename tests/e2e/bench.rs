@@ -227,7 +227,10 @@ async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>,
             names_of(export::hybrid_webhooks(&v, cfg), &mut validate);
             let m = json!({"webhooks": [{"name": MUTATE}]});
             let fixed = export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR);
-            names_of(export::hybrid_mutating_webhooks(&m, cfg, &fixed), &mut mutate);
+            names_of(
+                export::hybrid_mutating_webhooks(&m, cfg, &fixed),
+                &mut mutate,
+            );
         }
     }
     (validate, mutate)

@@ -279,7 +279,10 @@ pub async fn apply_bound_policies(cfg: &Config, prefix: &str, scenarios: &[&str]
     for o in &mut exported.objects {
         let name = format!("{prefix}-{}", o["metadata"]["name"].as_str().unwrap_or(""));
         o["metadata"]["name"] = json!(name);
-        if o["kind"].as_str().is_some_and(|k| k.ends_with("AdmissionPolicyBinding")) {
+        if o["kind"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("AdmissionPolicyBinding"))
+        {
             o["spec"]["policyName"] = json!(name);
             if let Some(list) =
                 o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"].as_array_mut()
@@ -364,7 +367,11 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     let mut objects_yaml: Vec<Value> = exported
         .objects
         .iter()
-        .filter(|o| o["kind"].as_str().is_some_and(|k| k.starts_with("Validating")))
+        .filter(|o| {
+            o["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("Validating"))
+        })
         .cloned()
         .collect();
     for o in &mut objects_yaml {
@@ -814,7 +821,11 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
     let mut mutating: Vec<Value> = exported
         .objects
         .iter()
-        .filter(|o| o["kind"].as_str().is_some_and(|k| k.starts_with("Mutating")))
+        .filter(|o| {
+            o["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("Mutating"))
+        })
         .cloned()
         .collect();
     for o in &mut mutating {
@@ -822,7 +833,8 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
         o["metadata"]["name"] = json!(name);
         if o["kind"] == "MutatingAdmissionPolicyBinding" {
             o["spec"]["policyName"] = json!(name);
-            o["spec"]["matchResources"]["objectSelector"] = json!({"matchLabels": {MAP_LABEL: "1"}});
+            o["spec"]["matchResources"]["objectSelector"] =
+                json!({"matchLabels": {MAP_LABEL: "1"}});
         }
     }
     assert!(mutating.len() >= 6, "{} mutating objects", mutating.len());

@@ -426,7 +426,8 @@ impl Scenario {
                 "webhooks": [self.webhook(MUTATE, "/mutate", true)],
             });
             if let Some(cfg) = &self.webhooks.hybrid {
-                let fixed = tiergate::export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR);
+                let fixed =
+                    tiergate::export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR);
                 config = tiergate::export::hybrid_mutating_webhooks(&config, cfg, &fixed);
             }
             api.create(
