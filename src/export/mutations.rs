@@ -1,7 +1,9 @@
 //! The safe fixes the apiserver can apply itself: MutatingAdmissionPolicies
-//! (GA in Kubernetes 1.36), one per shape of object (where the pod spec
-//! is), with one JSONPatch mutation per fix, from the CEL each rule's file
-//! gives next to its Rust fix ([`crate::policy::cel::CelFix`]).
+//! (GA in Kubernetes 1.36), one per fix and shape of object (where the pod
+//! spec is), each with one JSONPatch mutation, from the CEL each rule's file
+//! gives next to its Rust fix ([`crate::policy::cel::CelFix`]); a
+//! `fix-needed` matchCondition keeps the apiserver from running the
+//! mutation on objects it would not change.
 //!
 //! The guards are the mutating webhook's: the fix is on in the namespace's
 //! tier and mode (never in audit mode, never under the global dry-run,
@@ -22,7 +24,7 @@ use crate::config::Config;
 use crate::policy::cel::{covered, PatchCtx};
 use crate::policy::config::PolicyConfig;
 use crate::policy::kinds::{GroupKind, WORKLOADS};
-use crate::policy::namespace::MODE_LABEL;
+use crate::policy::namespace::{MODE_LABEL, TIER_LABEL};
 use crate::policy::{kinds, rules, Engine, Mode, Rule, Tier};
 
 /// The first Kubernetes minor version with MutatingAdmissionPolicy v1.
@@ -67,6 +69,27 @@ fn fix_table(engine: &Engine, rule: &Rule) -> Vec<(Mode, Vec<u8>)> {
     out
 }
 
+/// A binding's namespace selector: not in audit mode, and not labelled
+/// with a tier (as tiergate spells them) where the fix is off, so the
+/// apiserver does not invoke the policy there at all. A label spelled
+/// otherwise (`Enterprise`) is still selected, and the mutation's own CEL
+/// decides.
+fn selector(mode: &[Value], tiers: &[u8], default: Tier) -> Vec<Value> {
+    let mut out = mode.to_vec();
+    let outside: Vec<String> = Tier::ALL
+        .iter()
+        .filter(|t| !tiers.contains(&t.number()))
+        .flat_map(|t| super::tier_values(*t))
+        .collect();
+    if !outside.is_empty() {
+        if !tiers.contains(&default.number()) {
+            out.push(json!({"key": TIER_LABEL, "operator": "Exists"}));
+        }
+        out.push(json!({"key": TIER_LABEL, "operator": "NotIn", "values": outside}));
+    }
+    out
+}
+
 /// The resource rules of one shape: every kind on CREATE, and on UPDATE
 /// those whose pod template may change.
 fn patchable_rules(gks: &[GroupKind]) -> Vec<Value> {
@@ -105,7 +128,7 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
     let policy = &cfg.policy;
     let engine = Engine::new(policy.clone());
     // (rule, CEL condition it is on) for every fix the apiserver applies.
-    let mut fixes: Vec<(&'static Rule, String)> = Vec::new();
+    let mut fixes: Vec<(&'static Rule, String, Vec<u8>)> = Vec::new();
     for rule in rules::ALL.iter().copied() {
         if !fix_in_policy(rule, policy, cfg.server.dry_run, opts.kube_minor) {
             continue;
@@ -124,7 +147,10 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
         if !exempt.is_empty() {
             cond.push_str(&format!(" && !({})", exempt.join(" || ")));
         }
-        fixes.push((rule, cond));
+        let mut tiers: Vec<u8> = table.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+        tiers.sort_unstable();
+        tiers.dedup();
+        fixes.push((rule, cond, tiers));
     }
     if fixes.is_empty() {
         return (Vec::new(), Vec::new());
@@ -146,6 +172,11 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
                 .any(|n| v["name"] == *n)
         })
         .collect();
+    let mut mode_selector = Vec::new();
+    if policy.defaults.mode == Mode::Audit {
+        mode_selector.push(json!({"key": MODE_LABEL, "operator": "Exists"}));
+    }
+    mode_selector.push(json!({"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}));
     let mut objects = Vec::new();
     for (spec, gks) in shapes {
         // Named by the shape: its pod spec's parents (`template`, ...).
@@ -154,66 +185,64 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
             .filter(|s| !s.is_empty() && *s != "spec")
             .map(str::to_lowercase)
             .collect();
-        let name = match (spec.starts_with("/spec"), parents.is_empty()) {
+        let shape = match (spec.starts_with("/spec"), parents.is_empty()) {
             (_, true) => "tiergate-fix-pod".to_string(),
             (true, false) => format!("tiergate-fix-{}", parents.join("-")),
             (false, false) => format!("tiergate-fix-pod{}", parents.join("-")),
         };
         let p = PatchCtx { spec };
-        let mutations: Vec<Value> = fixes
-            .iter()
-            .filter_map(|(rule, cond)| {
-                let body = rule.fix.cel()?(&p);
-                Some(json!({
-                    "patchType": "JSONPatch",
-                    "jsonPatch": {"expression": format!("({cond}) ? ({body}) : []")},
-                }))
-            })
-            .collect();
-        objects.push(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingAdmissionPolicy",
-            "metadata": {"name": name, "labels": labels(opts)},
-            "spec": {
-                "failurePolicy": "Fail",
-                "reinvocationPolicy": "IfNeeded",
-                "matchConstraints": {
-                    "matchPolicy": "Equivalent",
-                    "namespaceSelector": {"matchExpressions": [{
-                        "key": "kubernetes.io/metadata.name",
-                        "operator": "NotIn",
-                        "values": opts.excluded_namespaces,
-                    }]},
-                    "resourceRules": patchable_rules(&gks),
+        // One policy per fix: its own matchCondition says when the fix would
+        // change something, so the apiserver runs no mutation (the costly
+        // part) on an object that needs none.
+        for (rule, cond, tiers) in &fixes {
+            let Some(fix) = rule.fix.cel() else { continue };
+            let fix = fix(&p);
+            let name = format!("{shape}-{}", rule.id);
+            objects.push(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingAdmissionPolicy",
+                "metadata": {"name": name, "labels": labels(opts)},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "reinvocationPolicy": "IfNeeded",
+                    "matchConstraints": {
+                        "matchPolicy": "Equivalent",
+                        "namespaceSelector": {"matchExpressions": [{
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "NotIn",
+                            "values": opts.excluded_namespaces,
+                        }]},
+                        "resourceRules": patchable_rules(&gks),
+                    },
+                    "matchConditions": [
+                        {"name": "break-glass", "expression": scope::BREAK_GLASS_CEL},
+                        {"name": "not-unchanged-update",
+                         "expression": scope::unchanged_update_cel_on("dyn(object)", "dyn(oldObject)")},
+                        {"name": "not-controller-owned",
+                         "expression": "!object.metadata.?ownerReferences.orValue([])\
+                                        .exists(r, r.?controller.orValue(false) == true)"},
+                        {"name": "fix-needed", "expression": fix.when},
+                    ],
+                    "variables": variables,
+                    "mutations": [{
+                        "patchType": "JSONPatch",
+                        "jsonPatch": {"expression": format!("({cond}) ? ({}) : []", fix.patch)},
+                    }],
                 },
-                "matchConditions": [
-                    {"name": "break-glass", "expression": scope::BREAK_GLASS_CEL},
-                    {"name": "not-unchanged-update",
-                     "expression": scope::unchanged_update_cel_on("dyn(object)", "dyn(oldObject)")},
-                    {"name": "not-controller-owned",
-                     "expression": "!object.metadata.?ownerReferences.orValue([])\
-                                    .exists(r, r.?controller.orValue(false) == true)"},
-                ],
-                "variables": variables,
-                "mutations": mutations,
-            },
-        }));
-        let mut mode_selector = Vec::new();
-        if policy.defaults.mode == Mode::Audit {
-            mode_selector.push(json!({"key": MODE_LABEL, "operator": "Exists"}));
+            }));
+            objects.push(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingAdmissionPolicyBinding",
+                "metadata": {"name": name, "labels": labels(opts)},
+                "spec": {
+                    "policyName": name,
+                    "matchResources": {"namespaceSelector": {
+                        "matchExpressions": selector(&mode_selector, tiers, policy.defaults.tier)}},
+                },
+            }));
         }
-        mode_selector.push(json!({"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}));
-        objects.push(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingAdmissionPolicyBinding",
-            "metadata": {"name": name, "labels": labels(opts)},
-            "spec": {
-                "policyName": name,
-                "matchResources": {"namespaceSelector": {"matchExpressions": mode_selector}},
-            },
-        }));
     }
-    (objects, fixes.iter().map(|(r, _)| r.id).collect())
+    (objects, fixes.iter().map(|(r, _, _)| r.id).collect())
 }
 
 #[cfg(test)]
@@ -254,23 +283,22 @@ mod tests {
         );
         assert_eq!(e.fixed.len(), 3, "{:?}", e.fixed);
         let policies = mutating(&e);
-        // One per place of the pod spec: Pod, PodTemplate, the template
-        // kinds, CronJob.
+        // One per place of the pod spec (Pod, PodTemplate, the template
+        // kinds, CronJob) and fix.
         let names: Vec<&str> = policies
             .iter()
             .filter_map(|p| p["metadata"]["name"].as_str())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "tiergate-fix-pod",
-                "tiergate-fix-jobtemplate-template",
-                "tiergate-fix-template",
-                "tiergate-fix-podtemplate"
-            ]
-        );
+        assert_eq!(names.len(), 12, "{names:?}");
+        for shape in ["pod", "template", "jobtemplate-template", "podtemplate"] {
+            for fix in &e.fixed {
+                let n = format!("tiergate-fix-{shape}-{fix}");
+                assert!(names.contains(&n.as_str()), "{n} in {names:?}");
+            }
+        }
         for p in &policies {
-            assert_eq!(p["spec"]["mutations"].as_array().map(Vec::len), Some(3));
+            assert_eq!(p["spec"]["mutations"].as_array().map(Vec::len), Some(1));
+            assert_eq!(p["spec"]["matchConditions"][3]["name"], "fix-needed");
             // Never a subresource; UPDATE only where the template may change.
             for r in p["spec"]["matchConstraints"]["resourceRules"]
                 .as_array()
@@ -333,25 +361,21 @@ mod tests {
              namespaces: [legacy]\n    rules: [capabilities-restricted]\n",
             37,
         );
-        let pod = mutating(&e)[0];
-        let exprs: Vec<&str> = pod["spec"]["mutations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["jsonPatch"]["expression"].as_str())
-            .collect();
-        let caps = exprs
-            .iter()
-            .find(|x| x.contains("capabilities/drop"))
-            .expect("the capabilities fix");
+        let expr = |name: &str| {
+            mutating(&e)
+                .into_iter()
+                .find(|p| p["metadata"]["name"] == name)
+                .and_then(|p| p["spec"]["mutations"][0]["jsonPatch"]["expression"].as_str())
+                .unwrap_or_else(|| panic!("{name}"))
+                .to_string()
+        };
+        let caps = expr("tiergate-fix-pod-capabilities-restricted");
+        assert!(caps.contains("capabilities/drop"), "{caps}");
         assert!(caps.contains("!variables.webhookOnly"), "{caps}");
         assert!(caps.contains("\"legacy\""), "the exemption: {caps}");
         assert!(!caps.contains("'audit'"), "never in audit mode: {caps}");
         // allow-privilege-escalation is a tier-2 rule.
-        let ape = exprs
-            .iter()
-            .find(|x| x.contains("allowPrivilegeEscalation"))
-            .expect("the escalation fix");
+        let ape = expr("tiergate-fix-pod-allow-privilege-escalation");
         assert!(ape.contains("variables.tier >= 2"), "{ape}");
         // The binding leaves audit-mode namespaces out.
         let binding = e

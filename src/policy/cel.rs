@@ -68,7 +68,17 @@ pub enum Cel {
 /// around a fix (tier, mode, kind, exemptions, what may be patched); a test
 /// in `tests/e2e/policies.rs` applies it through the apiserver and compares
 /// the result with `tiergate fix`.
-pub type CelFix = fn(&PatchCtx<'_>) -> String;
+pub type CelFix = fn(&PatchCtx<'_>) -> CelPatch;
+
+/// A fix as CEL for one place of the pod spec.
+pub struct CelPatch {
+    /// `bool` over `object`: the fix would change something (a policy's
+    /// `matchConditions`: the apiserver runs the mutation only then, which
+    /// is most of its cost).
+    pub when: String,
+    /// `list(JSONPatch)`: the change, evaluated only when `when` holds.
+    pub patch: String,
+}
 
 /// Where a fix's CEL finds the pod spec: the JSON pointer of the pod spec
 /// in one kind of object (`/spec/template/spec` in a Deployment).

@@ -101,24 +101,23 @@ fn cel(cx: &CelCtx<'_>) -> String {
 }
 
 /// The fix as CEL: the same containers, the same field.
-fn fix_cel(p: &PatchCtx<'_>) -> String {
-    let escalates = "(c.?securityContext.?privileged.orValue(false) == true || \
-                     c.?securityContext.?capabilities.?add.orValue([]).exists(x, x == 'CAP_SYS_ADMIN' \
-                     || x == 'SYS_ADMIN'))";
-    format!(
-        "{} ? [] : {}",
-        p.windows(),
-        p.per_container(
-            &format!("!c.?securityContext.?allowPrivilegeEscalation.hasValue() && !{escalates}"),
-            |at, ty| add_under(
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
+    let cond = "!c.?securityContext.?allowPrivilegeEscalation.hasValue() && \
+                !(c.?securityContext.?privileged.orValue(false) == true || \
+                c.?securityContext.?capabilities.?add.orValue([]).exists(x, x == 'CAP_SYS_ADMIN' \
+                || x == 'SYS_ADMIN'))";
+    cel::CelPatch {
+        when: format!("!({}) && {}.exists(c, {cond})", p.windows(), p.containers()),
+        patch: p.per_container(cond, |at, ty| {
+            add_under(
                 "c",
                 at,
                 ty,
                 &["securityContext", "allowPrivilegeEscalation"],
-                |_| "false".into()
-            ),
-        )
-    )
+                |_| "false".into(),
+            )
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -141,23 +141,20 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
 
 /// The fix as CEL: "ALL" appended to (or made) `capabilities.drop` of the
 /// containers known not to run as root.
-fn fix_cel(p: &PatchCtx<'_>) -> String {
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     let spec = p.spec_value();
     // known_non_root: the container's runAsUser, else the pod's; non-zero,
     // or, when neither sets one, runAsNonRoot (container's, else pod's).
     let user = format!("c.?securityContext.?runAsUser.or({spec}.?securityContext.?runAsUser)");
-    let non_root = format!(
+    let cond = format!(
         "({user}.hasValue() ? {user}.value() > 0 : \
-         c.?securityContext.?runAsNonRoot.or({spec}.?securityContext.?runAsNonRoot).orValue(false))"
+         c.?securityContext.?runAsNonRoot.or({spec}.?securityContext.?runAsNonRoot).orValue(false)) \
+         && !c.?securityContext.?capabilities.?drop.orValue([]).exists(x, x == 'ALL')"
     );
-    format!(
-        "{} ? [] : {}",
-        p.windows(),
-        p.per_container(
-            &format!(
-                "{non_root} && !c.?securityContext.?capabilities.?drop.orValue([]).exists(x, x == 'ALL')"
-            ),
-            |at, ty| format!(
+    cel::CelPatch {
+        when: format!("!({}) && {}.exists(c, {cond})", p.windows(), p.containers()),
+        patch: p.per_container(&cond, |at, ty| {
+            format!(
                 "c.?securityContext.?capabilities.?drop.hasValue() ? {} : {}",
                 cel::patch_add(
                     &format!("{at} + '/securityContext/capabilities/drop/-'"),
@@ -170,9 +167,9 @@ fn fix_cel(p: &PatchCtx<'_>) -> String {
                     &["securityContext", "capabilities", "drop"],
                     |_| "['ALL']".into()
                 )
-            ),
-        )
-    )
+            )
+        }),
+    }
 }
 
 fn cel(cx: &CelCtx<'_>) -> String {

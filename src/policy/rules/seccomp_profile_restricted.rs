@@ -87,21 +87,26 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
 
 /// The fix as CEL: the pod-level profile, when the pod sets none and some
 /// container has none of its own.
-fn fix_cel(p: &PatchCtx<'_>) -> String {
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     let spec = p.spec_value();
-    format!(
-        "!({}) && !{spec}.?securityContext.?seccompProfile.hasValue() && \
-         {}.exists(c, !c.?securityContext.?seccompProfile.hasValue()) ? [{}] : []",
-        p.windows(),
-        p.containers(),
-        add_under(
-            &spec,
-            &lit(p.spec),
-            &p.type_of(""),
-            &["securityContext", "seccompProfile"],
-            |t| format!("{t}{{type: 'RuntimeDefault'}}"),
-        )
-    )
+    cel::CelPatch {
+        when: format!(
+            "!({}) && !{spec}.?securityContext.?seccompProfile.hasValue() && \
+             {}.exists(c, !c.?securityContext.?seccompProfile.hasValue())",
+            p.windows(),
+            p.containers()
+        ),
+        patch: format!(
+            "[{}]",
+            add_under(
+                &spec,
+                &lit(p.spec),
+                &p.type_of(""),
+                &["securityContext", "seccompProfile"],
+                |t| format!("{t}{{type: 'RuntimeDefault'}}"),
+            )
+        ),
+    }
 }
 
 fn cel(cx: &CelCtx<'_>) -> String {
