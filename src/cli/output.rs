@@ -894,7 +894,12 @@ pub fn rules_markdown() -> String {
                 format!("stays in the webhook: {why}")
             }
         };
-        let _ = writeln!(s, "- in hybrid mode: {apiserver}");
+        let fix = match (r.fix.exists(), r.fix.cel().is_some()) {
+            (true, true) => "; its fix, a MutatingAdmissionPolicy (Kubernetes 1.36+)",
+            (true, false) => "; its fix stays in the mutating webhook",
+            _ => "",
+        };
+        let _ = writeln!(s, "- in hybrid mode: {apiserver}{fix}");
         let _ = writeln!(
             s,
             "- exempt: in the config, `exemptions: [{{reason: \"<why>\", namespaces: [<ns>], \
