@@ -5,7 +5,11 @@
 # through the Go module proxy (`go env GOPROXY`). No Kubernetes source is kept
 # in this repository: the two go.mod/go.sum pairs are all there is.
 #
-# Output: target/e2e-bin/{kube-apiserver,kube-controller-manager,etcd} (or $E2E_BIN_DIR). A binary
+# For the supply-chain tests: the CNCF distribution registry
+# (tests/e2e/registry/go.mod), cosign and crane (tests/e2e/cosign/go.mod).
+#
+# Output: target/e2e-bin/{kube-apiserver,kube-controller-manager,etcd,registry,cosign,crane}
+# (or $E2E_BIN_DIR). A binary
 # that is already there is not rebuilt; delete it (or the directory) to force
 # a rebuild. Prints how long each build took.
 set -euo pipefail
@@ -42,7 +46,14 @@ build kube-apiserver "$root/tests/e2e/k8s" k8s.io/kubernetes/cmd/kube-apiserver 
 # The controller-manager (deployment and replicaset controllers) for the
 # rollout test: the same module, so the Go build cache shares most of it.
 build kube-controller-manager "$root/tests/e2e/k8s" k8s.io/kubernetes/cmd/kube-controller-manager -ldflags "$k8s_ldflags"
+# The supply-chain tests' real tools: an OCI registry, cosign, crane.
+build registry "$root/tests/e2e/registry" github.com/distribution/distribution/v3/cmd/registry -ldflags "-s -w"
+build cosign "$root/tests/e2e/cosign" github.com/sigstore/cosign/v3/cmd/cosign -ldflags "-s -w"
+build crane "$root/tests/e2e/cosign" github.com/google/go-containerregistry/cmd/crane -ldflags "-s -w"
 echo "e2e-build: done in $((SECONDS - total))s"
 "$out/etcd" --version | sed -n 1p
 "$out/kube-apiserver" --version
 "$out/kube-controller-manager" --version
+"$out/registry" --version
+"$out/cosign" version 2>/dev/null | sed -n '/GitVersion/p'
+"$out/crane" version

@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tiergate::install_crypto_provider();
     let args = Cli::parse();
     let result = match args.command {
         Command::Check(a) => cli::check(a),

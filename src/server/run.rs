@@ -313,6 +313,7 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Start the server in the current tokio runtime.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
+    crate::install_crypto_provider();
     let metrics = Metrics::new().context("metrics")?;
     let (config, config_bytes) = Config::load(opts.config.as_deref())?;
     let serving = serving_certificate(&opts.tls, &metrics)?;

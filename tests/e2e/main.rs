@@ -22,3 +22,4 @@ mod policies;
 mod rollout;
 mod scaffold;
 mod scenarios;
+mod supply;

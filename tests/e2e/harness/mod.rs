@@ -33,6 +33,7 @@ pub const MUTATE: &str = "mutate.tiergate.io";
 
 /// A kube client for an identity of the kubeconfig (`admin` or `dev`).
 pub async fn client_as(context: &str) -> Client {
+    tiergate::install_crypto_provider();
     let c = cluster();
     let kc = Kubeconfig::read_from(&c.kubeconfig).expect("reading the e2e kubeconfig");
     let opts = KubeConfigOptions {

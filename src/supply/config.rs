@@ -1,0 +1,167 @@
+//! The `images:` section of the config: which images need a signature and
+//! provenance, the keys and builders trusted, and the cache and time budget
+//! of verification.
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `images:`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImagesConfig {
+    /// The rules, first match wins (by image prefix and namespace tier).
+    #[serde(default)]
+    pub verify: Vec<VerifyRule>,
+    /// The answer when verification cannot finish within the budget.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+    /// Milliseconds a request may spend verifying (inside the apiserver's
+    /// `?timeout=`); 2,000 by default.
+    #[serde(default)]
+    pub budget_ms: Option<u64>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Extra CA certificates (PEM) the registries' TLS is checked against.
+    #[serde(default)]
+    pub registry_ca: Vec<String>,
+}
+
+/// What happens when verification runs out of time (or the registry fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// One rule: images under these prefixes, in namespaces of these tiers,
+/// must be signed by one of these keys (and, with `provenance`, carry a SLSA
+/// provenance attestation from an allowed builder).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VerifyRule {
+    /// Image prefixes (`registry.example.com/team/`); `*` matches every
+    /// image.
+    pub images: Vec<String>,
+    /// Namespace tiers the rule applies in (5 by default).
+    #[serde(default = "tier5")]
+    pub tiers: Vec<u8>,
+    /// Trusted public keys (PEM, as `cosign generate-key-pair` writes
+    /// them).
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+}
+
+fn tier5() -> Vec<u8> {
+    vec![5]
+}
+
+/// SLSA provenance: the builders allowed, and the keys trusted to sign the
+/// attestation (the rule's own when empty).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Provenance {
+    pub builders: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+/// The verification cache.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheConfig {
+    /// Seconds a verified digest stays verified (600).
+    #[serde(default = "positive")]
+    pub positive_seconds: u64,
+    /// Seconds a refused digest stays refused (60).
+    #[serde(default = "negative")]
+    pub negative_seconds: u64,
+    /// Seconds a tag's digest is reused (30).
+    #[serde(default = "tag")]
+    pub tag_seconds: u64,
+    /// Entries kept, each cache (10,000).
+    #[serde(default = "entries")]
+    pub max_entries: u64,
+}
+
+fn positive() -> u64 {
+    600
+}
+fn negative() -> u64 {
+    60
+}
+fn tag() -> u64 {
+    30
+}
+fn entries() -> u64 {
+    10_000
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            positive_seconds: positive(),
+            negative_seconds: negative(),
+            tag_seconds: tag(),
+            max_entries: entries(),
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn positive_ttl(&self) -> Duration {
+        Duration::from_secs(self.positive_seconds.max(1))
+    }
+    pub fn negative_ttl(&self) -> Duration {
+        Duration::from_secs(self.negative_seconds.max(1))
+    }
+    pub fn tag_ttl(&self) -> Duration {
+        Duration::from_secs(self.tag_seconds.max(1))
+    }
+}
+
+impl ImagesConfig {
+    /// The time a request may spend verifying.
+    pub fn budget(&self) -> Duration {
+        Duration::from_millis(self.budget_ms.unwrap_or(2_000).max(1))
+    }
+
+    /// The first rule for `image` in a namespace of `tier`.
+    pub fn rule_for(&self, image: &str, tier: u8) -> Option<usize> {
+        self.verify.iter().position(|r| {
+            r.tiers.contains(&tier)
+                && r.images
+                    .iter()
+                    .any(|p| p == "*" || image.starts_with(p.as_str()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_rule_for_the_image_and_tier_applies() {
+        let cfg: ImagesConfig = serde_saphyr::from_str(
+            "verify:\n  - images: [reg.example/team/]\n    keys: [k1]\n  \
+             - images: ['*']\n    tiers: [4, 5]\n    keys: [k2]\n",
+        )
+        .expect("config");
+        assert_eq!(cfg.rule_for("reg.example/team/app:1", 5), Some(0));
+        assert_eq!(cfg.rule_for("reg.example/other/app:1", 5), Some(1));
+        assert_eq!(cfg.rule_for("reg.example/team/app:1", 4), Some(1));
+        assert_eq!(cfg.rule_for("reg.example/team/app:1", 3), None);
+        assert_eq!(cfg.budget(), Duration::from_secs(2));
+        assert_eq!(cfg.on_timeout, OnTimeout::Deny);
+        assert_eq!(cfg.cache.negative_ttl(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let r: Result<ImagesConfig, _> = serde_saphyr::from_str("verify: []\nonTimout: allow\n");
+        assert!(r.is_err());
+    }
+}

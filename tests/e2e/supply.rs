@@ -1,0 +1,404 @@
+//! Image verification (issue 14) against real tools: the CNCF distribution
+//! registry on loopback with TLS (the run's CA), test images pushed with
+//! `crane`, signatures and SLSA provenance attestations made by the real
+//! `cosign` with keys (`--tlog-upload=false`), all built by
+//! scripts/e2e-build.sh. Keyless signing is not tested: it needs a Fulcio
+//! and a Rekor, which no script here builds yet.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tiergate::supply::{ImagesConfig, Outcome, Verifier, VerifyError};
+
+use crate::harness::cluster;
+use crate::harness::cluster::bin_dir;
+use crate::harness::procs::{free_ports, spawn, tail, Guard};
+
+const BUILDER: &str = "https://builder.example/tiergate-e2e@v1";
+
+/// One registry, its images and keys, for every test of this file.
+struct World {
+    _registry: Guard,
+    dir: PathBuf,
+    host: String,
+    debug_port: u16,
+    ca_file: PathBuf,
+    key_a: String,
+    /// `app:signed`: signed by key A, provenance from BUILDER.
+    signed: String,
+    /// `app:unsigned`: nothing.
+    unsigned: String,
+    /// `app:other-key`: signed by key B.
+    other_key: String,
+    /// `app:stolen`: the signature object of `signed` copied to its digest.
+    stolen: String,
+    /// `app:bad-builder`: signed by A, provenance from another builder.
+    bad_builder: String,
+}
+
+fn tool(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Run a tool that must succeed; its stdout.
+fn run(world_dir: &Path, ca: &Path, name: &str, args: &[&str]) -> String {
+    let out = Command::new(tool(name))
+        .args(args)
+        .current_dir(world_dir)
+        .env("SSL_CERT_FILE", ca)
+        .env("COSIGN_PASSWORD", "")
+        .env("HOME", world_dir)
+        .env("DOCKER_CONFIG", world_dir.join("docker"))
+        .env("TUF_ROOT", world_dir.join("tuf"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: {e} (run scripts/e2e-build.sh)"));
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(make_world)
+}
+
+fn make_world() -> World {
+    let c = cluster();
+    let dir = c.dir.join("supply");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &c.ca_pem).expect("ca");
+    let ports = free_ports(2);
+    let host = format!("127.0.0.1:{}", ports[0]);
+    let config = format!(
+        "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  \
+         delete: {{enabled: true}}\nhttp:\n  addr: {host}\n  tls:\n    certificate: {}\n    \
+         key: {}\n  debug:\n    addr: 127.0.0.1:{}\n    prometheus: {{enabled: true, path: /metrics}}\n",
+        dir.join("storage").display(),
+        c.tiergate_cert.display(),
+        c.tiergate_key.display(),
+        ports[1]
+    );
+    let cfg = dir.join("registry.yaml");
+    std::fs::write(&cfg, config).expect("registry config");
+    let log = dir.join("registry.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let err = out.try_clone().expect("log");
+    let mut cmd = Command::new(tool("registry"));
+    cmd.arg("serve")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let child = spawn(cmd).expect("registry (run scripts/e2e-build.sh)");
+    let guard = Guard {
+        name: "registry".into(),
+        child: Some(child),
+        log: log.clone(),
+    };
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&host).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the registry never listened:\n{}",
+            tail(&log, 20)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = |name: &str, args: &[&str]| run(&dir, &ca_file, name, args);
+    // Keys A and B.
+    for k in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(k)).expect("key dir");
+        let out = Command::new(tool("cosign"))
+            .args(["generate-key-pair"])
+            .current_dir(dir.join(k))
+            .env("COSIGN_PASSWORD", "")
+            .env("HOME", &dir)
+            .output()
+            .expect("cosign generate-key-pair");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let key = |k: &str| dir.join(k).join("cosign.key").display().to_string();
+    // Images: one layer each, different contents so different digests.
+    let image = |tag: &str| -> String {
+        let layer = dir.join(format!("{tag}.tar"));
+        let file = dir.join(format!("{tag}.txt"));
+        std::fs::write(&file, format!("tiergate e2e image {tag}\n")).expect("file");
+        let st = Command::new("tar")
+            .arg("-cf")
+            .arg(&layer)
+            .arg("-C")
+            .arg(&dir)
+            .arg(format!("{tag}.txt"))
+            .status()
+            .expect("tar");
+        assert!(st.success());
+        let reference = format!("{host}/app:{tag}");
+        r(
+            "crane",
+            &[
+                "append",
+                "-f",
+                &layer.display().to_string(),
+                "-t",
+                &reference,
+            ],
+        );
+        let digest = r("crane", &["digest", &reference]);
+        format!("{host}/app@{digest}")
+    };
+    let sign = |k: &str, pinned: &str| {
+        r(
+            "cosign",
+            &[
+                "sign",
+                "--key",
+                &key(k),
+                "--tlog-upload=false",
+                "--new-bundle-format=false",
+                "--use-signing-config=false",
+                "--yes",
+                pinned,
+            ],
+        );
+    };
+    let attest = |k: &str, pinned: &str, builder: &str| {
+        let pred = dir.join("predicate.json");
+        std::fs::write(
+            &pred,
+            serde_json::json!({
+                "buildDefinition": {"buildType": "https://tiergate.dev/e2e", "externalParameters": {}},
+                "runDetails": {"builder": {"id": builder}},
+            })
+            .to_string(),
+        )
+        .expect("predicate");
+        r(
+            "cosign",
+            &[
+                "attest",
+                "--key",
+                &key(k),
+                "--type",
+                "slsaprovenance1",
+                "--predicate",
+                &pred.display().to_string(),
+                "--tlog-upload=false",
+                "--new-bundle-format=false",
+                "--use-signing-config=false",
+                "--yes",
+                pinned,
+            ],
+        );
+    };
+    let signed = image("signed");
+    sign("a", &signed);
+    attest("a", &signed, BUILDER);
+    let unsigned = image("unsigned");
+    let other_key = image("other-key");
+    sign("b", &other_key);
+    attest("b", &other_key, BUILDER);
+    let stolen = image("stolen");
+    let tag_of = |pinned: &str| {
+        let d = pinned.split('@').nth(1).unwrap_or("");
+        format!("{host}/app:{}.sig", d.replace(':', "-"))
+    };
+    r("crane", &["copy", &tag_of(&signed), &tag_of(&stolen)]);
+    let bad_builder = image("bad-builder");
+    sign("a", &bad_builder);
+    attest("a", &bad_builder, "https://untrusted.example/builder");
+    let key_a = std::fs::read_to_string(dir.join("a").join("cosign.pub")).expect("pub");
+    World {
+        _registry: guard,
+        dir,
+        host,
+        debug_port: ports[1],
+        ca_file,
+        key_a,
+        signed,
+        unsigned,
+        other_key,
+        stolen,
+        bad_builder,
+    }
+}
+
+fn config(w: &World, provenance: bool, budget_ms: u64) -> ImagesConfig {
+    let mut cfg = ImagesConfig {
+        budget_ms: Some(budget_ms),
+        registry_ca: vec![std::fs::read_to_string(&w.ca_file).expect("ca")],
+        ..ImagesConfig::default()
+    };
+    cfg.verify.push(tiergate::supply::VerifyRule {
+        images: vec![format!("{}/", w.host)],
+        tiers: vec![5],
+        keys: vec![w.key_a.clone()],
+        provenance: provenance.then(|| tiergate::supply::config::Provenance {
+            builders: vec![BUILDER.to_string()],
+            keys: vec![],
+        }),
+    });
+    cfg
+}
+
+/// The registry's count of HTTP requests so far (its Prometheus metrics).
+fn registry_requests(w: &World) -> f64 {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", w.debug_port)).expect("debug port");
+    use std::io::{Read, Write};
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| l.starts_with("registry_http_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn refused(o: &Result<Outcome, VerifyError>) -> String {
+    match o {
+        Ok(Outcome::Refused { reason, .. }) => reason.clone(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_and_provenance_from_the_real_cosign() {
+    let w = world();
+    let v = Verifier::new(config(w, true, 5_000)).expect("verifier");
+    let rule = v.rule_for(&w.signed, 5).expect("a rule for the registry");
+    assert_eq!(v.rule_for(&w.signed, 3), None, "tier 5 only");
+    // Signed with provenance from the allowed builder: verified, by tag too.
+    let digest = w.signed.split('@').nth(1).expect("digest").to_string();
+    assert_eq!(
+        v.verify(&w.signed, rule).await,
+        Ok(Outcome::Verified {
+            digest: digest.clone()
+        })
+    );
+    assert_eq!(
+        v.verify(&format!("{}/app:signed", w.host), rule).await,
+        Ok(Outcome::Verified { digest })
+    );
+    let r = refused(&v.verify(&w.unsigned, rule).await);
+    assert!(r.contains("no cosign signature"), "{r}");
+    let r = refused(&v.verify(&w.other_key, rule).await);
+    assert!(r.contains("none by a trusted key"), "{r}");
+    let r = refused(&v.verify(&w.stolen, rule).await);
+    assert!(
+        r.contains("no cosign signature") || r.contains("none by a trusted key"),
+        "a signature over another digest: {r}"
+    );
+    let r = refused(&v.verify(&w.bad_builder, rule).await);
+    assert!(r.contains("untrusted.example"), "{r}");
+    // Without provenance in the rule, the signature alone is enough.
+    let sig_only = Verifier::new(config(w, false, 5_000)).expect("verifier");
+    assert!(matches!(
+        sig_only.verify(&w.bad_builder, 0).await,
+        Ok(Outcome::Verified { .. })
+    ));
+    let _ = &w.dir;
+}
+
+/// 1,000 concurrent first verifications of one new image: one verification,
+/// one set of registry calls; then answers from the cache, none to the
+/// registry. Figures printed (not asserted): the cold verification and a
+/// cached answer, in the same process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_admissions_verify_once() {
+    let w = world();
+    let v = Verifier::new(config(w, true, 10_000)).expect("verifier");
+    // A single cold verification, for the registry's cost of one.
+    let single = Verifier::new(config(w, true, 10_000)).expect("verifier");
+    let before = registry_requests(w);
+    let t0 = Instant::now();
+    let one = single.verify(&w.other_key, 0).await;
+    let cold = t0.elapsed();
+    assert!(one.is_ok(), "{one:?}");
+    let per_verification = registry_requests(w) - before;
+    assert!(per_verification > 0.0, "the registry counts requests");
+
+    let before = registry_requests(w);
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let v = v.clone();
+        let image = w.other_key.clone();
+        tasks.push(tokio::spawn(async move { v.verify(&image, 0).await }));
+    }
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert!(matches!(r, Ok(Outcome::Refused { .. })), "{r:?}");
+    }
+    let calls = registry_requests(w) - before;
+    let c = v.counters();
+    assert_eq!(
+        c.verifications.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one verification for 1,000 concurrent requests"
+    );
+    assert_eq!(
+        calls, per_verification,
+        "1,000 concurrent first admissions made the registry calls of one"
+    );
+    let before = registry_requests(w);
+    let t0 = Instant::now();
+    for _ in 0..1000 {
+        let _ = v.verify(&w.other_key, 0).await;
+    }
+    let cached = t0.elapsed() / 1000;
+    assert_eq!(
+        registry_requests(w) - before,
+        0.0,
+        "cached: no registry call"
+    );
+    eprintln!(
+        "e2e: supply: a cold key-based verification with provenance took {:.1} ms \
+         ({per_verification} registry requests); a cached answer {:.1} µs (ratio {:.0}x)",
+        cold.as_secs_f64() * 1e3,
+        cached.as_secs_f64() * 1e6,
+        cold.as_secs_f64() / cached.as_secs_f64().max(1e-9)
+    );
+}
+
+/// A registry that is down answers an error at once (not "unsigned"); one
+/// that accepts connections and never answers costs at most the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_down_within_and_beyond_the_budget() {
+    let w = world();
+    // Nothing listens on this port.
+    let port = free_ports(1)[0];
+    let mut cfg = config(w, false, 1_000);
+    cfg.verify[0].images = vec![format!("127.0.0.1:{port}/")];
+    let v = Verifier::new(cfg).expect("verifier");
+    let t0 = Instant::now();
+    let r = v.verify(&format!("127.0.0.1:{port}/app:1"), 0).await;
+    assert!(matches!(r, Err(VerifyError::Registry { .. })), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(1) + Duration::from_millis(500));
+    // A black hole: accepts, never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hole_port = hole.local_addr().expect("addr").port();
+    let mut cfg = config(w, false, 300);
+    cfg.verify[0].images = vec![format!("127.0.0.1:{hole_port}/")];
+    let v = Verifier::new(cfg).expect("verifier");
+    let t0 = Instant::now();
+    let r = v.verify(&format!("127.0.0.1:{hole_port}/app:1"), 0).await;
+    let took = t0.elapsed();
+    assert_eq!(
+        r,
+        Err(VerifyError::Timeout(format!("127.0.0.1:{hole_port}/app:1")))
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "bounded by the budget: {took:?}"
+    );
+    drop(hole);
+}
