@@ -63,6 +63,10 @@ fn run(world_dir: &Path, ca: &Path, name: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The tests of this file take turns: the registry's request count is
+/// compared across one test's calls.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(make_world)
@@ -273,6 +277,7 @@ fn refused(o: &Result<Outcome, VerifyError>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_and_provenance_from_the_real_cosign() {
+    let _turn = TURN.lock().await;
     let w = world();
     let v = Verifier::new(config(w, true, 5_000)).expect("verifier");
     let rule = v.rule_for(&w.signed, 5).expect("a rule for the registry");
@@ -315,6 +320,7 @@ async fn signatures_and_provenance_from_the_real_cosign() {
 /// cached answer, in the same process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_admissions_verify_once() {
+    let _turn = TURN.lock().await;
     let w = world();
     let v = Verifier::new(config(w, true, 10_000)).expect("verifier");
     // A single cold verification, for the registry's cost of one.
@@ -373,6 +379,7 @@ async fn concurrent_first_admissions_verify_once() {
 /// that accepts connections and never answers costs at most the budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_down_within_and_beyond_the_budget() {
+    let _turn = TURN.lock().await;
     let w = world();
     // Nothing listens on this port.
     let port = free_ports(1)[0];
