@@ -1277,6 +1277,7 @@ async fn managed_admission_policies_follow_the_config() {
             std::thread::sleep(Duration::from_millis(300));
         }
     };
+    let _cleanup = DeleteManagedPolicies;
     let first = "defaults: {tier: 2, mode: warn}\nadmissionPolicies: managed\n";
     let digest = |c: &str| tiergate::config::Config::digest(Some(c.as_bytes()));
     let live = Live::spawn_env(
@@ -1291,7 +1292,8 @@ async fn managed_admission_policies_follow_the_config() {
         let v = list("validatingadmissionpolicies");
         let m = list("mutatingadmissionpolicies");
         v.iter().any(|(n, d)| n == "tiergate-warn" && *d == d1)
-            && m.iter().any(|(n, d)| n == "tiergate-fix-pod" && *d == d1)
+            && m.iter()
+                .any(|(n, d)| n.starts_with("tiergate-fix-pod-") && *d == d1)
     });
     wait("a sync counted", &|| {
         live.metric(
@@ -1301,7 +1303,8 @@ async fn managed_admission_policies_follow_the_config() {
     });
     assert_eq!(live.metric("tiergate_admission_policies_leader", &[]), 1.0);
     let bindings = list("mutatingadmissionpolicybindings");
-    assert_eq!(bindings.len(), 4, "{bindings:?}");
+    // One per fix and pod-spec shape.
+    assert_eq!(bindings.len(), 12, "{bindings:?}");
     // A reload to dry-run: no mutating policy, the validating ones relabelled.
     let second = "defaults: {tier: 2, mode: warn}\nadmissionPolicies: managed\ndryRun: true\n";
     std::fs::write(cluster().dir.join("tiergate-cluster-managed.yaml"), second).expect("config");
@@ -1316,28 +1319,36 @@ async fn managed_admission_policies_follow_the_config() {
                 && list("mutatingadmissionpolicybindings").is_empty()
         },
     );
-    // Leave the cluster as it was: stop managing, then delete them.
+    // Stop managing (the guard deletes them, also when an assertion failed).
     std::fs::write(
         cluster().dir.join("tiergate-cluster-managed.yaml"),
         "defaults: {tier: 2, mode: warn}\n",
     )
     .expect("config");
     drop(live);
-    for kind in [
-        "validatingadmissionpolicybindings",
-        "validatingadmissionpolicies",
-        "mutatingadmissionpolicybindings",
-        "mutatingadmissionpolicies",
-    ] {
-        let r = KUBECTL_ADMIN.run(
-            &[
-                "delete",
-                kind,
-                "-l",
-                "app.kubernetes.io/managed-by=tiergate",
-            ],
-            None,
-        );
-        assert!(r.ok, "{}", r.stderr);
+}
+
+/// Deletes every tiergate-managed admission policy and binding when
+/// dropped: the managed test's policies bind every namespace.
+struct DeleteManagedPolicies;
+
+impl Drop for DeleteManagedPolicies {
+    fn drop(&mut self) {
+        for kind in [
+            "validatingadmissionpolicybindings",
+            "validatingadmissionpolicies",
+            "mutatingadmissionpolicybindings",
+            "mutatingadmissionpolicies",
+        ] {
+            let _ = crate::harness::KUBECTL_ADMIN.run(
+                &[
+                    "delete",
+                    kind,
+                    "-l",
+                    "app.kubernetes.io/managed-by=tiergate",
+                ],
+                None,
+            );
+        }
     }
 }
