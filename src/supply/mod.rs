@@ -77,8 +77,9 @@ pub struct Verifier {
 
 struct Inner {
     cfg: ImagesConfig,
-    /// Parsed once: the keys of each rule, and of its provenance.
-    keys: Vec<(Vec<CosignVerificationKey>, Vec<CosignVerificationKey>)>,
+    /// Parsed once: the keys each rule trusts to sign its provenance
+    /// (signature keys are checked at start and given to sigstore as PEM).
+    provenance_keys: Vec<Vec<CosignVerificationKey>>,
     oci: oci_client::Client,
     oci_config: sigstore::registry::ClientConfig,
     auth: RegistryAuth,
@@ -120,14 +121,14 @@ impl Verifier {
     /// A verifier for this config (its keys parsed, its registry CA read).
     pub fn new(cfg: ImagesConfig) -> Result<Verifier, VerifyError> {
         crate::install_crypto_provider();
-        let mut keys = Vec::new();
+        let mut provenance_keys = Vec::new();
         for rule in &cfg.verify {
+            // A key that does not parse is refused here, not at admission.
             let sig = parse_keys(&rule.keys)?;
-            let prov = match &rule.provenance {
+            provenance_keys.push(match &rule.provenance {
                 Some(p) if !p.keys.is_empty() => parse_keys(&p.keys)?,
-                _ => parse_keys(&rule.keys)?,
-            };
-            keys.push((sig, prov));
+                _ => sig,
+            });
         }
         let roots: Vec<Vec<u8>> = cfg
             .registry_ca
@@ -172,7 +173,7 @@ impl Verifier {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 cfg,
-                keys,
+                provenance_keys,
                 oci,
                 oci_config,
                 auth: RegistryAuth::Anonymous,
@@ -291,7 +292,7 @@ impl Verifier {
         rule: usize,
     ) -> Result<Outcome, VerifyError> {
         let inner = &self.inner;
-        let prov_keys = &inner.keys[rule].1;
+        let prov_keys = &inner.provenance_keys[rule];
         let cfg_rule = &inner.cfg.verify[rule];
         let pinned = format!(
             "{}/{}@{digest}",
