@@ -2,7 +2,7 @@
 use super::prelude::*;
 use serde_json::{json, Value};
 
-use super::probes::{is_long_running, long_running};
+use super::probes::{is_long_running, long_running, long_running_cel};
 use crate::policy::fixutil;
 
 pub static RULE: Rule = Rule {
@@ -31,9 +31,7 @@ than the grace period; it changes nothing while the pod runs.",
         apply: FixFn::Pod(fix),
         cel: None,
     },
-    cel: Cel::Webhook(
-        "the preStop hook against the grace period, per workload kind, is not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
 
 /// The shortest pod grace period the fix adds its 5s preStop sleep under.
@@ -103,6 +101,23 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let lr = long_running_cel();
+    // The longest preStop sleep of the long-running containers (0: none).
+    let longest = format!(
+        "([0] + {lr}.filter(c, c.?lifecycle.?preStop.hasValue()).map(c, \
+         c.lifecycle.preStop.?sleep.?seconds.orValue(0))).max()"
+    );
+    format!(
+        "{lr}.filter(c, !c.?lifecycle.?preStop.hasValue()).map(c, 'graceful shutdown (' + {WHO} \
+         + ' must set lifecycle.preStop)') + (size({lr}) > 0 && \
+         variables.pod.?terminationGracePeriodSeconds.hasValue() && \
+         variables.pod.terminationGracePeriodSeconds <= {longest} ? ['graceful shutdown (pod \
+         terminationGracePeriodSeconds=' + string(variables.pod.terminationGracePeriodSeconds) + \
+         ' must be longer than its ' + string({longest}) + 's preStop sleep)'] : [])"
+    )
 }
 
 #[cfg(test)]

@@ -34,9 +34,7 @@ no fix and keeps its finding.",
         apply: FixFn::Pod(fix),
         cel: None,
     },
-    cel: Cel::Webhook(
-        "which containers are long-running (the workload kind, sidecars, the ports a probe can use) is not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
 
 /// The containers of a long-running workload that should be probed and shut
@@ -52,6 +50,16 @@ pub fn long_running(pod: &PodTemplate) -> Vec<ContainerView<'_>> {
         .into_iter()
         .filter(|c| c.kind == ContainerKind::Regular || c.is_sidecar())
         .collect()
+}
+
+/// CEL: the long-running containers ([`long_running`]): none in a Job, a
+/// CronJob or a pod that does not restart; otherwise sidecars and regular
+/// containers.
+pub fn long_running_cel() -> String {
+    "(request.kind.group == 'batch' || variables.pod.?restartPolicy.orValue('') in \
+     ['Never', 'OnFailure'] ? [] : variables.pod.?initContainers.orValue([]).filter(c, \
+     c.?restartPolicy.orValue('') == 'Always') + variables.pod.?containers.orValue([]))"
+        .to_string()
 }
 
 /// Whether the workload's pods are meant to run until stopped: not a Job's or a
@@ -127,6 +135,21 @@ fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let lr = long_running_cel();
+    let missing = |field: &str| {
+        format!(
+            "{lr}.filter(c, !c.?{field}.hasValue()).map(c, 'probes (' + {WHO} + ' must set \
+             {field})')"
+        )
+    };
+    format!(
+        "{} + {}",
+        missing("livenessProbe"),
+        missing("readinessProbe")
+    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 use super::prelude::*;
 use serde_json::{json, Value};
 
-use super::probes::long_running;
+use super::probes::{long_running, long_running_cel};
 use crate::policy::fixutil;
 
 pub static RULE: Rule = Rule {
@@ -30,9 +30,7 @@ the liveness probe starts. Without a liveness probe it declines and the finding 
         apply: FixFn::Pod(fix),
         cel: None,
     },
-    cel: Cel::Webhook(
-        "which containers are long-running (the workload kind, sidecars) is not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
 
 /// Why the fix leaves a container without a liveness probe alone.
@@ -91,6 +89,14 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         changed |= fixutil::set_default(obj, &path, "startupProbe", Value::Object(probe));
     }
     changed
+}
+
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "{}.filter(c, !c.?startupProbe.hasValue()).map(c, 'startup probe (' + {WHO} + ' must \
+         set startupProbe)')",
+        long_running_cel()
+    )
 }
 
 #[cfg(test)]
