@@ -559,20 +559,8 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             "metadata": {"name": name, "labels": labels(opts)},
             "spec": {
                 "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "matchPolicy": "Equivalent",
-                    "namespaceSelector": {"matchExpressions": [{
-                        "key": "kubernetes.io/metadata.name",
-                        "operator": "NotIn",
-                        "values": opts.excluded_namespaces,
-                    }]},
-                    "resourceRules": resource_rules(&covered_kinds),
-                },
-                "matchConditions": [
-                    {"name": "break-glass", "expression": scope::BREAK_GLASS_CEL},
-                    {"name": "not-unchanged-update",
-                     "expression": scope::unchanged_update_cel_on("dyn(object)", "dyn(oldObject)")},
-                ],
+                "matchConstraints": match_constraints(opts, resource_rules(&covered_kinds)),
+                "matchConditions": match_conditions(),
                 "variables": variables,
                 "validations": validations,
             },
@@ -596,6 +584,29 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
         by_apiserver,
         fixed,
     })
+}
+
+/// What every generated policy matches: these resources, outside the
+/// excluded namespaces.
+fn match_constraints(opts: &ExportOptions, resource_rules: Vec<Value>) -> Value {
+    json!({
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": {"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": opts.excluded_namespaces,
+        }]},
+        "resourceRules": resource_rules,
+    })
+}
+
+/// The webhooks' own conditions every generated policy carries.
+fn match_conditions() -> Vec<Value> {
+    vec![
+        json!({"name": "break-glass", "expression": scope::BREAK_GLASS_CEL}),
+        json!({"name": "not-unchanged-update",
+               "expression": scope::unchanged_update_cel_on("dyn(object)", "dyn(oldObject)")}),
+    ]
 }
 
 /// CEL: the string `expr`, cut to 3,500 characters (a message the

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{
-    common_variables, exemption_cel, labels, resources_of, tier_mode_cel, ExportOptions, MODES,
+    common_variables, exemption_cel, labels, match_conditions, match_constraints, resources_of,
+    tier_mode_cel, ExportOptions, MODES,
 };
-use crate::admission::scope;
 use crate::config::Config;
 use crate::policy::cel::{covered, PatchCtx};
 use crate::policy::config::PolicyConfig;
@@ -198,6 +198,11 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
             let Some(fix) = rule.fix.cel() else { continue };
             let fix = fix(&p);
             let name = format!("{shape}-{}", rule.id);
+            let mut conditions = match_conditions();
+            conditions.push(json!({"name": "not-controller-owned",
+                "expression": "!object.metadata.?ownerReferences.orValue([])\
+                               .exists(r, r.?controller.orValue(false) == true)"}));
+            conditions.push(json!({"name": "fix-needed", "expression": fix.when}));
             objects.push(json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": "MutatingAdmissionPolicy",
@@ -205,24 +210,8 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
                 "spec": {
                     "failurePolicy": "Fail",
                     "reinvocationPolicy": "IfNeeded",
-                    "matchConstraints": {
-                        "matchPolicy": "Equivalent",
-                        "namespaceSelector": {"matchExpressions": [{
-                            "key": "kubernetes.io/metadata.name",
-                            "operator": "NotIn",
-                            "values": opts.excluded_namespaces,
-                        }]},
-                        "resourceRules": patchable_rules(&gks),
-                    },
-                    "matchConditions": [
-                        {"name": "break-glass", "expression": scope::BREAK_GLASS_CEL},
-                        {"name": "not-unchanged-update",
-                         "expression": scope::unchanged_update_cel_on("dyn(object)", "dyn(oldObject)")},
-                        {"name": "not-controller-owned",
-                         "expression": "!object.metadata.?ownerReferences.orValue([])\
-                                        .exists(r, r.?controller.orValue(false) == true)"},
-                        {"name": "fix-needed", "expression": fix.when},
-                    ],
+                    "matchConstraints": match_constraints(opts, patchable_rules(&gks)),
+                    "matchConditions": conditions,
                     "variables": variables,
                     "mutations": [{
                         "patchType": "JSONPatch",

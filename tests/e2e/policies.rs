@@ -261,6 +261,23 @@ async fn audit_annotations() -> BTreeMap<String, serde_json::Map<String, Value>>
     out
 }
 
+/// The corpus object `original` (number `idx`) to create: named apart from
+/// the others, with no namespace of its own.
+fn copy_of(original: &Value, idx: usize) -> Value {
+    let mut obj = original.clone();
+    let name: String = original["metadata"]["name"]
+        .as_str()
+        .unwrap_or("obj")
+        .chars()
+        .take(40)
+        .collect();
+    obj["metadata"]["name"] = json!(format!("{name}-{idx}"));
+    if let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    obj
+}
+
 /// Delete generated objects, last first.
 fn delete_all(objects: &[Value]) {
     for o in objects.iter().rev() {
@@ -685,17 +702,7 @@ async fn s31_hybrid_mode_loses_no_finding() {
         if !namespaced || label.contains("/pss/") {
             continue;
         }
-        let mut obj = original.clone();
-        let name: String = original["metadata"]["name"]
-            .as_str()
-            .unwrap_or("obj")
-            .chars()
-            .take(40)
-            .collect();
-        obj["metadata"]["name"] = json!(format!("{name}-{idx}"));
-        if let Some(m) = obj["metadata"].as_object_mut() {
-            m.remove("namespace");
-        }
+        let obj = copy_of(original, idx);
         let a = dry_run_create(&client, Some(&s.ns), &obj).await;
         if a.status == 422 {
             continue;
@@ -909,16 +916,8 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
         if !namespaced || !is_workload {
             continue;
         }
-        let mut obj = original.clone();
-        let name: String = original["metadata"]["name"]
-            .as_str()
-            .unwrap_or("obj")
-            .chars()
-            .take(40)
-            .collect();
-        obj["metadata"]["name"] = json!(format!("{name}-{idx}"));
+        let mut obj = copy_of(original, idx);
         if let Some(m) = obj["metadata"].as_object_mut() {
-            m.remove("namespace");
             let labels = m.entry("labels").or_insert(json!({}));
             labels[MAP_LABEL] = json!("1");
         }
