@@ -210,6 +210,75 @@ pub fn answer_now(
     })
 }
 
+/// Answer a parsed request in a context already resolved (by the server,
+/// which added what image verification found).
+pub fn answer_resolved(
+    req: &AdmissionRequest,
+    engine: &dyn Evaluate,
+    settings: AdmissionSettings,
+    resolved: ResolvedContext,
+) -> Answer {
+    let answer = guarded(req, settings, move |progress| {
+        decide::decide_in(req, engine, settings, progress, move |_| {
+            Lookup::Ready(resolved)
+        })
+    });
+    answer.unwrap_or_else(|| {
+        // Unreachable: the lookup above is always ready.
+        let (review, record) = decide::error_answer(req, settings, ErrorKind::Internal, None, None);
+        Answer::review(&review, record)
+    })
+}
+
+/// The images of a request that image verification must look at, in its
+/// resolved context, and those the old object already ran (an UPDATE's);
+/// `None` when there are none: a request passed untouched, a validating
+/// request where `image-signature` is off, a mutating one that may not be
+/// patched or whose `image-digest` fix is off (then only the images not yet
+/// pinned by digest are asked about: the fix pins nothing else).
+pub fn images_to_verify(
+    req: &AdmissionRequest,
+    cfg: &PolicyConfig,
+    settings: AdmissionSettings,
+    ctx: &Context,
+) -> Option<(Vec<String>, std::collections::BTreeSet<String>)> {
+    use crate::policy::rules::{image_digest, image_signature, image_tag::ImageRef};
+    if cfg.images.verify.is_empty() || scope::skipped(req) {
+        return None;
+    }
+    let obj = scope::object_to_judge(req).ok()?;
+    let mut images = crate::supply::images_of(&obj);
+    match settings.webhook {
+        Webhook::Validate => {
+            if cfg.rule_action(ctx.tier, &image_signature::RULE) == crate::policy::Action::Off {
+                return None;
+            }
+        }
+        Webhook::Mutate => {
+            if ctx.mode == crate::policy::Mode::Audit
+                || !scope::may_patch(req)
+                || ctx.tier < image_digest::RULE.tier
+                || !cfg.fix_enabled(ctx.tier, &image_digest::RULE)
+            {
+                return None;
+            }
+            images.retain(|i| !ImageRef::parse(i).has_sha256_digest());
+        }
+    }
+    let tier = ctx.tier.number();
+    images.retain(|i| cfg.images.rule_for(i, tier).is_some());
+    if images.is_empty() {
+        return None;
+    }
+    let unchanged = match &req.old_object {
+        Some(old) if req.operation == kube::core::admission::Operation::Update => {
+            crate::supply::images_of(old).into_iter().collect()
+        }
+        _ => Default::default(),
+    };
+    Some((images, unchanged))
+}
+
 /// The HTTP 400 answer for a body that is not an AdmissionReview.
 pub fn bad_request(e: BadRequest) -> Answer {
     Answer {

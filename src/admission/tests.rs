@@ -934,3 +934,63 @@ fn hybrid_leaves_the_covered_rules_to_the_apiservers_policies() {
     assert!(crate::policy::cel::webhook_only(&labels("webhook")));
     assert!(!crate::policy::cel::webhook_only(&labels("policies")));
 }
+
+/// Which images the server asks the verifier about: the validating webhook
+/// every image a rule names; the mutating one only those it may pin; an
+/// UPDATE says which images the object already ran.
+#[test]
+fn images_to_verify_follow_the_webhook_and_the_tier() {
+    use crate::policy::rules::image_signature::tests::config as images_config;
+    let cfg = Config::from_yaml(&images_config("deny"), "test")
+        .expect("config")
+        .policy;
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let d = |images: &[&str]| {
+        let containers: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| json!({"name": format!("c{i}"), "image": im}))
+            .collect();
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"selector": {}, "template": {"spec": {"containers": containers}}}})
+    };
+    let pinned = format!("reg.example/team/db:2@{digest}");
+    let obj = d(&["reg.example/team/web:1", &pinned, "docker.io/nginx:1"]);
+    let req =
+        |review: Value| AdmissionRequest::from_body(review.to_string().as_bytes()).expect("req");
+    let create = req(ReviewBuilder::new("u", "CREATE", obj.clone()).build());
+    let at = |tier| crate::policy::Context::new(tier, Mode::Enforce);
+    let validate = AdmissionSettings::new(Webhook::Validate);
+    let mutate = AdmissionSettings::new(Webhook::Mutate);
+    let (v, _) = images_to_verify(&create, &cfg, validate, &at(Tier::Hyperscale)).expect("some");
+    assert_eq!(
+        v,
+        vec!["reg.example/team/web:1".to_string(), pinned.clone()]
+    );
+    let (m, _) = images_to_verify(&create, &cfg, mutate, &at(Tier::Hyperscale)).expect("some");
+    assert_eq!(
+        m,
+        vec!["reg.example/team/web:1".to_string()],
+        "pinned: nothing to pin"
+    );
+    // Tier 3: the rule names no image there.
+    assert!(images_to_verify(&create, &cfg, validate, &at(Tier::Enterprise)).is_none());
+    // Audit mode: no patch, so the mutating webhook asks nothing.
+    let mut audit = at(Tier::Hyperscale);
+    audit.mode = Mode::Audit;
+    assert!(images_to_verify(&create, &cfg, mutate, &audit).is_none());
+    assert!(images_to_verify(&create, &cfg, validate, &audit).is_some());
+    // An UPDATE: the old object's images are known as running.
+    let old = d(&["reg.example/team/web:1"]);
+    let mut new = d(&["reg.example/team/web:1", "reg.example/team/side:3"]);
+    new["spec"]["replicas"] = json!(3);
+    let update = req(ReviewBuilder::new("u", "UPDATE", new).old(old).build());
+    let (m, unchanged) =
+        images_to_verify(&update, &cfg, mutate, &at(Tier::Hyperscale)).expect("some");
+    assert_eq!(m.len(), 2);
+    assert!(unchanged.contains("reg.example/team/web:1"));
+    assert!(!unchanged.contains("reg.example/team/side:3"));
+    // No images.verify: nothing, whatever the object.
+    assert!(images_to_verify(&create, &config(""), validate, &at(Tier::Hyperscale)).is_none());
+}

@@ -266,15 +266,19 @@ pub async fn run(client: Client, engine: &Engine, opts: &AuditOptions) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(run_with(&client, &caches, engine, opts).await)
+    Ok(run_with(&client, &caches, engine, opts, None).await)
 }
 
 /// Audit with caches that have synced (the server's own).
+/// With a `verifier`, the images `images.verify` names are verified too
+/// (the webhook's verifier: what the audit verifies, a rollout finds
+/// cached).
 pub async fn run_with(
     client: &Client,
     caches: &Arc<Caches>,
     engine: &Engine,
     opts: &AuditOptions,
+    verifier: Option<&crate::supply::Verifier>,
 ) -> Audit {
     let mut audit = Audit::default();
     let mut owners: HashSet<String> = HashSet::new();
@@ -313,6 +317,13 @@ pub async fn run_with(
                 };
                 obj["apiVersion"] = Value::String(ar.api_version.clone());
                 obj["kind"] = Value::String(ar.kind.clone());
+                let verdicts = match verifier {
+                    Some(v) => {
+                        let images = crate::supply::images_of(&obj);
+                        Some(crate::supply::verify_all(v, &images).await)
+                    }
+                    None => None,
+                };
                 judge(
                     engine,
                     caches,
@@ -321,6 +332,7 @@ pub async fn run_with(
                     &mut state,
                     &mut audit,
                     obj,
+                    verdicts.as_ref(),
                 );
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -379,6 +391,7 @@ fn judge(
     state: &mut State,
     audit: &mut Audit,
     obj: Value,
+    verdicts: Option<&crate::supply::Verdicts>,
 ) {
     let s = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_string);
     let kind = s("/kind").unwrap_or_default();
@@ -442,6 +455,18 @@ fn judge(
     let tier = own.ctx.tier;
     let mut enforce = own.ctx.clone();
     enforce.mode = Mode::Enforce;
+    // What the verifier found, at the tier judged.
+    let images = verdicts.map(|v| (v, crate::supply::images_of(&obj)));
+    let image_facts = |t: Tier| match &images {
+        Some((v, i)) => crate::policy::Fact::Known(Arc::new(crate::supply::facts_from(
+            v,
+            &engine.config().images,
+            i,
+            t.number(),
+        ))),
+        None => crate::policy::Fact::Unknown,
+    };
+    enforce.images = image_facts(tier);
     let o = Options {
         pss: None,
         only: None,
@@ -462,6 +487,7 @@ fn judge(
     let next = tier.next().and_then(|t| {
         let mut at = enforce.clone();
         at.tier = t;
+        at.images = image_facts(t);
         engine.evaluate(&obj, &at, &o).ok().and_then(|e| denial(&e))
     });
     let entry = state.by_ns.entry(ns_key).or_insert_with(|| {

@@ -24,6 +24,9 @@ pub struct Settings {
     pub complete: bool,
     /// The time `TierException`s are judged at (`--now`, else the clock).
     pub now: Option<i64>,
+    /// What `--verify-images` found (`None`: it did not run, and the
+    /// `image-signature` rule says so).
+    pub images: Option<std::sync::Arc<crate::supply::Verdicts>>,
 }
 
 impl Settings {
@@ -39,6 +42,7 @@ impl Settings {
             strict: false,
             complete: false,
             now: crate::clock::now(),
+            images: None,
         }
     }
 }
@@ -265,7 +269,16 @@ fn judge_one(
         },
         engine.config(),
     );
-    let ctx = resolved.ctx;
+    let mut ctx = resolved.ctx;
+    if let Some(v) = &settings.images {
+        let images = crate::supply::images_of(obj);
+        ctx.images = crate::policy::Fact::Known(std::sync::Arc::new(crate::supply::facts_from(
+            v,
+            &engine.config().images,
+            &images,
+            ctx.tier.number(),
+        )));
+    }
     // A TierException that does not read, or breaks the config's limits,
     // excepts nothing, and says so (the webhook refuses it).
     if exception::is_exception(obj) {

@@ -61,6 +61,12 @@ pub struct InputArgs {
     /// (reproducible CI runs, tests).
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    /// Ask the registries: verify the signatures and provenance the
+    /// config's `images.verify` asks for, as admission does (same cache
+    /// rules, same budget, same messages). Without it `image-signature`
+    /// warns that it did not check, and `fix` pins nothing.
+    #[arg(long)]
+    pub verify_images: bool,
 }
 
 /// What `check` and `fix` start from.
@@ -75,6 +81,8 @@ struct Input {
     sources: Vec<SourceFile>,
     /// One problem per file that did not (a bad file never hides the others).
     unreadable: Vec<Problem>,
+    /// What `--verify-images` found.
+    images: Option<std::sync::Arc<crate::supply::Verdicts>>,
 }
 
 impl InputArgs {
@@ -141,6 +149,14 @@ impl InputArgs {
                 paths.join(", ")
             );
         }
+        let images = if self.verify_images {
+            Some(std::sync::Arc::new(verify_images(
+                &policy.images,
+                &sources,
+            )?))
+        } else {
+            None
+        };
         Ok(Input {
             engine: Engine::new(policy),
             tier,
@@ -148,8 +164,41 @@ impl InputArgs {
             now,
             sources,
             unreadable: problems,
+            images,
         })
     }
+}
+
+/// `--verify-images`: every image of the input that the config's
+/// `images.verify` names, verified once.
+fn verify_images(
+    cfg: &crate::supply::ImagesConfig,
+    sources: &[SourceFile],
+) -> anyhow::Result<crate::supply::Verdicts> {
+    if cfg.verify.is_empty() {
+        anyhow::bail!(
+            "--verify-images: the config's images.verify names no image to verify (see \
+             `tiergate rules image-signature`)"
+        );
+    }
+    let verifier = crate::supply::Verifier::new(cfg.clone())?;
+    let mut images: Vec<String> = Vec::new();
+    for doc in sources.iter().flat_map(|s| s.documents.iter()) {
+        let Some(v) = &doc.value else { continue };
+        for (_, obj) in manifest::objects_with_paths(v) {
+            for i in crate::supply::images_of(obj) {
+                if !images.contains(&i) {
+                    images.push(i);
+                }
+            }
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("a runtime for --verify-images")?;
+    Ok(rt.block_on(crate::supply::verify_all(&verifier, &images)))
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +354,7 @@ pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         strict: a.input.strict,
         complete: input.complete,
         now: input.now,
+        images: input.images.clone(),
     });
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match a.output {
@@ -367,6 +417,7 @@ pub fn fix(a: FixArgs) -> anyhow::Result<ExitCode> {
         strict: a.input.strict,
         complete: input.complete,
         now: input.now,
+        images: input.images.clone(),
     });
     // Documents that could not be judged are written back as they were.
     let mut failed = report.has_errors();

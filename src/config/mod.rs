@@ -192,6 +192,8 @@ struct File {
     #[serde(default)]
     admission_policies: crate::policy::config::AdmissionPolicies,
     #[serde(default)]
+    images: crate::supply::ImagesConfig,
+    #[serde(default)]
     offline: OfflineSettings,
     #[serde(default)]
     audit: AuditSettings,
@@ -243,6 +245,7 @@ impl Config {
             tenancy: f.tenancy,
             exceptions: f.exceptions,
             admission_policies: f.admission_policies,
+            images: f.images,
         };
         policy.validate().map_err(|message| ConfigError::Invalid {
             source_name: source_name.to_string(),
@@ -370,6 +373,23 @@ impl Config {
         .concat();
         if !admins.is_empty() {
             out.push(format!("tier admins added: {}", admins.join(", ")));
+        }
+        let (oi, ni) = (&old_p.images, &new_p.images);
+        if ni.verify.len() < oi.verify.len() {
+            out.push(format!(
+                "images.verify rules removed ({} to {})",
+                oi.verify.len(),
+                ni.verify.len()
+            ));
+        }
+        if oi.on_timeout == crate::supply::OnTimeout::Deny
+            && ni.on_timeout == crate::supply::OnTimeout::Allow
+            && !ni.verify.is_empty()
+        {
+            out.push(
+                "images.onTimeout relaxed from deny to allow: unverifiable images are admitted"
+                    .to_string(),
+            );
         }
         use crate::policy::config::AdmissionPolicies;
         if new_p.admission_policies.hybrid() && old_p.admission_policies == AdmissionPolicies::Off {

@@ -637,6 +637,10 @@ fn always_in_webhook(cfg: &Config, opts: &ExportOptions, fixed: &[&str]) -> Vec<
                 "under the global dry-run a fix is only recorded (would-patch), which a policy \
                  cannot do"
                     .to_string()
+            } else if matches!(r.fix, crate::policy::Fix::Configured { .. }) {
+                "it pins an image to the digest tiergate verified at admission, which needs \
+                 the registry"
+                    .to_string()
             } else if r.fix.cel().is_none() {
                 "its file gives no CEL for the fix (the mutating webhook applies it)".to_string()
             } else {
@@ -664,7 +668,9 @@ fn always_in_webhook(cfg: &Config, opts: &ExportOptions, fixed: &[&str]) -> Vec<
         ),
         s(
             "image verification",
-            "signatures and provenance need the registry (the supply-chain issue)",
+            "image-signature asks the image's registry for cosign signatures and SLSA \
+             provenance (images.verify), which a policy cannot; the webhook is called only for \
+             objects with an image under a prefix images.verify names",
         ),
     ];
     out.append(&mut fixes);
@@ -745,7 +751,7 @@ pub fn hybrid_webhooks(base: &Value, cfg: &PolicyConfig) -> Value {
                 }
             }
         }
-        when_any(&uncovered, gk)
+        when_any(&uncovered, gk, cfg)
     })
 }
 
@@ -780,7 +786,13 @@ pub fn hybrid_mutating_webhooks(base: &Value, cfg: &PolicyConfig, fixed: &[&str]
                         };
                         format!("size({}) > 0", on_object(&guarded, gk))
                     }
-                    Cel::WebhookWhen { when, .. } => when(&containers_of(gk)),
+                    Cel::WebhookWhen { when, .. } => {
+                        let w = when(&containers_of(gk), cfg);
+                        if w == "false" {
+                            continue;
+                        }
+                        w
+                    }
                     Cel::Apiserver(_) => continue,
                     _ => "true".to_string(),
                 };
@@ -974,17 +986,22 @@ fn tier_values(t: Tier) -> Vec<String> {
 /// CEL over `object` (a webhook's matchConditions): when one of these
 /// uncovered rules may find something on an object of this kind. `None`
 /// when there is none; `"true"` when one of them may always find something.
-fn when_any(rules: &[&Rule], gk: GroupKind) -> Option<String> {
-    if rules.is_empty() {
-        return None;
-    }
+fn when_any(rules: &[&Rule], gk: GroupKind, cfg: &PolicyConfig) -> Option<String> {
     let containers = containers_of(gk);
     let mut parts = Vec::new();
     for r in rules {
         match r.cel {
-            Cel::WebhookWhen { when, .. } => parts.push(format!("({})", when(&containers))),
+            Cel::WebhookWhen { when, .. } => {
+                let w = when(&containers, cfg);
+                if w != "false" {
+                    parts.push(format!("({w})"));
+                }
+            }
             _ => return Some("true".to_string()),
         }
+    }
+    if parts.is_empty() {
+        return None;
     }
     parts.sort();
     parts.dedup();

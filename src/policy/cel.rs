@@ -53,10 +53,11 @@ pub enum Cel {
     /// webhook's `matchConditions` sees it), given the CEL list of the
     /// object's containers. In hybrid mode the apiserver calls the webhook
     /// for it only then. It must hold whenever the rule could find
-    /// something (a test in the rule's file checks it).
+    /// something (a test in the rule's file checks it). `false`: the rule
+    /// can find nothing under this config.
     WebhookWhen {
         why: &'static str,
-        when: fn(containers: &str) -> String,
+        when: fn(containers: &str, config: &super::PolicyConfig) -> String,
     },
 }
 

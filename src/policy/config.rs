@@ -43,6 +43,10 @@ pub struct PolicyConfig {
     pub exceptions: ExceptionSettings,
     #[serde(default)]
     pub admission_policies: AdmissionPolicies,
+    /// `images`: which images must be signed (and carry provenance), and how
+    /// verification is cached and bounded ([`crate::supply`]).
+    #[serde(default)]
+    pub images: crate::supply::ImagesConfig,
 }
 
 /// `admissionPolicies`: whether the apiserver's own policies (`tiergate
@@ -549,6 +553,7 @@ impl Default for PolicyConfig {
             tenancy: Tenancy::default(),
             exceptions: ExceptionSettings::default(),
             admission_policies: AdmissionPolicies::Off,
+            images: crate::supply::ImagesConfig::default(),
         };
         cfg.fill_resource_defaults();
         cfg
@@ -585,7 +590,7 @@ impl PolicyConfig {
                 }
             }
         }
-        Ok(())
+        self.images.validate()
     }
 
     fn rule_override(&self, tier: Tier, id: &str) -> (Option<Action>, Option<bool>) {
@@ -611,9 +616,12 @@ impl PolicyConfig {
         if !rule.fix.exists() {
             return false;
         }
+        // A fix that needs something from the config (image pinning needs
+        // `images.verify`) is off without it, whatever the override says.
         self.rule_override(tier, rule.id)
             .1
             .unwrap_or(rule.fix.on_by_default())
+            && rule.fix.configured(self)
     }
 
     /// Resource defaults for a tier: the tier's own, else the nearest lower

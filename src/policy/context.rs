@@ -145,6 +145,41 @@ impl NamespaceFacts {
     }
 }
 
+/// What image verification (`images.verify`, [`crate::supply`]) found for
+/// one image of the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageVerdict {
+    /// Signed (and, where the rule asks, with provenance) at this digest.
+    Verified { digest: String },
+    /// Checked and refused (unsigned, another key, another digest, an
+    /// unlisted builder).
+    Refused { digest: String, reason: String },
+    /// Not checked: the registry failed or the time budget ran out (the
+    /// config's `images.onTimeout` decides).
+    Unavailable { reason: String },
+}
+
+/// The verdicts for the images of the object judged, by the image string
+/// as written; only images some `images.verify` rule names are in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageFacts {
+    pub verdicts: BTreeMap<String, ImageVerdict>,
+    /// Images the object already ran before this UPDATE (in the old
+    /// object): never pinned, which would roll out whatever build the tag
+    /// names now.
+    pub unchanged: std::collections::BTreeSet<String>,
+}
+
+impl ImageFacts {
+    /// The digest `image` was verified at, when it was.
+    pub fn verified_digest(&self, image: &str) -> Option<&str> {
+        match self.verdicts.get(image) {
+            Some(ImageVerdict::Verified { digest }) => Some(digest),
+            _ => None,
+        }
+    }
+}
+
 /// Who is asking (webhook only; the CLI has no requester).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Requester {
@@ -173,6 +208,9 @@ pub struct Context {
     /// webhook gives the request's, the CLI its own or `--now`). `None`:
     /// no `TierException` applies.
     pub now: Option<i64>,
+    /// What image verification found (`Unknown`: it did not run, as in
+    /// `tiergate check` without `--verify-images`).
+    pub images: Fact<std::sync::Arc<ImageFacts>>,
 }
 
 impl Context {
@@ -186,6 +224,7 @@ impl Context {
             facts: std::sync::Arc::default(),
             requester: None,
             now: None,
+            images: Fact::Unknown,
         }
     }
 }

@@ -25,7 +25,7 @@ pub mod tier;
 mod engine;
 
 pub use config::PolicyConfig;
-pub use context::{Context, Fact, NamespaceFacts, Requester};
+pub use context::{Context, Fact, ImageFacts, ImageVerdict, NamespaceFacts, Requester};
 pub use engine::{Engine, Evaluation, Finding, Options};
 pub use error::EngineError;
 pub use rule::{Check, Fix, FixFn, Kinds, Rule, Violation};

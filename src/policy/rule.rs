@@ -176,6 +176,14 @@ pub enum Fix {
     },
     /// Fixed only when the config turns the fix on.
     OptIn { summary: &'static str, apply: FixFn },
+    /// Safe, and on by default where the config gives the fix what it
+    /// needs (`configured`), off elsewhere: image pinning needs the digests
+    /// `images.verify` checked.
+    Configured {
+        summary: &'static str,
+        apply: FixFn,
+        configured: fn(&PolicyConfig) -> bool,
+    },
 }
 
 impl Fix {
@@ -183,7 +191,7 @@ impl Fix {
     pub fn label(&self) -> &'static str {
         match self {
             Fix::None => "",
-            Fix::Safe { .. } => "safe",
+            Fix::Safe { .. } | Fix::Configured { .. } => "safe",
             Fix::OptIn { .. } => "opt-in",
         }
     }
@@ -192,7 +200,15 @@ impl Fix {
     }
     /// Whether the fix runs when the config says nothing.
     pub fn on_by_default(&self) -> bool {
-        matches!(self, Fix::Safe { .. })
+        matches!(self, Fix::Safe { .. } | Fix::Configured { .. })
+    }
+    /// Whether the config gives the fix what it needs (always, but for
+    /// [`Fix::Configured`]).
+    pub fn configured(&self, cfg: &PolicyConfig) -> bool {
+        match self {
+            Fix::Configured { configured, .. } => configured(cfg),
+            _ => true,
+        }
     }
     /// The fix as CEL, when the apiserver can apply it.
     pub fn cel(&self) -> Option<crate::policy::cel::CelFix> {
@@ -204,13 +220,17 @@ impl Fix {
     pub fn summary(&self) -> &'static str {
         match self {
             Fix::None => "",
-            Fix::Safe { summary, .. } | Fix::OptIn { summary, .. } => summary,
+            Fix::Safe { summary, .. }
+            | Fix::OptIn { summary, .. }
+            | Fix::Configured { summary, .. } => summary,
         }
     }
     fn apply_fn(&self) -> Option<FixFn> {
         match self {
             Fix::None => None,
-            Fix::Safe { apply, .. } | Fix::OptIn { apply, .. } => Some(*apply),
+            Fix::Safe { apply, .. } | Fix::OptIn { apply, .. } | Fix::Configured { apply, .. } => {
+                Some(*apply)
+            }
         }
     }
 }

@@ -157,9 +157,11 @@ async fn run_loop(
         }
         metrics.leader.set(1);
         info!(identity, "audit leader: auditing the cluster");
-        let engine = state.active().engine.clone();
+        let active = state.active();
+        let engine = active.engine.clone();
         let t0 = Instant::now();
-        let result = audit::run_with(&client, &caches, &engine, &opts).await;
+        let result =
+            audit::run_with(&client, &caches, &engine, &opts, active.verifier.as_ref()).await;
         let finished = crate::clock::now().unwrap_or_default();
         let took = t0.elapsed().as_secs_f64();
         metrics.record(&result, finished, took);

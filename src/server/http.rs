@@ -17,6 +17,7 @@ use super::metrics::Metrics;
 use crate::admission::{self, AdmissionRequest, AdmissionSettings, ContextSource, Webhook};
 use crate::config::{AuditSettings, Config, OfflineSettings, ServerSettings};
 use crate::policy::Engine;
+use crate::supply::{Verifier, VerifyError};
 
 /// The configuration in force: the engine built from the policy half, the
 /// server's settings, and the digest of the file. Replaced whole on reload.
@@ -29,17 +30,38 @@ pub struct Active {
     audit: AuditSettings,
     /// FNV-1a of the file's bytes (or of the embedded default).
     pub digest: String,
+    /// Image verification, when `images.verify` names images.
+    pub verifier: Option<Verifier>,
 }
 
 impl Active {
-    pub fn new(config: Config, bytes: Option<&[u8]>) -> Self {
-        Active {
+    /// The configuration, with its verifier: `previous`'s when the
+    /// `images` section is the same (its cache survives a reload), else a
+    /// new one counting into `metrics`. An error (the credentials file
+    /// cannot be read) refuses the configuration.
+    pub fn new(
+        config: Config,
+        bytes: Option<&[u8]>,
+        previous: Option<&Active>,
+        metrics: &Metrics,
+    ) -> Result<Self, VerifyError> {
+        let images = &config.policy.images;
+        let verifier = if images.verify.is_empty() {
+            None
+        } else {
+            match previous.and_then(|p| p.verifier.as_ref()) {
+                Some(v) if v.config() == images => Some(v.clone()),
+                _ => Some(Verifier::with_metrics(images.clone(), metrics.images())?),
+            }
+        };
+        Ok(Active {
             engine: Engine::new(config.policy),
             server: config.server,
             offline: config.offline,
             audit: config.audit,
             digest: Config::digest(bytes),
-        }
+            verifier,
+        })
     }
 
     /// The configuration as read (both halves).
@@ -379,7 +401,7 @@ async fn admit(
         on_error: active.server.on_error,
     };
     let wait = admission::cache_wait_budget(timeout);
-    let answer = match judge(&st, active, bytes, settings, wait).await {
+    let answer = match judge(&st, active, bytes, settings, wait, timeout).await {
         Ok(a) => a,
         Err(e) => {
             st.metrics.http_error(webhook, "internal");
@@ -482,7 +504,11 @@ async fn judge(
     bytes: axum::body::Bytes,
     settings: AdmissionSettings,
     wait: Duration,
+    timeout: Option<Duration>,
 ) -> Result<admission::Answer, String> {
+    if let Some(v) = active.verifier.clone() {
+        return judge_verifying(st, active, bytes, settings, wait, timeout, v).await;
+    }
     let source = st.source.clone();
     if bytes.len() > INLINE_MAX_BYTES {
         return tokio::task::spawn_blocking(move || {
@@ -503,6 +529,81 @@ async fn judge(
     })
     .await
     .map_err(|e| e.to_string())
+}
+
+/// [`judge`] where image verification is configured: resolve the context
+/// first (verification depends on the namespace's tier), verify the images
+/// it names within the time left, then decide with what was found.
+async fn judge_verifying(
+    st: &AppState,
+    active: Arc<Active>,
+    bytes: axum::body::Bytes,
+    settings: AdmissionSettings,
+    wait: Duration,
+    timeout: Option<Duration>,
+    verifier: Verifier,
+) -> Result<admission::Answer, String> {
+    let source = st.source.clone();
+    let large = bytes.len() > INLINE_MAX_BYTES;
+    let parsed = if large {
+        tokio::task::spawn_blocking(move || AdmissionRequest::from_body(&bytes))
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        AdmissionRequest::from_body(&bytes)
+    };
+    let req = match parsed {
+        Ok(r) => Arc::new(r),
+        Err(e) => return Ok(admission::bad_request(e)),
+    };
+    let mut resolved = match source.try_context(&req, active.engine.config()) {
+        admission::Lookup::Ready(r) => r,
+        admission::Lookup::WouldBlock => {
+            let (req, active, source) = (req.clone(), active.clone(), source.clone());
+            tokio::task::spawn_blocking(move || {
+                source.context_within(&req, active.engine.config(), wait)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }
+    };
+    if let Some((images, unchanged)) =
+        admission::images_to_verify(&req, active.engine.config(), settings, &resolved.ctx)
+    {
+        let deadline = verification_deadline(verifier.config().budget(), timeout);
+        let facts = crate::supply::image_facts(
+            &verifier,
+            &images,
+            resolved.ctx.tier.number(),
+            unchanged,
+            deadline,
+        )
+        .await;
+        resolved.ctx.images = crate::policy::Fact::Known(Arc::new(facts));
+    }
+    if large {
+        return tokio::task::spawn_blocking(move || {
+            admission::answer_resolved(&req, &active.engine, settings, resolved)
+        })
+        .await
+        .map_err(|e| e.to_string());
+    }
+    Ok(admission::answer_resolved(
+        &req,
+        &active.engine,
+        settings,
+        resolved,
+    ))
+}
+
+/// The time image verification may take: the config's budget, and never
+/// more than half of what the apiserver's `?timeout=` gives the request
+/// (the rest is for the context, the engine and the answer's way back).
+pub fn verification_deadline(budget: Duration, timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(t) => budget.min(t / 2),
+        None => budget,
+    }
 }
 
 /// Longest request field written to a log line: the fields come from the
@@ -593,6 +694,20 @@ mod tests {
         let multi = "é".repeat(400);
         let b = bounded(&multi);
         assert!(b.len() <= LOG_FIELD_MAX && b.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn verification_stays_inside_the_request_timeout() {
+        let budget = Duration::from_secs(2);
+        assert_eq!(verification_deadline(budget, None), budget);
+        assert_eq!(
+            verification_deadline(budget, Some(Duration::from_secs(10))),
+            budget
+        );
+        assert_eq!(
+            verification_deadline(budget, Some(Duration::from_secs(3))),
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]

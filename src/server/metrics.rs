@@ -32,6 +32,9 @@ pub struct Metrics {
     config_default_tier: IntGauge,
     config_default_mode: IntGaugeVec,
     config_weakened: IntCounter,
+    /// Image verification's (`tiergate_image_*`), shared by every verifier
+    /// the server builds.
+    images: crate::supply::Metrics,
 }
 
 /// A kind as a bounded label value: a kind some rule judges, `Namespace`,
@@ -184,7 +187,9 @@ impl Metrics {
         for w in [Webhook::Validate, Webhook::Mutate] {
             duration.with_label_values(&[w.name()]);
         }
+        let images = crate::supply::Metrics::registered(&registry)?;
         Ok(Metrics {
+            images,
             registry,
             requests,
             duration,
@@ -202,6 +207,11 @@ impl Metrics {
             config_default_mode,
             config_weakened,
         })
+    }
+
+    /// Image verification's metrics, for a verifier.
+    pub fn images(&self) -> crate::supply::Metrics {
+        self.images.clone()
     }
 
     /// Export the shape of the configuration in force.

@@ -94,9 +94,23 @@ impl Reloader {
                                     weakened.join("; ")
                                 );
                             }
-                            self.state.set_active(Active::new(cfg, Some(&bytes)));
-                            self.state.metrics.config_reload(true);
-                            info!(config = %cf.path.display(), "config reloaded");
+                            let previous = self.state.active();
+                            match Active::new(
+                                cfg,
+                                Some(&bytes),
+                                Some(&previous),
+                                &self.state.metrics,
+                            ) {
+                                Ok(a) => {
+                                    self.state.set_active(a);
+                                    self.state.metrics.config_reload(true);
+                                    info!(config = %cf.path.display(), "config reloaded");
+                                }
+                                Err(e) => {
+                                    self.state.metrics.config_reload(false);
+                                    warn!(config = %cf.path.display(), error = %e, "config not reloaded, keeping the last good one");
+                                }
+                            }
                         }
                         Err(e) => {
                             self.state.metrics.config_reload(false);

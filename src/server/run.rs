@@ -321,7 +321,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
     let (source, cluster) = context_source(client.clone(), opts.context_source.clone(), &metrics)?;
     let budget = config.server.max_inflight_bytes;
     let audit_settings = config.audit.clone();
-    let active = Active::new(config, config_bytes.as_deref());
+    let active = Active::new(config, config_bytes.as_deref(), None, &metrics)
+        .context("image verification")?;
     let state =
         Arc::new(AppState::new(active, source, metrics, opts.dry_run).with_inflight_budget(budget));
     state.export_config(&state.active());

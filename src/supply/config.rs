@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// `images:`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImagesConfig {
     /// The rules, first match wins (by image prefix and namespace tier).
@@ -17,13 +17,35 @@ pub struct ImagesConfig {
     pub on_timeout: OnTimeout,
     /// Milliseconds a request may spend verifying (inside the apiserver's
     /// `?timeout=`); 2,000 by default.
-    #[serde(default)]
-    pub budget_ms: Option<u64>,
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
     #[serde(default)]
     pub cache: CacheConfig,
     /// Extra CA certificates (PEM) the registries' TLS is checked against.
     #[serde(default)]
     pub registry_ca: Vec<String>,
+    /// A `.dockerconfigjson` file (a mounted `kubernetes.io/dockerconfigjson`
+    /// Secret) with the registries' credentials; anonymous without it, and
+    /// for registries it does not name.
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+}
+
+fn default_budget_ms() -> u64 {
+    2_000
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            verify: Vec::new(),
+            on_timeout: OnTimeout::default(),
+            budget_ms: default_budget_ms(),
+            cache: CacheConfig::default(),
+            registry_ca: Vec::new(),
+            credentials_file: None,
+        }
+    }
 }
 
 /// What happens when verification runs out of time (or the registry fails).
@@ -123,9 +145,48 @@ impl CacheConfig {
 }
 
 impl ImagesConfig {
+    /// What a config file must get right, checked when it is read (so a
+    /// reload with a bad key is refused, not met at admission).
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, r) in self.verify.iter().enumerate() {
+            let at = format!("images.verify[{i}]");
+            if r.images.is_empty() {
+                return Err(format!(
+                    "{at}.images: name at least one image prefix (or '*')"
+                ));
+            }
+            if r.keys.is_empty() {
+                return Err(format!(
+                    "{at}.keys: give at least one public key (keyless verification is not \
+                     supported yet)"
+                ));
+            }
+            if let Some(t) = r.tiers.iter().find(|t| !(1..=5).contains(*t)) {
+                return Err(format!("{at}.tiers: {t} is not a tier (1 to 5)"));
+            }
+            let keys = r.keys.iter().map(|k| ("keys", k)).chain(
+                r.provenance
+                    .iter()
+                    .flat_map(|p| p.keys.iter().map(|k| ("provenance.keys", k))),
+            );
+            for (j, (field, k)) in keys.enumerate() {
+                sigstore::crypto::CosignVerificationKey::try_from_pem(k.as_bytes())
+                    .map_err(|e| format!("{at}.{field}: key {j} is not a PEM public key: {e}"))?;
+            }
+            if let Some(p) = &r.provenance {
+                if p.builders.is_empty() {
+                    return Err(format!(
+                        "{at}.provenance.builders: name the builder ids allowed"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The time a request may spend verifying.
     pub fn budget(&self) -> Duration {
-        Duration::from_millis(self.budget_ms.unwrap_or(2_000).max(1))
+        Duration::from_millis(self.budget_ms.max(1))
     }
 
     /// The first rule for `image` in a namespace of `tier`.

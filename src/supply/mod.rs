@@ -20,14 +20,19 @@
 //!   for the next;
 //! - a registry error is an error, never "unsigned", and is not cached.
 pub mod config;
+mod credentials;
 mod dsse;
+mod facts;
+mod metrics;
+
+pub use facts::{facts_from, image_facts, images_of, verify_all, Verdicts};
+pub use metrics::Metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraint};
 use sigstore::cosign::{ClientBuilder, CosignCapabilities};
@@ -55,6 +60,8 @@ pub enum VerifyError {
     Key(String),
     #[error("verification of {0} did not finish within its time budget")]
     Timeout(String),
+    #[error("images.credentialsFile: {0}")]
+    Credentials(String),
 }
 
 /// Counts, for the metrics and the tests.
@@ -82,10 +89,12 @@ struct Inner {
     provenance_keys: Vec<Vec<CosignVerificationKey>>,
     oci: oci_client::Client,
     oci_config: sigstore::registry::ClientConfig,
-    auth: RegistryAuth,
+    /// Per registry host, from `images.credentialsFile`; anonymous elsewhere.
+    credentials: credentials::Credentials,
     outcomes: Cache<(String, usize), Outcome>,
     tags: Cache<String, String>,
     counters: Counters,
+    metrics: Metrics,
 }
 
 fn parse_keys(pems: &[String]) -> Result<Vec<CosignVerificationKey>, VerifyError> {
@@ -118,9 +127,21 @@ impl moka::Expiry<(String, usize), Outcome> for Ttl {
 }
 
 impl Verifier {
-    /// A verifier for this config (its keys parsed, its registry CA read).
+    /// A verifier for this config (its keys parsed, its registry CA read),
+    /// counting into metrics of its own.
     pub fn new(cfg: ImagesConfig) -> Result<Verifier, VerifyError> {
+        Verifier::with_metrics(cfg, Metrics::default())
+    }
+
+    /// A verifier counting into `metrics` (the server's, kept across
+    /// reloads).
+    pub fn with_metrics(cfg: ImagesConfig, metrics: Metrics) -> Result<Verifier, VerifyError> {
         crate::install_crypto_provider();
+        let credentials = match &cfg.credentials_file {
+            Some(path) => credentials::Credentials::read(std::path::Path::new(path))
+                .map_err(VerifyError::Credentials)?,
+            None => credentials::Credentials::default(),
+        };
         let mut provenance_keys = Vec::new();
         for rule in &cfg.verify {
             // A key that does not parse is refused here, not at admission.
@@ -176,10 +197,11 @@ impl Verifier {
                 provenance_keys,
                 oci,
                 oci_config,
-                auth: RegistryAuth::Anonymous,
+                credentials,
                 outcomes,
                 tags,
                 counters: Counters::default(),
+                metrics,
             }),
         })
     }
@@ -208,6 +230,8 @@ impl Verifier {
             if let Some(d) = digest {
                 if let Some(o) = self.inner.outcomes.get(&(d, rule)).await {
                     self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    self.inner.metrics.cache("hit");
+                    self.inner.metrics.verified(&Ok(o.clone()));
                     return Ok(o);
                 }
             }
@@ -218,14 +242,16 @@ impl Verifier {
         // In a task of its own: the result is cached even when this caller
         // stops waiting at its budget.
         let task = tokio::spawn(async move { this.verify_now(&image_owned, rule).await });
-        match tokio::time::timeout(budget, task).await {
+        let r = match tokio::time::timeout(budget, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(join)) => Err(VerifyError::Registry {
                 image: image.to_string(),
                 reason: format!("the verification task failed: {join}"),
             }),
             Err(_) => Err(VerifyError::Timeout(image.to_string())),
-        }
+        };
+        self.inner.metrics.verified(&r);
+        r
     }
 
     async fn verify_now(&self, image: &str, rule: usize) -> Result<Outcome, VerifyError> {
@@ -246,12 +272,20 @@ impl Verifier {
                     .counters
                     .verifications
                     .fetch_add(1, Ordering::Relaxed);
-                this.check(&reference, &digest, rule).await
+                let t0 = Instant::now();
+                let r = this.check(&reference, &digest, rule).await;
+                this.inner.metrics.registry("verify", t0.elapsed());
+                r
             })
             .await
             .map_err(|e: Arc<VerifyError>| (*e).clone())?;
-        if !ran.load(Ordering::SeqCst) {
+        if ran.load(Ordering::SeqCst) {
+            inner.metrics.cache("miss");
+        } else {
+            // Another caller's verification, waited for (or finished just
+            // before this one asked).
             inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+            inner.metrics.cache("wait");
         }
         Ok(outcome)
     }
@@ -271,14 +305,19 @@ impl Verifier {
                     .counters
                     .tag_lookups
                     .fetch_add(1, Ordering::Relaxed);
-                this.inner
+                let t0 = Instant::now();
+                let auth = this.inner.credentials.oci(r.resolve_registry());
+                let d = this
+                    .inner
                     .oci
-                    .fetch_manifest_digest(&r, &this.inner.auth)
+                    .fetch_manifest_digest(&r, &auth)
                     .await
                     .map_err(|e| VerifyError::Registry {
                         image: r.whole(),
                         reason: e.to_string(),
-                    })
+                    });
+                this.inner.metrics.registry("tag", t0.elapsed());
+                d
             })
             .await
             .map_err(|e: Arc<VerifyError>| (*e).clone())
@@ -322,7 +361,7 @@ impl Verifier {
                 .map_err(|e: sigstore::errors::SigstoreError| {
                     VerifyError::Reference(pinned.clone(), e.to_string())
                 })?;
-        let auth = sigstore::registry::Auth::Anonymous;
+        let auth = inner.credentials.sigstore(reference.resolve_registry());
         let layers = match client.trusted_signature_layers(&auth, &oci_ref).await {
             Ok(l) => l,
             Err(e) => return Err(registry_err(e.to_string())),
@@ -370,7 +409,8 @@ impl Verifier {
     /// The DSSE envelopes attached at `att` (`None` when there is none).
     async fn envelopes(&self, att: &Reference) -> Result<Option<Vec<Vec<u8>>>, String> {
         let inner = &self.inner;
-        let (manifest, _) = match inner.oci.pull_image_manifest(att, &inner.auth).await {
+        let auth = inner.credentials.oci(att.resolve_registry());
+        let (manifest, _) = match inner.oci.pull_image_manifest(att, &auth).await {
             Ok(m) => m,
             Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
                 return Ok(None)

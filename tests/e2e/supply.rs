@@ -239,7 +239,7 @@ fn make_world() -> World {
 
 fn config(w: &World, provenance: bool, budget_ms: u64) -> ImagesConfig {
     let mut cfg = ImagesConfig {
-        budget_ms: Some(budget_ms),
+        budget_ms,
         registry_ca: vec![std::fs::read_to_string(&w.ca_file).expect("ca")],
         ..ImagesConfig::default()
     };
@@ -408,4 +408,173 @@ async fn registry_down_within_and_beyond_the_budget() {
         "bounded by the budget: {took:?}"
     );
     drop(hole);
+}
+
+/// A tier-5 config in which only the two image rules judge, verifying the
+/// test registry's images with key A and provenance from BUILDER.
+fn admission_config(w: &World) -> String {
+    let indent = |pem: &str, n: usize| {
+        pem.lines()
+            .map(|l| format!("{}{l}", " ".repeat(n)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let ca = std::fs::read_to_string(&w.ca_file).expect("ca");
+    let mut rules = String::from("rules:\n");
+    for r in tiergate::policy::rules::ALL {
+        if r.id != "image-signature" && r.id != "image-digest" {
+            rules.push_str(&format!("  {}: {{action: off}}\n", r.id));
+        }
+    }
+    format!(
+        "defaults: {{tier: 5, mode: enforce}}\n{rules}images:\n  budgetMs: 2000\n  \
+         registryCa:\n    - |\n{}\n  verify:\n    - images: [{}/]\n      keys:\n        - |\n{}\n      \
+         provenance:\n        builders: [{BUILDER}]\n    - images: [{DOWN}/]\n      keys:\n        - |\n{}\n",
+        indent(&ca, 6),
+        w.host,
+        indent(&w.key_a, 10),
+        indent(&w.key_a, 10)
+    )
+}
+
+/// A registry nobody serves (a port of the discard range that refuses).
+const DOWN: &str = "127.0.0.1:9";
+
+fn deployment(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  selector:\n    \
+         matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    \
+         spec:\n      containers:\n        - name: app\n          image: {image}\n"
+    )
+}
+
+/// Through the real apiserver: a signed image by tag is admitted and pinned
+/// to the digest verified; an unsigned one, one signed by another key and
+/// one whose provenance names another builder are denied, each saying why;
+/// `tiergate check --verify-images` names the same rule with the same
+/// message, and `tiergate fix --verify-images` pins to the same digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_and_unsigned_deployments_through_the_apiserver() {
+    use crate::harness::{Scenario, Webhooks, KUBECTL_ADMIN, TIERGATE};
+    let _turn = TURN.lock().await;
+    let w = world();
+    let cfg = admission_config(w);
+    let mut s = Scenario::new("supply", 5, "enforce", &cfg, false, Webhooks::default()).await;
+    s.register().await;
+
+    let by_tag = format!("{}/app:signed", w.host);
+    let digest = w.signed.split('@').nth(1).expect("digest").to_string();
+    let r = s.apply(&KUBECTL_ADMIN, &deployment("signed", &by_tag), &[]);
+    assert!(
+        r.ok,
+        "a signed image is admitted: {r:?}\n{}",
+        s.tiergate.log()
+    );
+    assert!(
+        r.warnings()
+            .iter()
+            .any(|l| l.starts_with("tiergate image-digest fix:")),
+        "{r:?}"
+    );
+    let live = KUBECTL_ADMIN
+        .get_json(&s.ns, "deployment", "signed")
+        .expect("stored");
+    let stored = live["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    assert_eq!(
+        stored,
+        format!("{by_tag}@{digest}"),
+        "pinned to the digest verified"
+    );
+    // Applied again: pinned already, nothing changes (idempotent).
+    let again = s.apply(&KUBECTL_ADMIN, &deployment("signed", &stored), &[]);
+    assert!(again.ok, "{again:?}");
+    assert!(again.stdout.contains("unchanged"), "{again:?}");
+
+    let dir = w.dir.join("cli");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg_file = dir.join("tiergate.yaml");
+    std::fs::write(&cfg_file, &cfg).expect("config");
+    for (name, image, why) in [
+        ("unsigned", &w.unsigned, "no cosign signature"),
+        ("other-key", &w.other_key, "none by a trusted key"),
+        ("bad-builder", &w.bad_builder, "untrusted.example"),
+    ] {
+        let m = deployment(name, image);
+        let r = s.apply(&KUBECTL_ADMIN, &m, &[]);
+        assert!(!r.ok, "{name} must be denied: {r:?}");
+        assert!(
+            r.stderr.contains("image-signature") && r.stderr.contains(why),
+            "{name}: {}",
+            r.stderr
+        );
+        // The CLI, asking the same registry, says the same.
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, &m).expect("manifest");
+        let out = Command::new(TIERGATE)
+            .arg("check")
+            .arg("--verify-images")
+            .arg("--config")
+            .arg(&cfg_file)
+            .args(["-o", "json"])
+            .arg(&file)
+            .output()
+            .expect("tiergate check");
+        assert_eq!(out.status.code(), Some(1), "{name}: denied offline too");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("check -o json");
+        let text = report.to_string();
+        let msg = report
+            .pointer("/results/0/findings")
+            .and_then(|f| f.as_array())
+            .and_then(|f| f.iter().find(|x| x["rule"] == "image-signature"))
+            .and_then(|x| x["message"].as_str())
+            .unwrap_or_else(|| panic!("{name}: no image-signature finding offline: {text}"))
+            .to_string();
+        assert!(
+            r.stderr.contains(&msg),
+            "{name}: the webhook's denial carries the CLI's message {msg:?}: {}",
+            r.stderr
+        );
+    }
+    // A registry that is down: not "unsigned", but unverifiable, and
+    // denied (onTimeout: deny) without waiting out the request.
+    let t0 = Instant::now();
+    let r = s.apply(
+        &KUBECTL_ADMIN,
+        &deployment("down", &format!("{DOWN}/app:1")),
+        &[],
+    );
+    assert!(!r.ok, "{r:?}");
+    assert!(
+        r.stderr.contains("could not be verified") && r.stderr.contains("onTimeout is deny"),
+        "{}",
+        r.stderr
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // `tiergate fix --verify-images` writes the digest the webhook pinned.
+    let file = dir.join("signed.yaml");
+    std::fs::write(&file, deployment("signed", &by_tag)).expect("manifest");
+    let out = Command::new(TIERGATE)
+        .arg("fix")
+        .arg("--verify-images")
+        .arg("--config")
+        .arg(&cfg_file)
+        .arg(&file)
+        .output()
+        .expect("tiergate fix");
+    let fixed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        fixed.contains(&stored),
+        "{fixed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = s.tiergate.metrics();
+    assert!(
+        m.contains("tiergate_image_verifications_total{result=\"verified\"}")
+            && m.contains("tiergate_image_verifications_total{result=\"refused\"}")
+            && m.contains("tiergate_image_cache_total{result=\"hit\"}"),
+        "{m}"
+    );
 }

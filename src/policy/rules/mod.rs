@@ -53,6 +53,7 @@ pub mod default_deny_network_policy;
 pub mod external_secret_store;
 pub mod graceful_shutdown;
 pub mod image_digest;
+pub mod image_signature;
 pub mod image_tag;
 pub mod ingress_tls;
 pub mod managed_secrets;
@@ -105,6 +106,7 @@ pub static ALL: &[&Rule] = &[
     &sensitive_configmap::RULE,
     &image_tag::RULE,
     &image_digest::RULE,
+    &image_signature::RULE,
     &allowed_registries::RULE,
     &probes::RULE,
     &startup_probe::RULE,

@@ -57,7 +57,7 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
 
 /// Some container sets a literal env value that may be a credential
 /// ([`secrets::may_hold_secret`]).
-fn when(containers: &str) -> String {
+fn when(containers: &str, _cfg: &crate::policy::PolicyConfig) -> String {
     format!(
         "{containers}.exists(c, c.?env.orValue([]).exists(e, e.?value.orValue('') != '' && ({})))",
         secrets::may_hold_secret_cel("e.name", "e.value")

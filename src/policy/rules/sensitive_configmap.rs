@@ -60,7 +60,7 @@ fn violation(field: &str, key: &str, why: &str) -> Violation {
 
 /// Some key or value may hold a credential ([`secrets::may_hold_secret`]),
 /// or the ConfigMap has binary data.
-fn when(_containers: &str) -> String {
+fn when(_containers: &str, _cfg: &crate::policy::PolicyConfig) -> String {
     format!(
         "object.?binaryData.orValue({{}}).size() > 0 || object.?data.orValue({{}}).exists(k, {})",
         secrets::may_hold_secret_cel("k", "object.data[k]")
