@@ -488,10 +488,23 @@ async fn signed_and_unsigned_deployments_through_the_apiserver() {
         format!("{by_tag}@{digest}"),
         "pinned to the digest verified"
     );
-    // Applied again: pinned already, nothing changes (idempotent).
+    // Applied pinned: no fix, the same image (idempotent).
     let again = s.apply(&KUBECTL_ADMIN, &deployment("signed", &stored), &[]);
     assert!(again.ok, "{again:?}");
-    assert!(again.stdout.contains("unchanged"), "{again:?}");
+    assert!(
+        !again
+            .warnings()
+            .iter()
+            .any(|l| l.contains("image-digest fix")),
+        "{again:?}"
+    );
+    let live = KUBECTL_ADMIN
+        .get_json(&s.ns, "deployment", "signed")
+        .expect("stored");
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        serde_json::json!(stored)
+    );
 
     let dir = w.dir.join("cli");
     std::fs::create_dir_all(&dir).expect("dir");
