@@ -32,6 +32,8 @@ admission-policies:
 		--webhooks deploy/base/webhooks.yaml --out deploy/components/admission-policies
 	cp deploy/components/admission-policies/admission-policies.yaml \
 		deploy/components/admission-policies/webhooks-hybrid.yaml deploy/helm/tiergate/files/
+	cp deploy/components/admission-policies/webhooks-hybrid.yaml \
+		deploy/components/admission-policies-managed/
 
 # ---- Deployment (deploy/, Dockerfile) ----
 IMAGE ?= ghcr.io/tiergate/tiergate

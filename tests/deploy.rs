@@ -433,8 +433,9 @@ fn assert_common(what: &str, objs: &BTreeMap<String, Value>) {
         let hooks = objs[&format!("{kind}/tiergate")]["webhooks"]
             .as_array()
             .unwrap();
-        // Hybrid mode adds narrowed copies after the first (assert_hybrid).
-        if !what.contains("hybrid") {
+        // Hybrid and managed modes add narrowed copies after the first
+        // (assert_hybrid, assert_managed).
+        if !what.contains("hybrid") && !what.contains("managed") {
             assert_eq!(hooks.len(), 1, "{what}: {kind}");
         }
         let h = &hooks[0];
@@ -609,6 +610,41 @@ fn kustomize_overlays_render_and_pass_tier_5() {
     assert_production("kustomize hybrid", &objects(&hybrid));
     assert_hybrid("kustomize hybrid", &objects(&hybrid));
     check_tier5("production", "kustomize-hybrid", &hybrid);
+
+    let managed = ws.kustomize("managed");
+    let objs = objects(&managed);
+    assert_production("kustomize managed", &objs);
+    assert_managed("kustomize managed", &objs);
+    check_tier5("production", "kustomize-managed", &managed);
+}
+
+/// Managed mode: no generated policies (serve applies them), the narrowed
+/// webhooks, the config that says so, and the sync's RBAC.
+fn assert_managed(what: &str, objs: &BTreeMap<String, Value>) {
+    assert!(
+        !objs
+            .keys()
+            .any(|k| k.starts_with("ValidatingAdmissionPolicy")),
+        "{what}: the policies are serve's to apply"
+    );
+    assert!(
+        objs.contains_key("ClusterRole/tiergate-admission-policies")
+            && objs.contains_key("ClusterRoleBinding/tiergate-admission-policies"),
+        "{what}: the sync's RBAC"
+    );
+    let config = objs["ConfigMap/tiergate-config"]["data"]["config.yaml"]
+        .as_str()
+        .unwrap();
+    assert!(
+        config.contains("admissionPolicies: managed"),
+        "{what}: {config}"
+    );
+    for w in webhooks(objs) {
+        assert!(
+            w["webhooks"].as_array().unwrap().len() > 2,
+            "{what}: narrowed webhooks"
+        );
+    }
 }
 
 /// Hybrid mode: the policies, the narrowed webhooks, the config that says so.
@@ -695,14 +731,23 @@ fn admission_policies_component_is_generated() {
             .clone()
             .unwrap()
     };
-    let mut hybrid = parse(&component.join("config.yaml"));
-    assert_eq!(hybrid["admissionPolicies"], "hybrid");
-    hybrid.as_object_mut().unwrap().remove("admissionPolicies");
+    let managed = root().join("deploy/components/admission-policies-managed");
     assert_eq!(
-        hybrid,
-        parse(&root().join("deploy/base/config.yaml")),
-        "the hybrid config must be deploy/base/config.yaml plus admissionPolicies: hybrid"
+        std::fs::read_to_string(managed.join("webhooks-hybrid.yaml")).unwrap_or_default(),
+        std::fs::read_to_string(component.join("webhooks-hybrid.yaml")).unwrap(),
+        "deploy/components/admission-policies-managed/webhooks-hybrid.yaml is stale: run \
+         `make admission-policies`"
     );
+    for (dir, mode) in [(&component, "hybrid"), (&managed, "managed")] {
+        let mut cfg = parse(&dir.join("config.yaml"));
+        assert_eq!(cfg["admissionPolicies"], mode);
+        cfg.as_object_mut().unwrap().remove("admissionPolicies");
+        assert_eq!(
+            cfg,
+            parse(&root().join("deploy/base/config.yaml")),
+            "the {mode} config must be deploy/base/config.yaml plus admissionPolicies: {mode}"
+        );
+    }
 }
 
 /// `admissionPolicies: managed`'s RBAC: the four kinds the export makes,
@@ -710,7 +755,7 @@ fn admission_policies_component_is_generated() {
 /// ServiceAccount; and tiergate itself passes it at tier 5.
 #[test]
 fn managed_admission_policies_rbac_is_least_privilege() {
-    let path = root().join("deploy/components/admission-policies/rbac-managed.yaml");
+    let path = root().join("deploy/components/admission-policies-managed/rbac-managed.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let docs: Vec<serde_json::Value> = tiergate::manifest::parse_source("rbac", None, &text)
         .unwrap()
@@ -1013,6 +1058,14 @@ fn helm_chart_lints_renders_and_matches_kustomize() {
     assert_production("helm hybrid", &objects(&hybrid));
     assert_hybrid("helm hybrid", &objects(&hybrid));
     assert_same_objects("hybrid", &ws.kustomize("hybrid"), &hybrid);
+
+    let managed = template(
+        "production-values.yaml",
+        &["--set".into(), "admissionPolicies.managed=true".into()],
+    );
+    assert_production("helm managed", &objects(&managed));
+    assert_managed("helm managed", &objects(&managed));
+    assert_same_objects("managed", &ws.kustomize("managed"), &managed);
 
     let files = format!(
         "tls.crt={},tls.key={},tls.ca={}",

@@ -666,12 +666,6 @@ fn always_in_webhook(cfg: &Config, opts: &ExportOptions, fixed: &[&str]) -> Vec<
              config's default in the policies as in the webhook, but only the webhook says so \
              (on the Namespace write)",
         ),
-        s(
-            "image verification",
-            "image-signature asks the image's registry for cosign signatures and SLSA \
-             provenance (images.verify), which a policy cannot; the webhook is called only for \
-             objects with an image under a prefix images.verify names",
-        ),
     ];
     out.append(&mut fixes);
     out

@@ -34,7 +34,9 @@ to the digest verified.",
     check: Check::Pod(check),
     fix: Fix::None,
     cel: Cel::WebhookWhen {
-        why: "it asks the image's registry for signatures and attestations",
+        why: "it asks the image's registry for cosign signatures and SLSA provenance, which a \
+              policy cannot; the webhook is called only for objects with an image under a \
+              prefix images.verify names (never without images.verify)",
         when,
     },
 };
