@@ -8,19 +8,26 @@ use serde_json::Value;
 
 use super::{Outcome, Verifier, VerifyError};
 use crate::policy::rules::image_tag::is_build_reference;
-use crate::policy::{ImageFacts, ImageVerdict, Target};
+use crate::policy::{kinds, ImageFacts, ImageVerdict};
 
 /// The images of an object's pod template (every container list), each
-/// once, in order; none for an object without one or that does not parse
-/// (the engine then says why).
+/// once, in order; none for an object without one. Read from the JSON as it
+/// is (no typed parse: the engine parses the object once, after this).
 pub fn images_of(obj: &Value) -> Vec<String> {
-    let Ok(t) = Target::parse(obj) else {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let group = kinds::group_of(
+        obj.get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
+    let Some(spec) = kinds::workload_of(group, kind).and_then(|w| obj.pointer(w.spec)) else {
         return Vec::new();
     };
     let mut out: Vec<String> = Vec::new();
-    if let Some(pod) = &t.pod {
-        for c in pod.containers() {
-            if let Some(i) = c.image {
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        let containers = spec.get(list).and_then(Value::as_array);
+        for c in containers.into_iter().flatten() {
+            if let Some(i) = c.get("image").and_then(Value::as_str) {
                 if !is_build_reference(i) && !out.iter().any(|o| o == i) {
                     out.push(i.to_string());
                 }

@@ -1,6 +1,7 @@
 //! `image-digest`: every image is pinned by an `@sha256:` digest.
 use super::image_tag::ImageRef;
 use super::prelude::*;
+use crate::policy::target::ContainerView;
 
 pub static RULE: Rule = Rule {
     id: "image-digest",
@@ -28,13 +29,7 @@ Without `images.verify` the fix is off; pin in CI (`crane digest`) instead.",
 };
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    for c in pod.containers() {
-        let Some(image) = c.image else { continue };
-        if super::image_tag::is_build_reference(image) || ImageRef::parse(image).has_sha256_digest()
-        {
-            continue;
-        }
-        let declined = pin_declined(image, r);
+    for (c, image) in unpinned(pod) {
         let v = Violation::new(
             format!("{}/image", c.path),
             format!(
@@ -43,52 +38,53 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
             ),
         )
         .in_container(c.name);
-        out.push(match declined {
-            Some(why) => v.declined(why),
-            None => v,
+        out.push(match pin_to(image, r) {
+            Err(why) => v.declined(why),
+            Ok(_) => v,
         });
     }
     Ok(())
 }
 
-/// Why the fix does not pin `image`, if it does not.
-fn pin_declined(image: &str, r: &RuleCtx<'_>) -> Option<&'static str> {
+/// The containers whose image is not pinned by an `@sha256:` digest (build
+/// references such as `ko://` aside), with the image.
+fn unpinned(pod: &PodTemplate) -> impl Iterator<Item = (ContainerView<'_>, &str)> {
+    pod.containers().into_iter().filter_map(|c| {
+        let image = c.image?;
+        let pinned = super::image_tag::is_build_reference(image)
+            || ImageRef::parse(image).has_sha256_digest();
+        (!pinned).then_some((c, image))
+    })
+}
+
+/// The digest the fix pins `image` to, or why it does not pin it.
+fn pin_to<'r>(image: &str, r: &'r RuleCtx<'_>) -> Result<&'r str, &'static str> {
     if r.config
         .images
         .rule_for(image, r.ctx.tier.number())
         .is_none()
     {
-        return Some("no images.verify rule names this image, so no digest was verified");
+        return Err("no images.verify rule names this image, so no digest was verified");
     }
     let crate::policy::Fact::Known(facts) = &r.ctx.images else {
-        return Some("its signature was not verified here (tiergate check --verify-images)");
+        return Err("its signature was not verified here (tiergate check --verify-images)");
     };
-    if facts.verified_digest(image).is_none() {
-        return Some("only an image whose signature was verified is pinned");
-    }
+    let Some(digest) = facts.verified_digest(image) else {
+        return Err("only an image whose signature was verified is pinned");
+    };
     if facts.unchanged.contains(image) {
-        return Some(
+        return Err(
             "the object already runs this image: pinning it now could roll out another build",
         );
     }
-    None
+    Ok(digest)
 }
 
-/// Pin every image [`pin_declined`] does not decline to its verified digest.
+/// Pin every image [`pin_to`] gives a digest for.
 fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
-    let crate::policy::Fact::Known(facts) = &r.ctx.images else {
-        return false;
-    };
     let mut changed = false;
-    for c in pod.containers() {
-        let Some(image) = c.image else { continue };
-        if super::image_tag::is_build_reference(image)
-            || ImageRef::parse(image).has_sha256_digest()
-            || pin_declined(image, r).is_some()
-        {
-            continue;
-        }
-        let Some(digest) = facts.verified_digest(image) else {
+    for (c, image) in unpinned(pod) {
+        let Ok(digest) = pin_to(image, r) else {
             continue;
         };
         let path = format!("{}/image", c.path);
