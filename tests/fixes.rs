@@ -4,7 +4,9 @@
 mod common;
 
 use tiergate::config::Config;
-use tiergate::policy::{kinds, rules, Context, Engine, Mode, Options, Tier};
+use tiergate::policy::{
+    kinds, rules, Context, Engine, Fact, ImageFacts, ImageVerdict, Mode, Options, Tier,
+};
 
 fn engine_with_all_fixes_on() -> Engine {
     let mut yaml = String::from("rules:\n");
@@ -13,7 +15,39 @@ fn engine_with_all_fixes_on() -> Engine {
     }
     // The opt-ins that are not rule fixes: liveness probes and limits.
     yaml.push_str("fixes: {livenessProbe: on}\ntiers:\n  foundation:\n    resources:\n      requests: {cpu: 100m, memory: 128Mi}\n      limits: {cpu: '1', memory: 512Mi}\n");
+    // Every image verified at every tier (ctx_for says each was), so the
+    // image-digest fix pins.
+    yaml.push_str(&format!(
+        "images:\n  verify:\n    - images: ['*']\n      tiers: [1, 2, 3, 4, 5]\n      keys:\n        - |\n{}\n",
+        KEY.lines()
+            .map(|l| format!("          {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ));
     Engine::new(Config::from_yaml(&yaml, "test").expect("config").policy)
+}
+
+/// A P-256 public key (its private half was thrown away).
+const KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEgQxLcFMCKvjuBkfTj8qJb7azHBuh
+0SN9O1l60AI7KsO/2i+HE8+GGz5HMDk2GPgFnHqgQXyJI7Vmm0DAAw+IiQ==
+-----END PUBLIC KEY-----";
+
+/// [`ctx`], with every image of `obj` verified (at a made-up digest), as
+/// the webhook's verifier would say of signed images.
+fn ctx_for(tier: Tier, obj: &serde_json::Value) -> Context {
+    let mut c = ctx(tier);
+    let mut facts = ImageFacts::default();
+    for i in tiergate::supply::images_of(obj) {
+        facts.verdicts.insert(
+            i,
+            ImageVerdict::Verified {
+                digest: format!("sha256:{}", "ab".repeat(32)),
+            },
+        );
+    }
+    c.images = Fact::Known(std::sync::Arc::new(facts));
+    c
 }
 
 fn ctx(tier: Tier) -> Context {
@@ -47,7 +81,7 @@ fn every_fixable_rule_at_every_tier_is_sound() {
                     fix: true,
                     ..Options::default()
                 };
-                let c = ctx(tier);
+                let c = ctx_for(tier, obj);
                 let first = engine.evaluate(obj, &c, &opts).expect("evaluate");
                 let mut fixed = obj.clone();
                 json_patch::patch(&mut fixed, &first.patch)
@@ -92,7 +126,7 @@ fn all_fixes_together_at_every_tier_converge() {
     let engine = engine_with_all_fixes_on();
     for tier in Tier::ALL {
         for (file, obj) in common::realistic() {
-            let c = ctx(tier);
+            let c = ctx_for(tier, &obj);
             let opts = Options {
                 fix: true,
                 ..Options::default()
@@ -132,6 +166,12 @@ fn assert_superset(orig: &serde_json::Value, fixed: &serde_json::Value, path: &s
             }
         }
         (Value::Null, _) => {}
+        // The one documented change to a user's value: image-digest appends
+        // the digest it verified and keeps the image as written.
+        (Value::String(a), Value::String(b))
+            if path.ends_with("/image")
+                && b.strip_prefix(a.as_str())
+                    .is_some_and(|rest| rest.starts_with("@sha256:")) => {}
         (a, b) => assert_eq!(a, b, "{file}: fix changed {path}"),
     }
 }
@@ -148,7 +188,7 @@ fn one_fix_pass_reaches_the_fixed_point_when_fixes_depend_on_each_other() {
             "template": {"spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/web:1.0",
                 "ports": [{"containerPort": 8080}]}]}}}});
     for tier in Tier::ALL {
-        let c = ctx(tier);
+        let c = ctx_for(tier, &deploy);
         let opts = Options {
             fix: true,
             ..Options::default()
