@@ -1,5 +1,6 @@
 //! Engine benchmarks: evaluating plus fixing a typical web Deployment at tier 3,
-//! and `check` over 10,000 generated objects (the CLI's judge path, in process).
+//! and `check` over 10,000 generated objects (the CLI's judge path, in process),
+//! and what a cached image verification adds to an admission request.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -191,5 +192,138 @@ fn bench_scale(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_engine, bench_admission, bench_scale);
+criterion_group!(
+    benches,
+    bench_engine,
+    bench_admission,
+    bench_scale,
+    bench_supply
+);
 criterion_main!(benches);
+
+/// A trusted key for the `images.verify` rule of the supply benchmark (any
+/// valid P-256 public key: the cached path never checks a signature).
+const KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEgQxLcFMCKvjuBkfTj8qJb7azHBuh
+0SN9O1l60AI7KsO/2i+HE8+GGz5HMDk2GPgFnHqgQXyJI7Vmm0DAAw+IiQ==
+-----END PUBLIC KEY-----
+";
+
+/// The cost a cached image verification adds to a request (issue 14's
+/// target: < 50 µs): the webhook's path (context, the images to verify,
+/// their facts, the answer) at tier 5 for the typical Deployment, with no
+/// `images.verify` (the baseline) and with every image required and its
+/// verdict in the verifier's cache. Run in the same process, so the ratio
+/// and the difference are both meaningful.
+fn bench_supply(c: &mut Criterion) {
+    use tiergate::admission::{
+        answer_resolved, images_to_verify, AdmissionRequest, AdmissionSettings, ContextSource,
+        DefaultsSource, Lookup, Webhook,
+    };
+    use tiergate::supply::{image_facts, images_of, Outcome, Verifier};
+    let indented: String = KEY.lines().map(|l| format!("          {l}\n")).collect();
+    let plain = "defaults: {tier: hyperscale, mode: enforce}\n".to_string();
+    let verifying = format!(
+        "{plain}images:\n  cache: {{tagSeconds: 86400}}\n  verify:\n    - images: ['*']\n      \
+         keys:\n        - |\n{indented}"
+    );
+    let (Ok(plain), Ok(verifying)) = (
+        Config::from_yaml(&plain, "bench"),
+        Config::from_yaml(&verifying, "bench"),
+    ) else {
+        eprintln!("supply bench: the configs do not load");
+        return;
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return;
+    };
+    let body = review(&web_deployment(0));
+    let Ok(req) = AdmissionRequest::from_body(&body) else {
+        return;
+    };
+    let Ok(verifier) = Verifier::new(verifying.policy.images.clone()) else {
+        eprintln!("supply bench: the verifier does not build");
+        return;
+    };
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    rt.block_on(async {
+        let obj = req.object.clone().unwrap_or_default();
+        for image in images_of(&obj) {
+            if let Some(rule) = verifier.rule_for(&image, 5) {
+                let verified = Outcome::Verified {
+                    digest: digest.clone(),
+                };
+                verifier.prime(&image, rule, verified).await;
+            }
+        }
+    });
+    // The path measured must be the cached one: every image verified from
+    // the cache, no verification run.
+    let facts = rt.block_on(image_facts(
+        &verifier,
+        &images_of(&req.object.clone().unwrap_or_default()),
+        5,
+        Default::default(),
+        std::time::Duration::from_secs(2),
+    ));
+    let all_verified = facts.verdicts.len() == 2
+        && facts
+            .verdicts
+            .values()
+            .all(|v| matches!(v, tiergate::policy::ImageVerdict::Verified { .. }));
+    let registry_calls = || {
+        let c = verifier.counters();
+        c.verifications.load(std::sync::atomic::Ordering::Relaxed)
+            + c.tag_lookups.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    if !all_verified || registry_calls() != 0 {
+        eprintln!("supply bench: the cache was not primed: {facts:?}");
+        return;
+    }
+    let mut g = c.benchmark_group("supply");
+    g.throughput(Throughput::Elements(1));
+    for (webhook, name) in [(Webhook::Validate, "validate"), (Webhook::Mutate, "mutate")] {
+        let settings = AdmissionSettings::new(webhook);
+        for (label, engine) in [
+            ("no_verification", Engine::new(plain.policy.clone())),
+            ("cached_verification", Engine::new(verifying.policy.clone())),
+        ] {
+            g.bench_function(format!("{name}_{label}"), |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let Lookup::Ready(mut resolved) =
+                            DefaultsSource.try_context(&req, engine.config())
+                        else {
+                            return 0;
+                        };
+                        if let Some((images, unchanged)) =
+                            images_to_verify(&req, engine.config(), settings, &resolved.ctx)
+                        {
+                            let facts = image_facts(
+                                &verifier,
+                                &images,
+                                resolved.ctx.tier.number(),
+                                unchanged,
+                                std::time::Duration::from_secs(2),
+                            )
+                            .await;
+                            resolved.ctx.images =
+                                tiergate::policy::Fact::Known(std::sync::Arc::new(facts));
+                        }
+                        answer_resolved(&req, &engine, settings, resolved)
+                            .body
+                            .len()
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+    // The tag cache lasts a day here, so nothing above reached a registry.
+    if registry_calls() != 0 {
+        eprintln!("supply bench: a registry was called; the figures above are not the cached path");
+    }
+}

@@ -616,6 +616,58 @@ fn kustomize_overlays_render_and_pass_tier_5() {
     assert_production("kustomize managed", &objs);
     assert_managed("kustomize managed", &objs);
     check_tier5("production", "kustomize-managed", &managed);
+
+    // Image verification: production with the component.
+    let verified = ws.deploy.join("overlays/verified");
+    std::fs::create_dir_all(&verified).unwrap();
+    std::fs::write(
+        verified.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources: [../production]\ncomponents: [../../components/image-verification]\n",
+    )
+    .unwrap();
+    let verified = ws.kustomize("verified");
+    let objs = objects(&verified);
+    assert_production("kustomize image verification", &objs);
+    assert_image_verification("kustomize image verification", &objs, "tiergate-registry");
+    check_tier5("production", "kustomize-image-verification", &verified);
+}
+
+/// Image verification deployed: the credentials Secret mounted read-only
+/// where the config can name it, and egress to the registries.
+fn assert_image_verification(what: &str, objs: &BTreeMap<String, Value>, secret: &str) {
+    let pod = &objs["Deployment/tiergate"]["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "registry-credentials")
+        .unwrap_or_else(|| panic!("{what}: no registry-credentials volume"));
+    assert_eq!(volume["secret"]["secretName"], secret, "{what}");
+    assert_eq!(
+        volume["secret"]["items"][0]["key"], ".dockerconfigjson",
+        "{what}"
+    );
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "registry-credentials")
+        .unwrap_or_else(|| panic!("{what}: not mounted"));
+    assert_eq!(mount["mountPath"], "/etc/tiergate/registry", "{what}");
+    assert_eq!(mount["readOnly"], true, "{what}");
+    let egress = &objs["NetworkPolicy/tiergate-registry-egress"]["spec"];
+    assert_eq!(
+        egress["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "tiergate",
+        "{what}"
+    );
+    let ports: Vec<i64> = egress["egress"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["port"].as_i64())
+        .collect();
+    assert!(ports.contains(&443), "{what}: {ports:?}");
 }
 
 /// Managed mode: no generated policies (serve applies them), the narrowed
@@ -1066,6 +1118,36 @@ fn helm_chart_lints_renders_and_matches_kustomize() {
     assert_production("helm managed", &objects(&managed));
     assert_managed("helm managed", &objects(&managed));
     assert_same_objects("managed", &ws.kustomize("managed"), &managed);
+
+    let verified = template(
+        "production-values.yaml",
+        &[
+            "--set".into(),
+            "imageVerification.credentialsSecret=registry-creds".into(),
+            "--set".into(),
+            "imageVerification.registryEgress.enabled=true".into(),
+        ],
+    );
+    let objs = objects(&verified);
+    assert_production("helm image verification", &objs);
+    assert_image_verification("helm image verification", &objs, "registry-creds");
+    check_tier5("production", "helm-image-verification", &verified);
+    // The config names the mounted file, and keeps the rest of the values'.
+    let config: Value = tiergate::yaml::from_str::<Value>(
+        objs["ConfigMap/tiergate-config"]["data"]["config.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["images"]["credentialsFile"],
+        "/etc/tiergate/registry/.dockerconfigjson"
+    );
+    let prod_config = objects(&prod)["ConfigMap/tiergate-config"]["data"]["config.yaml"].clone();
+    let mut without: Value =
+        tiergate::yaml::from_str::<Value>(prod_config.as_str().unwrap()).unwrap();
+    without["images"] = config["images"].clone();
+    assert_eq!(config, without, "only images.credentialsFile differs");
 
     let files = format!(
         "tls.crt={},tls.key={},tls.ca={}",

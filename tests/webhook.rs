@@ -557,6 +557,57 @@ async fn config_reload_good_and_bad() {
     h.shutdown().await.unwrap();
 }
 
+/// A rotated registry-credentials Secret is read again (counted), and a bad
+/// one is reported once while the last good credentials stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_credentials_reload_when_the_secret_rotates() {
+    let secret = tempfile::tempdir().unwrap();
+    let file = secret.path().join(".dockerconfigjson");
+    std::fs::write(
+        &file,
+        r#"{"auths": {"reg.example": {"auth": "dXNlcjpvbGQ="}}}"#,
+    )
+    .unwrap();
+    let key = "-----BEGIN PUBLIC KEY-----\n\
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEgQxLcFMCKvjuBkfTj8qJb7azHBuh\n\
+0SN9O1l60AI7KsO/2i+HE8+GGz5HMDk2GPgFnHqgQXyJI7Vmm0DAAw+IiQ==\n\
+-----END PUBLIC KEY-----\n";
+    let indented: String = key.lines().map(|l| format!("          {l}\n")).collect();
+    let cfg = format!(
+        "images:\n  credentialsFile: {}\n  verify:\n    - images: [reg.example/]\n      \
+         keys:\n        - |\n{indented}",
+        file.display()
+    );
+    let (h, _d) = start_with(Some(&cfg), false).await;
+    let admin = h.admin_addr;
+    let count = |result: &'static str| async move {
+        metric(
+            &metrics(admin).await,
+            &format!("tiergate_image_credentials_reloads_total{{result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(count("success").await, 0.0, "unchanged: nothing to reload");
+    std::fs::write(
+        &file,
+        r#"{"auths": {"reg.example": {"auth": "dXNlcjpuZXc="}}}"#,
+    )
+    .unwrap();
+    eventually("the rotated credentials", || async move {
+        count("success").await == 1.0
+    })
+    .await;
+    std::fs::write(&file, "{torn").unwrap();
+    eventually("a bad credentials file", || async move {
+        count("error").await == 1.0
+    })
+    .await;
+    // Polled again and again (every 200 ms here): still reported once.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(count("error").await, 1.0);
+    assert_eq!(count("success").await, 1.0);
+    h.shutdown().await.unwrap();
+}
+
 /// Write a Secret-volume-like directory: `..data` symlink to a timestamped
 /// directory, `tls.crt` and `tls.key` symlinks through `..data`.
 fn write_secret_volume(dir: &Path, gen: usize, cert: &str, key: &str) {

@@ -32,6 +32,8 @@ pub struct Reloader {
     pub tls: Option<TlsFiles>,
     pub config: Option<ConfigFile>,
     pub state: Arc<AppState>,
+    /// The last error reading `images.credentialsFile` (logged once).
+    pub credentials_error: Option<String>,
 }
 
 impl Reloader {
@@ -44,6 +46,15 @@ impl Reloader {
         if let Some(c) = &self.config {
             files.push(&c.path);
         }
+        let active = self.state.active();
+        let credentials = active
+            .engine
+            .config()
+            .images
+            .credentials_file
+            .as_deref()
+            .map(Path::new);
+        files.extend(credentials);
         let mut dirs: Vec<PathBuf> = Vec::new();
         for f in files {
             let d = match f.parent() {
@@ -118,6 +129,36 @@ impl Reloader {
                         }
                     }
                     cf.last = Some(bytes);
+                }
+            }
+        }
+        self.check_credentials();
+    }
+
+    /// The registry credentials of image verification, when their file
+    /// changed (a rotated `kubernetes.io/dockerconfigjson` Secret).
+    fn check_credentials(&mut self) {
+        let Some(verifier) = self.state.active().verifier.clone() else {
+            return;
+        };
+        match verifier.reload_credentials() {
+            Ok(true) => {
+                self.credentials_error = None;
+                info!(
+                    file = verifier
+                        .config()
+                        .credentials_file
+                        .as_deref()
+                        .unwrap_or_default(),
+                    "registry credentials reloaded"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let e = e.to_string();
+                if self.credentials_error.as_ref() != Some(&e) {
+                    warn!(error = %e, "registry credentials not reloaded, keeping the last good ones");
+                    self.credentials_error = Some(e);
                 }
             }
         }

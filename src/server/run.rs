@@ -374,6 +374,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
             last: config_bytes,
         }),
         state: state.clone(),
+        credentials_error: None,
     };
     let (watcher, reload_task) = match reloader.tls.is_some() || reloader.config.is_some() {
         true => {

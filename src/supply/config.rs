@@ -71,9 +71,33 @@ pub struct VerifyRule {
     pub tiers: Vec<u8>,
     /// Trusted public keys (PEM, as `cosign generate-key-pair` writes
     /// them).
+    #[serde(default)]
     pub keys: Vec<String>,
+    /// Keyless: the signer identities trusted, each an OIDC issuer and a
+    /// subject (exact, or a regular expression), as the signing
+    /// certificate states them; the certificate must chain to `trustRoot`.
+    #[serde(default)]
+    pub identities: Vec<Identity>,
+    /// Keyless: a PEM file of the CA certificates (a Fulcio's, or your own
+    /// PKI's root and intermediates) signing certificates must chain to. A
+    /// file, so an air-gapped cluster mounts it.
+    #[serde(default)]
+    pub trust_root: Option<String>,
     #[serde(default)]
     pub provenance: Option<Provenance>,
+}
+
+/// A keyless signer: the certificate's OIDC issuer and its subject (the
+/// e-mail or URI of its subject alternative name).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Identity {
+    pub issuer: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A regular expression the whole subject must match.
+    #[serde(default)]
+    pub subject_reg_exp: Option<String>,
 }
 
 fn tier5() -> Vec<u8> {
@@ -155,11 +179,35 @@ impl ImagesConfig {
                     "{at}.images: name at least one image prefix (or '*')"
                 ));
             }
-            if r.keys.is_empty() {
+            if r.keys.is_empty() && r.identities.is_empty() {
                 return Err(format!(
-                    "{at}.keys: give at least one public key (keyless verification is not \
-                     supported yet)"
+                    "{at}: give the public keys (keys) or the keyless signers (identities and \
+                     trustRoot) it trusts"
                 ));
+            }
+            if !r.identities.is_empty() && r.trust_root.is_none() {
+                return Err(format!(
+                    "{at}.trustRoot: keyless identities need the PEM file of the CA \
+                     certificates the signing certificates chain to"
+                ));
+            }
+            for (j, id) in r.identities.iter().enumerate() {
+                let at = format!("{at}.identities[{j}]");
+                if id.issuer.is_empty() {
+                    return Err(format!("{at}.issuer: name the OIDC issuer"));
+                }
+                match (&id.subject, &id.subject_reg_exp) {
+                    (Some(_), None) => {}
+                    (None, Some(re)) => {
+                        super::keyless::anchored(re)
+                            .map_err(|e| format!("{at}.subjectRegExp: {e}"))?;
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{at}: give exactly one of subject and subjectRegExp"
+                        ))
+                    }
+                }
             }
             if let Some(t) = r.tiers.iter().find(|t| !(1..=5).contains(*t)) {
                 return Err(format!("{at}.tiers: {t} is not a tier (1 to 5)"));
@@ -218,6 +266,40 @@ mod tests {
         assert_eq!(cfg.budget(), Duration::from_secs(2));
         assert_eq!(cfg.on_timeout, OnTimeout::Deny);
         assert_eq!(cfg.cache.negative_ttl(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn keyless_rules_need_a_trust_root_and_one_subject_each() {
+        let check = |rule: &str| {
+            serde_saphyr::from_str::<ImagesConfig>(&format!("verify:\n  - images: ['*']\n{rule}"))
+                .expect("config")
+                .validate()
+        };
+        let id = "    identities: [{issuer: https://oidc.example, subject: a@example.com}]\n";
+        assert_eq!(
+            check(&format!(
+                "{id}    trustRoot: /etc/tiergate/trust/root.pem\n"
+            )),
+            Ok(())
+        );
+        let e = check(id).unwrap_err();
+        assert!(e.contains("images.verify[0].trustRoot"), "{e}");
+        let e = check("    tiers: [5]\n").unwrap_err();
+        assert!(e.contains("keys") && e.contains("identities"), "{e}");
+        let e = check(
+            "    trustRoot: r.pem\n    identities: [{issuer: i, subject: s, subjectRegExp: s}]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("exactly one of subject and subjectRegExp"),
+            "{e}"
+        );
+        let e = check("    trustRoot: r.pem\n    identities: [{issuer: i, subjectRegExp: '('}]\n")
+            .unwrap_err();
+        assert!(e.contains("identities[0].subjectRegExp"), "{e}");
+        let e = check("    trustRoot: r.pem\n    identities: [{issuer: '', subject: s}]\n")
+            .unwrap_err();
+        assert!(e.contains("issuer"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! each with `auth` (base64 of `user:password`) or `username` and
 //! `password`. Registries it does not name are read anonymously.
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
@@ -48,13 +47,8 @@ fn host_of(key: &str) -> String {
 }
 
 impl Credentials {
-    /// Read the file; an error names what is wrong (never a password).
-    pub fn read(path: &Path) -> Result<Credentials, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Credentials::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
+    /// The file's contents; an error names what is wrong (never a
+    /// password).
     pub fn parse(bytes: &[u8]) -> Result<Credentials, String> {
         let cfg: DockerConfig =
             serde_json::from_slice(bytes).map_err(|e| format!("not a .dockerconfigjson ({e})"))?;

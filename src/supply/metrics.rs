@@ -18,6 +18,7 @@ struct Collectors {
     verifications: IntCounterVec,
     cache: IntCounterVec,
     registry: HistogramVec,
+    credentials: IntCounterVec,
 }
 
 /// Registry latency buckets: 1 ms to 10 s.
@@ -53,10 +54,19 @@ impl Metrics {
                 .buckets(BUCKETS.to_vec()),
                 &["call"],
             )?,
+            credentials: IntCounterVec::new(
+                Opts::new(
+                    "tiergate_image_credentials_reloads_total",
+                    "Reloads of images.credentialsFile after it changed, by result: success, \
+                     error (the last good credentials stay).",
+                ),
+                &["result"],
+            )?,
         };
         registry.register(Box::new(c.verifications.clone()))?;
         registry.register(Box::new(c.cache.clone()))?;
         registry.register(Box::new(c.registry.clone()))?;
+        registry.register(Box::new(c.credentials.clone()))?;
         Ok(Metrics(Some(c)))
     }
 
@@ -74,6 +84,13 @@ impl Metrics {
     pub(super) fn cache(&self, result: &str) {
         if let Some(c) = &self.0 {
             c.cache.with_label_values(&[result]).inc();
+        }
+    }
+
+    pub(super) fn credentials_reload(&self, ok: bool) {
+        if let Some(c) = &self.0 {
+            let result = if ok { "success" } else { "error" };
+            c.credentials.with_label_values(&[result]).inc();
         }
     }
 

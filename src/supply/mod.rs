@@ -23,6 +23,7 @@ pub mod config;
 mod credentials;
 mod dsse;
 mod facts;
+mod keyless;
 mod metrics;
 
 pub use facts::{facts_from, image_facts, images_of, verify_all, Verdicts};
@@ -34,9 +35,11 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use oci_client::Reference;
+use rustls::pki_types::UnixTime;
+use sigstore::cosign::payload::SimpleSigning;
 use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraint};
 use sigstore::cosign::{ClientBuilder, CosignCapabilities};
-use sigstore::crypto::CosignVerificationKey;
+use sigstore::crypto::{CosignVerificationKey, Signature};
 
 pub use config::{ImagesConfig, OnTimeout, VerifyRule};
 
@@ -62,6 +65,8 @@ pub enum VerifyError {
     Timeout(String),
     #[error("images.credentialsFile: {0}")]
     Credentials(String),
+    #[error("images.verify[{0}].trustRoot: {1}")]
+    TrustRoot(usize, String),
 }
 
 /// Counts, for the metrics and the tests.
@@ -87,14 +92,23 @@ struct Inner {
     /// Parsed once: the keys each rule trusts to sign its provenance
     /// (signature keys are checked at start and given to sigstore as PEM).
     provenance_keys: Vec<Vec<CosignVerificationKey>>,
+    /// Keyless: each rule's trust root and identities, when it has some.
+    signers: Vec<Option<keyless::Signers>>,
     oci: oci_client::Client,
     oci_config: sigstore::registry::ClientConfig,
-    /// Per registry host, from `images.credentialsFile`; anonymous elsewhere.
-    credentials: credentials::Credentials,
+    /// Per registry host, from `images.credentialsFile`; anonymous
+    /// elsewhere. Replaced when the file changes (a rotated Secret), with
+    /// the bytes last tried, so a bad file is reported once.
+    credentials: std::sync::RwLock<CredentialsState>,
     outcomes: Cache<(String, usize), Outcome>,
     tags: Cache<String, String>,
     counters: Counters,
     metrics: Metrics,
+}
+
+struct CredentialsState {
+    current: Arc<credentials::Credentials>,
+    tried: Option<Vec<u8>>,
 }
 
 fn parse_keys(pems: &[String]) -> Result<Vec<CosignVerificationKey>, VerifyError> {
@@ -137,13 +151,33 @@ impl Verifier {
     /// reloads).
     pub fn with_metrics(cfg: ImagesConfig, metrics: Metrics) -> Result<Verifier, VerifyError> {
         crate::install_crypto_provider();
-        let credentials = match &cfg.credentials_file {
-            Some(path) => credentials::Credentials::read(std::path::Path::new(path))
-                .map_err(VerifyError::Credentials)?,
-            None => credentials::Credentials::default(),
+        let (credentials, tried) = match &cfg.credentials_file {
+            Some(path) => {
+                let path = std::path::Path::new(path);
+                let bytes = std::fs::read(path).map_err(|e| {
+                    VerifyError::Credentials(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let c = credentials::Credentials::parse(&bytes)
+                    .map_err(|e| VerifyError::Credentials(format!("{}: {e}", path.display())))?;
+                (c, Some(bytes))
+            }
+            None => (credentials::Credentials::default(), None),
         };
         let mut provenance_keys = Vec::new();
-        for rule in &cfg.verify {
+        let mut signers = Vec::new();
+        for (i, rule) in cfg.verify.iter().enumerate() {
+            signers.push(match (&rule.trust_root, rule.identities.is_empty()) {
+                (Some(path), false) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        VerifyError::TrustRoot(i, format!("cannot read {path}: {e}"))
+                    })?;
+                    Some(
+                        keyless::Signers::new(&pem, &rule.identities)
+                            .map_err(|e| VerifyError::TrustRoot(i, format!("{path}: {e}")))?,
+                    )
+                }
+                _ => None,
+            });
             // A key that does not parse is refused here, not at admission.
             let sig = parse_keys(&rule.keys)?;
             provenance_keys.push(match &rule.provenance {
@@ -195,9 +229,13 @@ impl Verifier {
             inner: Arc::new(Inner {
                 cfg,
                 provenance_keys,
+                signers,
                 oci,
                 oci_config,
-                credentials,
+                credentials: std::sync::RwLock::new(CredentialsState {
+                    current: Arc::new(credentials),
+                    tried,
+                }),
                 outcomes,
                 tags,
                 counters: Counters::default(),
@@ -212,6 +250,76 @@ impl Verifier {
 
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
+    }
+
+    /// The registry credentials now.
+    fn credentials(&self) -> Arc<credentials::Credentials> {
+        match self.inner.credentials.read() {
+            Ok(s) => s.current.clone(),
+            Err(poisoned) => poisoned.into_inner().current.clone(),
+        }
+    }
+
+    /// Read `images.credentialsFile` again (a rotated Secret): `Ok(true)`
+    /// when new credentials are in use, `Ok(false)` when the file is as last
+    /// tried (or there is none), an error once per bad content (the last
+    /// good credentials stay). Verdicts stay cached: they depend on the
+    /// image, not on who read it; a registry error was never cached.
+    pub fn reload_credentials(&self) -> Result<bool, VerifyError> {
+        let Some(path) = &self.inner.cfg.credentials_file else {
+            return Ok(false);
+        };
+        let path = std::path::Path::new(path);
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                // Once per disappearance: a file gone stays "tried" as empty.
+                let mut state = match self.inner.credentials.write() {
+                    Ok(s) => s,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if state.tried.as_deref() != Some(&[][..]) {
+                    state.tried = Some(Vec::new());
+                    self.inner.metrics.credentials_reload(false);
+                }
+                return Err(VerifyError::Credentials(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        let mut state = match self.inner.credentials.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if state.tried.as_ref() == Some(&bytes) {
+            return Ok(false);
+        }
+        let parsed = credentials::Credentials::parse(&bytes);
+        state.tried = Some(bytes);
+        self.inner.metrics.credentials_reload(parsed.is_ok());
+        let c = parsed.map_err(|e| VerifyError::Credentials(format!("{}: {e}", path.display())))?;
+        state.current = Arc::new(c);
+        Ok(true)
+    }
+
+    /// Put an answer in the caches as a verification would have (the tag's
+    /// digest, and the outcome for that digest and rule): for benchmarks of
+    /// the cached path, which run with no registry.
+    #[doc(hidden)]
+    pub async fn prime(&self, image: &str, rule: usize, outcome: Outcome) {
+        let digest = match &outcome {
+            Outcome::Verified { digest } | Outcome::Refused { digest, .. } => digest.clone(),
+        };
+        if let Ok(reference) = image.parse::<Reference>() {
+            if reference.digest().is_none() {
+                self.inner
+                    .tags
+                    .insert(reference.whole(), digest.clone())
+                    .await;
+            }
+        }
+        self.inner.outcomes.insert((digest, rule), outcome).await;
     }
 
     /// The rule that applies to `image` in a namespace of this tier, if any.
@@ -306,7 +414,7 @@ impl Verifier {
                     .tag_lookups
                     .fetch_add(1, Ordering::Relaxed);
                 let t0 = Instant::now();
-                let auth = this.inner.credentials.oci(r.resolve_registry());
+                let auth = this.credentials().oci(r.resolve_registry());
                 let d = this
                     .inner
                     .oci
@@ -348,56 +456,75 @@ impl Verifier {
             image: pinned.clone(),
             reason: e,
         };
-        // Signatures: cosign's signature object for this digest; at least
-        // one layer signed by one trusted key, over this very digest (the
-        // crate drops layers whose payload names another digest).
-        let mut client = ClientBuilder::default()
-            .with_oci_client_config(inner.oci_config.clone())
-            .build()
-            .map_err(|e| registry_err(e.to_string()))?;
-        let oci_ref: sigstore::registry::OciReference =
-            pinned
-                .parse()
-                .map_err(|e: sigstore::errors::SigstoreError| {
-                    VerifyError::Reference(pinned.clone(), e.to_string())
-                })?;
-        let auth = inner.credentials.sigstore(reference.resolve_registry());
-        let layers = match client.trusted_signature_layers(&auth, &oci_ref).await {
-            Ok(l) => l,
-            Err(e) => return Err(registry_err(e.to_string())),
-        };
-        if layers.is_empty() {
-            return refused("no cosign signature for this digest".into());
+        // Signatures by key: cosign's signature object for this digest, at
+        // least one layer signed by one trusted key, over this very digest
+        // (the crate drops layers whose payload names another digest).
+        let mut why_not: Vec<String> = Vec::new();
+        let mut signed = false;
+        if !cfg_rule.keys.is_empty() {
+            let mut client = ClientBuilder::default()
+                .with_oci_client_config(inner.oci_config.clone())
+                .build()
+                .map_err(|e| registry_err(e.to_string()))?;
+            let oci_ref: sigstore::registry::OciReference =
+                pinned
+                    .parse()
+                    .map_err(|e: sigstore::errors::SigstoreError| {
+                        VerifyError::Reference(pinned.clone(), e.to_string())
+                    })?;
+            let auth = self.credentials().sigstore(reference.resolve_registry());
+            let layers = match client.trusted_signature_layers(&auth, &oci_ref).await {
+                Ok(l) => l,
+                Err(e) => return Err(registry_err(e.to_string())),
+            };
+            signed = cfg_rule.keys.iter().any(|pem| {
+                PublicKeyVerifier::try_from(pem.as_bytes()).is_ok_and(|v| {
+                    let c: Box<dyn VerificationConstraint> = Box::new(v);
+                    sigstore::cosign::verify_constraints(&layers, std::iter::once(&c)).is_ok()
+                })
+            });
+            if layers.is_empty() {
+                why_not.push(NO_SIGNATURE.into());
+            } else if !signed {
+                why_not.push(format!(
+                    "{} signature(s), none by a trusted key over {digest}",
+                    layers.len()
+                ));
+            }
         }
-        let signed = cfg_rule.keys.iter().any(|pem| {
-            PublicKeyVerifier::try_from(pem.as_bytes()).is_ok_and(|v| {
-                let c: Box<dyn VerificationConstraint> = Box::new(v);
-                sigstore::cosign::verify_constraints(&layers, std::iter::once(&c)).is_ok()
-            })
-        });
+        // Keyless: a layer whose certificate names a trusted identity.
+        if let (false, Some(signers)) = (signed, &inner.signers[rule]) {
+            let sig = self.attached(reference, digest, "sig")?;
+            match self.layers(&sig, SIMPLE_SIGNING).await {
+                Ok(None) => why_not.push(NO_SIGNATURE.into()),
+                Ok(Some(layers)) => match keyless_signature(&layers, signers, digest) {
+                    Ok(()) => signed = true,
+                    Err(why) => why_not.push(why),
+                },
+                Err(e) => return Err(registry_err(e)),
+            }
+        }
         if !signed {
-            return refused(format!(
-                "{} signature(s), none by a trusted key over {digest}",
-                layers.len()
-            ));
+            why_not.dedup();
+            return refused(why_not.join("; "));
         }
         // Provenance: the attestations cosign attached for this digest.
         if let Some(p) = &cfg_rule.provenance {
-            let att = format!(
-                "{}/{}:{}.att",
-                reference.resolve_registry(),
-                reference.repository(),
-                digest.replace(':', "-")
-            );
-            let att_ref: Reference = att.parse().map_err(|e: oci_client::ParseError| {
-                VerifyError::Reference(att.clone(), e.to_string())
-            })?;
-            let envelopes = match self.envelopes(&att_ref).await {
+            let att = self.attached(reference, digest, "att")?;
+            let envelopes = match self.layers(&att, dsse::MEDIA_TYPE).await {
                 Ok(Some(e)) => e,
                 Ok(None) => return refused("no provenance attestation for this digest".into()),
                 Err(e) => return Err(registry_err(e)),
             };
-            if let Err(why) = dsse::provenance(&envelopes, prov_keys, digest, &p.builders) {
+            let blobs: Vec<Vec<u8>> = envelopes.iter().map(|(b, _)| b.clone()).collect();
+            let mut r = match prov_keys.is_empty() {
+                true => Err("no key trusted to sign provenance".to_string()),
+                false => dsse::provenance(&blobs, prov_keys, digest, &p.builders),
+            };
+            if let (Err(_), Some(signers)) = (&r, &inner.signers[rule]) {
+                r = keyless_provenance(&envelopes, signers, digest, &p.builders);
+            }
+            if let Err(why) = r {
                 return refused(why);
             }
         }
@@ -406,32 +533,196 @@ impl Verifier {
         })
     }
 
-    /// The DSSE envelopes attached at `att` (`None` when there is none).
-    async fn envelopes(&self, att: &Reference) -> Result<Option<Vec<Vec<u8>>>, String> {
+    /// The object cosign attaches to `digest` under the tag
+    /// `sha256-<hex>.<suffix>` (`sig`, `att`).
+    fn attached(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        suffix: &str,
+    ) -> Result<Reference, VerifyError> {
+        let at = format!(
+            "{}/{}:{}.{suffix}",
+            reference.resolve_registry(),
+            reference.repository(),
+            digest.replace(':', "-")
+        );
+        at.parse()
+            .map_err(|e: oci_client::ParseError| VerifyError::Reference(at.clone(), e.to_string()))
+    }
+
+    /// The layers of `media_type` at `at`, with their annotations (`None`
+    /// when there is no such object). The client checks each blob against
+    /// its digest.
+    async fn layers(&self, at: &Reference, media_type: &str) -> Result<Option<Layers>, String> {
         let inner = &self.inner;
-        let auth = inner.credentials.oci(att.resolve_registry());
-        let (manifest, _) = match inner.oci.pull_image_manifest(att, &auth).await {
+        let auth = self.credentials().oci(at.resolve_registry());
+        let (manifest, _) = match inner.oci.pull_image_manifest(at, &auth).await {
             Ok(m) => m,
             Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
                 return Ok(None)
             }
-            Err(e) if e.to_string().contains("MANIFEST_UNKNOWN") => return Ok(None),
+            Err(oci_client::errors::OciDistributionError::RegistryError { envelope, .. })
+                if envelope
+                    .errors
+                    .iter()
+                    .any(|e| e.code == oci_client::errors::OciErrorCode::ManifestUnknown) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(e.to_string()),
         };
         let mut out = Vec::new();
         for layer in manifest
             .layers
             .iter()
-            .filter(|l| l.media_type == dsse::MEDIA_TYPE)
+            .filter(|l| l.media_type == media_type)
         {
             let mut blob = Vec::new();
             inner
                 .oci
-                .pull_blob(att, layer, &mut blob)
+                .pull_blob(at, layer, &mut blob)
                 .await
                 .map_err(|e| e.to_string())?;
-            out.push(blob);
+            out.push((blob, layer.annotations.clone().unwrap_or_default()));
         }
         Ok(Some(out))
+    }
+}
+
+/// Blobs with their annotations.
+type Layers = Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>;
+
+const NO_SIGNATURE: &str = "no cosign signature for this digest";
+const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
+
+/// Whether one of cosign's signature layers is a keyless signature over
+/// `digest` by a trusted identity; the most telling reason why not.
+fn keyless_signature(
+    layers: &Layers,
+    signers: &keyless::Signers,
+    digest: &str,
+) -> Result<(), String> {
+    let mut why = "no keyless signature (none has a certificate)".to_string();
+    for (payload, ann) in layers {
+        let (Some(cert), Some(sig)) = (ann.get(keyless::CERTIFICATE), ann.get(SIGNATURE)) else {
+            continue;
+        };
+        let key = match signers.key_of(
+            cert,
+            ann.get(keyless::CHAIN).map(String::as_str),
+            UnixTime::now(),
+        ) {
+            Ok(k) => k,
+            Err(e) => {
+                why = e;
+                continue;
+            }
+        };
+        if key
+            .verify_signature(Signature::Base64Encoded(sig.as_bytes()), payload)
+            .is_err()
+        {
+            why = "a keyless signature that its certificate's key did not make".into();
+            continue;
+        }
+        let named = serde_json::from_slice::<SimpleSigning>(payload)
+            .map(|s| s.critical.image.docker_manifest_digest)
+            .unwrap_or_default();
+        if named != digest {
+            why = format!("a keyless signature over another digest ({named})");
+            continue;
+        }
+        return Ok(());
+    }
+    Err(why)
+}
+
+/// Provenance in attestations signed keyless: each envelope checked with
+/// the key of its own certificate, when that names a trusted identity.
+fn keyless_provenance(
+    envelopes: &Layers,
+    signers: &keyless::Signers,
+    digest: &str,
+    builders: &[String],
+) -> Result<(), String> {
+    let mut why = "no provenance attestation with a certificate".to_string();
+    for (blob, ann) in envelopes {
+        let Some(cert) = ann.get(keyless::CERTIFICATE) else {
+            continue;
+        };
+        let chain = ann.get(keyless::CHAIN).map(String::as_str);
+        let r = signers
+            .key_of(cert, chain, UnixTime::now())
+            .and_then(|key| dsse::provenance(std::slice::from_ref(blob), &[key], digest, builders));
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) => why = e,
+        }
+    }
+    Err(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::rules::image_signature::tests::KEY;
+
+    fn docker_config(host: &str) -> String {
+        // `auth` is base64 of `user:secret`.
+        format!(r#"{{"auths": {{"{host}": {{"auth": "dXNlcjpzZWNyZXQ="}}}}}}"#)
+    }
+
+    #[tokio::test]
+    async fn rotated_credentials_replace_the_old_ones_and_a_bad_file_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".dockerconfigjson");
+        std::fs::write(&file, docker_config("old.example")).unwrap();
+        let cfg = ImagesConfig {
+            verify: vec![VerifyRule {
+                images: vec!["*".into()],
+                tiers: vec![5],
+                keys: vec![KEY.into()],
+                identities: Vec::new(),
+                trust_root: None,
+                provenance: None,
+            }],
+            credentials_file: Some(file.display().to_string()),
+            ..ImagesConfig::default()
+        };
+        let v = Verifier::new(cfg).unwrap();
+        let hosts = |v: &Verifier| format!("{:?}", v.credentials());
+        assert_eq!(hosts(&v), r#"["old.example"]"#);
+        // Unchanged: nothing to do.
+        assert_eq!(v.reload_credentials(), Ok(false));
+        // Rotated: the new ones are used, and the cache is kept.
+        let digest = format!("sha256:{}", "cd".repeat(32));
+        v.prime(
+            "reg.example/app:1",
+            0,
+            Outcome::Verified {
+                digest: digest.clone(),
+            },
+        )
+        .await;
+        std::fs::write(&file, docker_config("new.example")).unwrap();
+        assert_eq!(v.reload_credentials(), Ok(true));
+        assert_eq!(hosts(&v), r#"["new.example"]"#);
+        assert_eq!(
+            v.verify("reg.example/app:1", 0).await,
+            Ok(Outcome::Verified { digest })
+        );
+        // Torn or wrong: an error once, the last good ones stay.
+        std::fs::write(&file, "{not json").unwrap();
+        let err = v.reload_credentials().unwrap_err().to_string();
+        assert!(err.contains("not a .dockerconfigjson"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        assert_eq!(v.reload_credentials(), Ok(false));
+        assert_eq!(hosts(&v), r#"["new.example"]"#);
+        // Gone: an error, the last good ones stay.
+        std::fs::remove_file(&file).unwrap();
+        assert!(v.reload_credentials().is_err());
+        assert_eq!(hosts(&v), r#"["new.example"]"#);
     }
 }

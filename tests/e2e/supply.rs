@@ -1,9 +1,10 @@
 //! Image verification (issue 14) against real tools: the CNCF distribution
 //! registry on loopback with TLS (the run's CA), test images pushed with
 //! `crane`, signatures and SLSA provenance attestations made by the real
-//! `cosign` with keys (`--tlog-upload=false`), all built by
-//! scripts/e2e-build.sh. Keyless signing is not tested: it needs a Fulcio
-//! and a Rekor, which no script here builds yet.
+//! `cosign` (`--tlog-upload=false`), all built by scripts/e2e-build.sh:
+//! with keys, and keyless with certificates of a CA the test makes (as a
+//! Fulcio would issue them; no Fulcio or Rekor runs here, so the
+//! certificates are checked at the time of verification, as tiergate does).
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -61,6 +62,43 @@ fn run(world_dir: &Path, ca: &Path, name: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Push a one-layer image `repo:tag` (its contents differ by tag, so its
+/// digest does); the image by digest.
+fn push_image(dir: &Path, ca: &Path, repo: &str, tag: &str) -> String {
+    let file = dir.join(format!("{tag}.txt"));
+    std::fs::write(&file, format!("tiergate e2e image {repo}:{tag}\n")).expect("file");
+    let layer = dir.join(format!("{tag}.tar"));
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(dir)
+        .arg(format!("{tag}.txt"))
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let reference = format!("{repo}:{tag}");
+    let layer = layer.display().to_string();
+    run(
+        dir,
+        ca,
+        "crane",
+        &["append", "-f", &layer, "-t", &reference],
+    );
+    format!("{repo}@{}", run(dir, ca, "crane", &["digest", &reference]))
+}
+
+/// A SLSA provenance v1 predicate naming `builder`, written in `dir`.
+fn predicate(dir: &Path, builder: &str) -> PathBuf {
+    let pred = dir.join("predicate.json");
+    let body = serde_json::json!({
+        "buildDefinition": {"buildType": "https://tiergate.dev/e2e", "externalParameters": {}},
+        "runDetails": {"builder": {"id": builder}},
+    });
+    std::fs::write(&pred, body.to_string()).expect("predicate");
+    pred
 }
 
 /// The tests of this file take turns: the registry's request count is
@@ -134,33 +172,7 @@ fn make_world() -> World {
     }
     let key = |k: &str| dir.join(k).join("cosign.key").display().to_string();
     // Images: one layer each, different contents so different digests.
-    let image = |tag: &str| -> String {
-        let layer = dir.join(format!("{tag}.tar"));
-        let file = dir.join(format!("{tag}.txt"));
-        std::fs::write(&file, format!("tiergate e2e image {tag}\n")).expect("file");
-        let st = Command::new("tar")
-            .arg("-cf")
-            .arg(&layer)
-            .arg("-C")
-            .arg(&dir)
-            .arg(format!("{tag}.txt"))
-            .status()
-            .expect("tar");
-        assert!(st.success());
-        let reference = format!("{host}/app:{tag}");
-        r(
-            "crane",
-            &[
-                "append",
-                "-f",
-                &layer.display().to_string(),
-                "-t",
-                &reference,
-            ],
-        );
-        let digest = r("crane", &["digest", &reference]);
-        format!("{host}/app@{digest}")
-    };
+    let image = |tag: &str| push_image(&dir, &ca_file, &format!("{host}/app"), tag);
     let sign = |k: &str, pinned: &str| {
         r(
             "cosign",
@@ -177,16 +189,7 @@ fn make_world() -> World {
         );
     };
     let attest = |k: &str, pinned: &str, builder: &str| {
-        let pred = dir.join("predicate.json");
-        std::fs::write(
-            &pred,
-            serde_json::json!({
-                "buildDefinition": {"buildType": "https://tiergate.dev/e2e", "externalParameters": {}},
-                "runDetails": {"builder": {"id": builder}},
-            })
-            .to_string(),
-        )
-        .expect("predicate");
+        let pred = predicate(&dir, builder);
         r(
             "cosign",
             &[
@@ -247,6 +250,8 @@ fn config(w: &World, provenance: bool, budget_ms: u64) -> ImagesConfig {
         images: vec![format!("{}/", w.host)],
         tiers: vec![5],
         keys: vec![w.key_a.clone()],
+        identities: vec![],
+        trust_root: None,
         provenance: provenance.then(|| tiergate::supply::config::Provenance {
             builders: vec![BUILDER.to_string()],
             keys: vec![],
@@ -589,5 +594,197 @@ async fn signed_and_unsigned_deployments_through_the_apiserver() {
             && m.contains("tiergate_image_verifications_total{result=\"refused\"}")
             && m.contains("tiergate_image_cache_total{result=\"hit\"}"),
         "{m}"
+    );
+}
+
+/// A CA of the test's own (root and intermediate, as a Fulcio's) and
+/// signing certificates it issues: keyless signing without a Fulcio, with
+/// the real cosign (`sign --certificate --certificate-chain`).
+struct TestCa {
+    root_pem: String,
+    chain_pem: String,
+    intermediate: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+const OIDC: &str = "https://oidc.example";
+const SIGNER: &str = "https://ci.example/acme/app/.ci/release@refs/heads/main";
+
+fn test_ca(name: &str) -> TestCa {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca = |cn: String| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p
+    };
+    let root_key = KeyPair::generate().expect("key");
+    let root = ca(format!("{name} root"));
+    let root_cert = root.self_signed(&root_key).expect("root");
+    let root_issuer = Issuer::new(root, root_key);
+    let mid_key = KeyPair::generate().expect("key");
+    let mid = ca(format!("{name} intermediate"));
+    let mid_cert = mid.signed_by(&mid_key, &root_issuer).expect("intermediate");
+    TestCa {
+        root_pem: root_cert.pem(),
+        chain_pem: format!("{}{}", mid_cert.pem(), root_cert.pem()),
+        intermediate: Issuer::new(mid, mid_key),
+    }
+}
+
+/// A code-signing certificate for `subject` from `OIDC`, its key imported
+/// into cosign's format: the files `<name>.key`, `<name>.crt`,
+/// `<name>.chain` in `dir`.
+fn keyless_signer(dir: &Path, ca: &TestCa, name: &str, subject: &str) {
+    use rcgen::{CertificateParams, CustomExtension, ExtendedKeyUsagePurpose, KeyPair, SanType};
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.subject_alt_names = vec![SanType::URI(subject.try_into().expect("uri"))];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    let mut issuer = vec![0x0c, OIDC.len() as u8];
+    issuer.extend_from_slice(OIDC.as_bytes());
+    p.custom_extensions = vec![CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 4, 1, 57264, 1, 8],
+        issuer,
+    )];
+    let cert = p.signed_by(&key, &ca.intermediate).expect("leaf");
+    std::fs::write(dir.join(format!("{name}.pem")), key.serialize_pem()).expect("key");
+    std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("cert");
+    std::fs::write(dir.join(format!("{name}.chain")), &ca.chain_pem).expect("chain");
+    let _ = std::fs::remove_file(dir.join(format!("{name}.key")));
+    let _ = std::fs::remove_file(dir.join(format!("{name}.pub")));
+    run(
+        dir,
+        &world().ca_file,
+        "cosign",
+        &[
+            "import-key-pair",
+            "--key",
+            &format!("{name}.pem"),
+            "--output-key-prefix",
+            name,
+        ],
+    );
+}
+
+/// Keyless signatures and provenance, made by the real cosign with
+/// certificates of a CA of the test's own: the trusted identity is
+/// verified (signature and provenance), another identity, another CA's
+/// certificate and a key-only signature are refused, and a rule with keys
+/// and identities takes either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_signatures_from_the_real_cosign() {
+    let _turn = TURN.lock().await;
+    let w = world();
+    let dir = w.dir.join("keyless");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca = test_ca("tiergate e2e");
+    let foreign = test_ca("someone else");
+    keyless_signer(&dir, &ca, "good", SIGNER);
+    keyless_signer(
+        &dir,
+        &ca,
+        "other",
+        "https://ci.example/mallory/app/.ci/release",
+    );
+    keyless_signer(&dir, &foreign, "foreign", SIGNER);
+    let root = dir.join("root.pem");
+    std::fs::write(&root, &ca.root_pem).expect("root");
+    let r = |args: &[&str]| run(&dir, &w.ca_file, args[0], &args[1..]);
+    let image = |tag: &str| push_image(&dir, &w.ca_file, &format!("{}/keyless", w.host), tag);
+    let keyless = |who: &str| {
+        vec![
+            "--key".to_string(),
+            format!("{who}.key"),
+            "--certificate".into(),
+            format!("{who}.crt"),
+            "--certificate-chain".into(),
+            format!("{who}.chain"),
+            "--tlog-upload=false".into(),
+            "--new-bundle-format=false".into(),
+            "--use-signing-config=false".into(),
+            "--yes".into(),
+        ]
+    };
+    let sign = |who: &str, pinned: &str| {
+        let mut a = vec!["cosign".to_string(), "sign".into()];
+        a.extend(keyless(who));
+        a.push(pinned.into());
+        r(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    let pred = predicate(&dir, BUILDER);
+    let good = image("good");
+    sign("good", &good);
+    let mut a = vec!["cosign".to_string(), "attest".into()];
+    a.extend(keyless("good"));
+    a.extend([
+        "--type".into(),
+        "slsaprovenance1".into(),
+        "--predicate".into(),
+        pred.display().to_string(),
+        good.clone(),
+    ]);
+    r(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let other = image("other");
+    sign("other", &other);
+    let foreign_signed = image("foreign");
+    sign("foreign", &foreign_signed);
+
+    let rule = |keys: Vec<String>| tiergate::supply::VerifyRule {
+        images: vec![format!("{}/", w.host)],
+        tiers: vec![5],
+        keys,
+        identities: vec![tiergate::supply::config::Identity {
+            issuer: OIDC.into(),
+            subject: None,
+            subject_reg_exp: Some("https://ci\\.example/acme/.*".into()),
+        }],
+        trust_root: Some(root.display().to_string()),
+        provenance: Some(tiergate::supply::config::Provenance {
+            builders: vec![BUILDER.to_string()],
+            keys: vec![],
+        }),
+    };
+    let cfg = |keys: Vec<String>| ImagesConfig {
+        verify: vec![rule(keys)],
+        budget_ms: 10_000,
+        registry_ca: vec![std::fs::read_to_string(&w.ca_file).expect("ca")],
+        ..ImagesConfig::default()
+    };
+    assert_eq!(cfg(vec![]).validate(), Ok(()));
+    let v = Verifier::new(cfg(vec![])).expect("verifier");
+    let digest = good.split('@').nth(1).expect("digest").to_string();
+    assert_eq!(
+        v.verify(&good, 0).await,
+        Ok(Outcome::Verified { digest }),
+        "the trusted identity, signature and provenance"
+    );
+    let why = refused(&v.verify(&other, 0).await);
+    assert!(
+        why.contains("not a trusted identity") && why.contains("mallory"),
+        "{why}"
+    );
+    let why = refused(&v.verify(&foreign_signed, 0).await);
+    assert!(why.contains("does not chain"), "{why}");
+    let why = refused(&v.verify(&w.signed, 0).await);
+    assert!(
+        why.contains("no keyless signature"),
+        "a key-only signature: {why}"
+    );
+    let why = refused(&v.verify(&w.unsigned, 0).await);
+    assert!(why.contains("no cosign signature"), "{why}");
+    // Keys and identities: either signs. (w.signed's provenance is signed
+    // by key A, the rule's key.)
+    let both = Verifier::new(cfg(vec![w.key_a.clone()])).expect("verifier");
+    for i in [&good, &w.signed] {
+        assert!(
+            matches!(both.verify(i, 0).await, Ok(Outcome::Verified { .. })),
+            "{i}"
+        );
+    }
+    let why = refused(&both.verify(&other, 0).await);
+    assert!(
+        why.contains("none by a trusted key") && why.contains("not a trusted identity"),
+        "{why}"
     );
 }

@@ -1,5 +1,6 @@
 //! `image-signature`: images the config's `images.verify` names are signed
-//! by a trusted key (and carry SLSA provenance from an allowed builder).
+//! by a trusted key or keyless signer (and carry SLSA provenance from an
+//! allowed builder).
 use super::image_tag::is_build_reference;
 use super::prelude::*;
 use crate::policy::{Fact, ImageVerdict};
@@ -17,10 +18,12 @@ provenance)",
     doc: "A digest says which bytes run; a signature says who vouched for them. Each \
 `images.verify` rule of the config names image prefixes (or `*`), the namespace tiers it \
 applies in (tier 5 when not given), the public keys trusted to sign (as `cosign \
-generate-key-pair` writes them) and, with `provenance`, the builder ids allowed in a SLSA \
+generate-key-pair` writes them) or keyless signers (`identities`: an OIDC issuer and a \
+subject or subject pattern, as the signing certificate states them, which must chain to the \
+CA certificates of `trustRoot`, checked when verifying) and, with `provenance`, the builder ids allowed in a SLSA \
 provenance attestation (`cosign attest --type slsaprovenance1`, predicate \
 `https://slsa.dev/provenance/v1`). At admission tiergate resolves the image's tag to its \
-digest, then checks that a cosign signature by a trusted key covers that very digest and, \
+digest, then checks that a cosign signature by a trusted key or signer covers that very digest and, \
 where asked, that a signed attestation names the digest as its subject and an allowed \
 builder. Results are cached by digest and rule (`images.cache`), concurrent admissions of \
 one image wait for one verification, and verification is bounded by `images.budgetMs`: \
