@@ -64,7 +64,8 @@ pub enum OnTimeout {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VerifyRule {
     /// Image prefixes (`registry.example.com/team/`); `*` matches every
-    /// image.
+    /// image, and is the default (tier 5's: every image).
+    #[serde(default = "every_image")]
     pub images: Vec<String>,
     /// Namespace tiers the rule applies in (5 by default).
     #[serde(default = "tier5")]
@@ -98,6 +99,10 @@ pub struct Identity {
     /// A regular expression the whole subject must match.
     #[serde(default)]
     pub subject_reg_exp: Option<String>,
+}
+
+fn every_image() -> Vec<String> {
+    vec!["*".into()]
 }
 
 fn tier5() -> Vec<u8> {

@@ -97,14 +97,6 @@ impl Credentials {
             None => RegistryAuth::Anonymous,
         }
     }
-
-    /// For sigstore's registry calls.
-    pub fn sigstore(&self, registry: &str) -> sigstore::registry::Auth {
-        match self.get(registry) {
-            Some((u, p)) => sigstore::registry::Auth::Basic(u.clone(), p.clone()),
-            None => sigstore::registry::Auth::Anonymous,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,18 @@
 //! [`Verifier::verify`] answers for one image under one [`VerifyRule`] of
 //! the config: it resolves a tag to its digest (a short-lived tag cache),
 //! then checks, once per digest and rule, that a signature by a trusted key
-//! covers that digest (the `sigstore` crate reads cosign's signature
-//! objects) and, when the rule asks for provenance, that an in-toto
-//! attestation of predicate `https://slsa.dev/provenance/v1`, signed by a
-//! trusted key, names that digest as its subject and an allowed builder.
-//! Registry traffic goes through `oci-client`.
+//! or keyless signer ([`keyless`]) covers that digest and, when the rule
+//! asks for provenance, that an in-toto attestation of predicate
+//! `https://slsa.dev/provenance/v1`, signed the same way, names that digest
+//! as its subject and an allowed builder. Cosign's objects (the
+//! `sha256-<hex>.sig` and `.att` tags) are read through one `oci-client`
+//! client, both at once; the `sigstore` crate parses cosign's payloads and
+//! keys and checks the signatures. A registry error at any step is an
+//! error, and only a missing object (`MANIFEST_UNKNOWN`) means "not signed".
+//! Cosign's newer bundle format (OCI referrers, cosign 3's default) carries
+//! a transparency-log entry that needs Rekor's keys, which this does not
+//! read: sign with `--new-bundle-format=false` (with `--tlog-upload=false`
+//! where there is no Rekor).
 //!
 //! Cheap when repeated, bounded when cold:
 //! - outcomes are cached by digest and rule, positive and negative entries
@@ -37,8 +44,6 @@ use moka::future::Cache;
 use oci_client::Reference;
 use rustls::pki_types::UnixTime;
 use sigstore::cosign::payload::SimpleSigning;
-use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraint};
-use sigstore::cosign::{ClientBuilder, CosignCapabilities};
 use sigstore::crypto::{CosignVerificationKey, Signature};
 
 pub use config::{ImagesConfig, OnTimeout, VerifyRule};
@@ -92,10 +97,12 @@ struct Inner {
     /// Parsed once: the keys each rule trusts to sign its provenance
     /// (signature keys are checked at start and given to sigstore as PEM).
     provenance_keys: Vec<Vec<CosignVerificationKey>>,
+    /// Parsed once: the keys each rule trusts to sign the image.
+    signature_keys: Vec<Vec<CosignVerificationKey>>,
     /// Keyless: each rule's trust root and identities, when it has some.
     signers: Vec<Option<keyless::Signers>>,
+    /// One client (one connection pool) for every registry call.
     oci: oci_client::Client,
-    oci_config: sigstore::registry::ClientConfig,
     /// Per registry host, from `images.credentialsFile`; anonymous
     /// elsewhere. Replaced when the file changes (a rotated Secret), with
     /// the bytes last tried, so a bad file is reported once.
@@ -151,6 +158,9 @@ impl Verifier {
     /// reloads).
     pub fn with_metrics(cfg: ImagesConfig, metrics: Metrics) -> Result<Verifier, VerifyError> {
         crate::install_crypto_provider();
+        // oci-client compiles its reference grammar (a large regex, about
+        // 50 ms) on first use: pay it here, at load, not in a request.
+        let _ = "tiergate.invalid/warm-up:1".parse::<Reference>();
         let (credentials, tried) = match &cfg.credentials_file {
             Some(path) => {
                 let path = std::path::Path::new(path);
@@ -164,6 +174,7 @@ impl Verifier {
             None => (credentials::Credentials::default(), None),
         };
         let mut provenance_keys = Vec::new();
+        let mut signature_keys = Vec::new();
         let mut signers = Vec::new();
         for (i, rule) in cfg.verify.iter().enumerate() {
             signers.push(match (&rule.trust_root, rule.identities.is_empty()) {
@@ -182,8 +193,9 @@ impl Verifier {
             let sig = parse_keys(&rule.keys)?;
             provenance_keys.push(match &rule.provenance {
                 Some(p) if !p.keys.is_empty() => parse_keys(&p.keys)?,
-                _ => sig,
+                _ => sig.clone(),
             });
+            signature_keys.push(sig);
         }
         let roots: Vec<Vec<u8>> = cfg
             .registry_ca
@@ -203,17 +215,6 @@ impl Verifier {
             connect_timeout: Some(cfg.budget()),
             ..Default::default()
         });
-        let oci_config = sigstore::registry::ClientConfig {
-            protocol: sigstore::registry::ClientProtocol::Https,
-            extra_root_certificates: roots
-                .iter()
-                .map(|data| sigstore::registry::Certificate {
-                    encoding: sigstore::registry::CertificateEncoding::Pem,
-                    data: data.clone(),
-                })
-                .collect(),
-            ..Default::default()
-        };
         let outcomes = Cache::builder()
             .max_capacity(cfg.cache.max_entries)
             .expire_after(Ttl {
@@ -229,9 +230,9 @@ impl Verifier {
             inner: Arc::new(Inner {
                 cfg,
                 provenance_keys,
+                signature_keys,
                 signers,
                 oci,
-                oci_config,
                 credentials: std::sync::RwLock::new(CredentialsState {
                     current: Arc::new(credentials),
                     tried,
@@ -456,62 +457,35 @@ impl Verifier {
             image: pinned.clone(),
             reason: e,
         };
-        // Signatures by key: cosign's signature object for this digest, at
-        // least one layer signed by one trusted key, over this very digest
-        // (the crate drops layers whose payload names another digest).
-        let mut why_not: Vec<String> = Vec::new();
-        let mut signed = false;
-        if !cfg_rule.keys.is_empty() {
-            let mut client = ClientBuilder::default()
-                .with_oci_client_config(inner.oci_config.clone())
-                .build()
-                .map_err(|e| registry_err(e.to_string()))?;
-            let oci_ref: sigstore::registry::OciReference =
-                pinned
-                    .parse()
-                    .map_err(|e: sigstore::errors::SigstoreError| {
-                        VerifyError::Reference(pinned.clone(), e.to_string())
-                    })?;
-            let auth = self.credentials().sigstore(reference.resolve_registry());
-            let layers = match client.trusted_signature_layers(&auth, &oci_ref).await {
-                Ok(l) => l,
-                Err(e) => return Err(registry_err(e.to_string())),
-            };
-            signed = cfg_rule.keys.iter().any(|pem| {
-                PublicKeyVerifier::try_from(pem.as_bytes()).is_ok_and(|v| {
-                    let c: Box<dyn VerificationConstraint> = Box::new(v);
-                    sigstore::cosign::verify_constraints(&layers, std::iter::once(&c)).is_ok()
-                })
+        // Cosign's signature object for this digest and, when the rule asks
+        // for provenance, its attestations: fetched together.
+        let sig_at = self.attached(reference, digest, "sig")?;
+        let att_at = match cfg_rule.provenance {
+            Some(_) => Some(self.attached(reference, digest, "att")?),
+            None => None,
+        };
+        let (signatures, attestations) =
+            futures::join!(self.layers(&sig_at, SIMPLE_SIGNING), async {
+                match &att_at {
+                    Some(at) => Some(self.layers(at, dsse::MEDIA_TYPE).await),
+                    None => None,
+                }
             });
-            if layers.is_empty() {
-                why_not.push(NO_SIGNATURE.into());
-            } else if !signed {
-                why_not.push(format!(
-                    "{} signature(s), none by a trusted key over {digest}",
-                    layers.len()
-                ));
-            }
+        let signatures = match signatures {
+            Ok(Some(l)) if !l.is_empty() => l,
+            Ok(_) => return refused(NO_SIGNATURE.into()),
+            Err(e) => return Err(registry_err(e)),
+        };
+        if let Err(why) = signed(
+            &signatures,
+            &inner.signature_keys[rule],
+            inner.signers[rule].as_ref(),
+            digest,
+        ) {
+            return refused(why);
         }
-        // Keyless: a layer whose certificate names a trusted identity.
-        if let (false, Some(signers)) = (signed, &inner.signers[rule]) {
-            let sig = self.attached(reference, digest, "sig")?;
-            match self.layers(&sig, SIMPLE_SIGNING).await {
-                Ok(None) => why_not.push(NO_SIGNATURE.into()),
-                Ok(Some(layers)) => match keyless_signature(&layers, signers, digest) {
-                    Ok(()) => signed = true,
-                    Err(why) => why_not.push(why),
-                },
-                Err(e) => return Err(registry_err(e)),
-            }
-        }
-        if !signed {
-            why_not.dedup();
-            return refused(why_not.join("; "));
-        }
-        // Provenance: the attestations cosign attached for this digest.
-        if let Some(p) = &cfg_rule.provenance {
-            let att = self.attached(reference, digest, "att")?;
-            let envelopes = match self.layers(&att, dsse::MEDIA_TYPE).await {
+        if let (Some(p), Some(attestations)) = (&cfg_rule.provenance, attestations) {
+            let envelopes = match attestations {
                 Ok(Some(e)) => e,
                 Ok(None) => return refused("no provenance attestation for this digest".into()),
                 Err(e) => return Err(registry_err(e)),
@@ -597,6 +571,50 @@ const NO_SIGNATURE: &str = "no cosign signature for this digest";
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 
+/// Whether one of cosign's signature layers (`payload`, with the
+/// signature in its annotations) covers `digest` and was made by one of
+/// `keys`, or keyless by one of `signers`; why not otherwise.
+fn signed(
+    layers: &Layers,
+    keys: &[CosignVerificationKey],
+    signers: Option<&keyless::Signers>,
+    digest: &str,
+) -> Result<(), String> {
+    let mut why = Vec::new();
+    if !keys.is_empty() {
+        let by_key = layers.iter().any(|(payload, ann)| {
+            let Some(sig) = ann.get(SIGNATURE) else {
+                return false;
+            };
+            covers(payload, digest)
+                && keys.iter().any(|k| {
+                    k.verify_signature(Signature::Base64Encoded(sig.as_bytes()), payload)
+                        .is_ok()
+                })
+        });
+        if by_key {
+            return Ok(());
+        }
+        why.push(format!(
+            "{} signature(s), none by a trusted key over {digest}",
+            layers.len()
+        ));
+    }
+    if let Some(signers) = signers {
+        match keyless_signature(layers, signers, digest) {
+            Ok(()) => return Ok(()),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(why.join("; "))
+}
+
+/// Whether a cosign payload (SimpleSigning) names `digest`.
+fn covers(payload: &[u8], digest: &str) -> bool {
+    serde_json::from_slice::<SimpleSigning>(payload)
+        .is_ok_and(|s| s.critical.image.docker_manifest_digest == digest)
+}
+
 /// Whether one of cosign's signature layers is a keyless signature over
 /// `digest` by a trusted identity; the most telling reason why not.
 fn keyless_signature(
@@ -627,11 +645,8 @@ fn keyless_signature(
             why = "a keyless signature that its certificate's key did not make".into();
             continue;
         }
-        let named = serde_json::from_slice::<SimpleSigning>(payload)
-            .map(|s| s.critical.image.docker_manifest_digest)
-            .unwrap_or_default();
-        if named != digest {
-            why = format!("a keyless signature over another digest ({named})");
+        if !covers(payload, digest) {
+            why = "a keyless signature over another digest".into();
             continue;
         }
         return Ok(());
