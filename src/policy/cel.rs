@@ -209,6 +209,40 @@ pub fn quoted(expr: &str) -> String {
     format!("'\"' + {expr} + '\"'")
 }
 
+/// The namespace's label `key` (a CEL string), `default` when it has
+/// none (or the object has no namespace).
+pub fn ns_label_or(key: &str, default: &str) -> String {
+    let (k, d) = (lit(key), lit(default));
+    format!("(namespaceObject != null ? namespaceObject.metadata.?labels[?{k}].orValue({d}) : {d})")
+}
+
+/// Whether the namespace has the label `key`.
+pub fn ns_has_label(key: &str) -> String {
+    format!(
+        "(namespaceObject != null && {} in namespaceObject.metadata.?labels.orValue({{}}))",
+        lit(key)
+    )
+}
+
+/// Whether the pod template's label `key`, or when it has no such label
+/// its annotation `key`, is `value` (the label wins, as in the rules).
+pub fn pod_tag_is(key: &str, value: &str) -> String {
+    let (k, v) = (lit(key), lit(value));
+    format!(
+        "({k} in variables.podMeta.?labels.orValue({{}}) ? variables.podMeta.labels[{k}] == {v} \
+         : variables.podMeta.?annotations[?{k}].orValue('') == {v})"
+    )
+}
+
+/// Whether the pod template has `key` as a label or an annotation.
+pub fn pod_has_tag(key: &str) -> String {
+    let k = lit(key);
+    format!(
+        "({k} in variables.podMeta.?labels.orValue({{}}) || \
+         {k} in variables.podMeta.?annotations.orValue({{}}))"
+    )
+}
+
 /// Messages for the containers a condition picks: `cond` and `message`
 /// are CEL over the container `c`.
 pub fn containers_where(cond: &str, message: &str) -> String {

@@ -224,6 +224,35 @@ fn namespaces() -> Vec<(String, BTreeMap<String, String>)> {
         ],
     );
     ns("e2e-vap-gold", &[("tiergate.io/tier", "gold")]);
+    // A tenant's namespace, enrolled in the mesh (sandboxed-runtime and
+    // mesh-enrolled read the namespace's labels); the platform's own, in
+    // ambient mode; a tier-4 one enrolled by revision.
+    ns(
+        "e2e-vap-tenant",
+        &[
+            ("tiergate.io/tier", "5"),
+            ("tiergate.io/mode", "warn"),
+            ("tiergate.io/tenant", "acme"),
+            ("istio-injection", "enabled"),
+        ],
+    );
+    ns(
+        "e2e-vap-platform",
+        &[
+            ("tiergate.io/tier", "5"),
+            ("tiergate.io/mode", "warn"),
+            ("tiergate.io/tenant", "false"),
+            ("istio.io/dataplane-mode", "ambient"),
+        ],
+    );
+    ns(
+        "e2e-vap-mesh",
+        &[
+            ("tiergate.io/tier", "4"),
+            ("tiergate.io/mode", "warn"),
+            ("istio.io/rev", "1-24"),
+        ],
+    );
     ns(
         "e2e-vap-webhook",
         &[

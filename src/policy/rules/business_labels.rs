@@ -23,8 +23,19 @@ Safety: it only adds labels the namespace already carries; it never changes one.
         apply: FixFn::Object(fix),
         cel: None,
     },
-    cel: Cel::Webhook("the labels it inherits from the namespace are not written in CEL yet"),
+    cel: Cel::Findings(cel),
 };
+
+/// The check reads the object's own labels only (the namespace's matter
+/// to the fix, which stays in the mutating webhook and runs before any
+/// policy).
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "{}.filter(k, !(k in variables.obj.metadata.?labels.orValue({{}}))).map(k, \
+         'business labels (metadata.labels must set ' + k + ')')",
+        cel::list(&LABELS)
+    )
+}
 
 const LABELS: [&str; 3] = ["team", "environment", "cost-center"];
 

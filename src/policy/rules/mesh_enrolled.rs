@@ -25,10 +25,45 @@ enrolling a namespace restarts nothing by itself, but the next rollout puts ever
 through the mesh, which only the owner can plan.",
     check: Check::Pod(check),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "the mesh's enrolment labels on the namespace and the pod's opt-outs are not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
+
+/// The check's two steps in CEL: an opt-out first, then the enrolment (the
+/// namespace's labels are the apiserver's `namespaceObject`).
+fn cel(cx: &CelCtx<'_>) -> String {
+    let (opt_out, enrolled) = match cx.config.mesh.kind {
+        MeshKind::Istio => (
+            format!(
+                "{} || {}",
+                pod_tag_is("sidecar.istio.io/inject", "false"),
+                pod_tag_is("istio.io/dataplane-mode", "none")
+            ),
+            format!(
+                "{} == 'enabled' || {} || {} == 'ambient'",
+                ns_label_or("istio-injection", ""),
+                ns_has_label("istio.io/rev"),
+                ns_label_or("istio.io/dataplane-mode", "")
+            ),
+        ),
+        MeshKind::Linkerd => (
+            pod_tag_is("linkerd.io/inject", "disabled"),
+            pod_tag_is("linkerd.io/inject", "enabled"),
+        ),
+        MeshKind::Cilium => (pod_has_tag("io.cilium.mtls/disabled"), "true".to_string()),
+    };
+    let what = match cx.config.mesh.kind {
+        MeshKind::Istio => {
+            "the namespace must be labelled istio-injection=enabled, istio.io/rev or \
+             istio.io/dataplane-mode=ambient"
+        }
+        _ => "the pod template must be annotated linkerd.io/inject=enabled",
+    };
+    format!(
+        "({opt_out}) ? [{}] : !({enrolled}) ? [{}] : []",
+        lit("mesh opt-out (pod must not opt out of the service mesh's mTLS)"),
+        lit(&format!("mesh enrolment ({what})"))
+    )
+}
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let kind = r.config.mesh.kind;

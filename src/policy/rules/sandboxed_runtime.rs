@@ -17,10 +17,27 @@ known the rule says so in a warning. No fix: a RuntimeClass must exist on the no
 some workloads do not run under a sandbox.",
     check: Check::Pod(check),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "the tenant label of the namespace and the RuntimeClass list are not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
+
+/// The apiserver gives a policy the namespace (`namespaceObject`), so the
+/// tenant label is read there; the classes come from the config.
+fn cel(cx: &CelCtx<'_>) -> String {
+    let t = &cx.config.tenancy;
+    let class = "variables.pod.?runtimeClassName.orValue('')";
+    format!(
+        "{tenant} != 'false' && !({class} in {classes}) ? [{msg} + ({class} == '' ? 'none' : \
+         {got}) + ')'] : []",
+        tenant = ns_label_or(&t.label, "false"),
+        classes = cel::list(&t.runtime_classes),
+        msg = lit(&format!(
+            "sandboxed runtime (pod in a tenant namespace must set runtimeClassName to one of \
+             {}, got ",
+            t.runtime_classes.join(", ")
+        )),
+        got = quoted(class),
+    )
+}
 
 fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let tenancy = &r.config.tenancy;
