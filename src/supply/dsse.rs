@@ -58,8 +58,8 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 /// Whether one of `envelopes` is SLSA v1 provenance for `digest`, signed by
 /// one of `keys`, from one of `builders`; why not otherwise (the most
 /// telling reason seen).
-pub fn provenance(
-    envelopes: &[Vec<u8>],
+pub fn provenance<'a>(
+    envelopes: impl IntoIterator<Item = &'a [u8]>,
     keys: &[CosignVerificationKey],
     digest: &str,
     builders: &[String],
@@ -132,9 +132,9 @@ mod tests {
 
     #[test]
     fn an_unparseable_or_foreign_envelope_is_no_provenance() {
-        let junk = vec![b"{}".to_vec(), b"not json".to_vec()];
+        let junk: [&[u8]; 2] = [b"{}", b"not json"];
         assert_eq!(
-            provenance(&junk, &[], "sha256:00", &[]).unwrap_err(),
+            provenance(junk, &[], "sha256:00", &[]).unwrap_err(),
             "no SLSA provenance v1 attestation"
         );
     }

@@ -21,8 +21,8 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use super::config::Identity;
 
 /// The layer annotations cosign writes a keyless signature into.
-pub const CERTIFICATE: &str = "dev.sigstore.cosign/certificate";
-pub const CHAIN: &str = "dev.sigstore.cosign/chain";
+const CERTIFICATE: &str = "dev.sigstore.cosign/certificate";
+const CHAIN: &str = "dev.sigstore.cosign/chain";
 
 /// id-kp-codeSigning (1.3.6.1.5.5.7.3.3), DER contents.
 const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
@@ -88,6 +88,18 @@ impl Signers {
             roots,
             identities: ids,
         })
+    }
+
+    /// The key of a layer's keyless signature, from the certificate (and
+    /// chain) in its annotations, checked now; `None` for a layer without a
+    /// certificate.
+    pub fn key_of_layer(
+        &self,
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Option<Result<CosignVerificationKey, String>> {
+        let cert = annotations.get(CERTIFICATE)?;
+        let chain = annotations.get(CHAIN).map(String::as_str);
+        Some(self.key_of(cert, chain, UnixTime::now()))
     }
 
     /// The public key of `cert_pem` (with the intermediates of

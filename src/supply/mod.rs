@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use oci_client::Reference;
-use rustls::pki_types::UnixTime;
 use sigstore::cosign::payload::SimpleSigning;
 use sigstore::crypto::{CosignVerificationKey, Signature};
 
@@ -118,6 +117,16 @@ struct CredentialsState {
     tried: Option<Vec<u8>>,
 }
 
+/// The bytes of `images.credentialsFile`.
+fn read_credentials(path: &str) -> Result<Vec<u8>, VerifyError> {
+    std::fs::read(path).map_err(|e| VerifyError::Credentials(format!("cannot read {path}: {e}")))
+}
+
+fn parse_credentials(path: &str, bytes: &[u8]) -> Result<credentials::Credentials, VerifyError> {
+    credentials::Credentials::parse(bytes)
+        .map_err(|e| VerifyError::Credentials(format!("{path}: {e}")))
+}
+
 fn parse_keys(pems: &[String]) -> Result<Vec<CosignVerificationKey>, VerifyError> {
     pems.iter()
         .map(|p| {
@@ -163,13 +172,8 @@ impl Verifier {
         let _ = "tiergate.invalid/warm-up:1".parse::<Reference>();
         let (credentials, tried) = match &cfg.credentials_file {
             Some(path) => {
-                let path = std::path::Path::new(path);
-                let bytes = std::fs::read(path).map_err(|e| {
-                    VerifyError::Credentials(format!("cannot read {}: {e}", path.display()))
-                })?;
-                let c = credentials::Credentials::parse(&bytes)
-                    .map_err(|e| VerifyError::Credentials(format!("{}: {e}", path.display())))?;
-                (c, Some(bytes))
+                let bytes = read_credentials(path)?;
+                (parse_credentials(path, &bytes)?, Some(bytes))
             }
             None => (credentials::Credentials::default(), None),
         };
@@ -270,38 +274,25 @@ impl Verifier {
         let Some(path) = &self.inner.cfg.credentials_file else {
             return Ok(false);
         };
-        let path = std::path::Path::new(path);
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                // Once per disappearance: a file gone stays "tried" as empty.
-                let mut state = match self.inner.credentials.write() {
-                    Ok(s) => s,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                if state.tried.as_deref() != Some(&[][..]) {
-                    state.tried = Some(Vec::new());
-                    self.inner.metrics.credentials_reload(false);
-                }
-                return Err(VerifyError::Credentials(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )));
-            }
-        };
-        let mut state = match self.inner.credentials.write() {
+        let read = read_credentials(path);
+        let mut state = self.credentials_state();
+        // A file gone is "tried" as empty: reported once per disappearance.
+        let bytes = read.as_ref().map_or(&[][..], Vec::as_slice);
+        if state.tried.as_deref() == Some(bytes) {
+            return read.map(|_| false);
+        }
+        state.tried = Some(bytes.to_vec());
+        let parsed = read.and_then(|b| parse_credentials(path, &b));
+        self.inner.metrics.credentials_reload(parsed.is_ok());
+        state.current = Arc::new(parsed?);
+        Ok(true)
+    }
+
+    fn credentials_state(&self) -> std::sync::RwLockWriteGuard<'_, CredentialsState> {
+        match self.inner.credentials.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        if state.tried.as_ref() == Some(&bytes) {
-            return Ok(false);
         }
-        let parsed = credentials::Credentials::parse(&bytes);
-        state.tried = Some(bytes);
-        self.inner.metrics.credentials_reload(parsed.is_ok());
-        let c = parsed.map_err(|e| VerifyError::Credentials(format!("{}: {e}", path.display())))?;
-        state.current = Arc::new(c);
-        Ok(true)
     }
 
     /// Put an answer in the caches as a verification would have (the tag's
@@ -490,10 +481,10 @@ impl Verifier {
                 Ok(None) => return refused("no provenance attestation for this digest".into()),
                 Err(e) => return Err(registry_err(e)),
             };
-            let blobs: Vec<Vec<u8>> = envelopes.iter().map(|(b, _)| b.clone()).collect();
+            let blobs = envelopes.iter().map(|(b, _)| b.as_slice());
             let mut r = match prov_keys.is_empty() {
                 true => Err("no key trusted to sign provenance".to_string()),
-                false => dsse::provenance(&blobs, prov_keys, digest, &p.builders),
+                false => dsse::provenance(blobs, prov_keys, digest, &p.builders),
             };
             if let (Err(_), Some(signers)) = (&r, &inner.signers[rule]) {
                 r = keyless_provenance(&envelopes, signers, digest, &p.builders);
@@ -624,14 +615,10 @@ fn keyless_signature(
 ) -> Result<(), String> {
     let mut why = "no keyless signature (none has a certificate)".to_string();
     for (payload, ann) in layers {
-        let (Some(cert), Some(sig)) = (ann.get(keyless::CERTIFICATE), ann.get(SIGNATURE)) else {
+        let (Some(key), Some(sig)) = (signers.key_of_layer(ann), ann.get(SIGNATURE)) else {
             continue;
         };
-        let key = match signers.key_of(
-            cert,
-            ann.get(keyless::CHAIN).map(String::as_str),
-            UnixTime::now(),
-        ) {
+        let key = match key {
             Ok(k) => k,
             Err(e) => {
                 why = e;
@@ -664,13 +651,10 @@ fn keyless_provenance(
 ) -> Result<(), String> {
     let mut why = "no provenance attestation with a certificate".to_string();
     for (blob, ann) in envelopes {
-        let Some(cert) = ann.get(keyless::CERTIFICATE) else {
+        let Some(key) = signers.key_of_layer(ann) else {
             continue;
         };
-        let chain = ann.get(keyless::CHAIN).map(String::as_str);
-        let r = signers
-            .key_of(cert, chain, UnixTime::now())
-            .and_then(|key| dsse::provenance(std::slice::from_ref(blob), &[key], digest, builders));
+        let r = key.and_then(|key| dsse::provenance([blob.as_slice()], &[key], digest, builders));
         match r {
             Ok(()) => return Ok(()),
             Err(e) => why = e,
