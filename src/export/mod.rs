@@ -482,8 +482,13 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                     c.applies(action).map(|cond| {
                         json!({
                             "expression": format!("!({cond}) || size(variables.{v}) == 0"),
+                            // The apiserver evaluates every messageExpression
+                            // of a policy on every request, passing or not, in
+                            // a context of its own (the variables computed
+                            // again): the guard keeps a rule that does not
+                            // apply here from being computed at all.
                             "messageExpression": format!(
-                                "'[{}] ' + {}",
+                                "!({cond}) ? '' : '[{}] ' + {}",
                                 c.rule.id,
                                 bounded(&format!("variables.{v}.join('; ')"))
                             ),

@@ -190,7 +190,10 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
             (true, false) => format!("tiergate-fix-{}", parents.join("-")),
             (false, false) => format!("tiergate-fix-pod{}", parents.join("-")),
         };
-        let p = PatchCtx { spec };
+        let p = PatchCtx {
+            spec,
+            config: policy,
+        };
         // One policy per fix: its own matchCondition says when the fix would
         // change something, so the apiserver runs no mutation (the costly
         // part) on an object that needs none.
@@ -256,21 +259,22 @@ mod tests {
     }
 
     #[test]
-    fn the_three_pss_fixes_run_in_the_apiserver_from_1_36() {
+    fn the_pss_and_resources_fixes_run_in_the_apiserver_from_1_36() {
         let e = export("defaults: {tier: 3}\n", 37);
         assert_eq!(
             e.fixed,
             [
                 "capabilities-restricted",
                 "allow-privilege-escalation",
-                "seccomp-profile-restricted"
+                "seccomp-profile-restricted",
+                "resources"
             ]
             .iter()
             .copied()
             .filter(|id| e.fixed.contains(id))
             .collect::<Vec<_>>()
         );
-        assert_eq!(e.fixed.len(), 3, "{:?}", e.fixed);
+        assert_eq!(e.fixed.len(), 4, "{:?}", e.fixed);
         let policies = mutating(&e);
         // One per place of the pod spec (Pod, PodTemplate, the template
         // kinds, CronJob) and fix.
@@ -278,7 +282,7 @@ mod tests {
             .iter()
             .filter_map(|p| p["metadata"]["name"].as_str())
             .collect();
-        assert_eq!(names.len(), 12, "{names:?}");
+        assert_eq!(names.len(), 16, "{names:?}");
         for shape in ["pod", "template", "jobtemplate-template", "podtemplate"] {
             for fix in &e.fixed {
                 let n = format!("tiergate-fix-{shape}-{fix}");
@@ -316,7 +320,8 @@ mod tests {
             .stays
             .iter()
             .any(|s| s.what.contains("allow-privilege-escalation")));
-        assert!(e.stays.iter().any(|s| s.what == "the resources fix"));
+        assert!(!e.stays.iter().any(|s| s.what == "the resources fix"));
+        assert!(e.stays.iter().any(|s| s.what == "the probes fix"));
     }
 
     #[test]
@@ -340,7 +345,12 @@ mod tests {
              rules: [allow-privilege-escalation]\n",
             37,
         );
-        assert_eq!(e.fixed, ["capabilities-restricted"], "{:?}", e.fixed);
+        assert_eq!(
+            e.fixed,
+            ["capabilities-restricted", "resources"],
+            "{:?}",
+            e.fixed
+        );
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct CelPatch {
 /// in one kind of object (`/spec/template/spec` in a Deployment).
 pub struct PatchCtx<'a> {
     pub spec: &'a str,
+    /// The config the policies are made from (a fix whose values it
+    /// gives, per tier, reads them here; `variables.tier` is the tier).
+    pub config: &'a super::PolicyConfig,
 }
 
 impl PatchCtx<'_> {

@@ -28,7 +28,7 @@ finding stays and says so.",
     fix: Fix::Safe {
         summary: "set missing cpu/memory requests (and limits, where the tier opts in)",
         apply: FixFn::Pod(fix),
-        cel: None,
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -154,6 +154,179 @@ fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+/// CEL: `q` (a CEL value) is a quantity [`parse_quantity`] reads: a
+/// string of digits, dots and signs with at most one of its suffixes, that
+/// the apiserver's `quantity()` also takes.
+fn cel_parses(q: &str) -> String {
+    format!(
+        "(type({q}) == string && {q}.matches('^[0-9.+-]+(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$') \
+         && isQuantity({q}))"
+    )
+}
+
+/// CEL: the tier's default for one resource as an optional string
+/// (`{1: '100m', ...}[?variables.tier]`), none where the tier has none.
+fn cel_tier_default(
+    p: &PatchCtx<'_>,
+    pick: impl Fn(&super::super::config::ResourceDefaults) -> Option<&str>,
+) -> String {
+    let entries: Vec<String> = Tier::ALL
+        .iter()
+        .filter_map(|t| {
+            let v = p.config.resources(*t).and_then(&pick)?;
+            Some(format!("{}: {}", t.number(), lit(v)))
+        })
+        .collect();
+    if entries.is_empty() {
+        "optional.none()".to_string()
+    } else {
+        format!("{{{}}}[?variables.tier]", entries.join(", "))
+    }
+}
+
+/// The fix as CEL: for every init and regular container, each missing
+/// request from its limit or the tier's default, each missing limit from
+/// the tier's default (never below the request) where the tier gives one;
+/// nothing the pod sets at pod level. Missing parents are added whole.
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
+    let spec = p.spec_value();
+    let any_limits = Tier::ALL
+        .iter()
+        .any(|t| p.config.resources(*t).is_some_and(|d| d.limits.is_some()));
+    let pod_has = |field: &str, n: &str| format!("{spec}.?resources.?{field}[?'{n}'].hasValue()");
+    let has = |field: &str, n: &str| format!("c.?resources.?{field}[?'{n}'].hasValue()");
+    // The request and limit to add for resource n (optional strings).
+    let new_req = |n: &str| {
+        let def = cel_tier_default(p, |d| {
+            Some(match n {
+                "cpu" => d.requests.cpu.as_str(),
+                _ => d.requests.memory.as_str(),
+            })
+        });
+        format!(
+            "(!{def}.hasValue() || {} || {} ? optional.none() : c.?resources.?limits[?'{n}'].or({def}))",
+            pod_has("requests", n),
+            has("requests", n)
+        )
+    };
+    let new_lim = |n: &str| {
+        let def = cel_tier_default(p, |d| {
+            d.limits.as_ref().map(|l| match n {
+                "cpu" => l.cpu.as_str(),
+                _ => l.memory.as_str(),
+            })
+        });
+        let req = format!("c.?resources.?requests[?'{n}'].or({})", new_req(n));
+        format!(
+            "(!{def}.hasValue() || {} || {} ? optional.none() : optional.of({req}.hasValue() && \
+             {} && {} && quantity({req}.value()).isGreaterThan(quantity({def}.value())) ? \
+             {req}.value() : {def}.value()))",
+            pod_has("limits", n),
+            has("limits", n),
+            cel_parses(&format!("{req}.value()")),
+            cel_parses(&format!("{def}.value()")),
+        )
+    };
+    let new = |field: &str, n: &str| match field {
+        "requests" => new_req(n),
+        _ => new_lim(n),
+    };
+    let map_of = |field: &str| {
+        format!(
+            "{{?'cpu': {}, ?'memory': {}}}",
+            new(field, "cpu"),
+            new(field, "memory")
+        )
+    };
+    let any_of = |field: &str| {
+        format!(
+            "({}.hasValue() || {}.hasValue())",
+            new(field, "cpu"),
+            new(field, "memory")
+        )
+    };
+    // The ops for container c at the pointer `at`.
+    let ops = |at: &str| {
+        let whole = format!(
+            "{{?'requests': {} ? optional.of({}) : optional.none(), ?'limits': {} ? \
+             optional.of({}) : optional.none()}}",
+            any_of("requests"),
+            map_of("requests"),
+            any_of("limits"),
+            map_of("limits")
+        );
+        let per_field: Vec<String> = ["requests", "limits"]
+            .iter()
+            .map(|field| {
+                let keys: Vec<String> = RESOURCES
+                    .iter()
+                    .map(|n| {
+                        format!(
+                            "({v}.hasValue() ? [{}] : [])",
+                            cel::patch_add(
+                                &format!("{at} + '/resources/{field}/{n}'"),
+                                &format!("{v}.value()", v = new(field, n))
+                            ),
+                            v = new(field, n)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "(c.?resources.?{field}.hasValue() ? {} : {} ? [{}] : [])",
+                    keys.join(" + "),
+                    any_of(field),
+                    cel::patch_add(&format!("{at} + '/resources/{field}'"), &map_of(field))
+                )
+            })
+            .collect();
+        format!(
+            "(c.?resources.hasValue() ? {} : {} || {} ? [{}] : [])",
+            per_field.join(" + "),
+            any_of("requests"),
+            any_of("limits"),
+            cel::patch_add(&format!("{at} + '/resources'"), &whole)
+        )
+    };
+    let lists = ["initContainers", "containers"];
+    let patch: Vec<String> = lists
+        .iter()
+        .map(|list| {
+            let at = format!("'{}/{list}/' + string(i)", p.spec);
+            format!(
+                "{spec}.?{list}.orValue([]).transformList(i, c, {}).flatten()",
+                ops(&at)
+            )
+        })
+        .collect();
+    // When: a container lacks a request (or, where some tier gives
+    // limits, a limit) the pod does not set; the mutation decides per tier.
+    let missing: Vec<String> = RESOURCES
+        .iter()
+        .flat_map(|n| {
+            let mut v = vec![format!(
+                "(!{} && !{})",
+                pod_has("requests", n),
+                has("requests", n)
+            )];
+            if any_limits {
+                v.push(format!(
+                    "(!{} && !{})",
+                    pod_has("limits", n),
+                    has("limits", n)
+                ));
+            }
+            v
+        })
+        .collect();
+    cel::CelPatch {
+        when: format!(
+            "({spec}.?initContainers.orValue([]) + {spec}.?containers.orValue([])).exists(c, {})",
+            missing.join(" || ")
+        ),
+        patch: patch.join(" + "),
+    }
 }
 
 /// A Kubernetes quantity as a number in base units (cores, bytes).
@@ -315,6 +488,50 @@ mod tests {
             .pointer("/spec/template/spec/containers/0/resources")
             .unwrap();
         assert_eq!(r, &json!({"requests": {"cpu": "100m"}}));
+    }
+
+    #[test]
+    fn fix_cel_reads_each_tiers_defaults_and_skips_ephemeral_containers() {
+        let cfg = crate::policy::config::from_test_yaml(
+            "tiers:\n  multi-cluster:\n    resources:\n      requests: {cpu: 200m, memory: 1Gi}\n      \
+             limits: {cpu: \"1\", memory: 2Gi}\n",
+        );
+        let p = crate::policy::cel::PatchCtx {
+            spec: "/spec/template/spec",
+            config: &cfg,
+        };
+        let fix = super::fix_cel(&p);
+        // Requests for every tier (the built-in ones and tier 4's), limits
+        // only where a tier gives them.
+        assert!(
+            fix.patch
+                .contains(r#"{1: "100m", 2: "100m", 3: "250m", 4: "200m", 5: "250m"}"#),
+            "{}",
+            fix.patch
+        );
+        assert!(
+            fix.patch.contains(r#"{4: "1"}[?variables.tier]"#),
+            "{}",
+            fix.patch
+        );
+        assert!(
+            fix.patch.contains("isGreaterThan"),
+            "never below the request"
+        );
+        assert!(!fix.patch.contains("ephemeralContainers"), "{}", fix.patch);
+        assert!(fix.when.contains("limits"), "{}", fix.when);
+        // Without limits anywhere, the condition asks only for requests.
+        let plain = crate::policy::config::from_test_yaml("");
+        let fix = super::fix_cel(&crate::policy::cel::PatchCtx {
+            spec: "/spec",
+            config: &plain,
+        });
+        assert!(!fix.when.contains("limits"), "{}", fix.when);
+        assert!(
+            fix.patch.contains("'/spec/containers/' + string(i)"),
+            "{}",
+            fix.patch
+        );
     }
 
     #[test]
