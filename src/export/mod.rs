@@ -253,6 +253,21 @@ fn tier_mode_cel(modes: &[(Mode, Vec<u8>)]) -> String {
     }
 }
 
+/// CEL: the tier is one of those of `modes` (any mode), or `None` when
+/// that is every tier.
+fn tier_guard(modes: &[(Mode, Vec<u8>)]) -> Option<String> {
+    let mut tiers: Vec<u8> = modes.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    let first = tiers.first().copied().unwrap_or(1);
+    if tiers.iter().copied().eq(first..=5) {
+        (first > 1).then(|| format!("variables.tier >= {first}"))
+    } else {
+        let list: Vec<String> = tiers.iter().map(u8::to_string).collect();
+        Some(format!("variables.tier in [{}]", list.join(", ")))
+    }
+}
+
 /// CEL: the object is of a kind the rule judges.
 fn kind_guard(rule: &Rule) -> Option<String> {
     let only = |ks: &[GroupKind]| {
@@ -333,7 +348,7 @@ fn common_variables(cfg: &PolicyConfig) -> Vec<Value> {
         v(
             "tier",
             format!(
-                "variables.tierLabel in {tiers} ? {tiers}[variables.tierLabel] : {}",
+                "{tiers}[?variables.tierLabel].orValue({})",
                 cfg.defaults.tier.number()
             ),
         ),
@@ -480,18 +495,24 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                 .filter_map(|c| {
                     let v = var(c.rule);
                     c.applies(action).map(|cond| {
+                        let message = format!(
+                            "'[{}] ' + {}",
+                            c.rule.id,
+                            bounded(&format!("variables.{v}.join('; ')"))
+                        );
                         json!({
                             "expression": format!("!({cond}) || size(variables.{v}) == 0"),
                             // The apiserver evaluates every messageExpression
                             // of a policy on every request, passing or not, in
                             // a context of its own (the variables computed
-                            // again): the guard keeps a rule that does not
-                            // apply here from being computed at all.
-                            "messageExpression": format!(
-                                "!({cond}) ? '' : '[{}] ' + {}",
-                                c.rule.id,
-                                bounded(&format!("variables.{v}.join('; ')"))
-                            ),
+                            // again): a rule of some tiers only is guarded by
+                            // them, so it is not computed where it does not
+                            // apply (the message matters only where the
+                            // validation failed, so where the rule applies).
+                            "messageExpression": match tier_guard(&c.table[&action]) {
+                                Some(g) => format!("!({g}) ? '' : {message}"),
+                                None => message,
+                            },
                             "message": format!("[{}] {}", c.rule.id, c.rule.summary),
                         })
                     })
