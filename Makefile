@@ -1,4 +1,4 @@
-.PHONY: admission-policies build test run lint bench bench-load bench-load-smoke bench-load-big certs docs image helm deploy-check dev-certs e2e e2e-bin audit-scale bench-apiserver bench-apiserver-smoke
+.PHONY: admission-policies build test run lint bench bench-load bench-load-smoke bench-load-big certs docs image helm deploy-check dev-certs e2e e2e-bin audit-scale bench-apiserver bench-apiserver-smoke bench-policies
 build:
 	cargo build --release
 run:
@@ -81,3 +81,8 @@ bench-apiserver: e2e-bin
 # The same with 32 writes per cell and one round (CI: so it cannot rot).
 bench-apiserver-smoke: e2e-bin
 	E2E_BENCH=smoke cargo test --features e2e --test e2e -- --ignored apiserver_write_cost --nocapture
+# The apiserver's own ValidatingAdmissionPolicy evaluator on the generated
+# policies, per request, no HTTP or etcd (Go benchmark; POLICY, TIER, MODE,
+# OBJECT: scripts/bench-policies.sh). Not part of make test.
+bench-policies:
+	scripts/bench-policies.sh
