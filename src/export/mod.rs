@@ -233,16 +233,7 @@ fn tier_mode_cel(modes: &[(Mode, Vec<u8>)]) -> String {
     let parts: Vec<String> = modes
         .iter()
         .map(|(mode, tiers)| {
-            let first = tiers.first().copied().unwrap_or(1);
-            let contiguous = tiers.iter().copied().eq(first..=5);
-            let tier = if first == 1 && contiguous {
-                String::new()
-            } else if contiguous {
-                format!(" && variables.tier >= {first}")
-            } else {
-                let list: Vec<String> = tiers.iter().map(u8::to_string).collect();
-                format!(" && variables.tier in [{}]", list.join(", "))
-            };
+            let tier = tiers_cel(tiers).map_or(String::new(), |t| format!(" && {t}"));
             format!("(variables.mode == '{}'{tier})", mode.name())
         })
         .collect();
@@ -253,12 +244,9 @@ fn tier_mode_cel(modes: &[(Mode, Vec<u8>)]) -> String {
     }
 }
 
-/// CEL: the tier is one of those of `modes` (any mode), or `None` when
-/// that is every tier.
-fn tier_guard(modes: &[(Mode, Vec<u8>)]) -> Option<String> {
-    let mut tiers: Vec<u8> = modes.iter().flat_map(|(_, t)| t.iter().copied()).collect();
-    tiers.sort_unstable();
-    tiers.dedup();
+/// CEL: the tier is one of `tiers` (sorted), or `None` when that is every
+/// tier.
+fn tiers_cel(tiers: &[u8]) -> Option<String> {
     let first = tiers.first().copied().unwrap_or(1);
     if tiers.iter().copied().eq(first..=5) {
         (first > 1).then(|| format!("variables.tier >= {first}"))
@@ -266,6 +254,15 @@ fn tier_guard(modes: &[(Mode, Vec<u8>)]) -> Option<String> {
         let list: Vec<String> = tiers.iter().map(u8::to_string).collect();
         Some(format!("variables.tier in [{}]", list.join(", ")))
     }
+}
+
+/// CEL: the tier is one of those of `modes` (any mode), or `None` when
+/// that is every tier.
+fn tier_guard(modes: &[(Mode, Vec<u8>)]) -> Option<String> {
+    let mut tiers: Vec<u8> = modes.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    tiers_cel(&tiers)
 }
 
 /// CEL: the object is of a kind the rule judges.
