@@ -206,6 +206,10 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
                 "expression": "!object.metadata.?ownerReferences.orValue([])\
                                .exists(r, r.?controller.orValue(false) == true)"}));
             conditions.push(json!({"name": "fix-needed", "expression": fix.when}));
+            let mut variables = variables.clone();
+            for (n, expression) in &fix.variables {
+                variables.push(json!({"name": n, "expression": expression}));
+            }
             objects.push(json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": "MutatingAdmissionPolicy",

@@ -79,6 +79,10 @@ pub struct CelPatch {
     pub when: String,
     /// `list(JSONPatch)`: the change, evaluated only when `when` holds.
     pub patch: String,
+    /// `(name, CEL)`: variables the patch reads (`variables.<name>`), for
+    /// what it would otherwise spell out again at every use (CEL has no
+    /// local bindings); named after the rule, evaluated only when read.
+    pub variables: Vec<(String, String)>,
 }
 
 /// Where a fix's CEL finds the pod spec: the JSON pointer of the pod spec

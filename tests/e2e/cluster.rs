@@ -1303,8 +1303,13 @@ async fn managed_admission_policies_follow_the_config() {
     });
     assert_eq!(live.metric("tiergate_admission_policies_leader", &[]), 1.0);
     let bindings = list("mutatingadmissionpolicybindings");
-    // One per fix and pod-spec shape.
-    assert_eq!(bindings.len(), 12, "{bindings:?}");
+    // One per fix the apiserver applies and pod-spec shape (Pod,
+    // PodTemplate, the template kinds, CronJob).
+    let cfg = tiergate::config::Config::from_yaml(first, "first").expect("config");
+    let fixes =
+        tiergate::export::policy_fixes(&cfg.policy, false, tiergate::policy::pss::LATEST_MINOR);
+    assert!(fixes.contains(&"resources"), "{fixes:?}");
+    assert_eq!(bindings.len(), 4 * fixes.len(), "{bindings:?}");
     // A reload to dry-run: no mutating policy, the validating ones relabelled.
     let second = "defaults: {tier: 2, mode: warn}\nadmissionPolicies: managed\ndryRun: true\n";
     std::fs::write(cluster().dir.join("tiergate-cluster-managed.yaml"), second).expect("config");

@@ -117,6 +117,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
                 |_| "false".into(),
             )
         }),
+        variables: Vec::new(),
     }
 }
 

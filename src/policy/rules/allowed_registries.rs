@@ -18,26 +18,32 @@ is `docker.io`). The rule is inactive while the list is empty. There is no autom
 fix: mirror the image into an allowed registry and point the manifest at the mirror.",
     check: Check::Pod(check),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "the image-name normalisation it matches prefixes against (docker.io, library/, host case) is not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
 
 /// Whether the fully qualified `name` lies under the allow-list entry `prefix`.
 pub fn allowed_by(name: &str, prefix: &str) -> bool {
-    let p = prefix.trim().trim_end_matches('/');
-    if p.is_empty() {
+    let Some(p) = normalise_entry(prefix) else {
         return false;
-    }
-    // Normalise the entry's registry like an image's.
-    let p = match p.split_once('/') {
-        Some((host, rest)) => format!("{}/{rest}", normalise_host(host)),
-        None => normalise_host(p),
     };
     match name.strip_prefix(p.as_str()) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
+}
+
+/// An allow-list entry as names are compared with it: trimmed, without
+/// trailing `/`, its registry normalised like an image's; `None` when
+/// nothing is left.
+fn normalise_entry(prefix: &str) -> Option<String> {
+    let p = prefix.trim().trim_end_matches('/');
+    if p.is_empty() {
+        return None;
+    }
+    Some(match p.split_once('/') {
+        Some((host, rest)) => format!("{}/{rest}", normalise_host(host)),
+        None => normalise_host(p),
+    })
 }
 
 fn normalise_host(host: &str) -> String {
@@ -52,12 +58,8 @@ fn normalise_host(host: &str) -> String {
 /// How many allow-list entries a message names.
 const MAX_SHOWN: usize = 3;
 
-fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
-    let allowed = &r.config.registries.allowed;
-    if allowed.is_empty() {
-        return Ok(());
-    }
-    // Keep messages short enough for a kubectl warning line.
+/// The allow-list as the messages show it.
+fn shown(allowed: &[String]) -> String {
     let mut shown = allowed
         .iter()
         .take(MAX_SHOWN)
@@ -67,6 +69,16 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
     if allowed.len() > MAX_SHOWN {
         shown.push_str(", …");
     }
+    shown
+}
+
+fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
+    let allowed = &r.config.registries.allowed;
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    // Keep messages short enough for a kubectl warning line.
+    let shown = shown(allowed);
     for c in pod.containers() {
         let Some(image) = c.image else { continue };
         let name = ImageRef::parse(image).full_name();
@@ -86,6 +98,35 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
         );
     }
     Ok(())
+}
+
+/// CEL: the findings. Each container with an image becomes
+/// `[name, image, full name]`, the full name built in steps as
+/// [`ImageRef::parse`] and [`ImageRef::full_name`] build it (CEL has no
+/// local bindings: each step is a `map`); the allow-list is normalised here.
+fn cel(cx: &CelCtx<'_>) -> String {
+    let allowed = &cx.config.registries.allowed;
+    let entries: Vec<String> = allowed.iter().filter_map(|p| normalise_entry(p)).collect();
+    if allowed.is_empty() {
+        return "[]".to_string();
+    }
+    format!(
+        "variables.containers.filter(c, c.?image.hasValue())\
+         .map(c, [string(c.name), string(c.image), c.image.trim().split('@')[0]])\
+         .map(t, t[2].matches('{registry}') ? [t[0], t[1], \
+         t[2].substring(0, t[2].indexOf('/')).lowerAscii(), t[2].substring(t[2].indexOf('/') + 1)] \
+         : [t[0], t[1], 'docker.io', t[2]])\
+         .map(t, [t[0], t[1], t[2] in ['index.docker.io', 'registry-1.docker.io'] ? 'docker.io' : t[2], \
+         t[3].lastIndexOf(':') >= 0 ? t[3].substring(0, t[3].lastIndexOf(':')) : t[3]])\
+         .map(t, [t[0], t[1], t[2] == 'docker.io' && !t[3].contains('/') ? \
+         'docker.io/library/' + t[3] : t[2] + '/' + t[3]])\
+         .filter(t, !{entries}.exists(p, t[2] == p || t[2].startsWith(p + '/')))\
+         .map(t, 'allowed registries (container \"' + t[0] + '\" image \"' + t[1] + '\" is ' + \
+         t[2] + ', which must be under one of: ' + {shown} + ')')",
+        registry = super::image_tag::REGISTRY_RE,
+        entries = cel::list(&entries),
+        shown = lit(&shown(allowed)),
+    )
 }
 
 #[cfg(test)]

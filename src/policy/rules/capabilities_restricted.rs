@@ -169,6 +169,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
                 )
             )
         }),
+        variables: Vec::new(),
     }
 }
 

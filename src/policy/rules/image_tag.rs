@@ -129,12 +129,16 @@ fn check(pod: &PodTemplate, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Resul
     Ok(())
 }
 
+/// The regex (CEL's RE2) for an image whose first path component is a
+/// registry, as [`ImageRef::parse`] decides it.
+pub const REGISTRY_RE: &str = "^([^/]*[.:A-Z][^/]*|localhost)/";
+
 /// CEL: whether the image string `i` (trimmed) names a tag other than
 /// latest or a digest, as [`ImageRef::is_pinned`] parses it.
 pub fn pinned_cel(i: &str) -> String {
     let rest = format!("{i}.split('@')[0]");
     let path = format!(
-        "({rest}.matches('^([^/]*[.:A-Z][^/]*|localhost)/') ? \
+        "({rest}.matches('{REGISTRY_RE}') ? \
          {rest}.substring({rest}.indexOf('/') + 1) : {rest})"
     );
     format!(

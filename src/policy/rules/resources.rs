@@ -197,109 +197,107 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
         .any(|t| p.config.resources(*t).is_some_and(|d| d.limits.is_some()));
     let pod_has = |field: &str, n: &str| format!("{spec}.?resources.?{field}[?'{n}'].hasValue()");
     let has = |field: &str, n: &str| format!("c.?resources.?{field}[?'{n}'].hasValue()");
-    // The request and limit to add for resource n (optional strings).
-    let new_req = |n: &str| {
-        let def = cel_tier_default(p, |d| {
+    let req_def = |n: &str| {
+        cel_tier_default(p, |d| {
             Some(match n {
                 "cpu" => d.requests.cpu.as_str(),
                 _ => d.requests.memory.as_str(),
             })
-        });
+        })
+    };
+    let lim_def = |n: &str| {
+        cel_tier_default(p, |d| {
+            d.limits.as_ref().map(|l| match n {
+                "cpu" => l.cpu.as_str(),
+                _ => l.memory.as_str(),
+            })
+        })
+    };
+    // The request to add for resource n of container c (an optional
+    // string): its limit, or the tier's default.
+    let new_req = |n: &str| {
+        let def = req_def(n);
         format!(
             "(!{def}.hasValue() || {} || {} ? optional.none() : c.?resources.?limits[?'{n}'].or({def}))",
             pod_has("requests", n),
             has("requests", n)
         )
     };
-    let new_lim = |n: &str| {
-        let def = cel_tier_default(p, |d| {
-            d.limits.as_ref().map(|l| match n {
-                "cpu" => l.cpu.as_str(),
-                _ => l.memory.as_str(),
-            })
-        });
-        let req = format!("c.?resources.?requests[?'{n}'].or({})", new_req(n));
-        format!(
-            "(!{def}.hasValue() || {} || {} ? optional.none() : optional.of({req}.hasValue() && \
-             {} && {} && quantity({req}.value()).isGreaterThan(quantity({def}.value())) ? \
-             {req}.value() : {def}.value()))",
-            pod_has("limits", n),
-            has("limits", n),
-            cel_parses(&format!("{req}.value()")),
-            cel_parses(&format!("{def}.value()")),
-        )
-    };
-    let new = |field: &str, n: &str| match field {
-        "requests" => new_req(n),
-        _ => new_lim(n),
-    };
-    let map_of = |field: &str| {
-        format!(
-            "{{?'cpu': {}, ?'memory': {}}}",
-            new(field, "cpu"),
-            new(field, "memory")
-        )
-    };
-    let any_of = |field: &str| {
-        format!(
-            "({}.hasValue() || {}.hasValue())",
-            new(field, "cpu"),
-            new(field, "memory")
-        )
-    };
-    // The ops for container c at the pointer `at`.
-    let ops = |at: &str| {
-        let whole = format!(
-            "{{?'requests': {} ? optional.of({}) : optional.none(), ?'limits': {} ? \
-             optional.of({}) : optional.none()}}",
-            any_of("requests"),
-            map_of("requests"),
-            any_of("limits"),
-            map_of("limits")
+    let mut variables = Vec::new();
+    let mut patch = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let items = format!("{spec}.?{list}.orValue([])");
+        // Per container, what to add: `{cpu?, memory?}` for requests, then
+        // for limits (which read the request, the container's or the one
+        // added), each computed once.
+        let (rv, lv) = (
+            format!("resources_requests_{list}"),
+            format!("resources_limits_{list}"),
         );
-        let per_field: Vec<String> = ["requests", "limits"]
+        let (r, l) = (format!("variables.{rv}[i]"), format!("variables.{lv}[i]"));
+        variables.push((
+            rv.clone(),
+            format!(
+                "{items}.map(c, {{?'cpu': {}, ?'memory': {}}})",
+                new_req("cpu"),
+                new_req("memory")
+            ),
+        ));
+        let new_lim = |n: &str| {
+            let def = lim_def(n);
+            let req = format!("c.?resources.?requests[?'{n}'].or({r}[?'{n}'])");
+            format!(
+                "(!{def}.hasValue() || {} || {} ? optional.none() : optional.of({req}.hasValue() && \
+                 {} && {} && quantity({req}.value()).isGreaterThan(quantity({def}.value())) ? \
+                 {req}.value() : {def}.value()))",
+                pod_has("limits", n),
+                has("limits", n),
+                cel_parses(&format!("{req}.value()")),
+                cel_parses(&format!("{def}.value()")),
+            )
+        };
+        variables.push((
+            lv,
+            format!(
+                "{items}.transformList(i, c, {{?'cpu': {}, ?'memory': {}}})",
+                new_lim("cpu"),
+                new_lim("memory")
+            ),
+        ));
+        let at = format!("'{}/{list}/' + string(i)", p.spec);
+        let per_field: Vec<String> = [("requests", &r), ("limits", &l)]
             .iter()
-            .map(|field| {
+            .map(|(field, m)| {
                 let keys: Vec<String> = RESOURCES
                     .iter()
                     .map(|n| {
                         format!(
-                            "({v}.hasValue() ? [{}] : [])",
+                            "({m}[?'{n}'].hasValue() ? [{}] : [])",
                             cel::patch_add(
                                 &format!("{at} + '/resources/{field}/{n}'"),
-                                &format!("{v}.value()", v = new(field, n))
-                            ),
-                            v = new(field, n)
+                                &format!("{m}['{n}']")
+                            )
                         )
                     })
                     .collect();
                 format!(
-                    "(c.?resources.?{field}.hasValue() ? {} : {} ? [{}] : [])",
+                    "(c.?resources.?{field}.hasValue() ? {} : size({m}) > 0 ? [{}] : [])",
                     keys.join(" + "),
-                    any_of(field),
-                    cel::patch_add(&format!("{at} + '/resources/{field}'"), &map_of(field))
+                    cel::patch_add(&format!("{at} + '/resources/{field}'"), m)
                 )
             })
             .collect();
-        format!(
-            "(c.?resources.hasValue() ? {} : {} || {} ? [{}] : [])",
+        let whole = format!(
+            "{{?'requests': size({r}) > 0 ? optional.of({r}) : optional.none(), ?'limits': \
+             size({l}) > 0 ? optional.of({l}) : optional.none()}}"
+        );
+        patch.push(format!(
+            "{items}.transformList(i, c, c.?resources.hasValue() ? {} : size({r}) > 0 || \
+             size({l}) > 0 ? [{}] : []).flatten()",
             per_field.join(" + "),
-            any_of("requests"),
-            any_of("limits"),
             cel::patch_add(&format!("{at} + '/resources'"), &whole)
-        )
-    };
-    let lists = ["initContainers", "containers"];
-    let patch: Vec<String> = lists
-        .iter()
-        .map(|list| {
-            let at = format!("'{}/{list}/' + string(i)", p.spec);
-            format!(
-                "{spec}.?{list}.orValue([]).transformList(i, c, {}).flatten()",
-                ops(&at)
-            )
-        })
-        .collect();
+        ));
+    }
     // When: a container lacks a request (or, where some tier gives
     // limits, a limit) the pod does not set; the mutation decides per tier.
     let missing: Vec<String> = RESOURCES
@@ -326,6 +324,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
             missing.join(" || ")
         ),
         patch: patch.join(" + "),
+        variables,
     }
 }
 
@@ -370,10 +369,11 @@ fn cel(_cx: &CelCtx<'_>) -> String {
         }
     }
     let missing = format!("({})", parts.join(" + "));
+    // `[[name], missing]` per container: what is missing is computed once.
     format!(
-        "(variables.pod.?initContainers.orValue([]) + variables.pod.containers).filter(c, \
-         size({missing}) > 0).map(c, 'resources (' + {WHO} + ' must set resources.' + \
-         {missing}.join(', resources.') + ')')"
+        "(variables.pod.?initContainers.orValue([]) + variables.pod.containers).map(c, \
+         [[string(c.name)], {missing}]).filter(t, size(t[1]) > 0).map(t, 'resources (container \"' + \
+         t[0][0] + '\" must set resources.' + t[1].join(', resources.') + ')')"
     )
 }
 
@@ -501,24 +501,31 @@ mod tests {
             config: &cfg,
         };
         let fix = super::fix_cel(&p);
+        // What the patch reads, computed once per container in variables.
+        let all = format!(
+            "{} {}",
+            fix.patch,
+            fix.variables
+                .iter()
+                .map(|(n, e)| format!("{n}={e}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert!(fix
+            .patch
+            .contains("variables.resources_requests_containers[i]"));
+        assert!(fix
+            .patch
+            .contains("variables.resources_limits_initContainers[i]"));
         // Requests for every tier (the built-in ones and tier 4's), limits
         // only where a tier gives them.
         assert!(
-            fix.patch
-                .contains(r#"{1: "100m", 2: "100m", 3: "250m", 4: "200m", 5: "250m"}"#),
-            "{}",
-            fix.patch
+            all.contains(r#"{1: "100m", 2: "100m", 3: "250m", 4: "200m", 5: "250m"}"#),
+            "{all}"
         );
-        assert!(
-            fix.patch.contains(r#"{4: "1"}[?variables.tier]"#),
-            "{}",
-            fix.patch
-        );
-        assert!(
-            fix.patch.contains("isGreaterThan"),
-            "never below the request"
-        );
-        assert!(!fix.patch.contains("ephemeralContainers"), "{}", fix.patch);
+        assert!(all.contains(r#"{4: "1"}[?variables.tier]"#), "{all}");
+        assert!(all.contains("isGreaterThan"), "never below the request");
+        assert!(!all.contains("ephemeralContainers"), "{all}");
         assert!(fix.when.contains("limits"), "{}", fix.when);
         // Without limits anywhere, the condition asks only for requests.
         let plain = crate::policy::config::from_test_yaml("");

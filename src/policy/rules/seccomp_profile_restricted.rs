@@ -106,6 +106,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
                 |t| format!("{t}{{type: 'RuntimeDefault'}}"),
             )
         ),
+        variables: Vec::new(),
     }
 }
 

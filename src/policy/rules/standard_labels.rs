@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::image_tag::ImageRef;
 use crate::policy::fixutil;
+use crate::policy::kinds::{POD, WORKLOADS};
 use crate::policy::target::ContainerKind;
 
 pub static RULE: Rule = Rule {
@@ -33,9 +34,7 @@ Safety: it only adds labels; it never changes one, and never a selector (a chang
         apply: FixFn::Object(fix),
         cel: None,
     },
-    cel: Cel::Webhook(
-        "the labels it derives (name, version from the image tag) and the object and template pairing are not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
 
 const NAME: &str = "app.kubernetes.io/name";
@@ -52,6 +51,32 @@ fn locations<'t>(t: &'t Target<'_>) -> Vec<(&'static str, Option<&'t BTreeMap<St
         }
     }
     out
+}
+
+/// CEL: the findings, the object's labels first, then its pod template's
+/// (named by the template's path for the kind in hand).
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let missing = |meta: &str, dotted: &str| {
+        format!(
+            "{}.filter(k, !(k in {meta}.?labels.orValue({{}}))).map(k, 'standard labels (' + \
+             {dotted} + '.labels must set ' + k + ')')",
+            cel::list(&LABELS)
+        )
+    };
+    let mut template = String::new();
+    for w in WORKLOADS.iter().filter(|w| w.gk != POD) {
+        template.push_str(&format!(
+            "request.kind.group == {} && request.kind.kind == {} ? {} : ",
+            lit(w.gk.group),
+            lit(w.gk.kind),
+            lit(&w.meta.trim_start_matches('/').replace('/', "."))
+        ));
+    }
+    format!(
+        "{} + (request.kind.group == '' && request.kind.kind == 'Pod' ? [] : {})",
+        missing("variables.obj.metadata", "'metadata'"),
+        missing("variables.podMeta", &format!("({template}'')"))
+    )
 }
 
 /// Whether `v` is a valid label value.

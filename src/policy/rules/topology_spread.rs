@@ -37,9 +37,7 @@ Safety: the constraint is `ScheduleAnyway` (a preference, never a reason a pod s
         apply: FixFn::Object(fix),
         cel: None,
     },
-    cel: Cel::Webhook(
-        "the spread or anti-affinity it accepts for the workload's own labels is not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
 
 const ZONE: &str = "topology.kubernetes.io/zone";
@@ -68,6 +66,21 @@ fn spreads(pod: &PodTemplate) -> bool {
 }
 
 /// `spec.replicas` set to 0 or 1: nothing to spread.
+/// CEL: the findings, as [`check`] finds them.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let anti = |list: &str| {
+        format!("variables.pod.?affinity.?podAntiAffinity.?{list}.orValue([]).size() > 0")
+    };
+    format!(
+        "variables.obj.spec.?replicas.orValue(2) <= 1 || \
+         variables.pod.?topologySpreadConstraints.orValue([]).exists(c, c.?topologyKey.orValue('') == {zone}) || \
+         {} || {} ? [] : ['topology spread (pod template must set a topologySpreadConstraint on {ZONE} or podAntiAffinity)']",
+        anti("requiredDuringSchedulingIgnoredDuringExecution"),
+        anti("preferredDuringSchedulingIgnoredDuringExecution"),
+        zone = lit(ZONE),
+    )
+}
+
 fn single_replica(t: &Target<'_>) -> bool {
     t.raw
         .pointer("/spec/replicas")

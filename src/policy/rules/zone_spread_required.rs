@@ -21,12 +21,23 @@ pods Pending in a cluster with too few zones, which only the owner can weigh.",
         check,
     ),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "the zone spread it requires for the workload's own labels is not written in CEL yet",
-    ),
+    cel: Cel::Findings(cel),
 };
 
 const ZONE: &str = "topology.kubernetes.io/zone";
+
+/// CEL: the findings, as [`check`] finds them.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "variables.obj.spec.?replicas.orValue(2) in [0, 1] || \
+         variables.pod.?topologySpreadConstraints.orValue([]).exists(c, \
+         c.?topologyKey.orValue('') == {zone} && c.?whenUnsatisfiable.orValue('') == 'DoNotSchedule') \
+         ? [] : ['zone spread required (' + request.kind.kind + ' \"' + \
+         variables.obj.metadata.?name.orValue(request.name) + '\" must set a \
+         topologySpreadConstraint on {ZONE} with whenUnsatisfiable=DoNotSchedule)']",
+        zone = lit(ZONE),
+    )
+}
 
 fn check(t: &Target<'_>, _r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let Some(pod) = &t.pod else { return Ok(()) };
