@@ -271,14 +271,16 @@ mod tests {
                 "capabilities-restricted",
                 "allow-privilege-escalation",
                 "seccomp-profile-restricted",
-                "resources"
+                "resources",
+                "probes",
+                "graceful-shutdown"
             ]
             .iter()
             .copied()
             .filter(|id| e.fixed.contains(id))
             .collect::<Vec<_>>()
         );
-        assert_eq!(e.fixed.len(), 4, "{:?}", e.fixed);
+        assert_eq!(e.fixed.len(), 6, "{:?}", e.fixed);
         let policies = mutating(&e);
         // One per place of the pod spec (Pod, PodTemplate, the template
         // kinds, CronJob) and fix.
@@ -286,7 +288,7 @@ mod tests {
             .iter()
             .filter_map(|p| p["metadata"]["name"].as_str())
             .collect();
-        assert_eq!(names.len(), 16, "{names:?}");
+        assert_eq!(names.len(), 4 * e.fixed.len(), "{names:?}");
         for shape in ["pod", "template", "jobtemplate-template", "podtemplate"] {
             for fix in &e.fixed {
                 let n = format!("tiergate-fix-{shape}-{fix}");
@@ -325,7 +327,8 @@ mod tests {
             .iter()
             .any(|s| s.what.contains("allow-privilege-escalation")));
         assert!(!e.stays.iter().any(|s| s.what == "the resources fix"));
-        assert!(e.stays.iter().any(|s| s.what == "the probes fix"));
+        assert!(!e.stays.iter().any(|s| s.what == "the probes fix"));
+        assert!(e.stays.iter().any(|s| s.what == "the startup-probe fix"));
     }
 
     #[test]
@@ -351,7 +354,12 @@ mod tests {
         );
         assert_eq!(
             e.fixed,
-            ["capabilities-restricted", "resources"],
+            [
+                "capabilities-restricted",
+                "resources",
+                "probes",
+                "graceful-shutdown"
+            ],
             "{:?}",
             e.fixed
         );
