@@ -156,10 +156,10 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
         return (Vec::new(), Vec::new());
     }
     // One policy per place of the pod spec (the CEL types differ).
-    let mut shapes: BTreeMap<&'static str, Vec<GroupKind>> = BTreeMap::new();
+    let mut shapes: BTreeMap<(&'static str, &'static str), Vec<GroupKind>> = BTreeMap::new();
     for w in WORKLOADS {
         if !resources_of(w.gk).is_empty() {
-            shapes.entry(w.spec).or_default().push(w.gk);
+            shapes.entry((w.spec, w.meta)).or_default().push(w.gk);
         }
     }
     // What the guards read (the rest of the validating policies' variables
@@ -178,7 +178,7 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
     }
     mode_selector.push(json!({"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}));
     let mut objects = Vec::new();
-    for (spec, gks) in shapes {
+    for ((spec, meta), gks) in shapes {
         // Named by the shape: its pod spec's parents (`template`, ...).
         let parents: Vec<String> = spec
             .split('/')
@@ -192,6 +192,7 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
         };
         let p = PatchCtx {
             spec,
+            meta,
             config: policy,
         };
         // One policy per fix: its own matchCondition says when the fix would
@@ -273,14 +274,15 @@ mod tests {
                 "seccomp-profile-restricted",
                 "resources",
                 "probes",
-                "graceful-shutdown"
+                "graceful-shutdown",
+                "standard-labels"
             ]
             .iter()
             .copied()
             .filter(|id| e.fixed.contains(id))
             .collect::<Vec<_>>()
         );
-        assert_eq!(e.fixed.len(), 6, "{:?}", e.fixed);
+        assert_eq!(e.fixed.len(), 7, "{:?}", e.fixed);
         let policies = mutating(&e);
         // One per place of the pod spec (Pod, PodTemplate, the template
         // kinds, CronJob) and fix.
@@ -358,7 +360,8 @@ mod tests {
                 "capabilities-restricted",
                 "resources",
                 "probes",
-                "graceful-shutdown"
+                "graceful-shutdown",
+                "standard-labels"
             ],
             "{:?}",
             e.fixed

@@ -89,6 +89,9 @@ pub struct CelPatch {
 /// in one kind of object (`/spec/template/spec` in a Deployment).
 pub struct PatchCtx<'a> {
     pub spec: &'a str,
+    /// The JSON pointer of the pod template's metadata (`/metadata` in a
+    /// Pod, whose template is the object).
+    pub meta: &'a str,
     /// The config the policies are made from (a fix whose values it
     /// gives, per tier, reads them here; `variables.tier` is the tier).
     pub config: &'a super::PolicyConfig,
