@@ -156,10 +156,10 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
         return (Vec::new(), Vec::new());
     }
     // One policy per place of the pod spec (the CEL types differ).
-    let mut shapes: BTreeMap<(&'static str, &'static str), Vec<GroupKind>> = BTreeMap::new();
+    let mut shapes: BTreeMap<&'static str, Vec<GroupKind>> = BTreeMap::new();
     for w in WORKLOADS {
         if !resources_of(w.gk).is_empty() {
-            shapes.entry((w.spec, w.meta)).or_default().push(w.gk);
+            shapes.entry(w.spec).or_default().push(w.gk);
         }
     }
     // What the guards read (the rest of the validating policies' variables
@@ -178,7 +178,7 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
     }
     mode_selector.push(json!({"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}));
     let mut objects = Vec::new();
-    for ((spec, meta), gks) in shapes {
+    for (spec, gks) in shapes {
         // Named by the shape: its pod spec's parents (`template`, ...).
         let parents: Vec<String> = spec
             .split('/')
@@ -192,7 +192,6 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
         };
         let p = PatchCtx {
             spec,
-            meta,
             config: policy,
         };
         // One policy per fix: its own matchCondition says when the fix would
@@ -272,17 +271,14 @@ mod tests {
                 "capabilities-restricted",
                 "allow-privilege-escalation",
                 "seccomp-profile-restricted",
-                "resources",
-                "probes",
-                "graceful-shutdown",
-                "standard-labels"
+                "resources"
             ]
             .iter()
             .copied()
             .filter(|id| e.fixed.contains(id))
             .collect::<Vec<_>>()
         );
-        assert_eq!(e.fixed.len(), 7, "{:?}", e.fixed);
+        assert_eq!(e.fixed.len(), 4, "{:?}", e.fixed);
         let policies = mutating(&e);
         // One per place of the pod spec (Pod, PodTemplate, the template
         // kinds, CronJob) and fix.
@@ -290,7 +286,7 @@ mod tests {
             .iter()
             .filter_map(|p| p["metadata"]["name"].as_str())
             .collect();
-        assert_eq!(names.len(), 4 * e.fixed.len(), "{names:?}");
+        assert_eq!(names.len(), 16, "{names:?}");
         for shape in ["pod", "template", "jobtemplate-template", "podtemplate"] {
             for fix in &e.fixed {
                 let n = format!("tiergate-fix-{shape}-{fix}");
@@ -329,8 +325,7 @@ mod tests {
             .iter()
             .any(|s| s.what.contains("allow-privilege-escalation")));
         assert!(!e.stays.iter().any(|s| s.what == "the resources fix"));
-        assert!(!e.stays.iter().any(|s| s.what == "the probes fix"));
-        assert!(e.stays.iter().any(|s| s.what == "the startup-probe fix"));
+        assert!(e.stays.iter().any(|s| s.what == "the probes fix"));
     }
 
     #[test]
@@ -356,13 +351,7 @@ mod tests {
         );
         assert_eq!(
             e.fixed,
-            [
-                "capabilities-restricted",
-                "resources",
-                "probes",
-                "graceful-shutdown",
-                "standard-labels"
-            ],
+            ["capabilities-restricted", "resources"],
             "{:?}",
             e.fixed
         );

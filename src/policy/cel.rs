@@ -89,9 +89,6 @@ pub struct CelPatch {
 /// in one kind of object (`/spec/template/spec` in a Deployment).
 pub struct PatchCtx<'a> {
     pub spec: &'a str,
-    /// The JSON pointer of the pod template's metadata (`/metadata` in a
-    /// Pod, whose template is the object).
-    pub meta: &'a str,
     /// The config the policies are made from (a fix whose values it
     /// gives, per tier, reads them here; `variables.tier` is the tier).
     pub config: &'a super::PolicyConfig,
@@ -136,50 +133,6 @@ impl PatchCtx<'_> {
             })
             .collect();
         parts.join(" + ")
-    }
-
-    /// `op(pointer, type)` for every long-running container `c` (index
-    /// `i`) that satisfies `cond`: sidecars (init containers that restart
-    /// always) and regular containers, none in a `batch` object or a pod
-    /// that does not restart (as `probes::long_running` picks them).
-    pub fn per_long_running(&self, cond: &str, op: impl Fn(&str, &str) -> String) -> String {
-        let spec = self.spec_value();
-        let parts: Vec<String> = [
-            (
-                "initContainers",
-                "c.?restartPolicy.orValue('') == 'Always' && ",
-            ),
-            ("containers", ""),
-        ]
-        .iter()
-        .map(|(list, only)| {
-            let pointer = format!("'{}/{list}/' + string(i)", self.spec);
-            format!(
-                "{spec}.?{list}.orValue([]).transformList(i, c, {only}{cond}, {})",
-                op(&pointer, &self.type_of(list))
-            )
-        })
-        .collect();
-        format!("({} ? [] : {})", self.not_long_running(), parts.join(" + "))
-    }
-
-    /// The long-running containers of the pod spec (see
-    /// [`PatchCtx::per_long_running`]).
-    pub fn long_running(&self) -> String {
-        let spec = self.spec_value();
-        format!(
-            "({} ? [] : {spec}.?initContainers.orValue([]).filter(c, \
-             c.?restartPolicy.orValue('') == 'Always') + {spec}.?containers.orValue([]))",
-            self.not_long_running()
-        )
-    }
-
-    /// CEL: the pods are not meant to run until stopped.
-    fn not_long_running(&self) -> String {
-        format!(
-            "(request.kind.group == 'batch' || {}.?restartPolicy.orValue('') in ['Never', 'OnFailure'])",
-            self.spec_value()
-        )
     }
 
     /// Every container of the pod spec (init, regular, ephemeral).

@@ -29,7 +29,7 @@ than the grace period; it changes nothing while the pod runs.",
     fix: Fix::Safe {
         summary: "add a 5s preStop sleep where a container has no preStop hook",
         apply: FixFn::Pod(fix),
-        cel: Some(fix_cel),
+        cel: None,
     },
     cel: Cel::Findings(cel),
 };
@@ -101,26 +101,6 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
-}
-
-/// The fix as CEL: a 5 s preStop sleep on the same containers, when the
-/// grace period leaves room for it.
-fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
-    let cond = "!c.?lifecycle.?preStop.hasValue()";
-    let room = format!(
-        "{}.?terminationGracePeriodSeconds.orValue({DEFAULT_GRACE}) >= {MIN_GRACE_FOR_SLEEP}",
-        p.spec_value()
-    );
-    let patch = p.per_long_running(cond, |at, ty| {
-        add_under("c", at, ty, &["lifecycle", "preStop"], |t| {
-            format!("{t}{{sleep: {t}.sleep{{seconds: 5}}}}")
-        })
-    });
-    cel::CelPatch {
-        when: format!("{room} && {}.exists(c, {cond})", p.long_running()),
-        patch,
-        variables: Vec::new(),
-    }
 }
 
 fn cel(_cx: &CelCtx<'_>) -> String {

@@ -32,7 +32,7 @@ no fix and keeps its finding.",
     fix: Fix::Safe {
         summary: "add a tcpSocket readiness probe (and liveness, if opted in) on the first TCP containerPort",
         apply: FixFn::Pod(fix),
-        cel: Some(fix_cel),
+        cel: None,
     },
     cel: Cel::Findings(cel),
 };
@@ -135,39 +135,6 @@ fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
-}
-
-/// CEL: the first declared TCP `containerPort` of the container `c` (as
-/// [`first_tcp_port`]), as a list of none or one.
-const FIRST_TCP_PORT: &str = "c.?ports.orValue([]).filter(p, p.?protocol.orValue('TCP') == 'TCP')";
-
-/// The fix as CEL: the same probes on the same containers.
-fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
-    let liveness = p.config.fixes.liveness_probe.0;
-    let mut fields = vec![("readinessProbe", "")];
-    if liveness {
-        fields.push(("livenessProbe", ", initialDelaySeconds: 30"));
-    }
-    let mut patch = Vec::new();
-    let mut when = Vec::new();
-    for (field, extra) in fields {
-        let cond = format!("!c.?{field}.hasValue() && size({FIRST_TCP_PORT}) > 0");
-        patch.push(p.per_long_running(&cond, |at, ty| {
-            cel::patch_add(
-                &format!("{at} + '/{field}'"),
-                &format!(
-                    "{ty}.{field}{{tcpSocket: {ty}.{field}.tcpSocket{{port: \
-                     {FIRST_TCP_PORT}[0].containerPort}}{extra}}}"
-                ),
-            )
-        }));
-        when.push(cond);
-    }
-    cel::CelPatch {
-        when: format!("{}.exists(c, {})", p.long_running(), when.join(" || ")),
-        patch: patch.join(" + "),
-        variables: Vec::new(),
-    }
 }
 
 fn cel(_cx: &CelCtx<'_>) -> String {

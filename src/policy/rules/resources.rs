@@ -498,7 +498,6 @@ mod tests {
         );
         let p = crate::policy::cel::PatchCtx {
             spec: "/spec/template/spec",
-            meta: "/spec/template/metadata",
             config: &cfg,
         };
         let fix = super::fix_cel(&p);
@@ -532,7 +531,6 @@ mod tests {
         let plain = crate::policy::config::from_test_yaml("");
         let fix = super::fix_cel(&crate::policy::cel::PatchCtx {
             spec: "/spec",
-            meta: "/metadata",
             config: &plain,
         });
         assert!(!fix.when.contains("limits"), "{}", fix.when);

@@ -32,7 +32,7 @@ Safety: it only adds labels; it never changes one, and never a selector (a chang
     fix: Fix::Safe {
         summary: "set app.kubernetes.io/name and version labels from the object name and image tag",
         apply: FixFn::Object(fix),
-        cel: Some(fix_cel),
+        cel: None,
     },
     cel: Cel::Findings(cel),
 };
@@ -77,106 +77,6 @@ fn cel(_cx: &CelCtx<'_>) -> String {
         missing("variables.obj.metadata", "'metadata'"),
         missing("variables.podMeta", &format!("({template}'')"))
     )
-}
-
-/// CEL: whether the string `v` is a valid, non-empty label value (as
-/// [`valid_label_value`]).
-fn valid_label_value_cel(v: &str) -> String {
-    format!("({v} != '' && size({v}) <= 63 && {v}.matches('^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$'))")
-}
-
-/// The fix as CEL: the labels [`derived`] gives (a variable), added where
-/// missing on the object and on its pod template, never changed.
-fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
-    let name = "object.metadata.?name.orValue('')";
-    let spec = p.spec_value();
-    // The tag of the first regular container's image, as ImageRef::parse
-    // finds it ('' when none), in steps (variables).
-    let image = "variables.standard_labels_image";
-    let path = "variables.standard_labels_path";
-    let tag = "variables.standard_labels_tag";
-    let variables = vec![
-        (
-            "standard_labels_image".to_string(),
-            format!(
-                "(size({spec}.?containers.orValue([])) > 0 ? \
-                 {spec}.containers[0].?image.orValue('') : '').trim().split('@')[0]"
-            ),
-        ),
-        (
-            "standard_labels_path".to_string(),
-            format!(
-                "{image}.matches('{re}') ? {image}.substring({image}.indexOf('/') + 1) : {image}",
-                re = super::image_tag::REGISTRY_RE
-            ),
-        ),
-        (
-            "standard_labels_tag".to_string(),
-            format!(
-                "{path}.lastIndexOf(':') >= 0 ? {path}.substring({path}.lastIndexOf(':') + 1) : ''"
-            ),
-        ),
-        (
-            "standard_labels".to_string(),
-            format!(
-                "{{?{}: {} ? optional.of(dyn({name})) : optional.none(), ?{}: {tag} != 'latest' \
-                 && {} ? optional.of(dyn({tag})) : optional.none()}}",
-                lit(NAME),
-                valid_label_value_cel(name),
-                lit(VERSION),
-                valid_label_value_cel(tag)
-            ),
-        ),
-    ];
-    let mut metas = vec!["/metadata".to_string()];
-    if p.spec != "/spec" {
-        metas.push(p.meta.to_string());
-    }
-    let mut patch = Vec::new();
-    let mut when = Vec::new();
-    for m in &metas {
-        let steps: Vec<&str> = m.split('/').filter(|s| !s.is_empty()).collect();
-        let at = format!("object.?{}", steps.join(".?"));
-        let labels = format!("{at}.?labels.orValue({{}})");
-        let per_key: Vec<String> = [NAME, VERSION]
-            .iter()
-            .map(|k| {
-                format!(
-                    "({k} in variables.standard_labels && !({k} in {labels}) ? [{}] : [])",
-                    cel::patch_add(
-                        &lit(&format!("{m}/labels/{}", fixutil::escape(k))),
-                        &format!("variables.standard_labels[{}]", lit(k))
-                    ),
-                    k = lit(k)
-                )
-            })
-            .collect();
-        patch.push(format!(
-            "({at}.hasValue() ? ({at}.?labels.hasValue() ? {} : [{}]) : [{}])",
-            per_key.join(" + "),
-            cel::patch_add(&lit(&format!("{m}/labels")), "variables.standard_labels"),
-            cel::patch_add(
-                &lit(m),
-                &format!(
-                    "Object.{}{{labels: variables.standard_labels}}",
-                    steps.join(".")
-                )
-            )
-        ));
-        when.push(format!(
-            "!({} in {labels}) || !({} in {labels})",
-            lit(NAME),
-            lit(VERSION)
-        ));
-    }
-    cel::CelPatch {
-        // A matchCondition cannot read the policy's variables: it asks only
-        // whether a label is missing, and the patch adds what can be derived
-        // (maybe nothing).
-        when: when.join(" || "),
-        patch: patch.join(" + "),
-        variables,
-    }
 }
 
 /// Whether `v` is a valid label value.
