@@ -903,12 +903,8 @@ fn comparable(obj: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s32_mutating_policies_make_the_engines_fixes() {
     let client = admin().await;
-    // The exemption of CONFIG names e2e-vap-t3: here it is e2e-map-t3; the
-    // probes fix adds liveness probes too (an opt-in).
-    let config = format!(
-        "{}fixes:\n  livenessProbe: true\n",
-        CONFIG.replace("e2e-vap-t3", "e2e-map-t3")
-    );
+    // The exemption of CONFIG names e2e-vap-t3: here it is e2e-map-t3.
+    let config = CONFIG.replace("e2e-vap-t3", "e2e-map-t3");
     let cfg = Config::from_yaml(&config, "test config").expect("config");
     let exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
     let fixed: Vec<String> = exported.fixed.iter().map(|s| s.to_string()).collect();
@@ -976,7 +972,7 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
     }
 
     // The engine with only those fixes on (the others stay the webhook's).
-    let mut only = config.clone();
+    let mut only = config;
     only.push_str("rules:\n");
     for r in tiergate::policy::rules::ALL {
         if r.fix.exists() && !fixed.iter().any(|f| f == r.id) {
@@ -1051,14 +1047,12 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
                     .expect("the engine judges it");
                 fixes_seen.extend(eval.fixes.iter().map(|f| f.rule));
                 match eval.fixed {
-                    // The apiserver defaults what a patch adds (a probe's
-                    // periods and thresholds) and derives pod-level
-                    // resources from the containers' after admission, on a
-                    // webhook's patch as on a policy's: the engine's fix is
-                    // admitted again, with no policy, to compare like with
-                    // like. (Not a Job: the selector the apiserver made for
-                    // it names its first uid; no default the fixes need is
-                    // in a batch object, whose pods are not long-running.)
+                    // The apiserver defaults what a patch adds and derives
+                    // pod-level resources from the containers' after
+                    // admission, on a webhook's patch as on a policy's: the
+                    // engine's fix is admitted again, with no policy, to
+                    // compare like with like. (Not a Job: the selector the
+                    // apiserver made for it names its first uid.)
                     Some(fixed)
                         if comparable(&fixed) != comparable(&admitted)
                             && !original["apiVersion"]

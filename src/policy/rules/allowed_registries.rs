@@ -106,10 +106,10 @@ fn check(pod: &PodTemplate, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result
 /// local bindings: each step is a `map`); the allow-list is normalised here.
 fn cel(cx: &CelCtx<'_>) -> String {
     let allowed = &cx.config.registries.allowed;
-    let entries: Vec<String> = allowed.iter().filter_map(|p| normalise_entry(p)).collect();
     if allowed.is_empty() {
         return "[]".to_string();
     }
+    let entries: Vec<String> = allowed.iter().filter_map(|p| normalise_entry(p)).collect();
     format!(
         "variables.containers.filter(c, c.?image.hasValue())\
          .map(c, [string(c.name), string(c.image), c.image.trim().split('@')[0]])\
