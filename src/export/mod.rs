@@ -414,7 +414,6 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
     let mut compiled = Vec::new();
     let mut stays = Vec::new();
     let mut by_apiserver = Vec::new();
-    let mut covered_kinds: Vec<GroupKind> = Vec::new();
     for rule in rules::ALL.iter().copied() {
         let table = action_table(&engine, rule);
         if table.is_empty() {
@@ -450,11 +449,6 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             .map(exemption_cel)
             .collect();
         let exempt = (!exempt.is_empty()).then(|| format!("({})", exempt.join(" || ")));
-        for k in served_kinds(rule) {
-            if !covered_kinds.contains(&k) {
-                covered_kinds.push(k);
-            }
-        }
         compiled.push(Compiled {
             rule,
             findings,
@@ -462,12 +456,13 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             table,
         });
     }
-    covered_kinds.sort();
     let (mutating, fixed) = mutations::mutating_policies(cfg, opts);
     stays.extend(always_in_webhook(cfg, opts, &fixed));
 
     let dry_run = cfg.server.dry_run;
     let mut objects = Vec::new();
+    // Every label value that names a tier as tiergate spells it.
+    let canonical: Vec<String> = Tier::ALL.iter().flat_map(|t| tier_values(*t)).collect();
     for action in [Action::Deny, Action::Warn, Action::Audit] {
         let members: Vec<&Compiled> = compiled
             .iter()
@@ -477,75 +472,6 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             continue;
         }
         let name = format!("tiergate-{}", action.name());
-        let mut variables = common_variables(policy);
-        for c in &members {
-            variables.push(json!({"name": var(c.rule), "expression": c.findings}));
-        }
-        // Deny and audit: one validation naming every rule found (the
-        // apiserver's cost grows with validations, and a denial names only
-        // its first failed one). Warn: one validation per rule, because the
-        // apiserver cuts every warning to 256 characters, so one warning
-        // could not name them all.
-        let validations: Vec<Value> = if action == Action::Warn {
-            members
-                .iter()
-                .filter_map(|c| {
-                    let v = var(c.rule);
-                    c.applies(action).map(|cond| {
-                        let message = format!(
-                            "'[{}] ' + {}",
-                            c.rule.id,
-                            bounded(&format!("variables.{v}.join('; ')"))
-                        );
-                        json!({
-                            "expression": format!("!({cond}) || size(variables.{v}) == 0"),
-                            // The apiserver evaluates every messageExpression
-                            // of a policy on every request, passing or not, in
-                            // a context of its own (the variables computed
-                            // again): a rule of some tiers only is guarded by
-                            // them, so it is not computed where it does not
-                            // apply (the message matters only where the
-                            // validation failed, so where the rule applies).
-                            "messageExpression": match tier_guard(&c.table[&action]) {
-                                Some(g) => format!("!({g}) ? '' : {message}"),
-                                None => message,
-                            },
-                            "message": format!("[{}] {}", c.rule.id, c.rule.summary),
-                        })
-                    })
-                })
-                .collect()
-        } else {
-            let parts: Vec<String> = members
-                .iter()
-                .filter_map(|c| {
-                    let v = var(c.rule);
-                    c.applies(action).map(|cond| {
-                        format!(
-                            "({cond} && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}[0] + \
-                             (size(variables.{v}) > 1 ? ' (and ' + string(size(variables.{v}) - \
-                             1) + ' more)' : '')] : [])",
-                            c.rule.id
-                        )
-                    })
-                })
-                .collect();
-            variables.push(json!({"name": "found", "expression": parts.join(" + ")}));
-            // The rules first, then as much of the detail as the apiserver
-            // keeps of a message (5,120 bytes).
-            vec![json!({
-                "expression": "size(variables.found) == 0",
-                "messageExpression": format!(
-                    "request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
-                     string(variables.tier) + ' (' + variables.found.map(d, d.substring(0, \
-                     d.indexOf(']') + 1)).join(' ') + '): ' + {}",
-                    cel::quoted("request.name"),
-                    bounded("variables.found.join('; ')")
-                ),
-                "message": "the object violates its namespace's tiergate tier",
-                "reason": "Forbidden",
-            })]
-        };
         // The binding leaves out namespaces whose mode label names a mode
         // this policy has no rule for (so a warn namespace evaluates only the
         // warn policy); the CEL decides the rest.
@@ -576,28 +502,84 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             (Action::Warn, _) => vec!["Warn"],
             _ => vec!["Audit"],
         };
-        objects.push(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": name, "labels": labels(opts)},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": match_constraints(opts, resource_rules(&covered_kinds)),
-                "matchConditions": match_conditions(),
-                "variables": variables,
-                "validations": validations,
-            },
-        }));
-        objects.push(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": name, "labels": labels(opts)},
-            "spec": {
-                "policyName": name,
-                "validationActions": actions,
-                "matchResources": {"namespaceSelector": {"matchExpressions": mode_selector}},
-            },
-        }));
+        let vap = |name: &str, members: &[&Compiled], may_break: Option<String>| {
+            let mut conditions = match_conditions();
+            if let Some(expr) = may_break {
+                conditions.push(json!({"name": "may-break", "expression": expr}));
+            }
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": name, "labels": labels(opts)},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": match_constraints(opts, resource_rules(&kinds_of(members))),
+                    "matchConditions": conditions,
+                    "variables": policy_variables(policy, action, members),
+                    "validations": validations(action, members),
+                },
+            })
+        };
+        let binding = |name: &str, policy_name: &str, tier: Vec<Value>| {
+            let mut selector = mode_selector.clone();
+            selector.extend(tier);
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": name, "labels": labels(opts)},
+                "spec": {
+                    "policyName": policy_name,
+                    "validationActions": actions,
+                    "matchResources": {"namespaceSelector": {"matchExpressions": selector}},
+                },
+            })
+        };
+        // A namespace whose tier label tiergate spells (or that has none:
+        // the config's default tier) gets the policy of its tier: only the
+        // rules of that tier, and a `may-break` condition that skips the
+        // policy, validations and messages alike, for an object that breaks
+        // none of them (the apiserver evaluates every messageExpression of
+        // a policy it runs, passing or not, so a compliant object cost
+        // every rule twice).
+        for tier in Tier::ALL {
+            let at: Vec<&Compiled> = members
+                .iter()
+                .copied()
+                .filter(|c| {
+                    c.table[&action]
+                        .iter()
+                        .any(|(_, tiers)| tiers.contains(&tier.number()))
+                })
+                .collect();
+            if at.is_empty() {
+                continue;
+            }
+            let tier_name = format!("{name}-t{}", tier.number());
+            objects.push(vap(&tier_name, &at, may_break(policy, &at)));
+            objects.push(binding(
+                &tier_name,
+                &tier_name,
+                vec![json!({"key": TIER_LABEL, "operator": "In", "values": tier_values(tier)})],
+            ));
+            if tier == policy.defaults.tier {
+                objects.push(binding(
+                    &format!("{tier_name}-unlabelled"),
+                    &tier_name,
+                    vec![json!({"key": TIER_LABEL, "operator": "DoesNotExist"})],
+                ));
+            }
+        }
+        // Any other spelling (`Enterprise`, or a value that names no tier,
+        // which means the default tier): every rule, the tier read in CEL.
+        objects.push(vap(&name, &members, None));
+        objects.push(binding(
+            &name,
+            &name,
+            vec![
+                json!({"key": TIER_LABEL, "operator": "Exists"}),
+                json!({"key": TIER_LABEL, "operator": "NotIn", "values": canonical}),
+            ],
+        ));
     }
     objects.extend(mutating);
     Ok(Export {
@@ -607,6 +589,163 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
         by_apiserver,
         fixed,
     })
+}
+
+/// The kinds these rules judge (a policy matches only those: fewer
+/// requests to evaluate, and fewer kinds for the apiserver's type checking,
+/// which compiles every expression against every kind matched).
+fn kinds_of(members: &[&Compiled]) -> Vec<GroupKind> {
+    let mut kinds: Vec<GroupKind> = Vec::new();
+    for c in members {
+        for k in served_kinds(c.rule) {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+    }
+    kinds.sort();
+    kinds
+}
+
+/// A validating policy's variables: the common ones, then each rule's
+/// findings.
+fn policy_variables(cfg: &PolicyConfig, action: Action, members: &[&Compiled]) -> Vec<Value> {
+    let mut variables = common_variables(cfg);
+    // Warn: each rule's findings are written into its own validation and
+    // message instead (used once in each, so nothing is computed twice
+    // more than before), because the apiserver's type checking compiles
+    // every variable again for every expression and every kind matched.
+    if action == Action::Warn {
+        return variables;
+    }
+    for c in members {
+        variables.push(json!({"name": var(c.rule), "expression": c.findings}));
+    }
+    if let Some(found) = found_variable(action, members) {
+        variables.push(found);
+    }
+    variables
+}
+
+/// Deny and audit: `variables.found`, the first finding of every rule
+/// found (see [`validations`]); warn: none.
+fn found_variable(action: Action, members: &[&Compiled]) -> Option<Value> {
+    if action == Action::Warn {
+        return None;
+    }
+    let parts: Vec<String> = members
+        .iter()
+        .filter_map(|c| {
+            let v = var(c.rule);
+            c.applies(action).map(|cond| {
+                format!(
+                    "({cond} && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}[0] + \
+                     (size(variables.{v}) > 1 ? ' (and ' + string(size(variables.{v}) - \
+                     1) + ' more)' : '')] : [])",
+                    c.rule.id
+                )
+            })
+        })
+        .collect();
+    Some(json!({"name": "found", "expression": parts.join(" + ")}))
+}
+
+/// A policy's validations. Deny and audit: one validation naming every
+/// rule found (the apiserver's cost grows with validations, and a denial
+/// names only its first failed one). Warn: one validation per rule,
+/// because the apiserver cuts every warning to 256 characters once a
+/// response's warnings pass 4 KiB, so one warning could not name them all.
+fn validations(action: Action, members: &[&Compiled]) -> Vec<Value> {
+    if action != Action::Warn {
+        // The rules first, then as much of the detail as the apiserver
+        // keeps of a message (5,120 bytes).
+        return vec![json!({
+            "expression": "size(variables.found) == 0",
+            "messageExpression": format!(
+                "request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
+                 string(variables.tier) + ' (' + variables.found.map(d, d.substring(0, \
+                 d.indexOf(']') + 1)).join(' ') + '): ' + {}",
+                cel::quoted("request.name"),
+                bounded("variables.found.join('; ')")
+            ),
+            "message": "the object violates its namespace's tiergate tier",
+            "reason": "Forbidden",
+        })];
+    }
+    members
+        .iter()
+        .filter_map(|c| {
+            let findings = &c.findings;
+            c.applies(action).map(|cond| {
+                // The findings joined once, bound by a one-element map.
+                let message = format!(
+                    "[({findings}).join('; ')].map(j, '[{}] ' + {})[0]",
+                    c.rule.id,
+                    bounded("j")
+                );
+                json!({
+                    "expression": format!("!({cond}) || size({findings}) == 0"),
+                    // The apiserver evaluates every messageExpression of a
+                    // policy on every request, passing or not, in a context
+                    // of its own (the variables computed again): a rule of
+                    // some tiers only is guarded by them, so it is not
+                    // computed where it does not apply (the message matters
+                    // only where the validation failed, so where the rule
+                    // applies).
+                    "messageExpression": match tier_guard(&c.table[&action]) {
+                        Some(g) => format!("!({g}) ? '' : {message}"),
+                        None => message,
+                    },
+                    "message": format!("[{}] {}", c.rule.id, c.rule.summary),
+                })
+            })
+        })
+        .collect()
+}
+
+/// CEL for a policy's `matchConditions`, which see neither its variables
+/// nor the namespace: the object may break one of these rules (ignoring
+/// mode, exemptions and the webhook-only label, which only ever turn a
+/// finding off). The common variables are bound by one-element
+/// comprehensions (`[x].exists(v, ...)`, CEL here has no `cel.bind`), so
+/// each is computed once. `None` (no condition: the policy always runs)
+/// when a rule reads the namespace or a variable it cannot bind.
+fn may_break(cfg: &PolicyConfig, members: &[&Compiled]) -> Option<String> {
+    let common: BTreeMap<String, String> = common_variables(cfg)
+        .into_iter()
+        .filter_map(|v| {
+            Some((
+                v["name"].as_str()?.to_string(),
+                v["expression"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    // Longest names first, so `variables.pod` never eats `variables.podMeta`.
+    let bound = [
+        ("containers", "tgContainers"),
+        ("podMeta", "tgPodMeta"),
+        ("pod", "tgPod"),
+        ("obj", "tgObj"),
+    ];
+    let bind = |expr: &str| {
+        bound.iter().fold(expr.to_string(), |e, (name, to)| {
+            e.replace(&format!("variables.{name}"), to)
+        })
+    };
+    let mut parts = Vec::new();
+    for c in members {
+        let body = bind(&c.findings);
+        if body.contains("variables.") || body.contains("namespaceObject") {
+            return None;
+        }
+        parts.push(format!("size({body}) > 0"));
+    }
+    let mut expr = parts.join(" || ");
+    for (name, to) in bound {
+        let value = bind(common.get(name)?);
+        expr = format!("[{value}].exists({to}, {expr})");
+    }
+    Some(expr)
 }
 
 /// What every generated policy matches: these resources, outside the

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -306,6 +308,38 @@ fn corpus_prerequisites() {
     );
 }
 
+/// Wait until the apiserver has loaded the policy each of these namespaces
+/// is judged by: `canary` (which breaks a rule of every tier) is warned,
+/// denied, or (audit mode) audited there. The policies are compiled one by
+/// one after an apply, so one namespace's policy acting says nothing of
+/// another's.
+async fn wait_until_judged(client: &Client, namespaces: &[String], canary: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for ns in namespaces {
+        loop {
+            let a = dry_run_create(client, Some(ns), canary).await;
+            let acted = a.warnings.iter().any(|w| w.contains("tiergate-"))
+                || (a.status >= 400 && a.body.to_string().contains("tiergate"));
+            let audited = || async {
+                let Some(id) = &a.audit_id else { return false };
+                audit_annotations().await.get(id).is_some_and(|ann| {
+                    ann.contains_key("validation.policy.admission.k8s.io/validation_failure")
+                })
+            };
+            if acted || audited().await {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the policies never applied in {ns}: HTTP {} {:?}",
+                a.status,
+                a.warnings
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
 /// The audit log's annotations, by audit ID, once the apiserver has written
 /// the events of the requests just made.
 async fn audit_annotations() -> BTreeMap<String, serde_json::Map<String, Value>> {
@@ -390,6 +424,19 @@ pub async fn apply_bound_policies(cfg: &Config, prefix: &str, scenarios: &[&str]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Every namespace bound (each tier has policies of its own, compiled
+    // one by one).
+    let listed: Api<Namespace> = Api::all(client.clone());
+    let selector = format!("e2e.tiergate.io/scenario in ({})", scenarios.join(","));
+    let judged: Vec<String> = listed
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .expect("namespaces")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    wait_until_judged(&client, &judged, &canary).await;
     exported.objects
 }
 
@@ -516,6 +563,16 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // And in every namespace the policies judge (each tier and mode has a
+    // policy of its own).
+    let judged: Vec<String> = namespaces()
+        .into_iter()
+        .filter(|(_, l)| {
+            l.get(export::ADMISSION_LABEL).map(String::as_str) != Some(export::WEBHOOK_VALUE)
+        })
+        .map(|(n, _)| n)
+        .collect();
+    wait_until_judged(&client, &judged, &canary).await;
 
     let engine = Engine::new(cfg.policy.clone());
     let expect = |obj: &Value, ns: Option<&(String, BTreeMap<String, String>)>| {
