@@ -35,11 +35,17 @@ use crate::harness::{admin, cluster, metric_sum, Scenario, Webhooks, MUTATE, TIE
 
 /// The Deployment of every write: the web Deployment of `make bench-load`
 /// (two containers, tests/data/web-deployment.json), named `name`, in the
-/// namespace it is created in.
+/// namespace it is created in. `E2E_BENCH_OBJECT=compliant`: the same
+/// Deployment written to pass every rule of tier 1 that the object alone
+/// decides (tests/data/web-deployment-compliant.json), what an enforced
+/// namespace mostly sees.
 fn deployment(name: &str) -> Deployment {
-    let mut d: serde_json::Value =
-        serde_json::from_str(include_str!("../data/web-deployment.json"))
-            .expect("the bench Deployment");
+    let text = if std::env::var("E2E_BENCH_OBJECT").as_deref() == Ok("compliant") {
+        include_str!("../data/web-deployment-compliant.json")
+    } else {
+        include_str!("../data/web-deployment.json")
+    };
+    let mut d: serde_json::Value = serde_json::from_str(text).expect("the bench Deployment");
     d["metadata"]["name"] = name.into();
     if let Some(m) = d["metadata"].as_object_mut() {
         m.remove("namespace");
@@ -478,6 +484,7 @@ async fn apiserver_write_cost() {
         "benchmark": "tiergate bench-apiserver",
         "smoke": smoke,
         "writes_per_cell": writes,
+        "object": std::env::var("E2E_BENCH_OBJECT").unwrap_or_else(|_| "web".to_string()),
         "rounds": rounds,
         "configs": {
             "a none": "no webhook matches the namespace",

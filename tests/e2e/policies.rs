@@ -436,6 +436,12 @@ pub async fn apply_bound_policies(cfg: &Config, prefix: &str, scenarios: &[&str]
         .into_iter()
         .filter_map(|n| n.metadata.name)
         .collect();
+    // A Deployment: a Pod would need each namespace's ServiceAccount.
+    let canary = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "canary"},
+        "spec": {"selector": {"matchLabels": {"app": "canary"}},
+                 "template": {"metadata": {"labels": {"app": "canary"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}}}});
     wait_until_judged(&client, &judged, &canary).await;
     exported.objects
 }
