@@ -513,7 +513,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                 "metadata": {"name": name, "labels": labels(opts)},
                 "spec": {
                     "failurePolicy": "Fail",
-                    "matchConstraints": match_constraints(opts, resource_rules(&kinds_of(members))),
+                    "matchConstraints": match_constraints(resource_rules(&kinds_of(members))),
                     "matchConditions": conditions,
                     "variables": policy_variables(policy, action, members),
                     "validations": validations(action, members),
@@ -521,7 +521,8 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             })
         };
         let binding = |name: &str, policy_name: &str, tier: Vec<Value>| {
-            let mut selector = mode_selector.clone();
+            let mut selector = vec![not_excluded(opts)];
+            selector.extend(mode_selector.iter().cloned());
             selector.extend(tier);
             json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
@@ -748,17 +749,26 @@ fn may_break(cfg: &PolicyConfig, members: &[&Compiled]) -> Option<String> {
     Some(expr)
 }
 
-/// What every generated policy matches: these resources, outside the
-/// excluded namespaces.
-fn match_constraints(opts: &ExportOptions, resource_rules: Vec<Value>) -> Value {
+/// What every generated policy matches: these resources. The excluded
+/// namespaces are left out by each binding ([`not_excluded`]), not here:
+/// the apiserver parses a policy's and a binding's namespace selector
+/// again on every request, before it looks at the resource, for every
+/// policy it has, so a policy with an empty one costs nothing for the
+/// kinds it does not match.
+fn match_constraints(resource_rules: Vec<Value>) -> Value {
     json!({
         "matchPolicy": "Equivalent",
-        "namespaceSelector": {"matchExpressions": [{
-            "key": "kubernetes.io/metadata.name",
-            "operator": "NotIn",
-            "values": opts.excluded_namespaces,
-        }]},
+        "namespaceSelector": {},
         "resourceRules": resource_rules,
+    })
+}
+
+/// A binding's selector requirement: not an excluded namespace.
+fn not_excluded(opts: &ExportOptions) -> Value {
+    json!({
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": opts.excluded_namespaces,
     })
 }
 
@@ -1185,6 +1195,99 @@ mod tests {
         assert!(a.covered.contains(&"privileged") && a.covered.contains(&"image-tag"));
         assert!(!a.covered.contains(&"pdb"));
         assert!(a.stays.iter().any(|s| s.what == "rule pdb"));
+    }
+
+    #[test]
+    fn each_tier_has_its_own_policies_skipped_when_nothing_breaks() {
+        let cfg = Config::from_yaml("defaults: {tier: 2, mode: warn}\n", "t").expect("config");
+        let e = admission_policies(&cfg, &ExportOptions::default()).expect("export");
+        let find = |kind: &str, name: &str| {
+            e.objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{kind} {name}"))
+                .clone()
+        };
+        let tier_req = |b: &Value| {
+            b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+                .as_array()
+                .expect("expressions")
+                .iter()
+                .filter(|r| r["key"] == TIER_LABEL)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        // Tier 1: its rules only, bound to the labels that name it.
+        let t1 = find("ValidatingAdmissionPolicy", "tiergate-warn-t1");
+        let text = t1["spec"]["validations"].to_string();
+        assert!(
+            text.contains("[privileged]") && !text.contains("[probes]"),
+            "{text}"
+        );
+        assert_eq!(
+            tier_req(&find(
+                "ValidatingAdmissionPolicyBinding",
+                "tiergate-warn-t1"
+            )),
+            vec![json!({"key": TIER_LABEL, "operator": "In", "values": ["1", "foundation"]})]
+        );
+        let t2 = find("ValidatingAdmissionPolicy", "tiergate-warn-t2");
+        assert!(t2["spec"]["validations"].to_string().contains("[probes]"));
+        // The default tier also takes the unlabelled namespaces.
+        assert_eq!(
+            tier_req(&find(
+                "ValidatingAdmissionPolicyBinding",
+                "tiergate-warn-t2-unlabelled"
+            )),
+            vec![json!({"key": TIER_LABEL, "operator": "DoesNotExist"})]
+        );
+        assert!(!e
+            .objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "tiergate-warn-t1-unlabelled"));
+        // Any other spelling: the all-tier policy, the tier read in CEL.
+        let fallback = tier_req(&find("ValidatingAdmissionPolicyBinding", "tiergate-warn"));
+        assert_eq!(
+            fallback[0],
+            json!({"key": TIER_LABEL, "operator": "Exists"})
+        );
+        assert_eq!(fallback[1]["operator"], "NotIn");
+        assert_eq!(fallback[1]["values"].as_array().map(Vec::len), Some(11));
+        // A policy is skipped when nothing breaks, unless one of its rules
+        // reads the namespace (which a matchCondition cannot see).
+        for p in e
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "ValidatingAdmissionPolicy")
+        {
+            let name = p["metadata"]["name"].as_str().unwrap_or("");
+            let may_break = p["spec"]["matchConditions"]
+                .as_array()
+                .expect("conditions")
+                .iter()
+                .find(|c| c["name"] == "may-break");
+            let rule_vars = p["spec"]["variables"]
+                .as_array()
+                .expect("variables")
+                .iter()
+                .filter(|v| v["name"].as_str().is_some_and(|n| n.starts_with("f_")))
+                .map(Value::to_string)
+                .collect::<String>();
+            let reads_ns = p["spec"]["validations"]
+                .to_string()
+                .contains("namespaceObject")
+                || rule_vars.contains("namespaceObject");
+            let per_tier = name.contains("-t");
+            assert_eq!(may_break.is_some(), per_tier && !reads_ns, "{name}");
+            if let Some(c) = may_break {
+                let expr = c["expression"].as_str().unwrap_or("");
+                assert!(
+                    !expr.contains("variables.") && !expr.contains("namespaceObject"),
+                    "{expr}"
+                );
+                assert!(expr.starts_with("[dyn(object)].exists(tgObj, "), "{expr}");
+            }
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{
-    common_variables, exemption_cel, labels, match_conditions, match_constraints, resources_of,
-    tier_mode_cel, ExportOptions, MODES,
+    common_variables, exemption_cel, labels, match_conditions, match_constraints, not_excluded,
+    resources_of, tier_mode_cel, ExportOptions, MODES,
 };
 use crate::config::Config;
 use crate::policy::cel::{covered, PatchCtx};
@@ -217,7 +217,7 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
                 "spec": {
                     "failurePolicy": "Fail",
                     "reinvocationPolicy": "IfNeeded",
-                    "matchConstraints": match_constraints(opts, patchable_rules(&gks)),
+                    "matchConstraints": match_constraints(patchable_rules(&gks)),
                     "matchConditions": conditions,
                     "variables": variables,
                     "mutations": [{
@@ -226,14 +226,15 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
                     }],
                 },
             }));
+            let mut binding_selector = vec![not_excluded(opts)];
+            binding_selector.extend(selector(&mode_selector, tiers, policy.defaults.tier));
             objects.push(json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": "MutatingAdmissionPolicyBinding",
                 "metadata": {"name": name, "labels": labels(opts)},
                 "spec": {
                     "policyName": name,
-                    "matchResources": {"namespaceSelector": {
-                        "matchExpressions": selector(&mode_selector, tiers, policy.defaults.tier)}},
+                    "matchResources": {"namespaceSelector": {"matchExpressions": binding_selector}},
                 },
             }));
         }
@@ -380,7 +381,9 @@ mod tests {
         // allow-privilege-escalation is a tier-2 rule.
         let ape = expr("tiergate-fix-pod-allow-privilege-escalation");
         assert!(ape.contains("variables.tier >= 2"), "{ape}");
-        // The binding leaves audit-mode namespaces out.
+        // The binding leaves the excluded and the audit-mode namespaces
+        // out; the policy selects every namespace (the apiserver parses
+        // every policy's selector on every request).
         let binding = e
             .objects
             .iter()
@@ -388,7 +391,18 @@ mod tests {
             .expect("binding");
         assert_eq!(
             binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"],
-            json!([{"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}])
+            json!([{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                    "values": ["kube-system", "kube-node-lease", "tiergate-system"]},
+                   {"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}])
+        );
+        let policy = e
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "MutatingAdmissionPolicy")
+            .expect("policy");
+        assert_eq!(
+            policy["spec"]["matchConstraints"]["namespaceSelector"],
+            json!({})
         );
     }
 
