@@ -8,13 +8,21 @@
 //! are the same. What stays in the webhook, and why, is listed next to them
 //! ([`Export::stays`]).
 //!
-//! Three policies, one per action (`tiergate-deny`, `-warn`, `-audit`),
-//! each bound once: a rule appears in a policy's validations guarded by the
-//! tiers and modes in which the engine gives it that action. The deny policy
-//! has one validation naming every denied rule (the apiserver reports only
-//! the first failed validation of a denial); warn and audit have one per
-//! rule. [`hybrid_webhooks`] narrows the webhooks so the apiserver does not
-//! call tiergate for what a policy already judges.
+//! Per action (deny, warn, audit), one policy per tier
+//! (`tiergate-warn-t1` …), bound to the namespaces whose tier label names
+//! that tier as tiergate spells it (and, for the config's default tier, to
+//! those with no label), holding only that tier's rules, with a
+//! `may-break` matchCondition over the object alone that skips the policy
+//! when none of them finds anything (the apiserver evaluates every
+//! messageExpression of a policy it runs, so without it a compliant object
+//! cost every rule twice); and one policy of every tier
+//! (`tiergate-warn`), the tier read in CEL, for any other spelling. A rule
+//! appears in a policy's validations guarded by the tiers and modes in which
+//! the engine gives it that action. The deny policy has one validation
+//! naming every denied rule (the apiserver reports only the first failed
+//! validation of a denial), and so does audit; warn has one per rule.
+//! [`hybrid_webhooks`] narrows the webhooks so the apiserver does not call
+//! tiergate for what a policy already judges.
 use std::collections::BTreeMap;
 
 mod mutations;
