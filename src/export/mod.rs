@@ -749,13 +749,25 @@ fn may_break(cfg: &PolicyConfig, members: &[&Compiled]) -> Option<String> {
         }
         parts.push(format!("size({body}) > 0"));
     }
-    let mut expr = parts.join(" || ");
+    // One expression holds every rule, under the match conditions' smaller
+    // cost budget (a quarter of the policy's): past this many containers the
+    // condition is true at once, and the policy judges the object as it
+    // did without it (each rule an expression of its own), rather than
+    // failing a write for running out of budget.
+    let mut expr = format!(
+        "size(tgContainers) > {MAY_BREAK_MAX_CONTAINERS} || {}",
+        parts.join(" || ")
+    );
     for (name, to) in bound {
         let value = bind(common.get(name)?);
         expr = format!("[{value}].exists({to}, {expr})");
     }
     Some(expr)
 }
+
+/// Past this many containers a `may-break` condition does not look (see
+/// [`may_break`]).
+const MAY_BREAK_MAX_CONTAINERS: usize = 50;
 
 /// What every generated policy matches: these resources. The excluded
 /// namespaces are left out by each binding ([`not_excluded`]), not here:
@@ -1294,6 +1306,7 @@ mod tests {
                     "{expr}"
                 );
                 assert!(expr.starts_with("[dyn(object)].exists(tgObj, "), "{expr}");
+                assert!(expr.contains("size(tgContainers) > 50 || "), "{expr}");
             }
         }
     }
