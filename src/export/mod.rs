@@ -630,18 +630,13 @@ fn policy_variables(cfg: &PolicyConfig, action: Action, members: &[&Compiled]) -
     for c in members {
         variables.push(json!({"name": var(c.rule), "expression": c.findings}));
     }
-    if let Some(found) = found_variable(action, members) {
-        variables.push(found);
-    }
+    variables.push(found_variable(action, members));
     variables
 }
 
 /// Deny and audit: `variables.found`, the first finding of every rule
-/// found (see [`validations`]); warn: none.
-fn found_variable(action: Action, members: &[&Compiled]) -> Option<Value> {
-    if action == Action::Warn {
-        return None;
-    }
+/// found (see [`validations`]).
+fn found_variable(action: Action, members: &[&Compiled]) -> Value {
     let parts: Vec<String> = members
         .iter()
         .filter_map(|c| {
@@ -656,7 +651,7 @@ fn found_variable(action: Action, members: &[&Compiled]) -> Option<Value> {
             })
         })
         .collect();
-    Some(json!({"name": "found", "expression": parts.join(" + ")}))
+    json!({"name": "found", "expression": parts.join(" + ")})
 }
 
 /// A policy's validations. Deny and audit: one validation naming every
