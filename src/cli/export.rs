@@ -46,6 +46,12 @@ pub struct AdmissionPoliciesArgs {
     #[arg(long = "exclude-namespace", value_name = "NS",
           default_values_t = crate::audit::EXCLUDED.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     pub exclude: Vec<String>,
+    /// No tiergate mutating webhook runs beside the policies: bind each
+    /// fix's MutatingAdmissionPolicy in every tier the fix is on (by
+    /// default, where hybrid mode calls the mutating webhook anyway, the
+    /// webhook applies the fix in that call; see webhook-only.md).
+    #[arg(long)]
+    pub without_mutating_webhook: bool,
 }
 
 /// `1.37` (or `v1.37`) → 37.
@@ -65,6 +71,7 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         kube_minor: kube_minor(&a.kube_version)?,
         excluded_namespaces: a.exclude.clone(),
         config_digest: Config::digest(bytes.as_deref()),
+        without_mutating_webhook: a.without_mutating_webhook,
     };
     let exported = export::admission_policies(&cfg, &opts)?;
     let policies = export::to_yaml(&exported.objects)?;

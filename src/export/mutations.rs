@@ -5,6 +5,10 @@
 //! `fix-needed` matchCondition keeps the apiserver from running the
 //! mutation on objects it would not change.
 //!
+//! Only in the tiers where hybrid mode does not call the mutating webhook
+//! for workloads anyway ([`super::webhook_fix_tiers`]): there the webhook
+//! applies every fix in its one call, cheaper than a policy's patch.
+//!
 //! The guards are the mutating webhook's: the fix is on in the namespace's
 //! tier and mode (never in audit mode, never under the global dry-run,
 //! which only records what it would patch), the rule is not exempted, the
@@ -42,6 +46,43 @@ pub fn policy_fixes(cfg: &PolicyConfig, dry_run: bool, kube_minor: u32) -> Vec<&
         .iter()
         .filter(|r| fix_in_policy(r, cfg, dry_run, kube_minor))
         .map(|r| r.id)
+        .collect()
+}
+
+/// The fixes a MutatingAdmissionPolicy could apply that the mutating
+/// webhook applies instead in some tiers (those of
+/// [`super::webhook_fix_tiers`]): (rule, those tiers).
+pub(super) fn left_to_webhook(cfg: &Config, opts: &ExportOptions) -> Vec<(&'static str, Vec<u8>)> {
+    let policy = &cfg.policy;
+    let fixable = policy_fixes(policy, cfg.server.dry_run, opts.kube_minor);
+    let kept = kept_tiers(cfg, opts);
+    let engine = Engine::new(policy.clone());
+    rules::ALL
+        .iter()
+        .filter(|r| fixable.contains(&r.id))
+        .filter_map(|r| {
+            let mut tiers: Vec<u8> = fix_table(&engine, r)
+                .into_iter()
+                .flat_map(|(_, t)| t)
+                .filter(|t| kept.contains(t))
+                .collect();
+            tiers.sort_unstable();
+            tiers.dedup();
+            (!tiers.is_empty()).then_some((r.id, tiers))
+        })
+        .collect()
+}
+
+/// The tiers where the mutating webhook applies the fixes policies could
+/// (none without one).
+fn kept_tiers(cfg: &Config, opts: &ExportOptions) -> Vec<u8> {
+    if opts.without_mutating_webhook {
+        return Vec::new();
+    }
+    let fixable = policy_fixes(&cfg.policy, cfg.server.dry_run, opts.kube_minor);
+    super::webhook_fix_tiers(&cfg.policy, &fixable)
+        .iter()
+        .map(|t| t.number())
         .collect()
 }
 
@@ -127,13 +168,24 @@ fn patchable_rules(gks: &[GroupKind]) -> Vec<Value> {
 pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec<&'static str>) {
     let policy = &cfg.policy;
     let engine = Engine::new(policy.clone());
+    // Where the mutating webhook is called anyway, it applies every fix.
+    let kept = kept_tiers(cfg, opts);
     // (rule, CEL condition it is on) for every fix the apiserver applies.
     let mut fixes: Vec<(&'static Rule, String, Vec<u8>)> = Vec::new();
     for rule in rules::ALL.iter().copied() {
         if !fix_in_policy(rule, policy, cfg.server.dry_run, opts.kube_minor) {
             continue;
         }
-        let table = fix_table(&engine, rule);
+        let table: Vec<(Mode, Vec<u8>)> = fix_table(&engine, rule)
+            .into_iter()
+            .map(|(mode, tiers)| {
+                (
+                    mode,
+                    tiers.into_iter().filter(|t| !kept.contains(t)).collect(),
+                )
+            })
+            .filter(|(_, tiers): &(Mode, Vec<u8>)| !tiers.is_empty())
+            .collect();
         if table.is_empty() {
             continue;
         }
@@ -256,6 +308,18 @@ mod tests {
         admission_policies(&cfg, &opts).expect("export")
     }
 
+    /// As [`export`], for a cluster with no mutating webhook: every fix's
+    /// policy bound in every tier it is on.
+    fn export_alone(yaml: &str, kube_minor: u32) -> crate::export::Export {
+        let cfg = Config::from_yaml(yaml, "test").expect("config");
+        let opts = ExportOptions {
+            kube_minor,
+            without_mutating_webhook: true,
+            ..ExportOptions::default()
+        };
+        admission_policies(&cfg, &opts).expect("export")
+    }
+
     fn mutating(e: &crate::export::Export) -> Vec<&Value> {
         e.objects
             .iter()
@@ -265,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_pss_and_resources_fixes_run_in_the_apiserver_from_1_36() {
-        let e = export("defaults: {tier: 3}\n", 37);
+        let e = export_alone("defaults: {tier: 3}\n", 37);
         assert_eq!(
             e.fixed,
             [
@@ -330,6 +394,83 @@ mod tests {
     }
 
     #[test]
+    fn where_the_mutating_webhook_is_called_anyway_it_applies_every_fix() {
+        // The embedded tiers: from tier 2 fixes CEL does not make (probes,
+        // graceful-shutdown, ...) call the mutating webhook.
+        let e = export("defaults: {tier: 3}\n", 37);
+        assert_eq!(e.fixed, ["capabilities-restricted", "resources"]);
+        let tier1: Vec<String> = [
+            "2",
+            "production",
+            "3",
+            "enterprise",
+            "4",
+            "multi-cluster",
+            "multicluster",
+            "5",
+            "hyperscale",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let bindings: Vec<&Value> = e
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == "MutatingAdmissionPolicyBinding")
+            .collect();
+        assert_eq!(bindings.len(), 8);
+        for b in &bindings {
+            // Only tier 1, and never an unlabelled namespace (tier 3 here).
+            let exprs = &b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"];
+            assert!(
+                exprs
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["key"] == TIER_LABEL && r["operator"] == "Exists"),
+                "{b}"
+            );
+            let outside = exprs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["key"] == TIER_LABEL && r["operator"] == "NotIn")
+                .expect("tiers left out");
+            let mut got: Vec<String> =
+                serde_json::from_value(outside["values"].clone()).expect("values");
+            got.sort();
+            let mut want = tier1.clone();
+            want.sort();
+            assert_eq!(got, want, "{b}");
+        }
+        // The policies' own CEL agrees for other spellings of the tier.
+        for p in mutating(&e) {
+            let x = p["spec"]["mutations"][0]["jsonPatch"]["expression"]
+                .as_str()
+                .unwrap_or("");
+            assert!(x.contains("variables.tier in [1]"), "{x}");
+        }
+        // What the webhook applies instead is listed, with its tiers.
+        for id in [
+            "capabilities-restricted",
+            "allow-privilege-escalation",
+            "seccomp-profile-restricted",
+            "resources",
+        ] {
+            let what = format!("the {id} fix in tiers 2 to 5");
+            assert!(
+                e.stays.iter().any(|s| s.what == what),
+                "{what}: {:?}",
+                e.stays
+            );
+        }
+        // Without a mutating webhook, every tier.
+        let alone = export_alone("defaults: {tier: 3}\n", 37);
+        assert_eq!(alone.fixed.len(), 4);
+        assert!(!alone.stays.iter().any(|s| s.what.contains(" fix in tier")));
+    }
+
+    #[test]
     fn no_mutating_policy_before_1_36_or_under_dry_run() {
         let old = export("defaults: {tier: 3}\n", 35);
         assert!(old.fixed.is_empty() && mutating(&old).is_empty());
@@ -360,7 +501,7 @@ mod tests {
 
     #[test]
     fn guards_follow_tier_mode_and_exemptions() {
-        let e = export(
+        let e = export_alone(
             "defaults: {tier: 1, mode: enforce}\nexemptions:\n  - reason: legacy\n    \
              namespaces: [legacy]\n    rules: [capabilities-restricted]\n",
             37,
@@ -415,6 +556,30 @@ mod tests {
         let without = crate::export::hybrid_mutating_webhooks(&base, &cfg.policy, &fixed);
         let text = |v: &Value| v.to_string();
         assert!(text(&with).contains("capabilities"), "{with}");
-        assert!(!text(&without).contains("capabilities"), "{without}");
+        // At tier 1 nothing else calls it; from tier 2 it is called for the
+        // fixes CEL does not make, and there applies these too.
+        assert_eq!(
+            crate::export::webhook_fix_tiers(&cfg.policy, &fixed),
+            [
+                Tier::Production,
+                Tier::Enterprise,
+                Tier::MultiCluster,
+                Tier::Hyperscale
+            ]
+        );
+        let hooks = without["webhooks"].as_array().expect("webhooks");
+        assert!(
+            !hooks
+                .iter()
+                .any(|w| w["name"].as_str().is_some_and(|n| n.starts_with("t1-"))),
+            "{without}"
+        );
+        assert!(
+            hooks
+                .iter()
+                .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with("t2-")))
+                .any(|w| w.to_string().contains("capabilities")),
+            "{without}"
+        );
     }
 }

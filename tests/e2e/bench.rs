@@ -9,7 +9,10 @@
 //! audit labels), (e) hybrid mode at tier 3 (the admission policies of
 //! `tiergate export admission-policies` and the webhooks narrowed to what
 //! they leave), (f) and (g): (b) and (e) at tier 1, (h) the policies alone
-//! at tier 1 with no webhook, and with `E2E_BENCH_BEFORE`, (d). Each cell creates `E2E_BENCH_WRITES` Deployments (two
+//! at tier 1 with no webhook, (i), (j), (k) the floor of any admission
+//! policy: one that always warns, one that patches once, both (what no
+//! policy content can go below), and with `E2E_BENCH_BEFORE`, (d). Each
+//! cell creates `E2E_BENCH_WRITES` Deployments (two
 //! containers, unique names) from 1 or 16 clients, as server-side dry-runs
 //! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
 //!
@@ -242,6 +245,101 @@ async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>,
     (validate, mutate)
 }
 
+/// The floor of any admission policy, whatever it checks: (i) one
+/// ValidatingAdmissionPolicy whose one validation always fails, with a
+/// messageExpression, bound with Warn (what a warning from a policy costs
+/// at least), (j) one MutatingAdmissionPolicy that adds a label once (what
+/// a patch from a policy costs at least: the apiserver's encode, patch,
+/// decode and reinvocation), (k) both. The namespaces are labelled
+/// `e2e.tiergate.io/floor` (warn, patch, both), which no tiergate binding
+/// selects. Waits until the apiserver acts on all three.
+async fn apply_floor(client: &kube::Client) {
+    const LABEL: &str = "e2e.tiergate.io/floor";
+    let yaml = format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: bench-floor-warn}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}
+  validations:
+  - expression: "false"
+    messageExpression: "'[floor] ' + object.metadata.name + ' always warns'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: bench-floor-warn}}
+spec:
+  policyName: bench-floor-warn
+  validationActions: [Warn]
+  matchResources:
+    namespaceSelector:
+      matchExpressions: [{{key: {LABEL}, operator: In, values: [warn, both]}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {{name: bench-floor-patch}}
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: IfNeeded
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}
+  matchConditions:
+  - name: not-patched
+    expression: "!has(object.metadata.labels) || !('floor.e2e.tiergate.io/patched' in object.metadata.labels)"
+  mutations:
+  - patchType: JSONPatch
+    jsonPatch:
+      expression: "[JSONPatch{{op: 'add', path: '/metadata/labels/floor.e2e.tiergate.io~1patched', value: 'true'}}]"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {{name: bench-floor-patch}}
+spec:
+  policyName: bench-floor-patch
+  matchResources:
+    namespaceSelector:
+      matchExpressions: [{{key: {LABEL}, operator: In, values: [patch, both]}}]
+"#
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for which in ["warn", "patch", "both"] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {
+            "name": format!("bench-floor-{which}"), "labels": {LABEL: which}}}))
+        .expect("namespace");
+        let _ = namespaces.create(&PostParams::default(), &obj).await;
+    }
+    crate::policies::apply(&yaml);
+    let canary = serde_json::to_value(deployment("floor-canary")).expect("json");
+    let start = Instant::now();
+    for which in ["warn", "patch", "both"] {
+        loop {
+            let a = crate::policies::dry_run_create(
+                client,
+                Some(&format!("bench-floor-{which}")),
+                &canary,
+            )
+            .await;
+            let warned = a.warnings.iter().any(|w| w.contains("[floor]"));
+            let patched = a.body["metadata"]["labels"]["floor.e2e.tiergate.io/patched"] == "true";
+            let want = (which != "patch", which != "warn");
+            if a.status == 201 && (warned, patched) == want {
+                break;
+            }
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "the floor policies never acted in bench-floor-{which}: HTTP {} {:?}",
+                a.status,
+                a.warnings
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -289,6 +387,8 @@ async fn apiserver_write_cost() {
         .await;
     let (validate_names, mutate_names) =
         apply_policies(&[&hybrid, &hybrid1], &["bench-policies"]).await;
+    // (i), (j), (k): the floor of any policy that warns or patches.
+    apply_floor(&client).await;
     // (a) nothing, (c) Pod Security Admission at restricted.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for (ns, labels) in [
@@ -326,6 +426,9 @@ async fn apiserver_write_cost() {
         ),
         ("g t1 hybrid", hybrid1.ns.clone(), Some(pid_of(&hybrid1))),
         ("h t1 policies", "bench-policies".to_string(), None),
+        ("i floor warn", "bench-floor-warn".to_string(), None),
+        ("j floor patch", "bench-floor-patch".to_string(), None),
+        ("k floor both", "bench-floor-both".to_string(), None),
     ];
     // `E2E_BENCH_CONFIGS=a,h`: only these configurations (by letter), e.g.
     // while a profile of the apiserver is taken.
@@ -494,6 +597,9 @@ async fn apiserver_write_cost() {
             "f t1 tiergate": "as b, at tier foundation",
             "g t1 hybrid": "as e, at tier foundation",
             "h t1 policies": "the admission policies alone at tier foundation, no webhook (hybrid where no remaining rule or fix needs tiergate)",
+            "i floor warn": "one ValidatingAdmissionPolicy whose one validation always fails, bound with Warn: the least a warning from any policy costs",
+            "j floor patch": "one MutatingAdmissionPolicy adding a label once: the least a patch from any policy costs",
+            "k floor both": "i and j together: the least any policy that warns and patches (as h does on the usual web Deployment) costs",
         },
         "cells": rows,
     });

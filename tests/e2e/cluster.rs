@@ -1306,8 +1306,9 @@ async fn managed_admission_policies_follow_the_config() {
     // One per fix the apiserver applies and pod-spec shape (Pod,
     // PodTemplate, the template kinds, CronJob).
     let cfg = tiergate::config::Config::from_yaml(first, "first").expect("config");
-    let fixes =
-        tiergate::export::policy_fixes(&cfg.policy, false, tiergate::policy::pss::LATEST_MINOR);
+    let fixes = tiergate::export::admission_policies(&cfg, &Default::default())
+        .expect("export")
+        .fixed;
     assert!(fixes.contains(&"resources"), "{fixes:?}");
     assert_eq!(bindings.len(), 4 * fixes.len(), "{bindings:?}");
     // A reload to dry-run: no mutating policy, the validating ones relabelled.

@@ -72,14 +72,14 @@ fn rest(api_version: &str, kind: &str) -> Option<(String, &'static str, bool)> {
 }
 
 /// What the apiserver answered to one dry-run create.
-struct Answer {
-    status: u16,
-    body: Value,
-    warnings: Vec<String>,
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub warnings: Vec<String>,
     audit_id: Option<String>,
 }
 
-async fn dry_run_create(client: &Client, ns: Option<&str>, obj: &Value) -> Answer {
+pub async fn dry_run_create(client: &Client, ns: Option<&str>, obj: &Value) -> Answer {
     let av = obj["apiVersion"].as_str().unwrap_or("");
     let kind = obj["kind"].as_str().unwrap_or("");
     let (base, plural, namespaced) = rest(av, kind).expect("a kind the test knows");
@@ -446,7 +446,7 @@ pub async fn apply_bound_policies(cfg: &Config, prefix: &str, scenarios: &[&str]
     exported.objects
 }
 
-fn apply(yaml: &str) {
+pub fn apply(yaml: &str) {
     let t = Instant::now();
     let r = KUBECTL_ADMIN.run(&["apply", "--server-side", "-f", "-"], Some(yaml));
     assert!(r.ok, "kubectl apply: {}\n{}", r.stderr, r.stdout);
@@ -865,6 +865,7 @@ async fn s31_hybrid_mode_loses_no_finding() {
             a.audit_id.clone().expect("audit id"),
             want,
             warned,
+            a.warnings.clone(),
         ));
     }
     // The webhooks' findings, from the audit log.
@@ -881,8 +882,13 @@ async fn s31_hybrid_mode_loses_no_finding() {
             (id, text)
         })
         .collect();
+    // The policies' rules in the order of their validations.
+    let covered = export::admission_policies(&cfg, &ExportOptions::default())
+        .expect("export")
+        .covered;
     let mut mismatches = Vec::new();
-    for (label, id, want, warned) in &pending {
+    let mut capped = 0usize;
+    for (label, id, want, warned, warnings) in &pending {
         let webhook = by_id.get(id).map(String::as_str).unwrap_or("");
         if webhook.is_empty() {
             skipped_calls += 1;
@@ -894,6 +900,24 @@ async fn s31_hybrid_mode_loses_no_finding() {
             .filter(|r| webhook.split([' ', ',', ';', ':']).any(|w| w == *r))
             .collect();
         let got: BTreeSet<&'static str> = warned.union(&by_webhook).copied().collect();
+        // The apiserver dropped the last of the policies' warnings (past
+        // its 4 KiB of warnings per response; the webhooks' own warnings
+        // count too), as s30 allows.
+        let want_policies: BTreeSet<&str> = want
+            .iter()
+            .copied()
+            .filter(|r| !by_webhook.contains(r) && covered.contains(r))
+            .collect();
+        let warned_policies: BTreeSet<&str> = warned.iter().copied().collect();
+        let only_policies_missing = want.difference(&got).all(|r| covered.contains(r));
+        if &got != want
+            && only_policies_missing
+            && got.is_subset(want)
+            && tail_dropped(warnings, &warned_policies, &want_policies, &covered)
+        {
+            capped += 1;
+            continue;
+        }
         if &got != want {
             mismatches.push(format!(
                 "{label}: policies {warned:?} + webhook {by_webhook:?}, the engine {want:?}"
@@ -902,7 +926,7 @@ async fn s31_hybrid_mode_loses_no_finding() {
     }
     eprintln!(
         "e2e: hybrid: {} objects, {skipped_calls} with no validating webhook finding (not called \
-         or nothing found)",
+         or nothing found), {capped} with the last warnings dropped by the apiserver's 4 KiB limit",
         pending.len()
     );
     delete_all(&policies);
@@ -969,7 +993,13 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
     // The exemption of CONFIG names e2e-vap-t3: here it is e2e-map-t3.
     let config = CONFIG.replace("e2e-vap-t3", "e2e-map-t3");
     let cfg = Config::from_yaml(&config, "test config").expect("config");
-    let exported = export::admission_policies(&cfg, &ExportOptions::default()).expect("export");
+    // Every fix's policy in every tier it is on: here no mutating webhook
+    // applies them where hybrid mode would call it anyway.
+    let opts = ExportOptions {
+        without_mutating_webhook: true,
+        ..ExportOptions::default()
+    };
+    let exported = export::admission_policies(&cfg, &opts).expect("export");
     let fixed: Vec<String> = exported.fixed.iter().map(|s| s.to_string()).collect();
     assert!(
         fixed.len() >= 4,
