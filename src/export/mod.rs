@@ -516,11 +516,22 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             (Action::Warn, _) => vec!["Warn"],
             _ => vec!["Audit"],
         };
-        let vap = |name: &str, members: &[&Compiled], may_break: Option<String>| {
+        let vap = |name: &str, members: &[&Compiled], per_tier: bool| {
             let mut conditions = match_conditions();
-            if let Some(expr) = may_break {
+            if let Some(expr) = per_tier.then(|| may_break(policy, members)).flatten() {
                 conditions.push(json!({"name": "may-break", "expression": expr}));
             }
+            let (variables, validations) = if per_tier {
+                (
+                    policy_variables(policy, members),
+                    validations(action, members),
+                )
+            } else {
+                (
+                    fallback_variables(policy, action, members),
+                    fallback_validations(action, members),
+                )
+            };
             json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": "ValidatingAdmissionPolicy",
@@ -529,8 +540,8 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                     "failurePolicy": "Fail",
                     "matchConstraints": match_constraints(resource_rules(&kinds_of(members))),
                     "matchConditions": conditions,
-                    "variables": policy_variables(policy, action, members),
-                    "validations": validations(action, members),
+                    "variables": variables,
+                    "validations": validations,
                 },
             })
         };
@@ -570,7 +581,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                 continue;
             }
             let tier_name = format!("{name}-t{}", tier.number());
-            objects.push(vap(&tier_name, &at, may_break(policy, &at)));
+            objects.push(vap(&tier_name, &at, true));
             objects.push(binding(
                 &tier_name,
                 &tier_name,
@@ -586,7 +597,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
         }
         // Any other spelling (`Enterprise`, or a value that names no tier,
         // which means the default tier): every rule, the tier read in CEL.
-        objects.push(vap(&name, &members, None));
+        objects.push(vap(&name, &members, false));
         objects.push(binding(
             &name,
             &name,
@@ -622,9 +633,95 @@ fn kinds_of(members: &[&Compiled]) -> Vec<GroupKind> {
     kinds
 }
 
-/// A validating policy's variables: the common ones, then each rule's
-/// findings.
-fn policy_variables(cfg: &PolicyConfig, action: Action, members: &[&Compiled]) -> Vec<Value> {
+/// A per-tier policy's variables: the common ones, then each rule's
+/// findings (`variables.f_<id>`, computed at most once in each of the
+/// validation's and the message's contexts). Variables, not the findings
+/// written into the two expressions: the apiserver's type checking takes
+/// minutes on one expression holding every rule, and a variable is
+/// compiled once for each of the two (and each kind).
+fn policy_variables(cfg: &PolicyConfig, members: &[&Compiled]) -> Vec<Value> {
+    let mut variables = common_variables(cfg);
+    for c in members {
+        variables.push(json!({"name": var(c.rule), "expression": c.findings}));
+    }
+    variables
+}
+
+/// Past this many characters a warning's details are cut: the apiserver
+/// cuts every warning of a response to 256 characters once they pass
+/// 4 KiB in all, so a warning this size leaves room for others (the
+/// webhooks', Pod Security Admission's) with every rule id intact.
+const WARN_DETAIL_MAX: usize = 1500;
+
+/// Past this many characters a denial's or an audit annotation's details
+/// are cut (the apiserver keeps 5,120 bytes of a message).
+const DETAIL_MAX: usize = 3500;
+
+/// A policy's one validation. It fails when a rule that applies (its tier,
+/// mode, exemptions) finds something, trying the rules most often broken
+/// first, so on an object that breaks one it stops there. Its message names
+/// every rule found, then their findings (catalog order): the apiserver
+/// evaluates every messageExpression on every request, passing or not, in
+/// a context of its own, so one validation per rule computed every rule
+/// twice, where this computes them once for the message and, on a failing
+/// object, a few for the validation (the variables are computed at most
+/// once in each context). One warning also names every rule
+/// where Pod Security Admission names its checks, and a denial (which
+/// shows only a policy's first failed validation) names them all.
+fn validations(action: Action, members: &[&Compiled]) -> Vec<Value> {
+    let applying: Vec<(&Compiled, String)> = members
+        .iter()
+        .filter_map(|c| c.applies(action).map(|cond| (*c, cond)))
+        .collect();
+    let mut tried: Vec<&(&Compiled, String)> = applying.iter().collect();
+    tried.sort_by_key(|(c, _)| {
+        MOST_OFTEN_BROKEN
+            .iter()
+            .position(|id| *id == c.rule.id)
+            .unwrap_or(MOST_OFTEN_BROKEN.len())
+    });
+    let breaks: Vec<String> = tried
+        .iter()
+        .map(|(c, cond)| format!("(({cond}) && size(variables.{}) > 0)", var(c.rule)))
+        .collect();
+    let found: Vec<String> = applying
+        .iter()
+        .map(|(c, cond)| {
+            let v = var(c.rule);
+            format!(
+                "(({cond}) && size(variables.{v}) > 0 ? ['[{}] ' + variables.{v}.join('; ')] : [])",
+                c.rule.id
+            )
+        })
+        .collect();
+    let max = if action == Action::Warn {
+        WARN_DETAIL_MAX
+    } else {
+        DETAIL_MAX
+    };
+    let (found, breaks) = if found.is_empty() {
+        ("[]".to_string(), "false".to_string())
+    } else {
+        (found.join(" + "), breaks.join(" || "))
+    };
+    vec![json!({
+        "expression": format!("!({breaks})"),
+        // The rules first, then as much of the detail as fits.
+        "messageExpression": format!(
+            "[{found}].map(l, request.kind.kind + ' ' + {} + ' violates tiergate tier ' + \
+             string(variables.tier) + ' (' + l.map(d, d.substring(0, d.indexOf(']') + 1))\
+             .join(' ') + '): ' + {})[0]",
+            cel::quoted("request.name"),
+            bounded("l.join('; ')", max)
+        ),
+        "message": "the object violates its namespace's tiergate tier",
+        "reason": "Forbidden",
+    })]
+}
+
+/// The all-tier policy's variables: the common ones, then (deny and
+/// audit) each rule's findings.
+fn fallback_variables(cfg: &PolicyConfig, action: Action, members: &[&Compiled]) -> Vec<Value> {
     let mut variables = common_variables(cfg);
     // Warn: each rule's findings are written into its own validation and
     // message instead (used once in each, so nothing is computed twice
@@ -641,7 +738,7 @@ fn policy_variables(cfg: &PolicyConfig, action: Action, members: &[&Compiled]) -
 }
 
 /// Deny and audit: `variables.found`, the first finding of every rule
-/// found (see [`validations`]).
+/// found (see [`fallback_validations`]).
 fn found_variable(action: Action, members: &[&Compiled]) -> Value {
     let parts: Vec<String> = members
         .iter()
@@ -660,12 +757,14 @@ fn found_variable(action: Action, members: &[&Compiled]) -> Value {
     json!({"name": "found", "expression": parts.join(" + ")})
 }
 
-/// A policy's validations. Deny and audit: one validation naming every
+/// The all-tier policy's validations (for tier labels tiergate does not
+/// spell, rare; [`validations`] in one expression for every rule of every
+/// tier takes the apiserver's type checking minutes). Deny and audit: one validation naming every
 /// rule found (the apiserver's cost grows with validations, and a denial
 /// names only its first failed one). Warn: one validation per rule,
 /// because the apiserver cuts every warning to 256 characters once a
 /// response's warnings pass 4 KiB, so one warning could not name them all.
-fn validations(action: Action, members: &[&Compiled]) -> Vec<Value> {
+fn fallback_validations(action: Action, members: &[&Compiled]) -> Vec<Value> {
     if action != Action::Warn {
         // The rules first, then as much of the detail as the apiserver
         // keeps of a message (5,120 bytes).
@@ -676,7 +775,7 @@ fn validations(action: Action, members: &[&Compiled]) -> Vec<Value> {
                  string(variables.tier) + ' (' + variables.found.map(d, d.substring(0, \
                  d.indexOf(']') + 1)).join(' ') + '): ' + {}",
                 cel::quoted("request.name"),
-                bounded("variables.found.join('; ')")
+                bounded("variables.found.join('; ')", DETAIL_MAX)
             ),
             "message": "the object violates its namespace's tiergate tier",
             "reason": "Forbidden",
@@ -691,7 +790,7 @@ fn validations(action: Action, members: &[&Compiled]) -> Vec<Value> {
                 let message = format!(
                     "[({findings}).join('; ')].map(j, '[{}] ' + {})[0]",
                     c.rule.id,
-                    bounded("j")
+                    bounded("j", DETAIL_MAX)
                 );
                 json!({
                     "expression": format!("!({cond}) || size({findings}) == 0"),
@@ -841,10 +940,10 @@ fn match_conditions() -> Vec<Value> {
     ]
 }
 
-/// CEL: the string `expr`, cut to 3,500 characters (a message the
+/// CEL: the string `expr`, cut to `max` characters (a message the
 /// apiserver finds too long is replaced by the static one).
-fn bounded(expr: &str) -> String {
-    format!("(size({expr}) > 3500 ? {expr}.substring(0, 3500) + '...' : {expr})")
+fn bounded(expr: &str, max: usize) -> String {
+    format!("(size({expr}) > {max} ? {expr}.substring(0, {max}) + '...' : {expr})")
 }
 
 /// What no policy judges, whatever the config, and the fixes no policy
@@ -1437,6 +1536,27 @@ mod tests {
         // Every rule is still there; the common ones come first.
         assert!(at("'resources (") < at("'privileged ("), "{expr}");
         assert!(at("runAsNonRoot") < at("hostNetwork"), "{expr}");
+        // One validation, tried in the same order; its message names every
+        // rule found, in the catalog's order.
+        let v = t1["spec"]["validations"].as_array().expect("validations");
+        assert_eq!(v.len(), 1, "{v:?}");
+        let check = v[0]["expression"].as_str().unwrap_or("");
+        let at = |needle: &str| check.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(
+            at("variables.f_resources)") < at("variables.f_privileged)"),
+            "{check}"
+        );
+        let msg = v[0]["messageExpression"].as_str().unwrap_or("");
+        let at = |needle: &str| msg.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(at("'[privileged] '") < at("'[resources] '"), "{msg}");
+        assert!(msg.contains(&format!("> {WARN_DETAIL_MAX} ?")), "{msg}");
+        // The all-tier policy (other spellings) keeps one per rule.
+        let all = e
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "tiergate-warn")
+            .expect("all-tier warn policy");
+        assert!(all["spec"]["validations"].as_array().map_or(0, Vec::len) > 10);
     }
 
     #[test]
