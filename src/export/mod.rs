@@ -757,10 +757,10 @@ fn found_variable(action: Action, members: &[&Compiled]) -> Value {
     json!({"name": "found", "expression": parts.join(" + ")})
 }
 
-/// The all-tier policy's validations (for tier labels tiergate does not
-/// spell, rare; [`validations`] in one expression for every rule of every
-/// tier takes the apiserver's type checking minutes). Deny and audit: one validation naming every
-/// rule found (the apiserver's cost grows with validations, and a denial
+/// The all-tier policy's validations, for tier labels tiergate does not
+/// spell (rare; [`validations`] over every rule of every tier took the
+/// apiserver's type checking minutes for this policy). Deny and audit: one
+/// validation naming every rule found (the apiserver's cost grows with validations, and a denial
 /// names only its first failed one). Warn: one validation per rule,
 /// because the apiserver cuts every warning to 256 characters once a
 /// response's warnings pass 4 KiB, so one warning could not name them all.
@@ -843,7 +843,8 @@ fn may_break(cfg: &PolicyConfig, members: &[&Compiled]) -> Option<String> {
     };
     // The rules real manifests break most often first: the OR stops at the
     // first rule broken, so an object that breaks one costs little more
-    // than that rule (the validations and messages judge it in full after).
+    // than that rule here (the validation stops early too; the message
+    // judges every rule).
     let mut ordered: Vec<&&Compiled> = members.iter().collect();
     ordered.sort_by_key(|c| {
         MOST_OFTEN_BROKEN
