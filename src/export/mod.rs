@@ -470,8 +470,8 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             table,
         });
     }
-    let (mutating, fixed) = mutations::mutating_policies(cfg, opts);
-    stays.extend(always_in_webhook(cfg, opts, &fixed));
+    let (mutating, fixed, left) = mutations::mutating_policies(cfg, opts);
+    stays.extend(always_in_webhook(cfg, opts, &fixed, left));
 
     let dry_run = cfg.server.dry_run;
     let mut objects = Vec::new();
@@ -674,12 +674,7 @@ fn validations(action: Action, members: &[&Compiled]) -> Vec<Value> {
         .filter_map(|c| c.applies(action).map(|cond| (*c, cond)))
         .collect();
     let mut tried: Vec<&(&Compiled, String)> = applying.iter().collect();
-    tried.sort_by_key(|(c, _)| {
-        MOST_OFTEN_BROKEN
-            .iter()
-            .position(|id| *id == c.rule.id)
-            .unwrap_or(MOST_OFTEN_BROKEN.len())
-    });
+    tried.sort_by_key(|(c, _)| how_often_broken(c.rule));
     let breaks: Vec<String> = tried
         .iter()
         .map(|(c, cond)| format!("(({cond}) && size(variables.{}) > 0)", var(c.rule)))
@@ -846,12 +841,7 @@ fn may_break(cfg: &PolicyConfig, members: &[&Compiled]) -> Option<String> {
     // than that rule here (the validation stops early too; the message
     // judges every rule).
     let mut ordered: Vec<&&Compiled> = members.iter().collect();
-    ordered.sort_by_key(|c| {
-        MOST_OFTEN_BROKEN
-            .iter()
-            .position(|id| *id == c.rule.id)
-            .unwrap_or(MOST_OFTEN_BROKEN.len())
-    });
+    ordered.sort_by_key(|c| how_often_broken(c.rule));
     let mut parts = Vec::new();
     for c in ordered {
         let body = bind(&c.findings);
@@ -905,6 +895,15 @@ const MOST_OFTEN_BROKEN: &[&str] = &[
     "restricted-volumes",
 ];
 
+/// A rule's place in [`MOST_OFTEN_BROKEN`] (after it: every other rule,
+/// in the catalog's order, the sort being stable).
+fn how_often_broken(rule: &Rule) -> usize {
+    MOST_OFTEN_BROKEN
+        .iter()
+        .position(|id| *id == rule.id)
+        .unwrap_or(MOST_OFTEN_BROKEN.len())
+}
+
 /// Past this many containers a `may-break` condition does not look (see
 /// [`may_break`]).
 const MAY_BREAK_MAX_CONTAINERS: usize = 50;
@@ -949,12 +948,16 @@ fn bounded(expr: &str, max: usize) -> String {
 
 /// What no policy judges, whatever the config, and the fixes no policy
 /// applies under this one.
-fn always_in_webhook(cfg: &Config, opts: &ExportOptions, fixed: &[&str]) -> Vec<Stay> {
+fn always_in_webhook(
+    cfg: &Config,
+    opts: &ExportOptions,
+    fixed: &[&str],
+    left: mutations::LeftToWebhook,
+) -> Vec<Stay> {
     let s = |what: &str, why: &str| Stay {
         what: what.to_string(),
         why: why.to_string(),
     };
-    let left = mutations::left_to_webhook(cfg, opts);
     let mut fixes: Vec<Stay> = rules::ALL
         .iter()
         .filter(|r| r.fix.exists() && !fixed.contains(&r.id))

@@ -49,30 +49,6 @@ pub fn policy_fixes(cfg: &PolicyConfig, dry_run: bool, kube_minor: u32) -> Vec<&
         .collect()
 }
 
-/// The fixes a MutatingAdmissionPolicy could apply that the mutating
-/// webhook applies instead in some tiers (those of
-/// [`super::webhook_fix_tiers`]): (rule, those tiers).
-pub(super) fn left_to_webhook(cfg: &Config, opts: &ExportOptions) -> Vec<(&'static str, Vec<u8>)> {
-    let policy = &cfg.policy;
-    let fixable = policy_fixes(policy, cfg.server.dry_run, opts.kube_minor);
-    let kept = kept_tiers(cfg, opts);
-    let engine = Engine::new(policy.clone());
-    rules::ALL
-        .iter()
-        .filter(|r| fixable.contains(&r.id))
-        .filter_map(|r| {
-            let mut tiers: Vec<u8> = fix_table(&engine, r)
-                .into_iter()
-                .flat_map(|(_, t)| t)
-                .filter(|t| kept.contains(t))
-                .collect();
-            tiers.sort_unstable();
-            tiers.dedup();
-            (!tiers.is_empty()).then_some((r.id, tiers))
-        })
-        .collect()
-}
-
 /// The tiers where the mutating webhook applies the fixes policies could
 /// (none without one).
 fn kept_tiers(cfg: &Config, opts: &ExportOptions) -> Vec<u8> {
@@ -163,20 +139,41 @@ fn patchable_rules(gks: &[GroupKind]) -> Vec<Value> {
         .collect()
 }
 
-/// The MutatingAdmissionPolicies and bindings, and the rules whose fixes
-/// they apply. Empty before 1.36 and under the global dry-run.
-pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec<&'static str>) {
+/// The fixes a MutatingAdmissionPolicy could apply that the mutating
+/// webhook applies instead in some tiers (those of
+/// [`super::webhook_fix_tiers`]): (rule, those tiers).
+pub type LeftToWebhook = Vec<(&'static str, Vec<u8>)>;
+
+/// The MutatingAdmissionPolicies and bindings, the rules whose fixes they
+/// apply, and the fixes left to the webhook in some tiers. Empty before
+/// 1.36 and under the global dry-run.
+pub fn mutating_policies(
+    cfg: &Config,
+    opts: &ExportOptions,
+) -> (Vec<Value>, Vec<&'static str>, LeftToWebhook) {
     let policy = &cfg.policy;
     let engine = Engine::new(policy.clone());
     // Where the mutating webhook is called anyway, it applies every fix.
     let kept = kept_tiers(cfg, opts);
+    let mut left: LeftToWebhook = Vec::new();
     // (rule, CEL condition it is on) for every fix the apiserver applies.
     let mut fixes: Vec<(&'static Rule, String, Vec<u8>)> = Vec::new();
     for rule in rules::ALL.iter().copied() {
         if !fix_in_policy(rule, policy, cfg.server.dry_run, opts.kube_minor) {
             continue;
         }
-        let table: Vec<(Mode, Vec<u8>)> = fix_table(&engine, rule)
+        let full = fix_table(&engine, rule);
+        let mut to_webhook: Vec<u8> = full
+            .iter()
+            .flat_map(|(_, t)| t.iter().copied())
+            .filter(|t| kept.contains(t))
+            .collect();
+        to_webhook.sort_unstable();
+        to_webhook.dedup();
+        if !to_webhook.is_empty() {
+            left.push((rule.id, to_webhook));
+        }
+        let table: Vec<(Mode, Vec<u8>)> = full
             .into_iter()
             .map(|(mode, tiers)| {
                 (
@@ -205,7 +202,7 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
         fixes.push((rule, cond, tiers));
     }
     if fixes.is_empty() {
-        return (Vec::new(), Vec::new());
+        return (Vec::new(), Vec::new(), left);
     }
     // One policy per place of the pod spec (the CEL types differ).
     let mut shapes: BTreeMap<&'static str, Vec<GroupKind>> = BTreeMap::new();
@@ -291,7 +288,7 @@ pub fn mutating_policies(cfg: &Config, opts: &ExportOptions) -> (Vec<Value>, Vec
             }));
         }
     }
-    (objects, fixes.iter().map(|(r, _, _)| r.id).collect())
+    (objects, fixes.iter().map(|(r, _, _)| r.id).collect(), left)
 }
 
 #[cfg(test)]
