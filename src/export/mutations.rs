@@ -1,9 +1,14 @@
 //! The safe fixes the apiserver can apply itself: MutatingAdmissionPolicies
-//! (GA in Kubernetes 1.36), one per fix and shape of object (where the pod
-//! spec is), each with one JSONPatch mutation, from the CEL each rule's file
-//! gives next to its Rust fix ([`crate::policy::cel::CelFix`]); a
-//! `fix-needed` matchCondition keeps the apiserver from running the
-//! mutation on objects it would not change.
+//! (GA in Kubernetes 1.36), one per shape of object (where the pod spec
+//! is), from the CEL each rule's file gives next to its Rust fix
+//! ([`crate::policy::cel::CelFix`]): every fix of that shape in as few
+//! JSONPatch mutations as their fields allow ([`order`]), each fix guarded
+//! by its tier, mode and exemptions and by when it would change something;
+//! a `fix-needed` matchCondition (any of them would) keeps the apiserver
+//! from running the policy on objects it would not change. Each policy and
+//! each mutation costs the apiserver an encode, a patch and a decode of the
+//! whole object, so one policy with one mutation costs about what one fix
+//! alone did (`make bench-apiserver`, floors (l) and (m)).
 //!
 //! Only in the tiers where hybrid mode does not call the mutating webhook
 //! for workloads anyway ([`super::webhook_fix_tiers`]): there the webhook
@@ -25,7 +30,7 @@ use super::{
     resources_of, tier_mode_cel, ExportOptions, MODES,
 };
 use crate::config::Config;
-use crate::policy::cel::{covered, PatchCtx};
+use crate::policy::cel::{covered, CelPatch, Field, PatchCtx};
 use crate::policy::config::PolicyConfig;
 use crate::policy::kinds::{GroupKind, WORKLOADS};
 use crate::policy::namespace::{MODE_LABEL, TIER_LABEL};
@@ -139,6 +144,72 @@ fn patchable_rules(gks: &[GroupKind]) -> Vec<Value> {
         .collect()
 }
 
+/// The fixes of one policy as JSONPatch mutations, each a list of indexes
+/// into `fixes` (given in the engine's order, kept within a mutation).
+///
+/// The engine applies every fix in one pass to the object as it came, each
+/// merging what it adds into what earlier ones added. One JSONPatch can do
+/// the same for fixes that never add the same field whole (the second add
+/// would replace the first); the mutations after it see what it changed.
+/// So, as few mutations as: two fixes that may add the same field
+/// ([`CelPatch::writes`]) go to different mutations in the engine's order;
+/// a fix that reads what an earlier one wrote ([`CelPatch::after`]) comes
+/// after it; one that reads a field as it came ([`CelPatch::before`])
+/// never after a fix that writes it, nor an earlier fix that reads what a
+/// later one writes. Constraints that cannot all hold (none in the
+/// catalog: a test checks) give one mutation per fix in the engine's
+/// order, as separate policies would.
+fn order(fixes: &[&CelPatch]) -> Vec<Vec<usize>> {
+    let n = fixes.len();
+    let meets = |a: &[Field], b: &[Field]| a.iter().any(|f| b.contains(f));
+    // (a, b, c): mutation[a] >= mutation[b] + c.
+    let mut edges: Vec<(usize, usize, usize)> = Vec::new();
+    for later in 0..n {
+        for earlier in 0..later {
+            let (e, l) = (fixes[earlier], fixes[later]);
+            if meets(&e.writes, &l.writes) || meets(&l.after, &e.writes) {
+                edges.push((later, earlier, 1));
+            }
+            if meets(&e.after, &l.writes) {
+                edges.push((later, earlier, 0));
+            }
+        }
+    }
+    for reader in 0..n {
+        for writer in (0..n).filter(|&w| w != reader) {
+            if meets(&fixes[reader].before, &fixes[writer].writes) {
+                edges.push((writer, reader, 0));
+            }
+        }
+    }
+    let mut at = vec![0usize; n];
+    let mut settled = false;
+    for _ in 0..=n {
+        let mut changed = false;
+        for &(a, b, c) in &edges {
+            if at[a] < at[b] + c {
+                at[a] = at[b] + c;
+                changed = true;
+            }
+        }
+        if !changed {
+            settled = true;
+            break;
+        }
+    }
+    if !settled {
+        return (0..n).map(|i| vec![i]).collect();
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, &g) in at.iter().enumerate() {
+        if groups.len() <= g {
+            groups.resize_with(g + 1, Vec::new);
+        }
+        groups[g].push(i);
+    }
+    groups
+}
+
 /// The fixes a MutatingAdmissionPolicy could apply that the mutating
 /// webhook applies instead in some tiers (those of
 /// [`super::webhook_fix_tiers`]): (rule, those tiers).
@@ -234,59 +305,95 @@ pub fn mutating_policies(
             .filter(|s| !s.is_empty() && *s != "spec")
             .map(str::to_lowercase)
             .collect();
-        let shape = match (spec.starts_with("/spec"), parents.is_empty()) {
+        let name = match (spec.starts_with("/spec"), parents.is_empty()) {
             (_, true) => "tiergate-fix-pod".to_string(),
             (true, false) => format!("tiergate-fix-{}", parents.join("-")),
             (false, false) => format!("tiergate-fix-pod{}", parents.join("-")),
         };
+        let meta = WORKLOADS
+            .iter()
+            .find(|w| w.spec == spec)
+            .map_or("/metadata", |w| w.meta);
         let p = PatchCtx {
             spec,
+            meta,
             config: policy,
         };
-        // One policy per fix: its own matchCondition says when the fix would
-        // change something, so the apiserver runs no mutation (the costly
-        // part) on an object that needs none.
-        for (rule, cond, tiers) in &fixes {
-            let Some(fix) = rule.fix.cel() else { continue };
-            let fix = fix(&p);
-            let name = format!("{shape}-{}", rule.id);
-            let mut conditions = match_conditions();
-            conditions.push(json!({"name": "not-controller-owned",
-                "expression": "!object.metadata.?ownerReferences.orValue([])\
-                               .exists(r, r.?controller.orValue(false) == true)"}));
-            conditions.push(json!({"name": "fix-needed", "expression": fix.when}));
-            let mut variables = variables.clone();
-            for (n, expression) in &fix.variables {
-                variables.push(json!({"name": n, "expression": expression}));
-            }
-            objects.push(json!({
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingAdmissionPolicy",
-                "metadata": {"name": name, "labels": labels(opts)},
-                "spec": {
-                    "failurePolicy": "Fail",
-                    "reinvocationPolicy": "IfNeeded",
-                    "matchConstraints": match_constraints(patchable_rules(&gks)),
-                    "matchConditions": conditions,
-                    "variables": variables,
-                    "mutations": [{
-                        "patchType": "JSONPatch",
-                        "jsonPatch": {"expression": format!("({cond}) ? ({}) : []", fix.patch)},
-                    }],
-                },
-            }));
-            let mut binding_selector = vec![not_excluded(opts)];
-            binding_selector.extend(selector(&mode_selector, tiers, policy.defaults.tier));
-            objects.push(json!({
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingAdmissionPolicyBinding",
-                "metadata": {"name": name, "labels": labels(opts)},
-                "spec": {
-                    "policyName": name,
-                    "matchResources": {"namespaceSelector": {"matchExpressions": binding_selector}},
-                },
-            }));
+        // The fixes of the kinds of this shape, as CEL, in the engine's
+        // order.
+        let shape_fixes: Vec<(&'static Rule, &String, &Vec<u8>, CelPatch)> = fixes
+            .iter()
+            .filter(|(rule, _, _)| gks.iter().any(|gk| rule.applies_to(gk.group, gk.kind)))
+            .filter_map(|(rule, cond, tiers)| Some((*rule, cond, tiers, rule.fix.cel()?(&p))))
+            .collect();
+        let groups = order(&shape_fixes.iter().map(|f| &f.3).collect::<Vec<_>>());
+        if groups.is_empty() {
+            continue;
         }
+        // One policy per shape, all its fixes in as few JSONPatch mutations
+        // as their fields allow (see [`order`]): each policy the apiserver
+        // runs, and each mutation it applies, costs an encode, a patch and
+        // a decode of the whole object.
+        let mut conditions = match_conditions();
+        conditions.push(json!({"name": "not-controller-owned",
+            "expression": "!object.metadata.?ownerReferences.orValue([])\
+                           .exists(r, r.?controller.orValue(false) == true)"}));
+        let used: Vec<usize> = groups.iter().flatten().copied().collect();
+        let needed: Vec<String> = used
+            .iter()
+            .map(|&i| format!("({})", shape_fixes[i].3.when))
+            .collect();
+        conditions.push(json!({"name": "fix-needed", "expression": needed.join(" || ")}));
+        let mut policy_variables = variables.clone();
+        for &i in &used {
+            for (n, expression) in &shape_fixes[i].3.variables {
+                policy_variables.push(json!({"name": n, "expression": expression}));
+            }
+        }
+        let mutations: Vec<Value> = groups
+            .iter()
+            .map(|group| {
+                let parts: Vec<String> = group
+                    .iter()
+                    .map(|&i| {
+                        let (_, cond, _, fix) = &shape_fixes[i];
+                        format!("(({cond}) && ({}) ? ({}) : [])", fix.when, fix.patch)
+                    })
+                    .collect();
+                json!({"patchType": "JSONPatch",
+                       "jsonPatch": {"expression": parts.join(" + ")}})
+            })
+            .collect();
+        objects.push(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicy",
+            "metadata": {"name": name, "labels": labels(opts)},
+            "spec": {
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "IfNeeded",
+                "matchConstraints": match_constraints(patchable_rules(&gks)),
+                "matchConditions": conditions,
+                "variables": policy_variables,
+                "mutations": mutations,
+            },
+        }));
+        let mut tiers: Vec<u8> = used
+            .iter()
+            .flat_map(|&i| shape_fixes[i].2.iter().copied())
+            .collect();
+        tiers.sort_unstable();
+        tiers.dedup();
+        let mut binding_selector = vec![not_excluded(opts)];
+        binding_selector.extend(selector(&mode_selector, &tiers, policy.defaults.tier));
+        objects.push(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicyBinding",
+            "metadata": {"name": name, "labels": labels(opts)},
+            "spec": {
+                "policyName": name,
+                "matchResources": {"namespaceSelector": {"matchExpressions": binding_selector}},
+            },
+        }));
     }
     (objects, fixes.iter().map(|(r, _, _)| r.id).collect(), left)
 }
@@ -324,39 +431,48 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_pss_and_resources_fixes_run_in_the_apiserver_from_1_36() {
-        let e = export_alone("defaults: {tier: 3}\n", 37);
-        assert_eq!(
-            e.fixed,
-            [
-                "capabilities-restricted",
-                "allow-privilege-escalation",
-                "seccomp-profile-restricted",
-                "resources"
-            ]
-            .iter()
-            .copied()
-            .filter(|id| e.fixed.contains(id))
+    /// Every mutation of a policy, as one string.
+    fn expressions(p: &Value) -> String {
+        p["spec"]["mutations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["jsonPatch"]["expression"].as_str())
             .collect::<Vec<_>>()
-        );
-        assert_eq!(e.fixed.len(), 4, "{:?}", e.fixed);
+            .join("\n")
+    }
+
+    #[test]
+    fn every_default_fix_runs_in_the_apiserver_from_1_36() {
+        let e = export("defaults: {tier: 3}\n", 37);
+        // Every safe fix but image-digest's (which needs the registry).
+        let safe: Vec<&str> = rules::ALL
+            .iter()
+            .filter(|r| matches!(r.fix, crate::policy::Fix::Safe { .. }))
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(e.fixed, safe);
+        assert_eq!(e.fixed.len(), 10, "{:?}", e.fixed);
+        // Nothing calls the mutating webhook for them anyway: every tier.
+        let alone = export_alone("defaults: {tier: 3}\n", 37);
+        assert_eq!(e.objects, alone.objects);
         let policies = mutating(&e);
         // One per place of the pod spec (Pod, PodTemplate, the template
-        // kinds, CronJob) and fix.
+        // kinds, CronJob).
         let names: Vec<&str> = policies
             .iter()
             .filter_map(|p| p["metadata"]["name"].as_str())
             .collect();
-        assert_eq!(names.len(), 16, "{names:?}");
-        for shape in ["pod", "template", "jobtemplate-template", "podtemplate"] {
-            for fix in &e.fixed {
-                let n = format!("tiergate-fix-{shape}-{fix}");
-                assert!(names.contains(&n.as_str()), "{n} in {names:?}");
-            }
-        }
+        assert_eq!(
+            names,
+            [
+                "tiergate-fix-pod",
+                "tiergate-fix-jobtemplate-template",
+                "tiergate-fix-template",
+                "tiergate-fix-podtemplate"
+            ]
+        );
         for p in &policies {
-            assert_eq!(p["spec"]["mutations"].as_array().map(Vec::len), Some(1));
             assert_eq!(p["spec"]["matchConditions"][3]["name"], "fix-needed");
             // Never a subresource; UPDATE only where the template may change.
             for r in p["spec"]["matchConstraints"]["resourceRules"]
@@ -381,20 +497,130 @@ mod tests {
                 );
             }
         }
-        // The webhook no longer lists them among what it keeps.
-        assert!(!e
-            .stays
+        // The Deployments' policy: two mutations, as `order` puts them
+        // (allow-privilege-escalation and capabilities-restricted may both
+        // add a container's securityContext, business-labels and
+        // standard-labels the labels); topology-spread, which reads the
+        // template's labels as they came, with standard-labels.
+        let template = policies
             .iter()
-            .any(|s| s.what.contains("allow-privilege-escalation")));
-        assert!(!e.stays.iter().any(|s| s.what == "the resources fix"));
-        assert!(e.stays.iter().any(|s| s.what == "the probes fix"));
+            .find(|p| p["metadata"]["name"] == "tiergate-fix-template")
+            .expect("the template policy");
+        let m = template["spec"]["mutations"].as_array().expect("mutations");
+        assert_eq!(m.len(), 2, "{m:?}");
+        let first = m[0]["jsonPatch"]["expression"].as_str().unwrap_or("");
+        let second = m[1]["jsonPatch"]["expression"].as_str().unwrap_or("");
+        for (x, there) in [
+            ("capabilities/drop", true),
+            ("/readinessProbe", true),
+            ("/startupProbe", true),
+            ("preStop", true),
+            ("variables.standard_labels_derived", true),
+            ("topologySpreadConstraints", true),
+            ("allowPrivilegeEscalation", false),
+            ("variables.business_labels_add", false),
+        ] {
+            assert_eq!(first.contains(x), there, "{x} in {first}");
+            assert_eq!(second.contains(x), !there, "{x} in {second}");
+        }
+        // topology-spread only where it applies.
+        let pod = policies
+            .iter()
+            .find(|p| p["metadata"]["name"] == "tiergate-fix-pod")
+            .expect("the pod policy");
+        assert!(!expressions(pod).contains("topologySpreadConstraints"));
+        assert!(expressions(pod).contains("preStop"));
+        // The webhook no longer lists them among what it keeps.
+        for id in &e.fixed {
+            let what = format!("the {id} fix");
+            assert!(!e.stays.iter().any(|s| s.what.starts_with(&what)), "{what}");
+        }
+        assert!(e.stays.iter().any(|s| s.what == "the image-digest fix"));
     }
 
     #[test]
+    fn a_liveness_probe_the_probes_fix_adds_is_copied_in_a_later_mutation() {
+        let e = export("defaults: {tier: 3}\nfixes: {livenessProbe: on}\n", 37);
+        let template = mutating(&e)
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == "tiergate-fix-template")
+            .expect("the template policy");
+        let m = template["spec"]["mutations"].as_array().expect("mutations");
+        assert_eq!(m.len(), 2, "{m:?}");
+        let first = m[0]["jsonPatch"]["expression"].as_str().unwrap_or("");
+        let second = m[1]["jsonPatch"]["expression"].as_str().unwrap_or("");
+        assert!(first.contains("'/livenessProbe'"), "{first}");
+        assert!(!first.contains("'/startupProbe'"), "{first}");
+        assert!(second.contains("'/startupProbe'"), "{second}");
+    }
+
+    fn patch(writes: &[Field], after: &[Field], before: &[Field]) -> CelPatch {
+        CelPatch {
+            writes: writes.to_vec(),
+            after: after.to_vec(),
+            before: before.to_vec(),
+            ..CelPatch::default()
+        }
+    }
+
+    #[test]
+    fn fixes_share_a_mutation_unless_they_add_the_same_field_or_read_anothers() {
+        use Field::*;
+        let a = patch(&[ContainerSecurityContext], &[], &[]);
+        let b = patch(&[ContainerSecurityContext, Labels], &[], &[]);
+        let c = patch(&[ContainerResources], &[], &[]);
+        let d = patch(&[], &[Labels], &[]);
+        // a and b both add securityContext; c with a; d reads b's labels.
+        assert_eq!(order(&[&a, &b, &c, &d]), [vec![0, 2], vec![1], vec![3]]);
+        // A fix reading the template's labels as they came stays with
+        // (never after) the one that writes them, even if it comes later.
+        let w = patch(&[TemplateLabels], &[], &[]);
+        let r = patch(&[PodTopologySpread], &[], &[TemplateLabels]);
+        assert_eq!(order(&[&w, &r]), [vec![0, 1]]);
+        let x = patch(&[ContainerSecurityContext], &[], &[]);
+        let w2 = patch(&[ContainerSecurityContext, TemplateLabels], &[], &[]);
+        // w2 must follow x; r must not follow w2: r lands with x.
+        assert_eq!(order(&[&x, &w2, &r]), [vec![0, 2], vec![1]]);
+        // A reader of the original that must also follow the writer cannot
+        // be placed: one mutation per fix, in order.
+        let both = patch(&[], &[TemplateLabels], &[TemplateLabels]);
+        assert_eq!(order(&[&w, &both]), [vec![0], vec![1]]);
+        assert!(order(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_catalogs_fixes_always_find_an_order() {
+        // Whatever the options, the fields the catalog's fixes declare never
+        // contradict one another (no fallback to one mutation per fix).
+        for yaml in ["", "fixes: {livenessProbe: on}\n"] {
+            let cfg = crate::policy::config::from_test_yaml(yaml);
+            for w in WORKLOADS {
+                let p = PatchCtx {
+                    spec: w.spec,
+                    meta: w.meta,
+                    config: &cfg,
+                };
+                let fixes: Vec<CelPatch> = rules::ALL
+                    .iter()
+                    .filter_map(|r| r.fix.cel())
+                    .map(|f| f(&p))
+                    .collect();
+                let refs: Vec<&CelPatch> = fixes.iter().collect();
+                let groups = order(&refs);
+                assert!(groups.len() < fixes.len(), "{yaml}: {groups:?}");
+                assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), fixes.len());
+            }
+        }
+    }
+
+    /// Tier 3, with an opt-in fix no policy makes turned on.
+    const OPT_IN: &str = "defaults: {tier: 3}\nrules:\n  read-only-root-filesystem: {fix: on}\n";
+
+    #[test]
     fn where_the_mutating_webhook_is_called_anyway_it_applies_every_fix() {
-        // The embedded tiers: from tier 2 fixes CEL does not make (probes,
-        // graceful-shutdown, ...) call the mutating webhook.
-        let e = export("defaults: {tier: 3}\n", 37);
+        // From tier 2 a fix CEL does not make (the opt-in
+        // read-only-root-filesystem) calls the mutating webhook.
+        let e = export(OPT_IN, 37);
         assert_eq!(e.fixed, ["capabilities-restricted", "resources"]);
         let tier1: Vec<String> = [
             "2",
@@ -415,7 +641,7 @@ mod tests {
             .iter()
             .filter(|o| o["kind"] == "MutatingAdmissionPolicyBinding")
             .collect();
-        assert_eq!(bindings.len(), 8);
+        assert_eq!(bindings.len(), 4);
         for b in &bindings {
             // Only tier 1, and never an unlabelled namespace (tier 3 here).
             let exprs = &b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"];
@@ -461,9 +687,19 @@ mod tests {
                 e.stays
             );
         }
+        for what in [
+            "the probes fix in tiers 2 to 5",
+            "the topology-spread fix in tiers 3 to 5",
+        ] {
+            assert!(
+                e.stays.iter().any(|s| s.what == what),
+                "{what}: {:?}",
+                e.stays
+            );
+        }
         // Without a mutating webhook, every tier.
-        let alone = export_alone("defaults: {tier: 3}\n", 37);
-        assert_eq!(alone.fixed.len(), 4);
+        let alone = export_alone(OPT_IN, 37);
+        assert_eq!(alone.fixed.len(), 10);
         assert!(!alone.stays.iter().any(|s| s.what.contains(" fix in tier")));
     }
 
@@ -503,21 +739,22 @@ mod tests {
              namespaces: [legacy]\n    rules: [capabilities-restricted]\n",
             37,
         );
-        let expr = |name: &str| {
+        let expr = |name: &str, at: usize| {
             mutating(&e)
                 .into_iter()
                 .find(|p| p["metadata"]["name"] == name)
-                .and_then(|p| p["spec"]["mutations"][0]["jsonPatch"]["expression"].as_str())
+                .and_then(|p| p["spec"]["mutations"][at]["jsonPatch"]["expression"].as_str())
                 .unwrap_or_else(|| panic!("{name}"))
                 .to_string()
         };
-        let caps = expr("tiergate-fix-pod-capabilities-restricted");
+        let caps = expr("tiergate-fix-pod", 0);
         assert!(caps.contains("capabilities/drop"), "{caps}");
         assert!(caps.contains("!variables.webhookOnly"), "{caps}");
         assert!(caps.contains("\"legacy\""), "the exemption: {caps}");
         assert!(!caps.contains("'audit'"), "never in audit mode: {caps}");
         // allow-privilege-escalation is a tier-2 rule.
-        let ape = expr("tiergate-fix-pod-allow-privilege-escalation");
+        let ape = expr("tiergate-fix-pod", 1);
+        assert!(ape.contains("allowPrivilegeEscalation"), "{ape}");
         assert!(ape.contains("variables.tier >= 2"), "{ape}");
         // The binding leaves the excluded and the audit-mode namespaces
         // out; the policy selects every namespace (the apiserver parses
@@ -546,7 +783,15 @@ mod tests {
 
     #[test]
     fn the_mutating_webhook_is_not_called_for_what_the_policies_fix() {
-        let cfg = Config::from_yaml("defaults: {tier: 1}\n", "t").expect("config");
+        // With the defaults, every fix is a policy's: nothing calls it.
+        let defaults = Config::from_yaml("defaults: {tier: 1}\n", "t").expect("config");
+        let fixed = policy_fixes(&defaults.policy, false, 37);
+        assert!(crate::export::webhook_fix_tiers(&defaults.policy, &fixed).is_empty());
+        let cfg = Config::from_yaml(
+            "defaults: {tier: 1}\nrules:\n  read-only-root-filesystem: {fix: on}\n",
+            "t",
+        )
+        .expect("config");
         let base = json!({"webhooks": [{"name": "mutate.tiergate.io", "rules": []}]});
         let with = crate::export::hybrid_mutating_webhooks(&base, &cfg.policy, &[]);
         let fixed = policy_fixes(&cfg.policy, false, 37);
@@ -554,7 +799,7 @@ mod tests {
         let text = |v: &Value| v.to_string();
         assert!(text(&with).contains("capabilities"), "{with}");
         // At tier 1 nothing else calls it; from tier 2 it is called for the
-        // fixes CEL does not make, and there applies these too.
+        // fix CEL does not make, and there applies these too.
         assert_eq!(
             crate::export::webhook_fix_tiers(&cfg.policy, &fixed),
             [

@@ -72,6 +72,7 @@ pub enum Cel {
 pub type CelFix = fn(&PatchCtx<'_>) -> CelPatch;
 
 /// A fix as CEL for one place of the pod spec.
+#[derive(Default)]
 pub struct CelPatch {
     /// `bool` over `object`: the fix would change something (a policy's
     /// `matchConditions`: the apiserver runs the mutation only then, which
@@ -83,12 +84,45 @@ pub struct CelPatch {
     /// what it would otherwise spell out again at every use (CEL has no
     /// local bindings); named after the rule, evaluated only when read.
     pub variables: Vec<(String, String)>,
+    /// The fields ([`Field`]) the patch may add whole where they are
+    /// missing. Two fixes that may add the same field are never in one
+    /// JSONPatch: both would add it, and the second add would replace the
+    /// first (the engine's fixes merge into what an earlier fix added).
+    pub writes: Vec<Field>,
+    /// Fields whose value as an earlier fix of the same pass left it the
+    /// fix reads (the Rust fix reads the working copy): its patch comes
+    /// after theirs.
+    pub after: Vec<Field>,
+    /// Fields the fix reads as the object had them before any fix (the
+    /// Rust fix reads the original): its patch never comes after a later
+    /// fix's that writes them.
+    pub before: Vec<Field>,
+}
+
+/// A field several fixes may write or read, for ordering their patches
+/// ([`CelPatch::writes`]): in every container, in the pod spec, or in the
+/// metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    ContainerSecurityContext,
+    ContainerResources,
+    ContainerLifecycle,
+    ContainerLivenessProbe,
+    PodSecurityContext,
+    PodTopologySpread,
+    /// The object's `metadata.labels`.
+    Labels,
+    /// The pod template's `metadata.labels` (a Pod's own: [`Field::Labels`]).
+    TemplateLabels,
 }
 
 /// Where a fix's CEL finds the pod spec: the JSON pointer of the pod spec
 /// in one kind of object (`/spec/template/spec` in a Deployment).
 pub struct PatchCtx<'a> {
     pub spec: &'a str,
+    /// The JSON pointer of the pod template's metadata (`/metadata` for a
+    /// Pod, whose own it is).
+    pub meta: &'a str,
     /// The config the policies are made from (a fix whose values it
     /// gives, per tier, reads them here; `variables.tier` is the tier).
     pub config: &'a super::PolicyConfig,
@@ -133,6 +167,75 @@ impl PatchCtx<'_> {
             })
             .collect();
         parts.join(" + ")
+    }
+
+    /// The pod template's metadata as a CEL value.
+    pub fn meta_value(&self) -> String {
+        format!("object{}", self.meta.replace('/', "."))
+    }
+
+    /// Whether the pod template is the object itself (a Pod).
+    pub fn is_pod(&self) -> bool {
+        self.meta == "/metadata"
+    }
+
+    /// CEL: the pod's containers are long-running (as [`probes`]'s
+    /// `is_long_running`: not a Job's or CronJob's, not a pod that does not
+    /// restart).
+    ///
+    /// [`probes`]: super::rules::probes
+    pub fn long_running(&self) -> String {
+        format!(
+            "(request.kind.group != 'batch' && !({}.?restartPolicy.orValue('') in ['Never', \
+             'OnFailure']))",
+            self.spec_value()
+        )
+    }
+
+    /// `op(pointer, type)` (a JSONPatch, or with `flat` a list of them) for
+    /// every long-running container `c` (index `i`: regular containers and
+    /// sidecars, as [`probes`]'s `long_running`) that satisfies `cond`.
+    ///
+    /// [`probes`]: super::rules::probes
+    pub fn per_long_running(
+        &self,
+        cond: &str,
+        flat: bool,
+        op: impl Fn(&str, &str) -> String,
+    ) -> String {
+        let spec = self.spec_value();
+        let parts: Vec<String> = [
+            (
+                "initContainers",
+                "c.?restartPolicy.orValue('') == 'Always' && ",
+            ),
+            ("containers", ""),
+        ]
+        .iter()
+        .map(|(list, sidecar)| {
+            let pointer = format!("'{}/{list}/' + string(i)", self.spec);
+            let each = format!(
+                "{spec}.?{list}.orValue([]).transformList(i, c, {sidecar}({cond}), {})",
+                op(&pointer, &self.type_of(list))
+            );
+            if flat {
+                format!("{each}.flatten()")
+            } else {
+                each
+            }
+        })
+        .collect();
+        format!("({} ? {} : [])", self.long_running(), parts.join(" + "))
+    }
+
+    /// CEL: some long-running container satisfies `cond`.
+    pub fn some_long_running(&self, cond: &str) -> String {
+        let spec = self.spec_value();
+        format!(
+            "({} && ({spec}.?initContainers.orValue([]).exists(c, c.?restartPolicy.orValue('') == \
+             'Always' && ({cond})) || {spec}.?containers.orValue([]).exists(c, {cond})))",
+            self.long_running()
+        )
     }
 
     /// Every container of the pod spec (init, regular, ephemeral).

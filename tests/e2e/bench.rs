@@ -11,7 +11,9 @@
 //! they leave), (f) and (g): (b) and (e) at tier 1, (h) the policies alone
 //! at tier 1 with no webhook, (i), (j), (k) the floor of any admission
 //! policy: one that always warns, one that patches once, both (what no
-//! policy content can go below), and with `E2E_BENCH_BEFORE`, (d). Each
+//! policy content can go below), (l) seven policies patching once each and
+//! (m) one policy making the same seven changes in one patch (what a patch
+//! costs per policy and per operation), and with `E2E_BENCH_BEFORE`, (d). Each
 //! cell creates `E2E_BENCH_WRITES` Deployments (two
 //! containers, unique names) from 1 or 16 clients, as server-side dry-runs
 //! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
@@ -305,8 +307,29 @@ spec:
       matchExpressions: [{{key: {LABEL}, operator: In, values: [patch, both]}}]
 "#
     );
+    // (l) seven MutatingAdmissionPolicies adding a label each, (m) one
+    // adding the same seven labels in one mutation: what a patch costs per
+    // policy, against per operation (tier 3 patches a usual Deployment
+    // with seven fixes).
+    let mut yaml = yaml;
+    let seven: Vec<String> = (1..=7)
+        .map(|n| format!("floor.e2e.tiergate.io~1p{n}"))
+        .collect();
+    for (n, key) in seven.iter().enumerate() {
+        yaml.push_str(&floor_patch(
+            &format!("bench-floor-seven-{n}"),
+            "seven",
+            &[key.as_str()],
+        ));
+    }
+    let keys: Vec<&str> = seven.iter().map(String::as_str).collect();
+    yaml.push_str(&floor_patch(
+        "bench-floor-one-of-seven",
+        "oneofseven",
+        &keys,
+    ));
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for which in ["warn", "patch", "both"] {
+    for which in ["warn", "patch", "both", "seven", "oneofseven"] {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {
             "name": format!("bench-floor-{which}"), "labels": {LABEL: which}}}))
         .expect("namespace");
@@ -315,7 +338,7 @@ spec:
     crate::policies::apply(&yaml);
     let canary = serde_json::to_value(deployment("floor-canary")).expect("json");
     let start = Instant::now();
-    for which in ["warn", "patch", "both"] {
+    for which in ["warn", "patch", "both", "seven", "oneofseven"] {
         loop {
             let a = crate::policies::dry_run_create(
                 client,
@@ -324,8 +347,14 @@ spec:
             )
             .await;
             let warned = a.warnings.iter().any(|w| w.contains("[floor]"));
-            let patched = a.body["metadata"]["labels"]["floor.e2e.tiergate.io/patched"] == "true";
-            let want = (which != "patch", which != "warn");
+            let labels = &a.body["metadata"]["labels"];
+            let patched = match which {
+                "seven" | "oneofseven" => {
+                    (1..=7).all(|n| labels[format!("floor.e2e.tiergate.io/p{n}")] == "true")
+                }
+                _ => labels["floor.e2e.tiergate.io/patched"] == "true",
+            };
+            let want = (which == "warn" || which == "both", which != "warn");
             if a.status == 201 && (warned, patched) == want {
                 break;
             }
@@ -338,6 +367,49 @@ spec:
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A floor MutatingAdmissionPolicy and its binding (YAML, each document
+/// after `---`): adds each label key (a JSON pointer token) with value
+/// `true`, once, in one mutation, in the namespaces whose
+/// `e2e.tiergate.io/floor` label is `which`.
+fn floor_patch(name: &str, which: &str, keys: &[&str]) -> String {
+    let ops: Vec<String> = keys
+        .iter()
+        .map(|k| format!("JSONPatch{{op: 'add', path: '/metadata/labels/{k}', value: 'true'}}"))
+        .collect();
+    let first = keys.first().map_or(String::new(), |k| k.replace("~1", "/"));
+    format!(
+        r#"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: IfNeeded
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}
+  matchConditions:
+  - name: not-patched
+    expression: "!has(object.metadata.labels) || !('{first}' in object.metadata.labels)"
+  mutations:
+  - patchType: JSONPatch
+    jsonPatch:
+      expression: "[{}]"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  matchResources:
+    namespaceSelector:
+      matchExpressions: [{{key: e2e.tiergate.io/floor, operator: In, values: [{which}]}}]
+"#,
+        ops.join(", ")
+    )
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -429,6 +501,12 @@ async fn apiserver_write_cost() {
         ("i floor warn", "bench-floor-warn".to_string(), None),
         ("j floor patch", "bench-floor-patch".to_string(), None),
         ("k floor both", "bench-floor-both".to_string(), None),
+        ("l floor seven", "bench-floor-seven".to_string(), None),
+        (
+            "m floor one of seven",
+            "bench-floor-oneofseven".to_string(),
+            None,
+        ),
     ];
     // `E2E_BENCH_CONFIGS=a,h`: only these configurations (by letter), e.g.
     // while a profile of the apiserver is taken.
@@ -600,6 +678,8 @@ async fn apiserver_write_cost() {
             "i floor warn": "one ValidatingAdmissionPolicy whose one validation always fails, bound with Warn: the least a warning from any policy costs",
             "j floor patch": "one MutatingAdmissionPolicy adding a label once: the least a patch from any policy costs",
             "k floor both": "i and j together: the least any policy that warns and patches (as h does on the usual web Deployment) costs",
+            "l floor seven": "seven MutatingAdmissionPolicies adding a label each: what a patch costs per policy",
+            "m floor one of seven": "one MutatingAdmissionPolicy adding the same seven labels in one mutation: what a patch costs per operation",
         },
         "cells": rows,
     });

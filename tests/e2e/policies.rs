@@ -1046,6 +1046,12 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
     for (name, labels) in &mut namespaces {
         *name = name.replace("e2e-vap-", "e2e-map-");
         labels.insert("e2e.tiergate.io/scenario".into(), "map".into());
+        // Labels for business-labels to copy (not cost-center: that one
+        // stays a finding).
+        if name == "e2e-map-t4" {
+            labels.insert("team".into(), "payments".into());
+            labels.insert("environment".into(), "production".into());
+        }
     }
     for (name, labels) in &namespaces {
         apply(

@@ -21,7 +21,7 @@ Safety: it only adds labels the namespace already carries; it never changes one.
     fix: Fix::Safe {
         summary: "copy missing team/environment/cost-center labels from the namespace",
         apply: FixFn::Object(fix),
-        cel: None,
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -38,6 +38,42 @@ fn cel(_cx: &CelCtx<'_>) -> String {
 }
 
 const LABELS: [&str; 3] = ["team", "environment", "cost-center"];
+
+/// The fix as CEL: each label the object lacks and its namespace has,
+/// copied (a missing labels map added whole). Its matchCondition reads the
+/// object alone (the labels it lacks); the patch reads the namespace.
+fn fix_cel(_p: &PatchCtx<'_>) -> cel::CelPatch {
+    let ns = "(namespaceObject != null ? namespaceObject.metadata.?labels.orValue({}) : {})";
+    let own = "object.metadata.?labels.orValue({})";
+    let entries: Vec<String> = LABELS
+        .iter()
+        .map(|k| {
+            let k = lit(k);
+            format!(
+                "?{k}: !({k} in {own}) && {k} in variables.business_labels_ns ? \
+                 optional.of(string(variables.business_labels_ns[{k}])) : optional.none()"
+            )
+        })
+        .collect();
+    let add = "variables.business_labels_add";
+    cel::CelPatch {
+        when: format!("{}.exists(k, !(k in {own}))", cel::list(&LABELS)),
+        patch: format!(
+            "object.metadata.?labels.hasValue() ? {add}.map(k, {}) : size({add}) > 0 ? [{}] : []",
+            cel::patch_add(&format!("'/metadata/labels/' + k"), &format!("{add}[k]")),
+            cel::patch_add("'/metadata/labels'", add)
+        ),
+        variables: vec![
+            ("business_labels_ns".to_string(), ns.to_string()),
+            (
+                "business_labels_add".to_string(),
+                format!("{{{}}}", entries.join(", ")),
+            ),
+        ],
+        writes: vec![cel::Field::Labels],
+        ..Default::default()
+    }
+}
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let labels = t.meta.labels.as_ref();

@@ -170,6 +170,8 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
             )
         }),
         variables: Vec::new(),
+        writes: vec![cel::Field::ContainerSecurityContext],
+        ..Default::default()
     }
 }
 

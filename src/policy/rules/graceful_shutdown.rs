@@ -29,7 +29,7 @@ than the grace period; it changes nothing while the pod runs.",
     fix: Fix::Safe {
         summary: "add a 5s preStop sleep where a container has no preStop hook",
         apply: FixFn::Pod(fix),
-        cel: None,
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -101,6 +101,26 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+/// The fix as CEL: the same 5s sleep where a long-running container has
+/// no preStop hook, unless the pod's grace period is under 10 seconds.
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
+    let cond = "!c.?lifecycle.?preStop.hasValue()";
+    let grace = format!(
+        "{}.?terminationGracePeriodSeconds.orValue({DEFAULT_GRACE}) >= {MIN_GRACE_FOR_SLEEP}",
+        p.spec_value()
+    );
+    cel::CelPatch {
+        when: format!("{grace} && {}", p.some_long_running(cond)),
+        patch: p.per_long_running(cond, false, |at, ty| {
+            cel::add_under("c", at, ty, &["lifecycle", "preStop"], |t| {
+                format!("{t}{{sleep: {t}.sleep{{seconds: 5}}}}")
+            })
+        }),
+        writes: vec![cel::Field::ContainerLifecycle],
+        ..Default::default()
+    }
 }
 
 fn cel(_cx: &CelCtx<'_>) -> String {

@@ -32,7 +32,7 @@ no fix and keeps its finding.",
     fix: Fix::Safe {
         summary: "add a tcpSocket readiness probe (and liveness, if opted in) on the first TCP containerPort",
         apply: FixFn::Pod(fix),
-        cel: None,
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -135,6 +135,46 @@ fn fix(pod: &PodTemplate, r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         }
     }
     changed
+}
+
+/// CEL: the container `c` has a TCP port (as [`first_tcp_port`]).
+const HAS_TCP_PORT: &str = "c.?ports.orValue([]).exists(p, p.?protocol.orValue('TCP') == 'TCP')";
+
+/// CEL: the first TCP containerPort of `c` (given [`HAS_TCP_PORT`]).
+const TCP_PORT: &str =
+    "int(c.ports.filter(p, p.?protocol.orValue('TCP') == 'TCP')[0].containerPort)";
+
+/// The fix as CEL: the same tcpSocket readiness probe (and liveness probe
+/// when opted in) on the first TCP port, where a long-running container
+/// has none.
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
+    let liveness = p.config.fixes.liveness_probe.0;
+    let missing = |field: &str| format!("{HAS_TCP_PORT} && !c.?{field}.hasValue()");
+    let add = |field: &str, extra: &'static str| {
+        p.per_long_running(&missing(field), false, move |at, ty| {
+            cel::patch_add(
+                &format!("{at} + '/{field}'"),
+                &format!(
+                    "{ty}.{field}{{tcpSocket: {ty}.{field}.tcpSocket{{port: {TCP_PORT}}}{extra}}}"
+                ),
+            )
+        })
+    };
+    let mut when = vec![p.some_long_running(&missing("readinessProbe"))];
+    let mut patch = Vec::new();
+    let mut writes = Vec::new();
+    if liveness {
+        when.push(p.some_long_running(&missing("livenessProbe")));
+        patch.push(add("livenessProbe", ", initialDelaySeconds: 30"));
+        writes.push(cel::Field::ContainerLivenessProbe);
+    }
+    patch.push(add("readinessProbe", ""));
+    cel::CelPatch {
+        when: when.join(" || "),
+        patch: patch.join(" + "),
+        writes,
+        ..Default::default()
+    }
 }
 
 fn cel(_cx: &CelCtx<'_>) -> String {

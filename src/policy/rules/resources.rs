@@ -325,6 +325,8 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
         ),
         patch: patch.join(" + "),
         variables,
+        writes: vec![cel::Field::ContainerResources],
+        ..Default::default()
     }
 }
 
@@ -498,6 +500,7 @@ mod tests {
         );
         let p = crate::policy::cel::PatchCtx {
             spec: "/spec/template/spec",
+            meta: "/spec/template/metadata",
             config: &cfg,
         };
         let fix = super::fix_cel(&p);
@@ -531,6 +534,7 @@ mod tests {
         let plain = crate::policy::config::from_test_yaml("");
         let fix = super::fix_cel(&crate::policy::cel::PatchCtx {
             spec: "/spec",
+            meta: "/metadata",
             config: &plain,
         });
         assert!(!fix.when.contains("limits"), "{}", fix.when);

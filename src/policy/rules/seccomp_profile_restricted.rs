@@ -107,6 +107,8 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
             )
         ),
         variables: Vec::new(),
+        writes: vec![cel::Field::PodSecurityContext],
+        ..Default::default()
     }
 }
 

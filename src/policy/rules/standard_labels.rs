@@ -32,7 +32,7 @@ Safety: it only adds labels; it never changes one, and never a selector (a chang
     fix: Fix::Safe {
         summary: "set app.kubernetes.io/name and version labels from the object name and image tag",
         apply: FixFn::Object(fix),
-        cel: None,
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -77,6 +77,71 @@ fn cel(_cx: &CelCtx<'_>) -> String {
         missing("variables.obj.metadata", "'metadata'"),
         missing("variables.podMeta", &format!("({template}'')"))
     )
+}
+
+/// CEL: the string `v` is a non-empty valid label value.
+fn valid_label_value_cel(v: &str) -> String {
+    format!("(size({v}) <= 63 && {v}.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'))")
+}
+
+/// The fix as CEL: the labels [`derived`] gives (a map, as the variable
+/// `standard_labels_derived`), each added where the object's, then the pod
+/// template's, labels lack it; a missing labels map is added whole.
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
+    let name = "object.metadata.?name.orValue('')";
+    // The first regular container's image, its tag (as ImageRef::parse).
+    let image = format!(
+        "{}.?containers.orValue([]).map(c, c.?image.orValue('').trim())",
+        p.spec_value()
+    );
+    let rest = format!("{image}[0].split('@')[0]");
+    let path = format!(
+        "({rest}.matches('{}') ? {rest}.substring({rest}.indexOf('/') + 1) : {rest})",
+        super::image_tag::REGISTRY_RE
+    );
+    let tag = format!("{path}.substring({path}.lastIndexOf(':') + 1)");
+    let has_tag = format!(
+        "size({image}) > 0 && {path}.lastIndexOf(':') >= 0 && {tag} != 'latest' && {}",
+        valid_label_value_cel(&tag)
+    );
+    let derived = format!(
+        "{{?{}: {} ? optional.of(string({name})) : optional.none(), ?{}: {has_tag} ? optional.of(string({tag})) \
+         : optional.none()}}",
+        lit(NAME),
+        valid_label_value_cel(name),
+        lit(VERSION)
+    );
+    let d = "variables.standard_labels_derived";
+    let mut places = vec![("/metadata", "object.metadata".to_string())];
+    let mut writes = vec![cel::Field::Labels];
+    if !p.is_pod() {
+        places.push((p.meta, p.meta_value()));
+        writes.push(cel::Field::TemplateLabels);
+    }
+    let mut when = Vec::new();
+    let mut patch = Vec::new();
+    for (pointer, meta) in &places {
+        // A matchCondition, which reads no variable.
+        when.push(format!(
+            "{derived}.exists(k, !(k in {meta}.?labels.orValue({{}})))"
+        ));
+        patch.push(format!(
+            "({meta}.?labels.hasValue() ? {d}.filter(k, !(k in {meta}.labels)).map(k, {}) : \
+             size({d}) > 0 ? [{}] : [])",
+            cel::patch_add(
+                &format!("'{pointer}/labels/' + k.replace('~', '~0').replace('/', '~1')"),
+                &format!("{d}[k]")
+            ),
+            cel::patch_add(&format!("'{pointer}/labels'"), d)
+        ));
+    }
+    cel::CelPatch {
+        when: when.join(" || "),
+        patch: patch.join(" + "),
+        variables: vec![("standard_labels_derived".to_string(), derived)],
+        writes,
+        ..Default::default()
+    }
 }
 
 /// Whether `v` is a valid label value.

@@ -28,7 +28,7 @@ the liveness probe starts. Without a liveness probe it declines and the finding 
     fix: Fix::Safe {
         summary: "add a startupProbe with the liveness probe's check, up to 5 minutes to start",
         apply: FixFn::Pod(fix),
-        cel: None,
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -89,6 +89,104 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
         changed |= fixutil::set_default(obj, &path, "startupProbe", Value::Object(probe));
     }
     changed
+}
+
+/// The fields of each check the fix copies, and how (the apiserver hands
+/// CEL typed values that a JSONPatch cannot carry whole: each field is
+/// copied as a plain value).
+const COPIED: [(&str, &[(&str, Copy)]); 4] = [
+    (
+        "httpGet",
+        &[
+            ("path", Copy::Text),
+            ("port", Copy::IntOrText),
+            ("host", Copy::Text),
+            ("scheme", Copy::Text),
+            ("httpHeaders", Copy::Headers),
+        ],
+    ),
+    (
+        "tcpSocket",
+        &[("port", Copy::IntOrText), ("host", Copy::Text)],
+    ),
+    ("grpc", &[("port", Copy::Int), ("service", Copy::Text)]),
+    ("exec", &[("command", Copy::TextList)]),
+];
+
+/// How one field of a check is copied.
+#[derive(Clone, Copy)]
+enum Copy {
+    Text,
+    Int,
+    IntOrText,
+    TextList,
+    Headers,
+}
+
+/// The fix as CEL: where a long-running container has no startup probe
+/// and a liveness probe with a check, a startup probe with that check
+/// (the probe, then its check, then each field of the check, one add
+/// each). After the `probes` fix, whose liveness probe it copies when that
+/// is opted in.
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
+    let handlers: Vec<String> = HANDLERS
+        .iter()
+        .map(|h| format!("c.livenessProbe.?{h}.hasValue()"))
+        .collect();
+    let cond = format!(
+        "!c.?startupProbe.hasValue() && c.?livenessProbe.hasValue() && ({})",
+        handlers.join(" || ")
+    );
+    let patch = p.per_long_running(&cond, true, |at, ty| {
+        let probe = format!("{ty}.startupProbe");
+        let mut ops = vec![format!(
+            "[{}]",
+            cel::patch_add(
+                &format!("{at} + '/startupProbe'"),
+                &format!("{probe}{{periodSeconds: 10, failureThreshold: 30}}"),
+            )
+        )];
+        for (h, fields) in COPIED {
+            let from = format!("c.livenessProbe.{h}");
+            let mut each = vec![format!(
+                "[{}]",
+                cel::patch_add(
+                    &format!("{at} + '/startupProbe/{h}'"),
+                    &format!("{probe}.{h}{{}}")
+                )
+            )];
+            for (f, how) in fields {
+                let v = format!("{from}.{f}");
+                let value = match how {
+                    Copy::Text => format!("string({v})"),
+                    Copy::Int => format!("int({v})"),
+                    Copy::IntOrText => {
+                        format!("type({v}) == string ? dyn(string({v})) : dyn(int({v}))")
+                    }
+                    Copy::TextList => format!("{v}.map(x, string(x))"),
+                    Copy::Headers => format!(
+                        "{v}.map(x, {{'name': string(x.name), 'value': \
+                         string(x.?value.orValue(''))}})"
+                    ),
+                };
+                each.push(format!(
+                    "({from}.?{f}.hasValue() ? [{}] : [])",
+                    cel::patch_add(&format!("{at} + '/startupProbe/{h}/{f}'"), &value)
+                ));
+            }
+            ops.push(format!(
+                "(c.livenessProbe.?{h}.hasValue() ? {} : [])",
+                each.join(" + ")
+            ));
+        }
+        ops.join(" + ")
+    });
+    cel::CelPatch {
+        when: p.some_long_running(&cond),
+        patch,
+        after: vec![cel::Field::ContainerLivenessProbe],
+        ..Default::default()
+    }
 }
 
 fn cel(_cx: &CelCtx<'_>) -> String {

@@ -35,7 +35,7 @@ Safety: the constraint is `ScheduleAnyway` (a preference, never a reason a pod s
     fix: Fix::Safe {
         summary: "add a soft zone topologySpreadConstraint over the pod template's labels",
         apply: FixFn::Object(fix),
-        cel: None,
+        cel: Some(fix_cel),
     },
     cel: Cel::Findings(cel),
 };
@@ -79,6 +79,54 @@ fn cel(_cx: &CelCtx<'_>) -> String {
         anti("preferredDuringSchedulingIgnoredDuringExecution"),
         zone = lit(ZONE),
     )
+}
+
+/// The fix as CEL: the same soft zone constraint, appended, over the
+/// selector's labels when they are a non-empty subset of the template's,
+/// else the template's (the labels as the object came, before any fix).
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
+    let spec = p.spec_value();
+    let labels = format!("{}.?labels.orValue({{}})", p.meta_value());
+    let selector = "object.spec.?selector.?matchLabels.orValue({})";
+    let kinds: Vec<String> = [kinds::DEPLOYMENT, kinds::STATEFUL_SET, kinds::REPLICA_SET]
+        .iter()
+        .map(|gk| format!("request.kind.kind == {}", lit(gk.kind)))
+        .collect();
+    let anti =
+        |list: &str| format!("size({spec}.?affinity.?podAntiAffinity.?{list}.orValue([])) == 0");
+    let when = format!(
+        "request.kind.group == 'apps' && ({}) && object.spec.?replicas.orValue(2) > 1 && \
+         !{spec}.?topologySpreadConstraints.orValue([]).exists(c, c.?topologyKey.orValue('') == \
+         {zone}) && {} && {} && size({labels}) > 0",
+        kinds.join(" || "),
+        anti("requiredDuringSchedulingIgnoredDuringExecution"),
+        anti("preferredDuringSchedulingIgnoredDuringExecution"),
+        zone = lit(ZONE),
+    );
+    // As plain strings: a JSONPatch cannot carry the apiserver's typed map.
+    let chosen = format!(
+        "(size({selector}) > 0 && {selector}.all(k, k in {labels} && {labels}[k] == \
+         {selector}[k]) ? {selector} : {labels}).transformMap(k, v, string(v))"
+    );
+    let ty = p.type_of("topologySpreadConstraints");
+    let constraint = format!(
+        "{ty}{{maxSkew: 1, topologyKey: {}, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: \
+         {ty}.labelSelector{{matchLabels: variables.topology_spread_labels}}}}",
+        lit(ZONE)
+    );
+    let at = format!("'{}/topologySpreadConstraints'", p.spec);
+    cel::CelPatch {
+        when,
+        patch: format!(
+            "{spec}.?topologySpreadConstraints.hasValue() ? [{}] : [{}]",
+            cel::patch_add(&format!("{at} + '/-'"), &constraint),
+            cel::patch_add(&at, &format!("[{constraint}]"))
+        ),
+        variables: vec![("topology_spread_labels".to_string(), chosen)],
+        writes: vec![cel::Field::PodTopologySpread],
+        before: vec![cel::Field::TemplateLabels],
+        ..Default::default()
+    }
 }
 
 fn single_replica(t: &Target<'_>) -> bool {
