@@ -1194,8 +1194,8 @@ fn mutate_condition(
 
 /// The tiers where hybrid mode calls the mutating webhook for workloads
 /// anyway: a fix is on there that no MutatingAdmissionPolicy applies (not in
-/// `fixed`; at tiers 2 to 5 of the embedded defaults the probes,
-/// graceful-shutdown, standard-labels and other fixes CEL does not make).
+/// `fixed`: an opt-in fix CEL does not make, such as
+/// read-only-root-filesystem; none with the embedded defaults).
 /// There no mutating policy is bound and the webhook applies every fix in
 /// the call it makes anyway: a policy's patch costs the apiserver an
 /// encode, a patch and a decode of the whole object and a second pass of

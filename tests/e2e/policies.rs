@@ -1002,11 +1002,22 @@ fn comparable(obj: &Value) -> Value {
 /// every tier and mode with only the mutating policies bound and no
 /// webhook, comes back exactly as the engine's fixes (those rules, at that
 /// tier and mode) make the object the apiserver admitted with no policy.
+///
+/// Twice: with the built-in fix options, and with `fixes.livenessProbe: on`,
+/// where the startup-probe fix copies the liveness probe the probes fix
+/// adds (its patch in a later mutation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s32_mutating_policies_make_the_engines_fixes() {
     let client = admin().await;
+    mutating_policies_make_the_engines_fixes(&client, "").await;
+    mutating_policies_make_the_engines_fixes(&client, "fixes: {livenessProbe: on}\n").await;
+}
+
+/// s32 with `extra` appended to its config.
+async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: &str) {
+    let liveness = extra.contains("livenessProbe");
     // The exemption of CONFIG names e2e-vap-t3: here it is e2e-map-t3.
-    let config = CONFIG.replace("e2e-vap-t3", "e2e-map-t3");
+    let config = CONFIG.replace("e2e-vap-t3", "e2e-map-t3") + extra;
     let cfg = Config::from_yaml(&config, "test config").expect("config");
     // Every fix's policy in every tier it is on: here no mutating webhook
     // applies them where hybrid mode would call it anyway.
@@ -1066,14 +1077,17 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
     let baseline_ns = "e2e-map-webhook";
 
     // Wait until the apiserver applies them: a container with no
-    // securityContext comes back with one.
+    // securityContext comes back with one (and with the liveness option, a
+    // liveness probe).
     let canary = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "canary", "labels": {MAP_LABEL: "1"}},
-        "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}});
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27",
+                                 "ports": [{"containerPort": 80}]}]}});
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let a = dry_run_create(&client, Some("e2e-map-t5"), &canary).await;
-        if a.body["spec"]["containers"][0]["securityContext"].is_object() {
+        let a = dry_run_create(client, Some("e2e-map-t5"), &canary).await;
+        let c = &a.body["spec"]["containers"][0];
+        if c["securityContext"].is_object() && (!liveness || c["livenessProbe"].is_object()) {
             break;
         }
         assert!(
@@ -1122,7 +1136,7 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
         }
         // The object as admitted where no policy mutates (the webhook-only
         // namespace): what the webhook would be sent.
-        let base = dry_run_create(&client, Some(baseline_ns), &obj).await;
+        let base = dry_run_create(client, Some(baseline_ns), &obj).await;
         if base.status == 422 {
             invalid += 1;
             continue;
@@ -1134,7 +1148,7 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
             base.body
         );
         for (ns, labels) in namespaces.iter().filter(|(n, _)| n != baseline_ns) {
-            let a = dry_run_create(&client, Some(ns), &obj).await;
+            let a = dry_run_create(client, Some(ns), &obj).await;
             assert!(
                 a.status == 201 || a.status == 200,
                 "{label} in {ns}: HTTP {}: {}",
@@ -1175,7 +1189,7 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
                     {
                         let mut again = fixed;
                         without_server_fields(&mut again);
-                        let r = dry_run_create(&client, Some(baseline_ns), &again).await;
+                        let r = dry_run_create(client, Some(baseline_ns), &again).await;
                         assert!(
                             r.status == 201 || r.status == 200,
                             "{label} again: HTTP {}: {}",
@@ -1203,7 +1217,7 @@ async fn s32_mutating_policies_make_the_engines_fixes() {
         }
     }
     eprintln!(
-        "e2e: mutating policies: {compared} objects compared with the engine's fixes ({changed} \
+        "e2e: mutating policies ({}): {compared} objects compared with the engine's fixes ({changed} \
          changed by the policies, {invalid} refused as invalid); fixes seen: {fixes_seen:?}"
     );
     delete_all(&mutating);

@@ -60,7 +60,7 @@ fn fix_cel(_p: &PatchCtx<'_>) -> cel::CelPatch {
         when: format!("{}.exists(k, !(k in {own}))", cel::list(&LABELS)),
         patch: format!(
             "object.metadata.?labels.hasValue() ? {add}.map(k, {}) : size({add}) > 0 ? [{}] : []",
-            cel::patch_add(&format!("'/metadata/labels/' + k"), &format!("{add}[k]")),
+            cel::patch_add("'/metadata/labels/' + k", &format!("{add}[k]")),
             cel::patch_add("'/metadata/labels'", add)
         ),
         variables: vec![
