@@ -1218,7 +1218,12 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
     }
     eprintln!(
         "e2e: mutating policies ({}): {compared} objects compared with the engine's fixes ({changed} \
-         changed by the policies, {invalid} refused as invalid); fixes seen: {fixes_seen:?}"
+         changed by the policies, {invalid} refused as invalid); fixes seen: {fixes_seen:?}",
+        if extra.is_empty() {
+            "built-in fix options"
+        } else {
+            extra.trim()
+        }
     );
     delete_all(&mutating);
     assert!(compared > 200, "only {compared} comparisons");
