@@ -357,7 +357,7 @@ pub fn mutating_policies(
                     .iter()
                     .map(|&i| {
                         let (_, cond, _, fix) = &shape_fixes[i];
-                        format!("(({cond}) && ({}) ? ({}) : [])", fix.when, fix.patch)
+                        format!("(({cond}) ? ({}) : [])", fix.patch)
                     })
                     .collect();
                 json!({"patchType": "JSONPatch",

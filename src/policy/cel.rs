@@ -78,7 +78,9 @@ pub struct CelPatch {
     /// `matchConditions`: the apiserver runs the mutation only then, which
     /// is most of its cost).
     pub when: String,
-    /// `list(JSONPatch)`: the change, evaluated only when `when` holds.
+    /// `list(JSONPatch)`: the change, empty where the fix would change
+    /// nothing (so the policy need not evaluate `when` again before it:
+    /// every CEL node costs the apiserver on every write).
     pub patch: String,
     /// `(name, CEL)`: variables the patch reads (`variables.<name>`), for
     /// what it would otherwise spell out again at every use (CEL has no

@@ -108,15 +108,19 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
                 || x == 'SYS_ADMIN'))";
     cel::CelPatch {
         when: format!("!({}) && {}.exists(c, {cond})", p.windows(), p.containers()),
-        patch: p.per_container(cond, |at, ty| {
-            add_under(
-                "c",
-                at,
-                ty,
-                &["securityContext", "allowPrivilegeEscalation"],
-                |_| "false".into(),
-            )
-        }),
+        patch: format!(
+            "({}) ? [] : {}",
+            p.windows(),
+            p.per_container(cond, |at, ty| {
+                add_under(
+                    "c",
+                    at,
+                    ty,
+                    &["securityContext", "allowPrivilegeEscalation"],
+                    |_| "false".into(),
+                )
+            })
+        ),
         variables: Vec::new(),
         writes: vec![cel::Field::ContainerSecurityContext],
         ..Default::default()

@@ -153,22 +153,26 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     );
     cel::CelPatch {
         when: format!("!({}) && {}.exists(c, {cond})", p.windows(), p.containers()),
-        patch: p.per_container(&cond, |at, ty| {
-            format!(
-                "c.?securityContext.?capabilities.?drop.hasValue() ? {} : {}",
-                cel::patch_add(
-                    &format!("{at} + '/securityContext/capabilities/drop/-'"),
-                    "'ALL'"
-                ),
-                add_under(
-                    "c",
-                    at,
-                    ty,
-                    &["securityContext", "capabilities", "drop"],
-                    |_| "['ALL']".into()
+        patch: format!(
+            "({}) ? [] : {}",
+            p.windows(),
+            p.per_container(&cond, |at, ty| {
+                format!(
+                    "c.?securityContext.?capabilities.?drop.hasValue() ? {} : {}",
+                    cel::patch_add(
+                        &format!("{at} + '/securityContext/capabilities/drop/-'"),
+                        "'ALL'"
+                    ),
+                    add_under(
+                        "c",
+                        at,
+                        ty,
+                        &["securityContext", "capabilities", "drop"],
+                        |_| "['ALL']".into()
+                    )
                 )
-            )
-        }),
+            })
+        ),
         variables: Vec::new(),
         writes: vec![cel::Field::ContainerSecurityContext],
         ..Default::default()

@@ -113,11 +113,14 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     );
     cel::CelPatch {
         when: format!("{grace} && {}", p.some_long_running(cond)),
-        patch: p.per_long_running(cond, false, |at, ty| {
-            cel::add_under("c", at, ty, &["lifecycle", "preStop"], |t| {
-                format!("{t}{{sleep: {t}.sleep{{seconds: 5}}}}")
+        patch: format!(
+            "({grace}) ? {} : []",
+            p.per_long_running(cond, false, |at, ty| {
+                cel::add_under("c", at, ty, &["lifecycle", "preStop"], |t| {
+                    format!("{t}{{sleep: {t}.sleep{{seconds: 5}}}}")
+                })
             })
-        }),
+        ),
         writes: vec![cel::Field::ContainerLifecycle],
         ..Default::default()
     }

@@ -89,15 +89,15 @@ fn fix(pod: &PodTemplate, _r: &RuleCtx<'_>, obj: &mut Value) -> bool {
 /// container has none of its own.
 fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     let spec = p.spec_value();
+    let when = format!(
+        "!({}) && !{spec}.?securityContext.?seccompProfile.hasValue() && \
+         {}.exists(c, !c.?securityContext.?seccompProfile.hasValue())",
+        p.windows(),
+        p.containers()
+    );
     cel::CelPatch {
-        when: format!(
-            "!({}) && !{spec}.?securityContext.?seccompProfile.hasValue() && \
-             {}.exists(c, !c.?securityContext.?seccompProfile.hasValue())",
-            p.windows(),
-            p.containers()
-        ),
         patch: format!(
-            "[{}]",
+            "({when}) ? [{}] : []",
             add_under(
                 &spec,
                 &lit(p.spec),
@@ -106,6 +106,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
                 |t| format!("{t}{{type: 'RuntimeDefault'}}"),
             )
         ),
+        when,
         variables: Vec::new(),
         writes: vec![cel::Field::PodSecurityContext],
         ..Default::default()

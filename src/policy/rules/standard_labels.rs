@@ -89,27 +89,29 @@ fn valid_label_value_cel(v: &str) -> String {
 /// template's, labels lack it; a missing labels map is added whole.
 fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     let name = "object.metadata.?name.orValue('')";
-    // The first regular container's image, its tag (as ImageRef::parse).
-    let image = format!(
-        "{}.?containers.orValue([]).map(c, c.?image.orValue('').trim())",
-        p.spec_value()
-    );
-    let rest = format!("{image}[0].split('@')[0]");
-    let path = format!(
-        "({rest}.matches('{}') ? {rest}.substring({rest}.indexOf('/') + 1) : {rest})",
+    // The tag of the first regular container's image (as ImageRef::parse),
+    // '' when it has none; each step computed once (a one-element list's
+    // `map` binds it: admission policies have no `cel.bind`).
+    let tag = format!(
+        "[{}.?containers.orValue([])].map(cs, (size(cs) > 0 ? cs[0].?image.orValue('') : \
+         '').trim().split('@')[0]).map(rest, rest.matches('{}') ? rest.substring(rest.indexOf('/') \
+         + 1) : rest).map(path, path.lastIndexOf(':') >= 0 ? path.substring(path.lastIndexOf(':') \
+         + 1) : '')",
+        p.spec_value(),
         super::image_tag::REGISTRY_RE
     );
-    let tag = format!("{path}.substring({path}.lastIndexOf(':') + 1)");
+    // A version label can be derived: the tag is a valid label value.
     let has_tag = format!(
-        "size({image}) > 0 && {path}.lastIndexOf(':') >= 0 && {tag} != 'latest' && {}",
-        valid_label_value_cel(&tag)
+        "{tag}.exists(tag, tag != 'latest' && {})",
+        valid_label_value_cel("tag")
     );
     let derived = format!(
-        "{{?{}: {} ? optional.of(string({name})) : optional.none(), ?{}: {has_tag} ? optional.of(string({tag})) \
-         : optional.none()}}",
+        "{tag}.map(tag, {{?{}: {} ? optional.of(string({name})) : optional.none(), ?{}: \
+         tag != 'latest' && {} ? optional.of(string(tag)) : optional.none()}})[0]",
         lit(NAME),
         valid_label_value_cel(name),
-        lit(VERSION)
+        lit(VERSION),
+        valid_label_value_cel("tag")
     );
     let d = "variables.standard_labels_derived";
     let mut places = vec![("/metadata", "object.metadata".to_string())];
@@ -120,10 +122,15 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     }
     let mut when = Vec::new();
     let mut patch = Vec::new();
+    let name_ok = valid_label_value_cel(name);
     for (pointer, meta) in &places {
-        // A matchCondition, which reads no variable.
+        // A matchCondition, which reads no variable: each label missing and
+        // derivable, the cheap test first.
+        let labels = format!("{meta}.?labels.orValue({{}})");
         when.push(format!(
-            "{derived}.exists(k, !(k in {meta}.?labels.orValue({{}})))"
+            "(!({} in {labels}) && {name_ok}) || (!({} in {labels}) && {has_tag})",
+            lit(NAME),
+            lit(VERSION)
         ));
         patch.push(format!(
             "({meta}.?labels.hasValue() ? {d}.filter(k, !(k in {meta}.labels)).map(k, {}) : \

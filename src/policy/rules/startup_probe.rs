@@ -103,13 +103,21 @@ const COPIED: [(&str, &[(&str, Copy)]); 4] = [
             ("host", Copy::Text),
             ("scheme", Copy::Text),
             ("httpHeaders", Copy::Headers),
+            ("protocol", Copy::Text),
         ],
     ),
     (
         "tcpSocket",
         &[("port", Copy::IntOrText), ("host", Copy::Text)],
     ),
-    ("grpc", &[("port", Copy::Int), ("service", Copy::Text)]),
+    (
+        "grpc",
+        &[
+            ("port", Copy::Int),
+            ("service", Copy::Text),
+            ("mode", Copy::Text),
+        ],
+    ),
     ("exec", &[("command", Copy::TextList)]),
 ];
 
@@ -202,6 +210,71 @@ mod tests {
     use crate::policy::rules::testutil::{self, assert_fix_sound, run_rule};
     use crate::policy::Tier;
     use serde_json::json;
+
+    /// The fix's CEL copies a check field by field: it names every field
+    /// of every check (a field k8s-openapi adds fails to compile here, as
+    /// each check is built whole).
+    #[test]
+    fn the_fix_cel_copies_every_field_of_each_check() {
+        use k8s_openapi::api::core::v1::{
+            ExecAction, GRPCAction, HTTPGetAction, HTTPHeader, TCPSocketAction,
+        };
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let text = Some("x".to_string());
+        let checks = [
+            (
+                "httpGet",
+                serde_json::to_value(HTTPGetAction {
+                    host: text.clone(),
+                    http_headers: Some(vec![HTTPHeader {
+                        name: "n".into(),
+                        value: "v".into(),
+                    }]),
+                    path: text.clone(),
+                    port: IntOrString::Int(8080),
+                    protocol: text.clone(),
+                    scheme: text.clone(),
+                }),
+            ),
+            (
+                "tcpSocket",
+                serde_json::to_value(TCPSocketAction {
+                    host: text.clone(),
+                    port: IntOrString::Int(8080),
+                }),
+            ),
+            (
+                "grpc",
+                serde_json::to_value(GRPCAction {
+                    mode: text.clone(),
+                    port: 8080,
+                    service: text.clone(),
+                }),
+            ),
+            (
+                "exec",
+                serde_json::to_value(ExecAction {
+                    command: Some(vec!["true".into()]),
+                }),
+            ),
+        ];
+        assert_eq!(checks.len(), super::COPIED.len());
+        for ((name, value), (copied, fields)) in checks.iter().zip(super::COPIED) {
+            assert_eq!(name, &copied);
+            let mut want: Vec<String> = value
+                .as_ref()
+                .expect("json")
+                .as_object()
+                .expect("an object")
+                .keys()
+                .cloned()
+                .collect();
+            let mut got: Vec<String> = fields.iter().map(|(f, _)| f.to_string()).collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{name}");
+        }
+    }
 
     #[test]
     fn startup_probes_pass_and_daemonsets_are_in_scope() {

@@ -116,12 +116,12 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     );
     let at = format!("'{}/topologySpreadConstraints'", p.spec);
     cel::CelPatch {
-        when,
         patch: format!(
-            "{spec}.?topologySpreadConstraints.hasValue() ? [{}] : [{}]",
+            "!({when}) ? [] : {spec}.?topologySpreadConstraints.hasValue() ? [{}] : [{}]",
             cel::patch_add(&format!("{at} + '/-'"), &constraint),
             cel::patch_add(&at, &format!("[{constraint}]"))
         ),
+        when,
         variables: vec![("topology_spread_labels".to_string(), chosen)],
         writes: vec![cel::Field::PodTopologySpread],
         before: vec![cel::Field::TemplateLabels],
