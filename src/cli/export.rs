@@ -50,8 +50,14 @@ pub struct AdmissionPoliciesArgs {
     /// fix's MutatingAdmissionPolicy in every tier the fix is on (by
     /// default, where hybrid mode calls the mutating webhook anyway, the
     /// webhook applies the fix in that call; see webhook-only.md).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fixes_in_webhook")]
     pub without_mutating_webhook: bool,
+    /// In hybrid mode the mutating webhook applies every fix and no
+    /// MutatingAdmissionPolicy is bound: one webhook call costs the
+    /// apiserver less than every fix's CEL on writes that need many fixes
+    /// (see the README's measurements).
+    #[arg(long)]
+    pub fixes_in_webhook: bool,
 }
 
 /// `1.37` (or `v1.37`) → 37.
@@ -72,6 +78,7 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         excluded_namespaces: a.exclude.clone(),
         config_digest: Config::digest(bytes.as_deref()),
         without_mutating_webhook: a.without_mutating_webhook,
+        fixes_in_webhook: a.fixes_in_webhook,
     };
     let exported = export::admission_policies(&cfg, &opts)?;
     let policies = export::to_yaml(&exported.objects)?;

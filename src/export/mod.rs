@@ -71,6 +71,12 @@ pub struct ExportOptions {
     /// [`webhook_fix_tiers`] (where hybrid mode leaves the fix to the
     /// webhook it calls anyway).
     pub without_mutating_webhook: bool,
+    /// The mutating webhook applies every fix in hybrid mode: no
+    /// MutatingAdmissionPolicy is bound. On a write that needs many fixes
+    /// one webhook call costs the apiserver less than evaluating every
+    /// fix's CEL (the README's measurements); on one that needs none or
+    /// few, the policies cost less and the webhook is not called.
+    pub fixes_in_webhook: bool,
 }
 
 impl Default for ExportOptions {
@@ -83,6 +89,7 @@ impl Default for ExportOptions {
                 .collect(),
             config_digest: Config::digest(None),
             without_mutating_webhook: false,
+            fixes_in_webhook: false,
         }
     }
 }
@@ -1017,11 +1024,16 @@ fn always_in_webhook(
         };
         out.push(Stay {
             what: format!("the {id} fix in {which}"),
-            why: "hybrid mode calls the mutating webhook there anyway, for the fixes no policy \
-                  makes, and it applies this one in the same call: a policy's patch would cost \
-                  the apiserver an encode, a patch, a decode and a second pass of the mutating \
-                  plugins on top"
-                .to_string(),
+            why: if opts.fixes_in_webhook {
+                "exported with --fixes-in-webhook: the mutating webhook applies every fix, one \
+                 call in place of every fix's CEL"
+            } else {
+                "hybrid mode calls the mutating webhook there anyway, for the fixes no policy \
+                 makes, and it applies this one in the same call: a policy's patch would cost \
+                 the apiserver an encode, a patch, a decode and a second pass of the mutating \
+                 plugins on top"
+            }
+            .to_string(),
         });
     }
     out

@@ -60,6 +60,9 @@ fn kept_tiers(cfg: &Config, opts: &ExportOptions) -> Vec<u8> {
     if opts.without_mutating_webhook {
         return Vec::new();
     }
+    if opts.fixes_in_webhook {
+        return Tier::ALL.iter().map(|t| t.number()).collect();
+    }
     let fixable = policy_fixes(&cfg.policy, cfg.server.dry_run, opts.kube_minor);
     super::webhook_fix_tiers(&cfg.policy, &fixable)
         .iter()
@@ -305,7 +308,7 @@ pub fn mutating_policies(
             .filter(|s| !s.is_empty() && *s != "spec")
             .map(str::to_lowercase)
             .collect();
-        let name = match (spec.starts_with("/spec"), parents.is_empty()) {
+        let shape = match (spec.starts_with("/spec"), parents.is_empty()) {
             (_, true) => "tiergate-fix-pod".to_string(),
             (true, false) => format!("tiergate-fix-{}", parents.join("-")),
             (false, false) => format!("tiergate-fix-pod{}", parents.join("-")),
@@ -321,79 +324,105 @@ pub fn mutating_policies(
         };
         // The fixes of the kinds of this shape, as CEL, in the engine's
         // order.
-        let shape_fixes: Vec<(&'static Rule, &String, &Vec<u8>, CelPatch)> = fixes
+        let all_fixes: Vec<(&'static Rule, &String, &Vec<u8>, CelPatch)> = fixes
             .iter()
             .filter(|(rule, _, _)| gks.iter().any(|gk| rule.applies_to(gk.group, gk.kind)))
             .filter_map(|(rule, cond, tiers)| Some((*rule, cond, tiers, rule.fix.cel()?(&p))))
             .collect();
-        let groups = order(&shape_fixes.iter().map(|f| &f.3).collect::<Vec<_>>());
-        if groups.is_empty() {
-            continue;
-        }
-        // One policy per shape, all its fixes in as few JSONPatch mutations
-        // as their fields allow (see [`order`]): each policy the apiserver
-        // runs, and each mutation it applies, costs an encode, a patch and
-        // a decode of the whole object.
-        let mut conditions = match_conditions();
-        conditions.push(json!({"name": "not-controller-owned",
-            "expression": "!object.metadata.?ownerReferences.orValue([])\
-                           .exists(r, r.?controller.orValue(false) == true)"}));
-        let used: Vec<usize> = groups.iter().flatten().copied().collect();
-        let needed: Vec<String> = used
-            .iter()
-            .map(|&i| format!("({})", shape_fixes[i].3.when))
-            .collect();
-        conditions.push(json!({"name": "fix-needed", "expression": needed.join(" || ")}));
-        let mut policy_variables = variables.clone();
-        for &i in &used {
-            for (n, expression) in &shape_fixes[i].3.variables {
-                policy_variables.push(json!({"name": n, "expression": expression}));
+        // One policy per band of tiers with the same fixes on, bound to those
+        // tiers only: its matchCondition cannot read the namespace, so a
+        // policy with another tier's fixes would run its mutations (an
+        // encode, a patch and a decode) on every object that tier's fixes
+        // would change, to change nothing.
+        let mut bands: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
+        for tier in Tier::ALL.iter().map(|t| t.number()) {
+            let on: Vec<usize> = (0..all_fixes.len())
+                .filter(|&i| all_fixes[i].2.contains(&tier))
+                .collect();
+            if on.is_empty() {
+                continue;
+            }
+            match bands.iter_mut().find(|(_, f)| *f == on) {
+                Some((tiers, _)) => tiers.push(tier),
+                None => bands.push((vec![tier], on)),
             }
         }
-        let mutations: Vec<Value> = groups
-            .iter()
-            .map(|group| {
-                let parts: Vec<String> = group
-                    .iter()
-                    .map(|&i| {
-                        let (_, cond, _, fix) = &shape_fixes[i];
-                        format!("(({cond}) ? ({}) : [])", fix.patch)
-                    })
-                    .collect();
-                json!({"patchType": "JSONPatch",
-                       "jsonPatch": {"expression": parts.join(" + ")}})
-            })
-            .collect();
-        objects.push(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingAdmissionPolicy",
-            "metadata": {"name": name, "labels": labels(opts)},
-            "spec": {
-                "failurePolicy": "Fail",
-                "reinvocationPolicy": "IfNeeded",
-                "matchConstraints": match_constraints(patchable_rules(&gks)),
-                "matchConditions": conditions,
-                "variables": policy_variables,
-                "mutations": mutations,
-            },
-        }));
-        let mut tiers: Vec<u8> = used
-            .iter()
-            .flat_map(|&i| shape_fixes[i].2.iter().copied())
-            .collect();
-        tiers.sort_unstable();
-        tiers.dedup();
-        let mut binding_selector = vec![not_excluded(opts)];
-        binding_selector.extend(selector(&mode_selector, &tiers, policy.defaults.tier));
-        objects.push(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingAdmissionPolicyBinding",
-            "metadata": {"name": name, "labels": labels(opts)},
-            "spec": {
-                "policyName": name,
-                "matchResources": {"namespaceSelector": {"matchExpressions": binding_selector}},
-            },
-        }));
+        for (band, on) in bands {
+            let contiguous = band.windows(2).all(|w| w[1] == w[0] + 1);
+            let suffix = match (band.first(), band.last()) {
+                (Some(a), Some(b)) if a == b => format!("t{a}"),
+                (Some(a), Some(b)) if contiguous => format!("t{a}-{b}"),
+                _ => format!(
+                    "t{}",
+                    band.iter().map(u8::to_string).collect::<Vec<_>>().join("-")
+                ),
+            };
+            let name = format!("{shape}-{suffix}");
+            let shape_fixes: Vec<&(&'static Rule, &String, &Vec<u8>, CelPatch)> =
+                on.iter().map(|&i| &all_fixes[i]).collect();
+            let groups = order(&shape_fixes.iter().map(|f| &f.3).collect::<Vec<_>>());
+            if groups.is_empty() {
+                continue;
+            }
+            // The band's fixes in as few JSONPatch mutations as their fields
+            // allow (see [`order`]): each policy the apiserver runs, and each
+            // mutation it applies, costs an encode, a patch and a decode of
+            // the whole object.
+            let mut conditions = match_conditions();
+            conditions.push(json!({"name": "not-controller-owned",
+                "expression": "!object.metadata.?ownerReferences.orValue([])\
+                               .exists(r, r.?controller.orValue(false) == true)"}));
+            let used: Vec<usize> = groups.iter().flatten().copied().collect();
+            let needed: Vec<String> = used
+                .iter()
+                .map(|&i| format!("({})", shape_fixes[i].3.when))
+                .collect();
+            conditions.push(json!({"name": "fix-needed", "expression": needed.join(" || ")}));
+            let mut policy_variables = variables.clone();
+            for &i in &used {
+                for (n, expression) in &shape_fixes[i].3.variables {
+                    policy_variables.push(json!({"name": n, "expression": expression}));
+                }
+            }
+            let mutations: Vec<Value> = groups
+                .iter()
+                .map(|group| {
+                    let parts: Vec<String> = group
+                        .iter()
+                        .map(|&i| {
+                            let (_, cond, _, fix) = &shape_fixes[i];
+                            format!("(({cond}) ? ({}) : [])", fix.patch)
+                        })
+                        .collect();
+                    json!({"patchType": "JSONPatch",
+                           "jsonPatch": {"expression": parts.join(" + ")}})
+                })
+                .collect();
+            objects.push(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingAdmissionPolicy",
+                "metadata": {"name": name, "labels": labels(opts)},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "reinvocationPolicy": "IfNeeded",
+                    "matchConstraints": match_constraints(patchable_rules(&gks)),
+                    "matchConditions": conditions,
+                    "variables": policy_variables,
+                    "mutations": mutations,
+                },
+            }));
+            let mut binding_selector = vec![not_excluded(opts)];
+            binding_selector.extend(selector(&mode_selector, &band, policy.defaults.tier));
+            objects.push(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingAdmissionPolicyBinding",
+                "metadata": {"name": name, "labels": labels(opts)},
+                "spec": {
+                    "policyName": name,
+                    "matchResources": {"namespaceSelector": {"matchExpressions": binding_selector}},
+                },
+            }));
+        }
     }
     (objects, fixes.iter().map(|(r, _, _)| r.id).collect(), left)
 }
@@ -458,20 +487,41 @@ mod tests {
         assert_eq!(e.objects, alone.objects);
         let policies = mutating(&e);
         // One per place of the pod spec (Pod, PodTemplate, the template
-        // kinds, CronJob).
+        // kinds, CronJob) and band of tiers with the same fixes on.
         let names: Vec<&str> = policies
             .iter()
             .filter_map(|p| p["metadata"]["name"].as_str())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "tiergate-fix-pod",
-                "tiergate-fix-jobtemplate-template",
-                "tiergate-fix-template",
-                "tiergate-fix-podtemplate"
-            ]
+        let mut want = Vec::new();
+        for shape in ["pod", "jobtemplate-template", "template", "podtemplate"] {
+            for band in ["t1", "t2", "t3-5"] {
+                want.push(format!("tiergate-fix-{shape}-{band}"));
+            }
+        }
+        assert_eq!(names, want);
+        // Each band's binding selects its tiers only; the tier-1 band holds
+        // only tier 1's fixes.
+        let binding = |name: &str| {
+            e.objects
+                .iter()
+                .find(|o| {
+                    o["kind"] == "MutatingAdmissionPolicyBinding" && o["metadata"]["name"] == name
+                })
+                .map(|b| b["spec"]["matchResources"]["namespaceSelector"].to_string())
+                .unwrap_or_default()
+        };
+        let t1 = binding("tiergate-fix-template-t1");
+        assert!(
+            t1.contains("\"NotIn\"") && t1.contains("\"enterprise\""),
+            "{t1}"
         );
+        assert!(!t1.contains("\"foundation\""), "{t1}");
+        let t1_policy = policies
+            .iter()
+            .find(|p| p["metadata"]["name"] == "tiergate-fix-template-t1")
+            .expect("the tier-1 template policy");
+        assert!(expressions(t1_policy).contains("capabilities/drop"));
+        assert!(!expressions(t1_policy).contains("preStop"));
         for p in &policies {
             assert_eq!(p["spec"]["matchConditions"][3]["name"], "fix-needed");
             // Never a subresource; UPDATE only where the template may change.
@@ -504,7 +554,7 @@ mod tests {
         // template's labels as they came, with standard-labels.
         let template = policies
             .iter()
-            .find(|p| p["metadata"]["name"] == "tiergate-fix-template")
+            .find(|p| p["metadata"]["name"] == "tiergate-fix-template-t3-5")
             .expect("the template policy");
         let m = template["spec"]["mutations"].as_array().expect("mutations");
         assert_eq!(m.len(), 2, "{m:?}");
@@ -526,7 +576,7 @@ mod tests {
         // topology-spread only where it applies.
         let pod = policies
             .iter()
-            .find(|p| p["metadata"]["name"] == "tiergate-fix-pod")
+            .find(|p| p["metadata"]["name"] == "tiergate-fix-pod-t3-5")
             .expect("the pod policy");
         assert!(!expressions(pod).contains("topologySpreadConstraints"));
         assert!(expressions(pod).contains("preStop"));
@@ -543,7 +593,7 @@ mod tests {
         let e = export("defaults: {tier: 3}\nfixes: {livenessProbe: on}\n", 37);
         let template = mutating(&e)
             .into_iter()
-            .find(|p| p["metadata"]["name"] == "tiergate-fix-template")
+            .find(|p| p["metadata"]["name"] == "tiergate-fix-template-t3-5")
             .expect("the template policy");
         let m = template["spec"]["mutations"].as_array().expect("mutations");
         assert_eq!(m.len(), 2, "{m:?}");
@@ -704,6 +754,41 @@ mod tests {
     }
 
     #[test]
+    fn with_fixes_in_webhook_no_mutating_policy_is_bound() {
+        let cfg = Config::from_yaml("defaults: {tier: 3}\n", "test").expect("config");
+        let opts = ExportOptions {
+            fixes_in_webhook: true,
+            ..ExportOptions::default()
+        };
+        let e = admission_policies(&cfg, &opts).expect("export");
+        assert!(e.fixed.is_empty() && mutating(&e).is_empty());
+        for what in [
+            "the resources fix in tiers 1 to 5",
+            "the probes fix in tiers 2 to 5",
+            "the topology-spread fix in tiers 3 to 5",
+        ] {
+            let stay = e.stays.iter().find(|s| s.what == what);
+            assert!(
+                stay.is_some_and(|s| s.why.contains("--fixes-in-webhook")),
+                "{what}: {:?}",
+                e.stays
+            );
+        }
+        // The webhook, narrowed with no fix left to policies, keeps a band
+        // for every tier.
+        let base = json!({"webhooks": [{"name": "mutate.tiergate.io", "rules": []}]});
+        let hooks = crate::export::hybrid_mutating_webhooks(&base, &cfg.policy, &e.fixed);
+        let names: Vec<&str> = hooks["webhooks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["name"].as_str())
+            .collect();
+        assert!(names.iter().any(|n| n.starts_with("t1-")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("t3-")), "{names:?}");
+    }
+
+    #[test]
     fn no_mutating_policy_before_1_36_or_under_dry_run() {
         let old = export("defaults: {tier: 3}\n", 35);
         assert!(old.fixed.is_empty() && mutating(&old).is_empty());
@@ -747,17 +832,17 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name}"))
                 .to_string()
         };
-        let caps = expr("tiergate-fix-pod", 0);
+        let caps = expr("tiergate-fix-pod-t1", 0);
         assert!(caps.contains("capabilities/drop"), "{caps}");
         assert!(caps.contains("!variables.webhookOnly"), "{caps}");
         assert!(caps.contains("\"legacy\""), "the exemption: {caps}");
         assert!(!caps.contains("'audit'"), "never in audit mode: {caps}");
         // allow-privilege-escalation is a tier-2 rule.
-        let ape = expr("tiergate-fix-pod", 1);
+        let ape = expr("tiergate-fix-pod-t2", 1);
         assert!(ape.contains("allowPrivilegeEscalation"), "{ape}");
         assert!(ape.contains("variables.tier >= 2"), "{ape}");
-        // The binding leaves the excluded and the audit-mode namespaces
-        // out; the policy selects every namespace (the apiserver parses
+        // The binding (the tier-1 band's) leaves the excluded and the
+        // audit-mode namespaces and the other tiers out; the policy selects every namespace (the apiserver parses
         // every policy's selector on every request).
         let binding = e
             .objects
@@ -768,7 +853,10 @@ mod tests {
             binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"],
             json!([{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
                     "values": ["kube-system", "kube-node-lease", "tiergate-system"]},
-                   {"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]}])
+                   {"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]},
+                   {"key": TIER_LABEL, "operator": "NotIn",
+                    "values": ["2", "production", "3", "enterprise", "4", "multi-cluster",
+                               "multicluster", "5", "hyperscale"]}])
         );
         let policy = e
             .objects

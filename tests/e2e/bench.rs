@@ -13,7 +13,9 @@
 //! policy: one that always warns, one that patches once, both (what no
 //! policy content can go below), (l) seven policies patching once each and
 //! (m) one policy making the same seven changes in one patch (what a patch
-//! costs per policy and per operation), and with `E2E_BENCH_BEFORE`, (d). Each
+//! costs per policy and per operation), (n) (e) with the fixes left to the
+//! mutating webhook (`--fixes-in-webhook`), and with `E2E_BENCH_BEFORE`,
+//! (d). Each
 //! cell creates `E2E_BENCH_WRITES` Deployments (two
 //! containers, unique names) from 1 or 16 clients, as server-side dry-runs
 //! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
@@ -180,6 +182,18 @@ async fn write_cell(
 /// validating webhook narrowed as `tiergate export admission-policies
 /// --webhooks` narrows it (the policies are applied by the caller).
 async fn judged_by(bin: &str, name: &str, tier: u8, hybrid: bool) -> Scenario {
+    judged_by_with(bin, name, tier, hybrid, false).await
+}
+
+/// [`judged_by`]; `fixes_in_webhook`: hybrid mode exported with
+/// `--fixes-in-webhook` (the mutating webhook keeps every fix).
+async fn judged_by_with(
+    bin: &str,
+    name: &str,
+    tier: u8,
+    hybrid: bool,
+    fixes_in_webhook: bool,
+) -> Scenario {
     let config = format!(
         "defaults: {{tier: {tier}, mode: warn}}\n{}",
         if hybrid {
@@ -200,6 +214,7 @@ async fn judged_by(bin: &str, name: &str, tier: u8, hybrid: bool) -> Scenario {
         false,
         Webhooks {
             hybrid: hybrid.then_some(policy),
+            fixes_in_webhook,
             ..Webhooks::default()
         },
     )
@@ -219,9 +234,27 @@ async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>,
         "bench config",
     )
     .expect("bench config");
-    let mut names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    // Those exported with `--fixes-in-webhook` get their own copy, with no
+    // mutating policy.
+    let mut names: Vec<&str> = scenarios
+        .iter()
+        .filter(|s| !s.webhooks.fixes_in_webhook)
+        .map(|s| s.name.as_str())
+        .collect();
     names.extend(also);
     crate::policies::apply_bound_policies(&cfg, "bench", &names).await;
+    let in_webhook: Vec<&str> = scenarios
+        .iter()
+        .filter(|s| s.webhooks.fixes_in_webhook)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !in_webhook.is_empty() {
+        let opts = export::ExportOptions {
+            fixes_in_webhook: true,
+            ..export::ExportOptions::default()
+        };
+        crate::policies::apply_bound_policies_with(&cfg, &opts, "benchwf", &in_webhook).await;
+    }
     let names_of = |narrowed: Value, out: &mut Vec<String>| {
         for w in narrowed["webhooks"].as_array().into_iter().flatten() {
             if let Some(n) = w["name"].as_str() {
@@ -237,7 +270,11 @@ async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>,
             let v = json!({"webhooks": [{"name": VALIDATE}]});
             names_of(export::hybrid_webhooks(&v, cfg), &mut validate);
             let m = json!({"webhooks": [{"name": MUTATE}]});
-            let fixed = export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR);
+            let fixed = if s.webhooks.fixes_in_webhook {
+                Vec::new()
+            } else {
+                export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR)
+            };
             names_of(
                 export::hybrid_mutating_webhooks(&m, cfg, &fixed),
                 &mut mutate,
@@ -447,6 +484,9 @@ async fn apiserver_write_cost() {
     let hybrid = judged_by(TIERGATE, "bench-hybrid", 3, true).await;
     let tiergate1 = judged_by(TIERGATE, "bench-t1", 1, false).await;
     let hybrid1 = judged_by(TIERGATE, "bench-hybrid-t1", 1, true).await;
+    // (n) (e) exported with `--fixes-in-webhook`: the mutating webhook
+    // applies the fixes, no mutating policy.
+    let hybrid_wf = judged_by_with(TIERGATE, "bench-hybrid-wf", 3, true, true).await;
     // (h) the policies alone at tier 1, no webhook: what hybrid costs where
     // no remaining rule or fix needs tiergate.
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -458,7 +498,7 @@ async fn apiserver_write_cost() {
         .create(&PostParams::default(), &policies_only)
         .await;
     let (validate_names, mutate_names) =
-        apply_policies(&[&hybrid, &hybrid1], &["bench-policies"]).await;
+        apply_policies(&[&hybrid, &hybrid1, &hybrid_wf], &["bench-policies"]).await;
     // (i), (j), (k): the floor of any policy that warns or patches.
     apply_floor(&client).await;
     // (a) nothing, (c) Pod Security Admission at restricted.
@@ -502,6 +542,11 @@ async fn apiserver_write_cost() {
         ("j floor patch", "bench-floor-patch".to_string(), None),
         ("k floor both", "bench-floor-both".to_string(), None),
         ("l floor seven", "bench-floor-seven".to_string(), None),
+        (
+            "n hybrid fixes in webhook",
+            hybrid_wf.ns.clone(),
+            Some(pid_of(&hybrid_wf)),
+        ),
         (
             "m floor one of seven",
             "bench-floor-oneofseven".to_string(),
@@ -680,6 +725,7 @@ async fn apiserver_write_cost() {
             "k floor both": "i and j together: the least any policy that warns and patches (as h does on the usual web Deployment) costs",
             "l floor seven": "seven MutatingAdmissionPolicies adding a label each: what a patch costs per policy",
             "m floor one of seven": "one MutatingAdmissionPolicy adding the same seven labels in one mutation: what a patch costs per operation",
+            "n hybrid fixes in webhook": "as e, exported with --fixes-in-webhook: the mutating webhook applies every fix, no MutatingAdmissionPolicy",
         },
         "cells": rows,
     });

@@ -403,7 +403,17 @@ fn delete_all(objects: &[Value]) {
 /// else of the run), and wait until the apiserver enforces them in the
 /// first one (a latest-tagged Pod warns). The objects, to delete.
 pub async fn apply_bound_policies(cfg: &Config, prefix: &str, scenarios: &[&str]) -> Vec<Value> {
-    let mut exported = export::admission_policies(cfg, &ExportOptions::default()).expect("export");
+    apply_bound_policies_with(cfg, &ExportOptions::default(), prefix, scenarios).await
+}
+
+/// [`apply_bound_policies`], exported with these options.
+pub async fn apply_bound_policies_with(
+    cfg: &Config,
+    opts: &ExportOptions,
+    prefix: &str,
+    scenarios: &[&str],
+) -> Vec<Value> {
+    let mut exported = export::admission_policies(cfg, opts).expect("export");
     for o in &mut exported.objects {
         let name = format!("{prefix}-{}", o["metadata"]["name"].as_str().unwrap_or(""));
         o["metadata"]["name"] = json!(name);

@@ -161,6 +161,9 @@ pub struct Webhooks {
     /// `tiergate export admission-policies --webhooks` narrows it, for this
     /// config (the admission policies are applied by the test).
     pub hybrid: Option<tiergate::policy::PolicyConfig>,
+    /// Hybrid mode exported with `--fixes-in-webhook`: the mutating
+    /// webhook keeps every fix (no MutatingAdmissionPolicy for it).
+    pub fixes_in_webhook: bool,
 }
 
 impl Default for Webhooks {
@@ -171,6 +174,7 @@ impl Default for Webhooks {
             failure_policy: "Fail",
             delete: false,
             hybrid: None,
+            fixes_in_webhook: false,
         }
     }
 }
@@ -427,8 +431,11 @@ impl Scenario {
                 "webhooks": [self.webhook(MUTATE, "/mutate", true)],
             });
             if let Some(cfg) = &self.webhooks.hybrid {
-                let fixed =
-                    tiergate::export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR);
+                let fixed = if self.webhooks.fixes_in_webhook {
+                    Vec::new()
+                } else {
+                    tiergate::export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR)
+                };
                 config = tiergate::export::hybrid_mutating_webhooks(&config, cfg, &fixed);
             }
             api.create(
