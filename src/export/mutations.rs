@@ -1,18 +1,20 @@
 //! The safe fixes the apiserver can apply itself: MutatingAdmissionPolicies
 //! (GA in Kubernetes 1.36), one per shape of object (where the pod spec
-//! is), from the CEL each rule's file gives next to its Rust fix
-//! ([`crate::policy::cel::CelFix`]): every fix of that shape in as few
-//! JSONPatch mutations as their fields allow ([`order`]), each fix guarded
-//! by its tier, mode and exemptions and by when it would change something;
-//! a `fix-needed` matchCondition (any of them would) keeps the apiserver
-//! from running the policy on objects it would not change. Each policy and
-//! each mutation costs the apiserver an encode, a patch and a decode of the
-//! whole object, so one policy with one mutation costs about what one fix
-//! alone did (`make bench-apiserver`, floors (l) and (m)).
+//! is) and band of tiers with the same fixes on, from the CEL each rule's
+//! file gives next to its Rust fix ([`crate::policy::cel::CelFix`]): the
+//! band's fixes in as few JSONPatch mutations as their fields allow
+//! ([`order`]), each fix guarded by its tier, mode and exemptions; a
+//! `fix-needed` matchCondition (some fix would change something) keeps the
+//! apiserver from running the policy on objects it would not change. Each
+//! policy and each mutation costs the apiserver an encode, a patch and a
+//! decode of the whole object, whatever it changes (`make bench-apiserver`,
+//! floors (l) and (m)); on top, each fix costs its CEL.
 //!
-//! Only in the tiers where hybrid mode does not call the mutating webhook
-//! for workloads anyway ([`super::webhook_fix_tiers`]): there the webhook
-//! applies every fix in its one call, cheaper than a policy's patch.
+//! Not in the tiers where hybrid mode calls the mutating webhook for
+//! workloads anyway ([`super::webhook_fix_tiers`]: an opt-in fix no policy
+//! makes is on there): there the webhook applies every fix in its one
+//! call. `--fixes-in-webhook` leaves every fix to it, and
+//! `--without-mutating-webhook` binds every fix's policy in every tier.
 //!
 //! The guards are the mutating webhook's: the fix is on in the namespace's
 //! tier and mode (never in audit mode, never under the global dry-run,
@@ -460,6 +462,23 @@ mod tests {
             .collect()
     }
 
+    /// The mutations' expressions of the policy `name`.
+    fn mutations_of(e: &crate::export::Export, name: &str) -> Vec<String> {
+        mutating(e)
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name)
+            .and_then(|p| p["spec"]["mutations"].as_array())
+            .unwrap_or_else(|| panic!("{name}"))
+            .iter()
+            .map(|m| {
+                m["jsonPatch"]["expression"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Every mutation of a policy, as one string.
     fn expressions(p: &Value) -> String {
         p["spec"]["mutations"]
@@ -552,14 +571,9 @@ mod tests {
         // add a container's securityContext, business-labels and
         // standard-labels the labels); topology-spread, which reads the
         // template's labels as they came, with standard-labels.
-        let template = policies
-            .iter()
-            .find(|p| p["metadata"]["name"] == "tiergate-fix-template-t3-5")
-            .expect("the template policy");
-        let m = template["spec"]["mutations"].as_array().expect("mutations");
+        let m = mutations_of(&e, "tiergate-fix-template-t3-5");
         assert_eq!(m.len(), 2, "{m:?}");
-        let first = m[0]["jsonPatch"]["expression"].as_str().unwrap_or("");
-        let second = m[1]["jsonPatch"]["expression"].as_str().unwrap_or("");
+        let (first, second) = (&m[0], &m[1]);
         for (x, there) in [
             ("capabilities/drop", true),
             ("/readinessProbe", true),
@@ -591,14 +605,9 @@ mod tests {
     #[test]
     fn a_liveness_probe_the_probes_fix_adds_is_copied_in_a_later_mutation() {
         let e = export("defaults: {tier: 3}\nfixes: {livenessProbe: on}\n", 37);
-        let template = mutating(&e)
-            .into_iter()
-            .find(|p| p["metadata"]["name"] == "tiergate-fix-template-t3-5")
-            .expect("the template policy");
-        let m = template["spec"]["mutations"].as_array().expect("mutations");
+        let m = mutations_of(&e, "tiergate-fix-template-t3-5");
         assert_eq!(m.len(), 2, "{m:?}");
-        let first = m[0]["jsonPatch"]["expression"].as_str().unwrap_or("");
-        let second = m[1]["jsonPatch"]["expression"].as_str().unwrap_or("");
+        let (first, second) = (&m[0], &m[1]);
         assert!(first.contains("'/livenessProbe'"), "{first}");
         assert!(!first.contains("'/startupProbe'"), "{first}");
         assert!(second.contains("'/startupProbe'"), "{second}");
@@ -824,14 +833,7 @@ mod tests {
              namespaces: [legacy]\n    rules: [capabilities-restricted]\n",
             37,
         );
-        let expr = |name: &str, at: usize| {
-            mutating(&e)
-                .into_iter()
-                .find(|p| p["metadata"]["name"] == name)
-                .and_then(|p| p["spec"]["mutations"][at]["jsonPatch"]["expression"].as_str())
-                .unwrap_or_else(|| panic!("{name}"))
-                .to_string()
-        };
+        let expr = |name: &str, at: usize| mutations_of(&e, name)[at].clone();
         let caps = expr("tiergate-fix-pod-t1", 0);
         assert!(caps.contains("capabilities/drop"), "{caps}");
         assert!(caps.contains("!variables.webhookOnly"), "{caps}");
