@@ -27,8 +27,8 @@ Safety: it only adds labels the namespace already carries; it never changes one.
 };
 
 /// The check reads the object's own labels only (the namespace's matter
-/// to the fix, which stays in the mutating webhook and runs before any
-/// policy).
+/// to the fix, which runs before any validation: a MutatingAdmissionPolicy
+/// or the mutating webhook).
 fn cel(_cx: &CelCtx<'_>) -> String {
     format!(
         "{}.filter(k, !(k in variables.obj.metadata.?labels.orValue({{}}))).map(k, \
