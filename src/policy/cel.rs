@@ -187,11 +187,7 @@ impl PatchCtx<'_> {
     ///
     /// [`probes`]: super::rules::probes
     pub fn long_running(&self) -> String {
-        format!(
-            "(request.kind.group != 'batch' && !({}.?restartPolicy.orValue('') in ['Never', \
-             'OnFailure']))",
-            self.spec_value()
-        )
+        super::rules::probes::is_long_running_cel(&self.spec_value())
     }
 
     /// `op(pointer, type)` (a JSONPatch, or with `flat` a list of them) for

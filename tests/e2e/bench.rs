@@ -270,11 +270,7 @@ async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>,
             let v = json!({"webhooks": [{"name": VALIDATE}]});
             names_of(export::hybrid_webhooks(&v, cfg), &mut validate);
             let m = json!({"webhooks": [{"name": MUTATE}]});
-            let fixed = if s.webhooks.fixes_in_webhook {
-                Vec::new()
-            } else {
-                export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR)
-            };
+            let fixed = s.webhooks.policy_fixes(cfg);
             names_of(
                 export::hybrid_mutating_webhooks(&m, cfg, &fixed),
                 &mut mutate,

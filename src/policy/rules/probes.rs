@@ -56,10 +56,20 @@ pub fn long_running(pod: &PodTemplate) -> Vec<ContainerView<'_>> {
 /// CronJob or a pod that does not restart; otherwise sidecars and regular
 /// containers.
 pub fn long_running_cel() -> String {
-    "(request.kind.group == 'batch' || variables.pod.?restartPolicy.orValue('') in \
-     ['Never', 'OnFailure'] ? [] : variables.pod.?initContainers.orValue([]).filter(c, \
-     c.?restartPolicy.orValue('') == 'Always') + variables.pod.?containers.orValue([]))"
-        .to_string()
+    format!(
+        "({} ? variables.pod.?initContainers.orValue([]).filter(c, \
+         c.?restartPolicy.orValue('') == 'Always') + variables.pod.?containers.orValue([]) : [])",
+        is_long_running_cel("variables.pod")
+    )
+}
+
+/// CEL: [`is_long_running`] for the pod spec `spec` (a CEL value) of the
+/// object in `request`.
+pub fn is_long_running_cel(spec: &str) -> String {
+    format!(
+        "(request.kind.group != 'batch' && !({spec}.?restartPolicy.orValue('') in ['Never', \
+         'OnFailure']))"
+    )
 }
 
 /// Whether the workload's pods are meant to run until stopped: not a Job's or a

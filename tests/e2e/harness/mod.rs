@@ -166,6 +166,19 @@ pub struct Webhooks {
     pub fixes_in_webhook: bool,
 }
 
+impl Webhooks {
+    /// The fixes the apiserver's policies apply in hybrid mode under
+    /// `cfg` (none with `fixes_in_webhook`), which the narrowed mutating
+    /// webhook leaves to them.
+    pub fn policy_fixes(&self, cfg: &tiergate::policy::PolicyConfig) -> Vec<&'static str> {
+        if self.fixes_in_webhook {
+            Vec::new()
+        } else {
+            tiergate::export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR)
+        }
+    }
+}
+
 impl Default for Webhooks {
     fn default() -> Self {
         Webhooks {
@@ -431,11 +444,7 @@ impl Scenario {
                 "webhooks": [self.webhook(MUTATE, "/mutate", true)],
             });
             if let Some(cfg) = &self.webhooks.hybrid {
-                let fixed = if self.webhooks.fixes_in_webhook {
-                    Vec::new()
-                } else {
-                    tiergate::export::policy_fixes(cfg, false, tiergate::policy::pss::LATEST_MINOR)
-                };
+                let fixed = self.webhooks.policy_fixes(cfg);
                 config = tiergate::export::hybrid_mutating_webhooks(&config, cfg, &fixed);
             }
             api.create(
