@@ -684,6 +684,7 @@ fn assert_managed(what: &str, objs: &BTreeMap<String, Value>) {
             && objs.contains_key("ClusterRoleBinding/tiergate-admission-policies"),
         "{what}: the sync's RBAC"
     );
+    assert_facts_rbac(what, objs);
     let config = objs["ConfigMap/tiergate-config"]["data"]["config.yaml"]
         .as_str()
         .unwrap();
@@ -726,6 +727,7 @@ fn assert_hybrid(what: &str, objs: &BTreeMap<String, Value>) {
         config.contains("admissionPolicies: hybrid"),
         "{what}: {config}"
     );
+    assert_facts_rbac(what, objs);
     for w in webhooks(objs) {
         let hooks = w["webhooks"].as_array().unwrap();
         assert_narrowed(what, w);
@@ -810,6 +812,47 @@ fn admission_policies_component_is_generated() {
             "the {mode} config must be deploy/base/config.yaml plus admissionPolicies: {mode}"
         );
     }
+}
+
+/// Hybrid and managed mode: serve may write the NamespaceFacts objects
+/// (get, create, patch; nothing else), and the CRD is deployed.
+fn assert_facts_rbac(what: &str, objs: &BTreeMap<String, Value>) {
+    let role = objs
+        .iter()
+        .find(|(k, _)| k.starts_with("ClusterRole/") && k.ends_with("namespace-facts"))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("{what}: no namespace-facts ClusterRole"));
+    let rules = role["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{what}");
+    assert_eq!(strings(&rules[0]["apiGroups"]), ["tiergate.io"], "{what}");
+    assert_eq!(strings(&rules[0]["resources"]), ["namespacefacts"], "{what}");
+    assert_eq!(
+        strings(&rules[0]["verbs"]),
+        ["get", "create", "patch"],
+        "{what}"
+    );
+    assert!(
+        objs.iter().any(|(k, v)| k.starts_with("ClusterRoleBinding/")
+            && v["roleRef"]["name"] == role["metadata"]["name"]),
+        "{what}: the namespace-facts role is bound"
+    );
+    assert!(
+        objs.contains_key("CustomResourceDefinition/namespacefacts.tiergate.io"),
+        "{what}: the NamespaceFacts CRD"
+    );
+}
+
+/// The facts RBAC is the same file in both components.
+#[test]
+fn both_components_grant_the_same_facts_rbac() {
+    let read = |c: &str| {
+        std::fs::read_to_string(root().join(format!("deploy/components/{c}/rbac-facts.yaml")))
+            .unwrap()
+    };
+    assert_eq!(
+        read("admission-policies"),
+        read("admission-policies-managed")
+    );
 }
 
 /// `admissionPolicies: managed`'s RBAC: the four kinds the export makes,

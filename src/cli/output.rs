@@ -888,6 +888,12 @@ pub fn rules_markdown() -> String {
                 "a ValidatingAdmissionPolicy judges it (`tiergate export admission-policies`)"
                     .to_string()
             }
+            crate::policy::cel::Cel::Facts(_) => {
+                "a ValidatingAdmissionPolicy judges it, from the namespace's facts that \
+                 `tiergate serve` keeps as a NamespaceFacts object (`tiergate export \
+                 admission-policies`)"
+                    .to_string()
+            }
             crate::policy::cel::Cel::Apiserver(why) => format!("the apiserver itself: {why}"),
             crate::policy::cel::Cel::Webhook(why)
             | crate::policy::cel::Cel::WebhookWhen { why, .. } => {

@@ -25,6 +25,7 @@
 //! tiergate for what a policy already judges.
 use std::collections::BTreeMap;
 
+pub mod facts;
 mod mutations;
 pub use mutations::{fix_in_policy, policy_fixes, FIRST_MINOR as MUTATING_FIRST_MINOR};
 
@@ -398,6 +399,9 @@ struct Compiled {
     /// CEL: an exemption covers the request.
     exempt: Option<String>,
     table: ActionTable,
+    /// It reads the namespace's facts (`params`, [`facts`]): it goes in a
+    /// policy of its own, which takes them as params.
+    facts: bool,
 }
 
 impl Compiled {
@@ -447,8 +451,9 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             });
             continue;
         }
-        let expr = match rule.cel {
-            Cel::Findings(expr) => expr,
+        let (expr, facts) = match rule.cel {
+            Cel::Findings(expr) => (expr, false),
+            Cel::Facts(expr) => (expr, true),
             Cel::Apiserver(why) => {
                 by_apiserver.push(Stay {
                     what: format!("rule {}", rule.id),
@@ -475,6 +480,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             findings,
             exempt,
             table,
+            facts,
         });
     }
     let (mutating, fixed, left) = mutations::mutating_policies(cfg, opts);
@@ -523,9 +529,16 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             (Action::Warn, _) => vec!["Warn"],
             _ => vec!["Audit"],
         };
+        // A policy of rules that read the namespace's facts takes them as
+        // params; its matchConditions cannot see them, so it has no
+        // `may-break`.
         let vap = |name: &str, members: &[&Compiled], per_tier: bool| {
+            let with_facts = members.iter().any(|c| c.facts);
             let mut conditions = match_conditions();
-            if let Some(expr) = per_tier.then(|| may_break(policy, members)).flatten() {
+            let may = (per_tier && !with_facts)
+                .then(|| may_break(policy, members))
+                .flatten();
+            if let Some(expr) = may {
                 conditions.push(json!({"name": "may-break", "expression": expr}));
             }
             let (variables, validations) = if per_tier {
@@ -539,7 +552,7 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                     fallback_validations(action, members),
                 )
             };
-            json!({
+            let mut vap = json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": "ValidatingAdmissionPolicy",
                 "metadata": {"name": name, "labels": labels(opts)},
@@ -550,13 +563,17 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                     "variables": variables,
                     "validations": validations,
                 },
-            })
+            });
+            if with_facts {
+                vap["spec"]["paramKind"] = facts::param_kind();
+            }
+            vap
         };
-        let binding = |name: &str, policy_name: &str, tier: Vec<Value>| {
+        let binding = |name: &str, policy_name: &str, tier: Vec<Value>, with_facts: bool| {
             let mut selector = vec![not_excluded(opts)];
             selector.extend(mode_selector.iter().cloned());
             selector.extend(tier);
-            json!({
+            let mut b = json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": "ValidatingAdmissionPolicyBinding",
                 "metadata": {"name": name, "labels": labels(opts)},
@@ -565,7 +582,49 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                     "validationActions": actions,
                     "matchResources": {"namespaceSelector": {"matchExpressions": selector}},
                 },
-            })
+            });
+            if with_facts {
+                b["spec"]["paramRef"] = facts::param_ref();
+                // Where the webhook judges everything, no facts are needed.
+                if let Some(list) = b["spec"]["matchResources"]["namespaceSelector"]
+                    ["matchExpressions"]
+                    .as_array_mut()
+                {
+                    list.push(json!({"key": ADMISSION_LABEL, "operator": "NotIn",
+                                     "values": [WEBHOOK_VALUE]}));
+                }
+            }
+            b
+        };
+        // Each set of rules as one policy and its bindings (`-unlabelled`
+        // for namespaces with no tier label, where `tier` is the default);
+        // the rules that read the namespace's facts as a second one,
+        // `-facts`, which takes them as params.
+        let mut add = |name: &str,
+                       members: &[&Compiled],
+                       per_tier: bool,
+                       tier: Vec<Value>,
+                       unlabelled: bool| {
+            let (with_facts, alone): (Vec<&Compiled>, Vec<&Compiled>) =
+                members.iter().copied().partition(|c| c.facts);
+            for (name, set, f) in [
+                (name.to_string(), alone, false),
+                (format!("{name}-facts"), with_facts, true),
+            ] {
+                if set.is_empty() {
+                    continue;
+                }
+                objects.push(vap(&name, &set, per_tier));
+                objects.push(binding(&name, &name, tier.clone(), f));
+                if unlabelled {
+                    objects.push(binding(
+                        &format!("{name}-unlabelled"),
+                        &name,
+                        vec![json!({"key": TIER_LABEL, "operator": "DoesNotExist"})],
+                        f,
+                    ));
+                }
+            }
         };
         // A namespace whose tier label tiergate spells (or that has none:
         // the config's default tier) gets the policy of its tier: only the
@@ -588,31 +647,26 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
                 continue;
             }
             let tier_name = format!("{name}-t{}", tier.number());
-            objects.push(vap(&tier_name, &at, true));
-            objects.push(binding(
+            add(
                 &tier_name,
-                &tier_name,
+                &at,
+                true,
                 vec![json!({"key": TIER_LABEL, "operator": "In", "values": tier_values(tier)})],
-            ));
-            if tier == policy.defaults.tier {
-                objects.push(binding(
-                    &format!("{tier_name}-unlabelled"),
-                    &tier_name,
-                    vec![json!({"key": TIER_LABEL, "operator": "DoesNotExist"})],
-                ));
-            }
+                tier == policy.defaults.tier,
+            );
         }
         // Any other spelling (`Enterprise`, or a value that names no tier,
         // which means the default tier): every rule, the tier read in CEL.
-        objects.push(vap(&name, &members, false));
-        objects.push(binding(
+        add(
             &name,
-            &name,
+            &members,
+            false,
             vec![
                 json!({"key": TIER_LABEL, "operator": "Exists"}),
                 json!({"key": TIER_LABEL, "operator": "NotIn", "values": canonical}),
             ],
-        ));
+            false,
+        );
     }
     objects.extend(mutating);
     Ok(Export {
@@ -1433,8 +1487,28 @@ mod tests {
             to_yaml(&b.objects).expect("yaml")
         );
         assert!(a.covered.contains(&"privileged") && a.covered.contains(&"image-tag"));
-        assert!(!a.covered.contains(&"pdb"));
-        assert!(a.stays.iter().any(|s| s.what == "rule pdb"));
+        // The rules that read cluster facts, from the NamespaceFacts params.
+        assert!(a.covered.contains(&"pdb") && a.covered.contains(&"namespace-quota"));
+        assert!(a.stays.iter().any(|s| s.what == "rule cluster-admin-binding"));
+        let facts_policies: Vec<&Value> = a
+            .objects
+            .iter()
+            .filter(|o| o["spec"]["paramKind"]["kind"] == facts::KIND)
+            .collect();
+        assert!(!facts_policies.is_empty());
+        for p in facts_policies {
+            let name = p["metadata"]["name"].as_str().unwrap_or("");
+            assert!(name.ends_with("-facts"), "{name}");
+            let bindings: Vec<&Value> = a
+                .objects
+                .iter()
+                .filter(|o| o["spec"]["policyName"] == name)
+                .collect();
+            assert!(!bindings.is_empty(), "{name}");
+            for b in bindings {
+                assert_eq!(b["spec"]["paramRef"], facts::param_ref(), "{name}");
+            }
+        }
     }
 
     #[test]
@@ -1518,7 +1592,12 @@ mod tests {
                 .contains("namespaceObject")
                 || rule_vars.contains("namespaceObject");
             let per_tier = name.contains("-t");
-            assert_eq!(may_break.is_some(), per_tier && !reads_ns, "{name}");
+            let reads_facts = p["spec"]["paramKind"].is_object();
+            assert_eq!(
+                may_break.is_some(),
+                per_tier && !reads_ns && !reads_facts,
+                "{name}"
+            );
             if let Some(c) = may_break {
                 let expr = c["expression"].as_str().unwrap_or("");
                 assert!(
@@ -1693,27 +1772,15 @@ mod tests {
                 .filter(|w| w["rules"].to_string().contains("\"deployments\""))
                 .collect()
         };
-        // Tier 1: Deployments only when a literal env value may be a secret.
-        let t1 = deployments_in("t1-1");
-        assert_eq!(t1.len(), 1, "{out}");
-        let mc = t1[0]["matchConditions"].as_array().expect("conditions");
+        // Every tier: Deployments only when a literal env value may be a
+        // secret (the rules that read cluster facts are policies too).
+        let all = deployments_in("t1-5");
+        assert_eq!(all.len(), 1, "{out}");
+        let mc = all[0]["matchConditions"].as_array().expect("conditions");
         assert_eq!(mc[0]["name"], "break-glass");
         assert!(mc.iter().any(|c| c["name"] == "may-find"
             && c["expression"].as_str().is_some_and(|e| e.contains("env"))));
-        // From tier 2 (pdb, autoscaled...), always.
-        let t2 = deployments_in("t2-5");
-        assert_eq!(t2.len(), 1, "{out}");
-        assert!(!t2[0]["matchConditions"]
-            .as_array()
-            .expect("conditions")
-            .iter()
-            .any(|c| c["name"] == "may-find"));
-        let sel = t2[0]["namespaceSelector"]["matchExpressions"]
-            .as_array()
-            .expect("selector");
-        assert!(sel
-            .iter()
-            .any(|e| e["key"] == "tiergate.io/tier" && e["operator"] == "Exists"));
+        assert!(deployments_in("t1-1").is_empty() && deployments_in("t2-5").is_empty());
         // Namespaces always (the tier guard).
         assert!(hooks.iter().any(
             |w| w["name"].as_str().is_some_and(|n| n.starts_with("t1-5"))

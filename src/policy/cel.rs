@@ -1,8 +1,9 @@
 //! A rule as CEL, for the policies the apiserver runs itself
 //! (ValidatingAdmissionPolicy; `tiergate export admission-policies`, see
 //! [`crate::export`]). Every rule says, in its own file, either how CEL
-//! judges it from the object alone ([`Cel::Findings`]) or why it stays in
-//! the webhook ([`Cel::Webhook`]).
+//! judges it from the object alone ([`Cel::Findings`]), from the object and
+//! the namespace's facts ([`Cel::Facts`]), or why it stays in the webhook
+//! ([`Cel::Webhook`]).
 //!
 //! A rule's expression has type `list(string)`: one message per finding, in
 //! the words of its Rust check; empty when the object passes. It is only
@@ -43,6 +44,12 @@ pub enum Cel {
     /// A CEL expression of type `list(string)` that judges the rule from
     /// the object alone.
     Findings(fn(&CelCtx<'_>) -> String),
+    /// Like [`Cel::Findings`], from the object and the namespace's facts:
+    /// the expression may also read `params.spec`, the namespace's
+    /// `NamespaceFacts` object that `tiergate serve` keeps in step with its
+    /// watch caches (see [`crate::export::facts`] for its fields; every one
+    /// is present). The policy is bound with that object as its params.
+    Facts(fn(&CelCtx<'_>) -> String),
     /// The apiserver itself already refuses what the rule finds (on every
     /// version the export targets), for this reason: no policy is needed.
     Apiserver(&'static str),
@@ -401,6 +408,33 @@ pub fn webhook_reason(rule: &Rule, cfg: &PolicyConfig) -> Option<String> {
         }
     }
     None
+}
+
+/// CEL: the namespace's facts ([`Cel::Facts`]), e.g. `{FACTS}.resourceQuotas`.
+pub const FACTS: &str = "params.spec";
+
+/// CEL (a string): `namespace "<name>"`, as the rules' messages name it.
+pub const IN_NAMESPACE: &str = "'namespace \"' + request.namespace + '\"'";
+
+/// CEL (a string): `<Kind> "<name>"`, as the rules' messages name the object.
+pub const KIND_AND_NAME: &str =
+    "request.kind.kind + ' \"' + variables.obj.metadata.?name.orValue(request.name) + '\"'";
+
+/// CEL: the pod template's labels (`{}` when it has none).
+pub const TEMPLATE_LABELS: &str =
+    "(variables.podMeta == null ? {} : variables.podMeta.?labels.orValue({}))";
+
+/// CEL: whether a label selector, as the namespace's facts hold it (a list
+/// of `{key, operator, values}` requirements, `matchLabels` among them as
+/// `In`; see [`crate::export::facts`]), selects these labels (a CEL map),
+/// as the apiserver evaluates it: every requirement holds, `NotIn` holds
+/// where the key is absent, an empty selector selects everything.
+pub fn selector_selects(requirements: &str, labels: &str) -> String {
+    format!(
+        "{requirements}.all(r, r.operator == 'In' ? (r.key in {labels} && {labels}[r.key] in \
+         r.values) : r.operator == 'NotIn' ? !(r.key in {labels} && {labels}[r.key] in \
+         r.values) : r.operator == 'Exists' ? r.key in {labels} : !(r.key in {labels}))"
+    )
 }
 
 /// Whether the policies judge this rule under this config.

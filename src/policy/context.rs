@@ -60,6 +60,11 @@ impl PdbFact {
         self
     }
 
+    /// Whether its selector parses (one that does not selects nothing).
+    pub fn selector_parses(&self) -> bool {
+        self.parsed.is_some()
+    }
+
     /// Whether it selects pods with these labels, as the apiserver evaluates
     /// the selector (see [`crate::policy::facts::selects`]).
     pub fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 mod audit;
+mod facts;
 mod http;
 pub mod metrics;
 mod policies;

@@ -150,6 +150,7 @@ pub struct Handle {
     cluster: Option<Watches>,
     audit_task: Option<tokio::task::JoinHandle<()>>,
     policies_task: Option<tokio::task::JoinHandle<()>>,
+    facts_task: Option<tokio::task::JoinHandle<()>>,
     shutdown_delay: Duration,
 }
 
@@ -181,7 +182,11 @@ impl Handle {
         }
         let _ = self.admin_shutdown_tx.send(true);
         let _ = self.admin_task.await;
-        for t in [self.audit_task.take(), self.policies_task.take()]
+        for t in [
+            self.audit_task.take(),
+            self.policies_task.take(),
+            self.facts_task.take(),
+        ]
             .into_iter()
             .flatten()
         {
@@ -351,6 +356,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         }
         None => None,
     };
+    let facts_task = match (&client, &cluster) {
+        (Some(c), Some(w)) => {
+            let fm = super::facts::FactsMetrics::new(state.metrics.registry())
+                .context("namespace-facts metrics")?;
+            super::facts::spawn(c.clone(), w.caches.clone(), state.clone(), fm)
+        }
+        _ => None,
+    };
 
     let listener = bind(opts.listen).await?;
     let admin = bind(opts.admin_listen).await?;
@@ -405,6 +418,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
         cluster,
         audit_task,
         policies_task,
+        facts_task,
         shutdown_delay: opts.shutdown_delay,
     })
 }

@@ -27,10 +27,21 @@ Safety: opt-in, because a workload that calls the API needs its token; it never 
         summary: "set automountServiceAccountToken: false where unset",
         apply: FixFn::Pod(fix),
     },
-    cel: Cel::Webhook(
-        "it reads the ServiceAccount the pod runs as (a cluster fact)",
-    ),
+    cel: Cel::Facts(cel),
 };
+
+/// The check in CEL: the pod's ServiceAccount from the namespace's facts.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let pod = "variables.pod";
+    format!(
+        "{pod}.?automountServiceAccountToken.hasValue() || {FACTS}.serviceAccounts.exists(a, \
+         a.name == ({pod}.?serviceAccountName.hasValue() ? ({pod}.serviceAccountName != '' ? \
+         {pod}.serviceAccountName : 'default') : {pod}.?serviceAccount.orValue('') != '' ? \
+         {pod}.serviceAccount : 'default') && a.?automount == optional.of(false)) ? [] : \
+         ['automount service account token (pod must set automountServiceAccountToken=false, or \
+         true to opt in)']"
+    )
+}
 
 /// The pod's ServiceAccount turns the automount off (and the pod does not
 /// turn it back on): the pod gets no token, as it would saying `false`.

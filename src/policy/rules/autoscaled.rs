@@ -22,10 +22,19 @@ owner's.",
         check,
     ),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "it reads the namespace's HorizontalPodAutoscalers and Services (cluster facts)",
-    ),
+    cel: Cel::Facts(cel),
 };
+
+/// The check in CEL, from the namespace's facts.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "variables.containers.exists(c, size(c.?ports.orValue([])) > 0) && \
+         !{FACTS}.horizontalPodAutoscalers.exists(h, h.kind == request.kind.kind && h.target == \
+         variables.obj.metadata.?name.orValue(request.name)) ? ['not autoscaled (a \
+         HorizontalPodAutoscaler in the namespace must scale ' + {KIND_AND_NAME} + ': it serves \
+         traffic)'] : []"
+    )
+}
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let Some(pod) = &t.pod else { return Ok(()) };

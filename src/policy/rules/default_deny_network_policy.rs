@@ -18,8 +18,17 @@ not known (the CLI was not given them, or the webhook's cache has not synced) th
 so in a warning instead of guessing.",
     check: Check::Object(Kinds::Workloads, check),
     fix: Fix::None,
-    cel: Cel::Webhook("it reads the namespace's NetworkPolicies (a cluster fact)"),
+    cel: Cel::Facts(cel),
 };
+
+/// The check in CEL, from the namespace's facts.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "size({FACTS}.defaultDenyNetworkPolicies) > 0 ? [] : ['no default-deny NetworkPolicy (' \
+         + {IN_NAMESPACE} + ' must have a NetworkPolicy with podSelector {{}} that denies all \
+         ingress)']"
+    )
+}
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let ns = in_namespace(t, r);

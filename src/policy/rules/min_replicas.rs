@@ -26,8 +26,24 @@ purpose (a leader without election), so a person decides.",
         check,
     ),
     fix: Fix::None,
-    cel: Cel::Webhook("it reads the HorizontalPodAutoscalers of the namespace (a cluster fact)"),
+    cel: Cel::Facts(cel),
 };
+
+/// The check in CEL: the first autoscaler (by name, as the facts list
+/// them) that scales the object, else `spec.replicas`.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let name = "variables.obj.metadata.?name.orValue(request.name)";
+    let scales = format!("h.kind == request.kind.kind && h.target == {name}");
+    format!(
+        "{FACTS}.horizontalPodAutoscalers.exists(h, {scales}) ? \
+         [{FACTS}.horizontalPodAutoscalers.filter(h, {scales})[0]].filter(h, h.minReplicas < 2) \
+         .map(h, 'min replicas (the HorizontalPodAutoscaler \"' + h.name + '\" that scales it must \
+         set minReplicas to at least 2, got ' + string(h.minReplicas) + ')') : \
+         !variables.obj.spec.?replicas.hasValue() ? ['min replicas (spec.replicas must be at least \
+         2, unset means 1)'] : variables.obj.spec.replicas >= 2 ? [] : ['min replicas \
+         (spec.replicas must be at least 2, got ' + string(variables.obj.spec.replicas) + ')']"
+    )
+}
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let hpa = match &r.ctx.facts.hpas {

@@ -18,8 +18,26 @@ quotas or limit ranges are not known (the CLI was not given them, or the webhook
 not synced) the rule says so in a warning instead of guessing.",
     check: Check::Object(Kinds::Workloads, check),
     fix: Fix::None,
-    cel: Cel::Webhook("it reads the namespace's ResourceQuotas and LimitRanges (cluster facts)"),
+    cel: Cel::Facts(cel),
 };
+
+/// The check in CEL, from the namespace's facts.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let msg = |what: &str, article: &str| {
+        format!("['no {what} (' + {IN_NAMESPACE} + ' must have {article})']")
+    };
+    format!(
+        "size({FACTS}.resourceQuotas) == 0 && size({FACTS}.limitRanges) == 0 ? {both} : \
+         size({FACTS}.resourceQuotas) == 0 ? {quota} : size({FACTS}.limitRanges) == 0 ? \
+         {limits} : []",
+        both = msg(
+            "ResourceQuota and LimitRange",
+            "a ResourceQuota and a LimitRange"
+        ),
+        quota = msg("ResourceQuota", "a ResourceQuota"),
+        limits = msg("LimitRange", "a LimitRange"),
+    )
+}
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let facts = &r.ctx.facts;

@@ -23,8 +23,20 @@ webhook's cache has not synced) the rule says so in a warning instead of guessin
         check,
     ),
     fix: Fix::None,
-    cel: Cel::Webhook("it reads the namespace's PodDisruptionBudgets (a cluster fact)"),
+    cel: Cel::Facts(cel),
 };
+
+/// The check in CEL, from the namespace's facts.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    format!(
+        "variables.pod == null || (request.kind.kind == 'ReplicaSet' && \
+         variables.obj.metadata.?ownerReferences.orValue([]).exists(o, \
+         o.?controller.orValue(false))) || {FACTS}.podDisruptionBudgets.exists(p, {selects}) ? [] \
+         : ['no PodDisruptionBudget (a PodDisruptionBudget in ' + {IN_NAMESPACE} + ' must select \
+         the pods of ' + {KIND_AND_NAME} + ')']",
+        selects = selector_selects("p.selector", TEMPLATE_LABELS)
+    )
+}
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     let Some(pod) = &t.pod else { return Ok(()) };

@@ -29,10 +29,38 @@ replicas a service can lose is the owner's call.",
         check,
     ),
     fix: Fix::None,
-    cel: Cel::Webhook(
-        "it reads the pods a PodDisruptionBudget selects and the workload's replicas (cluster facts)",
-    ),
+    cel: Cel::Facts(cel),
 };
+
+/// The check in CEL: a PodDisruptionBudget from the object alone (an
+/// apiserver of 1.30+ serves only `policy/v1`), a workload from the
+/// namespace's facts.
+fn cel(_cx: &CelCtx<'_>) -> String {
+    let pdb = "variables.obj.spec";
+    let name = "variables.obj.metadata.?name.orValue(request.name)";
+    let blocked = |field: &str, what: &str| {
+        format!(
+            "['no disruption allowed (PodDisruptionBudget \"' + {name} + '\" must allow at least \
+             one pod to be evicted; {field} is {what}, so node drains block)']"
+        )
+    };
+    format!(
+        "request.kind.kind == 'PodDisruptionBudget' ? \
+         ({pdb}.?maxUnavailable.hasValue() && (type({pdb}.maxUnavailable) == int ? \
+         {pdb}.maxUnavailable <= 0 : {pdb}.maxUnavailable.trim() in ['0%', '0']) ? {max} : []) + \
+         ({pdb}.?minAvailable.hasValue() && type({pdb}.minAvailable) == string && \
+         {pdb}.minAvailable.trim() == '100%' ? {min} : []) : \
+         variables.pod == null ? [] : \
+         {FACTS}.podDisruptionBudgets.filter(p, p.?minAvailable.orValue(-1) >= \
+         variables.obj.spec.?replicas.orValue(1) && {selects}).map(p, 'no disruption allowed \
+         (PodDisruptionBudget \"' + p.name + '\" keeps minAvailable ' + string(p.minAvailable) + \
+         ' of ' + string(variables.obj.spec.?replicas.orValue(1)) + ' replicas of ' + \
+         {KIND_AND_NAME} + ', so node drains block; run more replicas or lower minAvailable)')",
+        max = blocked("maxUnavailable", "0"),
+        min = blocked("minAvailable", "100%"),
+        selects = selector_selects("p.selector", TEMPLATE_LABELS),
+    )
+}
 
 fn check(t: &Target<'_>, r: &RuleCtx<'_>, out: &mut Vec<Violation>) -> Result<(), EngineError> {
     if t.kind == "PodDisruptionBudget" {

@@ -506,7 +506,7 @@ fn spawn_listening(cmd: Command, dir: &Path, secure: u16) -> Result<std::process
     }
 }
 
-/// tiergate's own CRD (TierException) and the optional PolicyReport one, as
+/// tiergate's own CRDs (TierException, NamespaceFacts) and the optional PolicyReport one, as
 /// `deploy/` installs them, until the apiserver serves them.
 fn install_crds(kubeconfig: &Path) -> Result<(), String> {
     let crd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/base/crd-tierexception.yaml");
@@ -529,12 +529,16 @@ fn install_crds(kubeconfig: &Path) -> Result<(), String> {
     };
     let reports = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("deploy/components/policyreports/crd-policyreport.yaml");
+    let facts =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/base/crd-namespacefacts.yaml");
     kubectl(&["apply", "-f", crd.to_str().unwrap_or_default()])?;
+    kubectl(&["apply", "-f", facts.to_str().unwrap_or_default()])?;
     kubectl(&["apply", "-f", reports.to_str().unwrap_or_default()])?;
     kubectl(&[
         "wait",
         "--for=condition=Established",
         "crd/tierexceptions.tiergate.io",
+        "crd/namespacefacts.tiergate.io",
         "crd/policyreports.wgpolicyk8s.io",
         "--timeout=60s",
     ])
