@@ -825,15 +825,20 @@ fn assert_facts_rbac(what: &str, objs: &BTreeMap<String, Value>) {
     let rules = role["rules"].as_array().unwrap();
     assert_eq!(rules.len(), 1, "{what}");
     assert_eq!(strings(&rules[0]["apiGroups"]), ["tiergate.io"], "{what}");
-    assert_eq!(strings(&rules[0]["resources"]), ["namespacefacts"], "{what}");
+    assert_eq!(
+        strings(&rules[0]["resources"]),
+        ["namespacefacts"],
+        "{what}"
+    );
     assert_eq!(
         strings(&rules[0]["verbs"]),
         ["get", "create", "patch"],
         "{what}"
     );
     assert!(
-        objs.iter().any(|(k, v)| k.starts_with("ClusterRoleBinding/")
-            && v["roleRef"]["name"] == role["metadata"]["name"]),
+        objs.iter()
+            .any(|(k, v)| k.starts_with("ClusterRoleBinding/")
+                && v["roleRef"]["name"] == role["metadata"]["name"]),
         "{what}: the namespace-facts role is bound"
     );
     assert!(

@@ -1489,7 +1489,10 @@ mod tests {
         assert!(a.covered.contains(&"privileged") && a.covered.contains(&"image-tag"));
         // The rules that read cluster facts, from the NamespaceFacts params.
         assert!(a.covered.contains(&"pdb") && a.covered.contains(&"namespace-quota"));
-        assert!(a.stays.iter().any(|s| s.what == "rule cluster-admin-binding"));
+        assert!(a
+            .stays
+            .iter()
+            .any(|s| s.what == "rule cluster-admin-binding"));
         let facts_policies: Vec<&Value> = a
             .objects
             .iter()

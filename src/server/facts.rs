@@ -108,7 +108,10 @@ async fn run_loop(
             }
             metrics.writes.with_label_values(&["ok"]).inc_by(ok as u64);
             if failed > 0 {
-                metrics.writes.with_label_values(&["error"]).inc_by(failed as u64);
+                metrics
+                    .writes
+                    .with_label_values(&["error"])
+                    .inc_by(failed as u64);
             }
             metrics.objects.set(written.len() as i64);
         }

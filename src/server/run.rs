@@ -187,8 +187,8 @@ impl Handle {
             self.policies_task.take(),
             self.facts_task.take(),
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             t.abort();
         }

@@ -1302,6 +1302,75 @@ async fn managed_admission_policies_follow_the_config() {
         ) >= 1.0
     });
     assert_eq!(live.metric("tiergate_admission_policies_leader", &[]), 1.0);
+    // The namespace's facts, written from the caches and followed as they
+    // change; the facts rules' policies judge by them in the apiserver.
+    let facts = || -> Value {
+        let r = KUBECTL_ADMIN.run(
+            &["get", "namespacefacts", "tiergate", "-n", ns, "-o", "json"],
+            None,
+        );
+        if !r.ok {
+            return Value::Null;
+        }
+        serde_json::from_str::<Value>(&r.stdout).expect("facts")["spec"].clone()
+    };
+    wait("the namespace's facts", &|| {
+        facts()["resourceQuotas"] == json!([])
+    });
+    let client = admin().await;
+    let web = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}});
+    let facts_warned = |warnings: &[String]| -> Vec<String> {
+        warnings
+            .iter()
+            .filter(|w| w.contains("'tiergate-warn-t2-facts'"))
+            .cloned()
+            .collect()
+    };
+    let a = crate::policies::dry_run_create(&client, Some(ns), &web).await;
+    let before = facts_warned(&a.warnings).join("\n");
+    assert!(
+        before.contains("[pdb]") && before.contains("[namespace-quota]"),
+        "{:?}",
+        a.warnings
+    );
+    crate::policies::apply(
+        &json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+             "metadata": {"name": "web", "namespace": ns},
+             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}},
+            {"apiVersion": "v1", "kind": "ResourceQuota",
+             "metadata": {"name": "quota", "namespace": ns}, "spec": {"hard": {"pods": "20"}}},
+            {"apiVersion": "v1", "kind": "LimitRange",
+             "metadata": {"name": "limits", "namespace": ns},
+             "spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}}]}}]})
+        .to_string(),
+    );
+    wait("the facts follow the new objects", &|| {
+        let f = facts();
+        f["resourceQuotas"] == json!(["quota"])
+            && f["limitRanges"] == json!(["limits"])
+            && f["podDisruptionBudgets"][0]["name"] == "web"
+    });
+    let t0 = Instant::now();
+    loop {
+        let a = crate::policies::dry_run_create(&client, Some(ns), &web).await;
+        let after = facts_warned(&a.warnings).join("\n");
+        if !after.contains("[pdb]") && !after.contains("[namespace-quota]") {
+            // Still found: no default-deny NetworkPolicy, not autoscaled.
+            assert!(after.contains("[default-deny-network-policy]"), "{after}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the policies never saw the new facts: {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(live.metric("tiergate_namespace_facts_writes_total", &[("result", "ok")]) >= 2.0);
     let bindings = list("mutatingadmissionpolicybindings");
     // One per pod-spec shape (Pod, PodTemplate, the template kinds,
     // CronJob) and band of tiers, as the export makes them.
@@ -1364,5 +1433,16 @@ impl Drop for DeleteManagedPolicies {
                 None,
             );
         }
+        // And the namespace facts the replica wrote everywhere.
+        let _ = crate::harness::KUBECTL_ADMIN.run(
+            &[
+                "delete",
+                "namespacefacts",
+                "-A",
+                "-l",
+                "app.kubernetes.io/managed-by=tiergate",
+            ],
+            None,
+        );
     }
 }

@@ -15,10 +15,13 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use crate::harness::{admin, cluster, KUBECTL_ADMIN};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tiergate::config::Config;
 use tiergate::export::{self, ExportOptions};
+use tiergate::policy::context::{HpaFact, PdbFact, SaFact};
 use tiergate::policy::namespace::{resolve, NamespaceInput};
-use tiergate::policy::{Action, Engine, Options};
+use tiergate::policy::{Action, Engine, Fact, NamespaceFacts, Options};
 
 /// Only objects with this label are judged by the test's bindings (the
 /// policies must not touch the other scenarios running in parallel).
@@ -323,6 +326,129 @@ fn corpus_prerequisites() {
     );
 }
 
+/// The facts of a namespace that holds none of what the facts rules look
+/// for but its `default` ServiceAccount (what tiergate serve writes for a
+/// new namespace); the cluster-wide facts and the exceptions stay unknown,
+/// as for a webhook with no cluster caches.
+pub fn bare_facts() -> NamespaceFacts {
+    NamespaceFacts {
+        default_deny_policies: Fact::Known(Vec::new()),
+        resource_quotas: Fact::Known(Vec::new()),
+        limit_ranges: Fact::Known(Vec::new()),
+        pdbs: Fact::Known(Vec::new()),
+        hpas: Fact::Known(Vec::new()),
+        service_accounts: Fact::Known(vec![SaFact {
+            name: "default".into(),
+            automount: None,
+        }]),
+        ..NamespaceFacts::default()
+    }
+}
+
+/// Write `facts` as the NamespaceFacts object of `ns`, as tiergate serve
+/// does.
+pub fn write_facts(ns: &str, facts: &NamespaceFacts) {
+    let obj = export::facts::object(ns, facts).expect("known facts");
+    apply(&obj.to_string());
+}
+
+/// The name s30 creates object number `idx` under.
+fn created_name(original: &Value, idx: usize) -> String {
+    let name: String = original["metadata"]["name"]
+        .as_str()
+        .unwrap_or("obj")
+        .chars()
+        .take(40)
+        .collect();
+    format!("{name}-{idx}")
+}
+
+/// s30's facts for its namespace number `i`, varied so that each facts
+/// rule both passes and finds something: quotas, limit ranges and a
+/// default-deny NetworkPolicy in some; PodDisruptionBudgets selecting by
+/// `Exists`, `NotIn` and `matchLabels`, with and without a numeric
+/// `minAvailable`; in every third, an autoscaler for every other
+/// Deployment and StatefulSet of the corpus (`minReplicas` 1 or 3); a
+/// `default` ServiceAccount that turns the token off in every other one.
+fn varied_facts(i: usize, objects: &[(String, Value)]) -> NamespaceFacts {
+    let names = |v: &[&str]| Fact::Known(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let expr = |key: &str, op: &str, values: &[&str]| LabelSelectorRequirement {
+        key: key.into(),
+        operator: op.into(),
+        values: (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect()),
+    };
+    let even = i % 2 == 0;
+    let pdbs = if even {
+        vec![PdbFact::new(
+            "by-app".into(),
+            LabelSelector {
+                match_expressions: Some(vec![expr("app", "Exists", &[])]),
+                ..Default::default()
+            },
+        )
+        .with_min_available(Some(&IntOrString::Int(2)))]
+    } else {
+        vec![
+            PdbFact::new(
+                "not-web".into(),
+                LabelSelector {
+                    match_expressions: Some(vec![
+                        expr("app", "NotIn", &["web", "nginx"]),
+                        expr("tier", "DoesNotExist", &[]),
+                    ]),
+                    ..Default::default()
+                },
+            ),
+            PdbFact::new(
+                "web".into(),
+                LabelSelector {
+                    match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                    ..Default::default()
+                },
+            )
+            .with_min_available(Some(&IntOrString::Int(1))),
+        ]
+    };
+    let mut hpas = Vec::new();
+    if i % 3 == 0 {
+        for (idx, (_, o)) in objects.iter().enumerate() {
+            let kind = o["kind"].as_str().unwrap_or("");
+            if idx % 2 == 0 && (kind == "Deployment" || kind == "StatefulSet") {
+                hpas.push(HpaFact {
+                    name: format!("h-{idx}"),
+                    target_kind: kind.to_string(),
+                    target_name: created_name(o, idx),
+                    min_replicas: if idx % 4 == 0 { 1 } else { 3 },
+                });
+            }
+        }
+    }
+    NamespaceFacts {
+        default_deny_policies: if i % 2 == 1 {
+            names(&["deny-all"])
+        } else {
+            names(&[])
+        },
+        resource_quotas: if i % 3 != 1 {
+            names(&["quota"])
+        } else {
+            names(&[])
+        },
+        limit_ranges: if i % 3 != 2 {
+            names(&["limits"])
+        } else {
+            names(&[])
+        },
+        pdbs: Fact::Known(pdbs),
+        hpas: Fact::Known(hpas),
+        service_accounts: Fact::Known(vec![SaFact {
+            name: "default".into(),
+            automount: even.then_some(false),
+        }]),
+        ..NamespaceFacts::default()
+    }
+}
+
 /// Wait until the apiserver has loaded the policy each of these namespaces
 /// is judged by: `canary` (which breaks a rule of every tier) is warned,
 /// denied, or (audit mode) audited there. The policies are compiled one by
@@ -333,8 +459,13 @@ async fn wait_until_judged(client: &Client, namespaces: &[String], canary: &Valu
     for ns in namespaces {
         loop {
             let a = dry_run_create(client, Some(ns), canary).await;
-            let acted = a.warnings.iter().any(|w| w.contains("tiergate-"))
-                || (a.status >= 400 && a.body.to_string().contains("tiergate"));
+            // The facts policies see the namespace's NamespaceFacts once
+            // the apiserver's params informer has it.
+            let no_params = a.warnings.iter().any(|w| w.contains("no params found"))
+                || a.body.to_string().contains("no params found");
+            let acted = !no_params
+                && (a.warnings.iter().any(|w| w.contains("tiergate-"))
+                    || (a.status >= 400 && a.body.to_string().contains("tiergate")));
             let audited = || async {
                 let Some(id) = &a.audit_id else { return false };
                 audit_annotations().await.get(id).is_some_and(|ann| {
@@ -376,13 +507,7 @@ async fn audit_annotations() -> BTreeMap<String, serde_json::Map<String, Value>>
 /// the others, with no namespace of its own.
 fn copy_of(original: &Value, idx: usize) -> Value {
     let mut obj = original.clone();
-    let name: String = original["metadata"]["name"]
-        .as_str()
-        .unwrap_or("obj")
-        .chars()
-        .take(40)
-        .collect();
-    obj["metadata"]["name"] = json!(format!("{name}-{idx}"));
+    obj["metadata"]["name"] = json!(created_name(original, idx));
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("namespace");
     }
@@ -431,6 +556,9 @@ pub async fn apply_bound_policies_with(
         }
     }
     apply(&export::to_yaml(&exported.objects).expect("yaml"));
+    for sc in scenarios {
+        write_facts(&format!("e2e-{sc}"), &bare_facts());
+    }
     let client = admin().await;
     let ns = format!("e2e-{}", scenarios[0]);
     let canary = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "canary"},
@@ -552,7 +680,11 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     apply(&export::to_yaml(&objects_yaml).expect("yaml"));
     corpus_prerequisites();
     // No controller-manager runs the ServiceAccount controller here.
-    for (name, labels) in namespaces() {
+    // Each namespace's facts, as tiergate serve would write them, and the
+    // same for the engine.
+    let all_objects = objects();
+    let mut ns_facts: BTreeMap<String, NamespaceFacts> = BTreeMap::new();
+    for (i, (name, labels)) in namespaces().into_iter().enumerate() {
         apply(
             &json!({"apiVersion": "v1", "kind": "List", "items": [
                 {"apiVersion": "v1", "kind": "Namespace",
@@ -561,7 +693,13 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
                  "metadata": {"name": "default", "namespace": name}}]})
             .to_string(),
         );
+        let facts = varied_facts(i, &all_objects);
+        write_facts(&name, &facts);
+        ns_facts.insert(name, facts);
     }
+    let default_facts = varied_facts(1, &all_objects);
+    write_facts("default", &default_facts);
+    ns_facts.insert("default".into(), default_facts);
 
     // Wait until the apiserver enforces the policies: a failing canary warns.
     let canary = json!({"apiVersion": "v1", "kind": "Pod",
@@ -611,6 +749,7 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
             Some((name, labels)) => NamespaceInput {
                 name: Some(name),
                 labels: Some(labels),
+                facts: std::sync::Arc::new(ns_facts.get(name).cloned().unwrap_or_default()),
                 ..Default::default()
             },
             None => NamespaceInput::default(),
@@ -627,16 +766,14 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     };
 
     let namespaces = namespaces();
-    let objects = objects();
+    let objects = all_objects;
     let mut mismatches = Vec::new();
     let (mut judged, mut invalid, mut findings_seen) = (0usize, 0usize, BTreeSet::new());
     let mut capped = 0usize;
     let mut audits: Vec<(String, String, BTreeSet<&'static str>)> = Vec::new();
     for (idx, (label, original)) in objects.iter().enumerate() {
         let mut obj = original.clone();
-        let name = original["metadata"]["name"].as_str().unwrap_or("obj");
-        let name: String = name.chars().take(40).collect();
-        obj["metadata"]["name"] = json!(format!("{name}-{idx}"));
+        obj["metadata"]["name"] = json!(created_name(original, idx));
         obj["metadata"]
             .as_object_mut()
             .expect("metadata")
@@ -798,6 +935,17 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
     let warnings = type_check_warnings(&policy_names);
     // Clean up before asserting: the policies must not outlive the test.
     delete_all(&exported.objects);
+    let _ = KUBECTL_ADMIN.run(
+        &[
+            "delete",
+            "namespacefacts",
+            "tiergate",
+            "-n",
+            "default",
+            "--ignore-not-found",
+        ],
+        None,
+    );
     assert!(
         warnings.is_empty(),
         "type checking warned:\n{}",
@@ -848,10 +996,19 @@ async fn s31_hybrid_mode_loses_no_finding() {
     let client = admin().await;
 
     // The engine as the webhook runs it (no cluster: the config's defaults,
-    // facts unknown), with every rule.
+    // the cluster-wide facts and exceptions unknown), with every rule, and
+    // the namespace's facts the policies read (`apply_bound_policies`
+    // wrote them).
     let full = Config::from_yaml(&config(3, "warn", ""), "full").expect("config");
     let engine = Engine::new(full.policy.clone());
-    let ctx = resolve(NamespaceInput::default(), &full.policy).ctx;
+    let ctx = resolve(
+        NamespaceInput {
+            facts: std::sync::Arc::new(bare_facts()),
+            ..NamespaceInput::default()
+        },
+        &full.policy,
+    )
+    .ctx;
     let all: BTreeSet<&'static str> = tiergate::policy::rules::ALL.iter().map(|r| r.id).collect();
     let mut pending = Vec::new();
     let mut skipped_calls = 0usize;
