@@ -1302,8 +1302,12 @@ async fn managed_admission_policies_follow_the_config() {
         ) >= 1.0
     });
     assert_eq!(live.metric("tiergate_admission_policies_leader", &[]), 1.0);
-    // The namespace's facts, written from the caches and followed as they
-    // change; the facts rules' policies judge by them in the apiserver.
+    // A namespace's facts, written from the caches and followed as they
+    // change; the facts rules' policies judge by them in the apiserver (in
+    // an application's namespace: tiergate's own is excluded).
+    let ns = "e2e-cl-facts";
+    let r = KUBECTL_ADMIN.run(&["create", "namespace", ns], None);
+    assert!(r.ok || r.stderr.contains("AlreadyExists"), "{}", r.stderr);
     let facts = || -> Value {
         let r = KUBECTL_ADMIN.run(
             &["get", "namespacefacts", "tiergate", "-n", ns, "-o", "json"],
@@ -1330,13 +1334,22 @@ async fn managed_admission_policies_follow_the_config() {
             .cloned()
             .collect()
     };
-    let a = crate::policies::dry_run_create(&client, Some(ns), &web).await;
-    let before = facts_warned(&a.warnings).join("\n");
-    assert!(
-        before.contains("[pdb]") && before.contains("[namespace-quota]"),
-        "{:?}",
-        a.warnings
-    );
+    // Once the apiserver has compiled the policies and its params informer
+    // has the object.
+    let t0 = Instant::now();
+    loop {
+        let a = crate::policies::dry_run_create(&client, Some(ns), &web).await;
+        let before = facts_warned(&a.warnings).join("\n");
+        if before.contains("[pdb]") && before.contains("[namespace-quota]") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the facts policy never warned: {:?}",
+            a.warnings
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     crate::policies::apply(
         &json!({"apiVersion": "v1", "kind": "List", "items": [
             {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
