@@ -1111,6 +1111,23 @@ pub fn stays_markdown(export: &Export) -> String {
          apiserver:\n\n",
     );
     out.push_str(&format!("{}\n\n", export.covered.join(", ")));
+    let with_facts: Vec<&str> = export
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "ValidatingAdmissionPolicy" && o["spec"]["paramKind"].is_object())
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    if !with_facts.is_empty() {
+        out.push_str(&format!(
+            "The policies of the rules that read cluster facts ({}) take as params the `{}` object named `{}` \
+             in each namespace, which `tiergate serve` writes in hybrid and managed mode \
+             (deploy/base/crd-namespacefacts.yaml); where it is missing, their binding's action \
+             applies: refused in enforce, warned in warn.\n\n",
+            with_facts.join(", "),
+            facts::KIND,
+            facts::NAME
+        ));
+    }
     if !export.by_apiserver.is_empty() {
         out.push_str("The apiserver enforces these by itself:\n\n");
         for s in &export.by_apiserver {
