@@ -169,6 +169,7 @@ fn resources_of(gk: GroupKind) -> &'static [&'static str] {
         ("batch", "Job") => &["jobs"],
         ("batch", "CronJob") => &["cronjobs"],
         ("networking.k8s.io", "Ingress") => &["ingresses"],
+        ("policy", "PodDisruptionBudget") => &["poddisruptionbudgets"],
         ("rbac.authorization.k8s.io", "Role") => &["roles"],
         ("rbac.authorization.k8s.io", "RoleBinding") => &["rolebindings"],
         ("rbac.authorization.k8s.io", "ClusterRole") => &["clusterroles"],
@@ -1807,5 +1808,63 @@ mod tests {
                 && w["rules"].to_string().contains("\"namespaces\"")
                 && !w["matchConditions"].to_string().contains("may-find")
         ));
+    }
+
+    /// Every kind a rule judges that an apiserver of 1.30+ serves is sent
+    /// to the validating webhook as deploy/ registers it (and so to the
+    /// policies, which match the same resources): the admission answer is
+    /// the offline one.
+    #[test]
+    fn the_deployed_webhook_sees_every_kind_the_catalog_judges() {
+        let docs: Vec<Value> = crate::manifest::parse_source(
+            "webhooks",
+            None,
+            include_str!("../../deploy/base/webhooks.yaml"),
+        )
+        .expect("webhooks.yaml parses")
+        .documents
+        .into_iter()
+        .filter_map(|d| d.value)
+        .collect();
+        let validating = docs
+            .iter()
+            .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            .expect("validating webhook");
+        let routed: Vec<(String, String)> = validating["webhooks"][0]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .flat_map(|r| {
+                let group = r["apiGroups"][0].as_str().unwrap_or("").to_string();
+                r["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str())
+                    .map(move |x| (group.clone(), x.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for rule in rules::ALL.iter() {
+            let kinds: Vec<GroupKind> = match rule.kinds() {
+                Kinds::Workloads => WORKLOADS.iter().map(|w| w.gk).collect(),
+                k => k.list(),
+            };
+            for gk in kinds {
+                if gk.group == "extensions" {
+                    continue; // served by no apiserver of 1.30+
+                }
+                let resources = resources_of(gk);
+                assert!(!resources.is_empty(), "{}: {gk:?} has no resource", rule.id);
+                for r in resources {
+                    assert!(
+                        routed.contains(&(gk.group.to_string(), r.to_string())),
+                        "{}: {}/{r} is not sent to the webhook",
+                        rule.id,
+                        gk.group
+                    );
+                }
+            }
+        }
     }
 }

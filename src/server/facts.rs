@@ -30,6 +30,10 @@ pub const LEASE: &str = "tiergate-namespace-facts";
 const REPAIR: Duration = Duration::from_secs(600);
 /// How often the caches are compared with what was written.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a namespace whose object could not be written waits before
+/// the next try (one that is being deleted refuses new objects until it
+/// is gone).
+const RETRY: Duration = Duration::from_secs(30);
 
 /// `tiergate_namespace_facts_*`.
 #[derive(Clone)]
@@ -91,8 +95,10 @@ async fn run_loop(
     let (mut leader, _lease_task, identity) = super::audit::lease(&client, &ns, LEASE).await;
     let ar = crate::audit::api_resource(facts::GROUP, facts::VERSION, facts::KIND, facts::PLURAL);
     let pp = PatchParams::apply("tiergate").force();
-    // What each namespace's object was last applied as.
+    // What each namespace's object was last applied as; when a write last
+    // failed.
     let mut written: BTreeMap<String, Value> = BTreeMap::new();
+    let mut failed_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut since = Instant::now();
     loop {
         let leading = *leader.borrow_and_update();
@@ -102,7 +108,8 @@ async fn run_loop(
             since = Instant::now();
         }
         if leading && on && caches.synced() {
-            let (ok, failed) = write_changed(&client, &ar, &pp, &caches, &mut written).await;
+            let (ok, failed) =
+                write_changed(&client, &ar, &pp, &caches, &mut written, &mut failed_at).await;
             if ok > 0 {
                 info!(identity, namespaces = ok, "namespace facts written");
             }
@@ -126,14 +133,16 @@ async fn run_loop(
     }
 }
 
-/// Apply the object of every namespace whose facts changed since `written`;
-/// forget the namespaces that are gone. (applied, failed).
+/// Apply the object of every namespace whose facts changed since `written`
+/// (not again within [`RETRY`] of a failure); forget the namespaces that
+/// are gone. (applied, failed).
 async fn write_changed(
     client: &Client,
     ar: &kube::api::ApiResource,
     pp: &PatchParams,
     caches: &Caches,
     written: &mut BTreeMap<String, Value>,
+    failed_at: &mut BTreeMap<String, Instant>,
 ) -> (usize, usize) {
     let names: Vec<String> = caches
         .namespaces
@@ -143,12 +152,13 @@ async fn write_changed(
         .filter(|n| !crate::audit::EXCLUDED.contains(&n.as_str()))
         .collect();
     written.retain(|n, _| names.contains(n));
+    failed_at.retain(|n, at| names.contains(n) && at.elapsed() < RETRY);
     let (mut ok, mut failed) = (0, 0);
     for name in names {
         let Some(obj) = facts::object(&name, &caches.facts(&name)) else {
             continue;
         };
-        if written.get(&name) == Some(&obj) {
+        if written.get(&name) == Some(&obj) || failed_at.contains_key(&name) {
             continue;
         }
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &name, ar);
@@ -159,7 +169,8 @@ async fn write_changed(
             }
             Err(e) => {
                 failed += 1;
-                warn!(namespace = name, error = %e, "writing the namespace facts failed; retrying in 1 s (the NamespaceFacts CRD, deploy/base/crd-namespacefacts.yaml, and RBAC: namespacefacts get, create, patch)");
+                warn!(namespace = name, error = %e, "writing the namespace facts failed; retrying in 30 s (the NamespaceFacts CRD, deploy/base/crd-namespacefacts.yaml, and RBAC: namespacefacts get, create, patch)");
+                failed_at.insert(name, Instant::now());
             }
         }
     }

@@ -362,7 +362,16 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Handle> {
                 .context("namespace-facts metrics")?;
             super::facts::spawn(c.clone(), w.caches.clone(), state.clone(), fm)
         }
-        _ => None,
+        _ => {
+            use crate::policy::config::AdmissionPolicies;
+            if matches!(
+                state.active().engine.config().admission_policies,
+                AdmissionPolicies::Hybrid | AdmissionPolicies::Managed
+            ) {
+                warn!("admissionPolicies: hybrid and managed need the cluster caches to write each namespace's NamespaceFacts: without them the policies of the rules that read cluster facts find no params and refuse writes in enforce namespaces");
+            }
+            None
+        }
     };
 
     let listener = bind(opts.listen).await?;

@@ -65,6 +65,7 @@ fn rest(api_version: &str, kind: &str) -> Option<(String, &'static str, bool)> {
         ("batch/v1", "Job") => ("jobs", true),
         ("batch/v1", "CronJob") => ("cronjobs", true),
         ("networking.k8s.io/v1", "Ingress") => ("ingresses", true),
+        ("policy/v1", "PodDisruptionBudget") => ("poddisruptionbudgets", true),
         ("rbac.authorization.k8s.io/v1", "Role") => ("roles", true),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => ("rolebindings", true),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => ("clusterroles", false),
