@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{
-    common_variables, exemption_cel, labels, match_conditions, match_constraints, not_excluded,
-    resources_of, tier_mode_cel, ExportOptions, MODES,
+    common_variables, exemption_cel, labels, match_conditions, match_constraints, resources_of,
+    tier_mode_cel, ExportOptions, MODES,
 };
 use crate::config::Config;
 use crate::policy::cel::{covered, CelPatch, Field, PatchCtx};
@@ -370,7 +370,7 @@ pub fn mutating_policies(
             // allow (see [`order`]): each policy the apiserver runs, and each
             // mutation it applies, costs an encode, a patch and a decode of
             // the whole object.
-            let mut conditions = match_conditions();
+            let mut conditions = match_conditions(opts);
             conditions.push(json!({"name": "not-controller-owned",
                 "expression": "!object.metadata.?ownerReferences.orValue([])\
                                .exists(r, r.?controller.orValue(false) == true)"}));
@@ -413,8 +413,7 @@ pub fn mutating_policies(
                     "mutations": mutations,
                 },
             }));
-            let mut binding_selector = vec![not_excluded(opts)];
-            binding_selector.extend(selector(&mode_selector, &band, policy.defaults.tier));
+            let binding_selector = selector(&mode_selector, &band, policy.defaults.tier);
             objects.push(json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": "MutatingAdmissionPolicyBinding",
@@ -542,7 +541,22 @@ mod tests {
         assert!(expressions(t1_policy).contains("capabilities/drop"));
         assert!(!expressions(t1_policy).contains("preStop"));
         for p in &policies {
-            assert_eq!(p["spec"]["matchConditions"][3]["name"], "fix-needed");
+            let names: Vec<&str> = p["spec"]["matchConditions"]
+                .as_array()
+                .expect("conditions")
+                .iter()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "not-excluded",
+                    "break-glass",
+                    "not-unchanged-update",
+                    "not-controller-owned",
+                    "fix-needed"
+                ]
+            );
             // Never a subresource; UPDATE only where the template may change.
             for r in p["spec"]["matchConstraints"]["resourceRules"]
                 .as_array()
@@ -843,9 +857,10 @@ mod tests {
         let ape = expr("tiergate-fix-pod-t2", 1);
         assert!(ape.contains("allowPrivilegeEscalation"), "{ape}");
         assert!(ape.contains("variables.tier >= 2"), "{ape}");
-        // The binding (the tier-1 band's) leaves the excluded and the
-        // audit-mode namespaces and the other tiers out; the policy selects every namespace (the apiserver parses
-        // every policy's selector on every request).
+        // The binding (the tier-1 band's) leaves the audit-mode namespaces
+        // and the other tiers out; the policy selects every namespace and
+        // a matchCondition the excluded ones (the apiserver parses every
+        // policy's and binding's selector on every request).
         let binding = e
             .objects
             .iter()
@@ -853,9 +868,7 @@ mod tests {
             .expect("binding");
         assert_eq!(
             binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"],
-            json!([{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                    "values": ["kube-system", "kube-node-lease", "tiergate-system"]},
-                   {"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]},
+            json!([{"key": MODE_LABEL, "operator": "NotIn", "values": ["audit"]},
                    {"key": TIER_LABEL, "operator": "NotIn",
                     "values": ["2", "production", "3", "enterprise", "4", "multi-cluster",
                                "multicluster", "5", "hyperscale"]}])

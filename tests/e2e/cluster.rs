@@ -1330,7 +1330,7 @@ async fn managed_admission_policies_follow_the_config() {
     let facts_warned = |warnings: &[String]| -> Vec<String> {
         warnings
             .iter()
-            .filter(|w| w.contains("'tiergate-warn-t2-facts'"))
+            .filter(|w| w.contains("'tiergate-warn-facts'"))
             .cloned()
             .collect()
     };
