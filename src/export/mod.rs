@@ -1021,8 +1021,8 @@ fn match_constraints(resource_rules: Vec<Value>) -> Value {
 fn not_excluded(opts: &ExportOptions) -> String {
     let names = cel::list(&opts.excluded_namespaces);
     format!(
-        "!(request.namespace in {names}) && !(request.kind.group == '' && request.kind.kind == \
-         'Namespace' && request.name in {names})"
+        "!(request.?namespace.orValue('') in {names}) && !(request.kind.group == '' && \
+         request.kind.kind == 'Namespace' && request.name in {names})"
     )
 }
 
