@@ -21,6 +21,11 @@
 //! the engine gives it that action. The deny policy has one validation
 //! naming every denied rule (the apiserver reports only the first failed
 //! validation of a denial), and so does audit; warn has one per rule.
+//! The rules that read cluster facts ([`Cel::Facts`]) are one more policy
+//! per action (`tiergate-warn-facts`, the tier read in CEL) that takes the
+//! namespace's `NamespaceFacts` object as params ([`facts`]). The excluded
+//! namespaces are every policy's first matchCondition, not a requirement
+//! of its bindings' selectors, which the apiserver parses on every request.
 //! [`hybrid_webhooks`] narrows the webhooks so the apiserver does not call
 //! tiergate for what a policy already judges.
 use std::collections::BTreeMap;
