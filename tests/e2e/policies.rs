@@ -468,12 +468,35 @@ fn varied_facts(i: usize, objects: &[(String, Value)]) -> NamespaceFacts {
     }
 }
 
+/// Whether the facts rules' policy warns in this namespace under `cfg`
+/// (tier 2 or more, warn mode, not left to the webhook).
+fn facts_warn(cfg: &Config, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    let ctx = resolve(
+        NamespaceInput {
+            name: Some(name),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        &cfg.policy,
+    )
+    .ctx;
+    ctx.tier >= tiergate::policy::Tier::Production
+        && ctx.mode == tiergate::policy::Mode::Warn
+        && !tiergate::policy::cel::webhook_only(labels)
+}
+
 /// Wait until the apiserver has loaded the policy each of these namespaces
 /// is judged by: `canary` (which breaks a rule of every tier) is warned,
-/// denied, or (audit mode) audited there. The policies are compiled one by
-/// one after an apply, so one namespace's policy acting says nothing of
-/// another's.
-async fn wait_until_judged(client: &Client, namespaces: &[String], canary: &Value) {
+/// denied, or (audit mode) audited there, and, in the namespaces of
+/// `facts_in`, warned by the facts rules' policy too (`canary` has no
+/// replicas: `min-replicas` finds it). The policies are compiled one by one
+/// after an apply, so one policy acting says nothing of another.
+async fn wait_until_judged(
+    client: &Client,
+    namespaces: &[String],
+    canary: &Value,
+    facts_in: &BTreeSet<String>,
+) {
     let deadline = Instant::now() + Duration::from_secs(90);
     for ns in namespaces {
         loop {
@@ -482,7 +505,10 @@ async fn wait_until_judged(client: &Client, namespaces: &[String], canary: &Valu
             // the apiserver's params informer has it.
             let no_params = a.warnings.iter().any(|w| w.contains("no params found"))
                 || a.body.to_string().contains("no params found");
+            let facts_acted =
+                !facts_in.contains(ns) || a.warnings.iter().any(|w| w.contains("-facts'"));
             let acted = !no_params
+                && facts_acted
                 && (a.warnings.iter().any(|w| w.contains("tiergate-"))
                     || (a.status >= 400 && a.body.to_string().contains("tiergate")));
             let audited = || async {
@@ -597,13 +623,25 @@ pub async fn apply_bound_policies_with(
     // one by one).
     let listed: Api<Namespace> = Api::all(client.clone());
     let selector = format!("e2e.tiergate.io/scenario in ({})", scenarios.join(","));
-    let judged: Vec<String> = listed
+    let listed = listed
         .list(&ListParams::default().labels(&selector))
         .await
         .expect("namespaces")
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
+        .items;
+    let judged: Vec<String> = listed
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let facts_in: BTreeSet<String> = listed
+        .iter()
+        .filter(|n| {
+            facts_warn(
+                cfg,
+                n.metadata.name.as_deref().unwrap_or(""),
+                &n.metadata.labels.clone().unwrap_or_default(),
+            )
+        })
+        .filter_map(|n| n.metadata.name.clone())
         .collect();
     // Their facts, as tiergate serve writes them in hybrid mode.
     for ns in &judged {
@@ -615,7 +653,7 @@ pub async fn apply_bound_policies_with(
         "spec": {"selector": {"matchLabels": {"app": "canary"}},
                  "template": {"metadata": {"labels": {"app": "canary"}},
                               "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}}}});
-    wait_until_judged(&client, &judged, &canary).await;
+    wait_until_judged(&client, &judged, &canary, &facts_in).await;
     exported.objects
 }
 
@@ -761,7 +799,14 @@ async fn s30_admission_policies_give_the_engines_verdicts() {
         })
         .map(|(n, _)| n)
         .collect();
-    wait_until_judged(&client, &judged, &canary).await;
+    // And the facts rules' policy where it warns (every such namespace's
+    // facts leave a finding for the canary Pod).
+    let facts_in: BTreeSet<String> = namespaces()
+        .into_iter()
+        .filter(|(n, l)| facts_warn(&cfg, n, l))
+        .map(|(n, _)| n)
+        .collect();
+    wait_until_judged(&client, &judged, &canary, &facts_in).await;
 
     let engine = Engine::new(cfg.policy.clone());
     let expect = |obj: &Value, ns: Option<&(String, BTreeMap<String, String>)>| {
