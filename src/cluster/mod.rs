@@ -237,6 +237,33 @@ impl Caches {
     }
 }
 
+impl Caches {
+    /// The `NamespaceFacts` object ([`crate::export::facts`]) of every
+    /// namespace the caches know but those in `skip`, by name; empty until
+    /// every cache has synced (a fact not yet known is never written as
+    /// known-empty).
+    pub fn facts_objects(&self, skip: &[&str]) -> Vec<(String, serde_json::Value)> {
+        if !self.synced() {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = self
+            .namespaces
+            .all()
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|n| !skip.contains(&n.as_str()))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let obj = crate::export::facts::object(&n, &self.facts(&n))?;
+                Some((n, obj))
+            })
+            .collect()
+    }
+}
+
 /// Context from the watch caches: the namespace's tier, mode and labels from
 /// its cached labels, and its facts from the cached objects. Namespace
 /// objects themselves are judged by their own (new) labels, as

@@ -656,3 +656,48 @@ fn tier_exceptions_are_namespace_facts_and_metrics() {
         "one expiry per valid exception"
     );
 }
+
+#[test]
+fn each_namespace_gets_its_facts_object_once_every_cache_has_synced() {
+    let (c, mut w) = Caches::new();
+    list(
+        &mut w.namespaces,
+        vec![ns("shop", &[]), ns("kube-system", &[]), ns("empty", &[])],
+    );
+    list(
+        &mut w.network_policies,
+        vec![netpol(
+            "shop",
+            "deny",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+        )],
+    );
+    list(
+        &mut w.pdbs,
+        vec![pdb(
+            "shop",
+            "web",
+            json!({"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}),
+        )],
+    );
+    // Not every cache has listed: nothing is known, nothing written.
+    assert!(c.facts_objects(&["kube-system"]).is_empty());
+    list(&mut w.resource_quotas, vec![]);
+    list(&mut w.limit_ranges, vec![]);
+    list(&mut w.hpas, vec![]);
+    list(&mut w.service_accounts, vec![]);
+    list(&mut w.cluster_roles, vec![]);
+    list(&mut w.exceptions, vec![]);
+    let objs = c.facts_objects(&["kube-system"]);
+    let names: Vec<&str> = objs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["empty", "shop"]);
+    let shop = &objs[1].1;
+    assert_eq!(shop["metadata"]["namespace"], "shop");
+    assert_eq!(shop["spec"]["defaultDenyNetworkPolicies"], json!(["deny"]));
+    assert_eq!(
+        shop["spec"]["podDisruptionBudgets"],
+        json!([{"name": "web", "minAvailable": 1,
+                "selector": [{"key": "app", "operator": "In", "values": ["web"]}]}])
+    );
+    assert_eq!(objs[0].1["spec"]["resourceQuotas"], json!([]));
+}

@@ -144,20 +144,12 @@ async fn write_changed(
     written: &mut BTreeMap<String, Value>,
     failed_at: &mut BTreeMap<String, Instant>,
 ) -> (usize, usize) {
-    let names: Vec<String> = caches
-        .namespaces
-        .all()
-        .iter()
-        .map(|s| s.name.clone())
-        .filter(|n| !crate::audit::EXCLUDED.contains(&n.as_str()))
-        .collect();
-    written.retain(|n, _| names.contains(n));
-    failed_at.retain(|n, at| names.contains(n) && at.elapsed() < RETRY);
+    let wanted = caches.facts_objects(crate::audit::EXCLUDED);
+    let names: std::collections::BTreeSet<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+    written.retain(|n, _| names.contains(n.as_str()));
+    failed_at.retain(|n, at| names.contains(n.as_str()) && at.elapsed() < RETRY);
     let (mut ok, mut failed) = (0, 0);
-    for name in names {
-        let Some(obj) = facts::object(&name, &caches.facts(&name)) else {
-            continue;
-        };
+    for (name, obj) in wanted {
         if written.get(&name) == Some(&obj) || failed_at.contains_key(&name) {
             continue;
         }
