@@ -340,8 +340,32 @@ spec:
         &["oneofseven"],
         &keys,
     ));
+    // (o) the same seven labels in two JSONPatch mutations of one policy
+    // (tier 3's Deployment policy has two); (p) in one ApplyConfiguration
+    // mutation, which merges by key where JSONPatch adds whole fields.
+    yaml.push_str(&floor_mutations(
+        "bench-floor-two-mutations",
+        &["twomutations"],
+        &[&keys[..4], &keys[4..]],
+        false,
+    ));
+    yaml.push_str(&floor_mutations(
+        "bench-floor-apply",
+        &["apply"],
+        &[&keys],
+        true,
+    ));
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for which in ["warn", "patch", "both", "seven", "oneofseven"] {
+    const FLOORS: [&str; 7] = [
+        "warn",
+        "patch",
+        "both",
+        "seven",
+        "oneofseven",
+        "twomutations",
+        "apply",
+    ];
+    for which in FLOORS {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {
             "name": format!("bench-floor-{which}"), "labels": {LABEL: which}}}))
         .expect("namespace");
@@ -350,7 +374,7 @@ spec:
     crate::policies::apply(&yaml);
     let canary = serde_json::to_value(deployment("floor-canary")).expect("json");
     let start = Instant::now();
-    for which in ["warn", "patch", "both", "seven", "oneofseven"] {
+    for which in FLOORS {
         loop {
             let a = crate::policies::dry_run_create(
                 client,
@@ -361,7 +385,7 @@ spec:
             let warned = a.warnings.iter().any(|w| w.contains("[floor]"));
             let labels = &a.body["metadata"]["labels"];
             let patched = match which {
-                "seven" | "oneofseven" => {
+                "seven" | "oneofseven" | "twomutations" | "apply" => {
                     (1..=7).all(|n| labels[format!("floor.e2e.tiergate.io/p{n}")] == "true")
                 }
                 _ => labels["floor.e2e.tiergate.io/patched"] == "true",
@@ -386,11 +410,41 @@ spec:
 /// `true`, once, in one mutation, in the namespaces whose
 /// `e2e.tiergate.io/floor` label is one of `which`.
 fn floor_patch(name: &str, which: &[&str], keys: &[&str]) -> String {
-    let ops: Vec<String> = keys
-        .iter()
-        .map(|k| format!("JSONPatch{{op: 'add', path: '/metadata/labels/{k}', value: 'true'}}"))
-        .collect();
-    let first = keys.first().map_or(String::new(), |k| k.replace("~1", "/"));
+    floor_mutations(name, which, &[keys], false)
+}
+
+/// [`floor_patch`] with the keys in several mutations (one per group), as
+/// JSONPatch or, with `apply`, as ApplyConfiguration (a merge by key).
+fn floor_mutations(name: &str, which: &[&str], groups: &[&[&str]], apply: bool) -> String {
+    let mutation = |keys: &[&str]| {
+        if apply {
+            let entries: Vec<String> = keys
+                .iter()
+                .map(|k| format!("'{}': 'true'", k.replace("~1", "/")))
+                .collect();
+            format!(
+                "  - patchType: ApplyConfiguration\n    applyConfiguration:\n      expression: \
+                 \"Object{{metadata: Object.metadata{{labels: {{{}}}}}}}\"\n",
+                entries.join(", ")
+            )
+        } else {
+            let ops: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!("JSONPatch{{op: 'add', path: '/metadata/labels/{k}', value: 'true'}}")
+                })
+                .collect();
+            format!(
+                "  - patchType: JSONPatch\n    jsonPatch:\n      expression: \"[{}]\"\n",
+                ops.join(", ")
+            )
+        }
+    };
+    let mutations: String = groups.iter().map(|g| mutation(g)).collect();
+    let first = groups
+        .first()
+        .and_then(|g| g.first())
+        .map_or(String::new(), |k| k.replace("~1", "/"));
     format!(
         r#"
 ---
@@ -407,10 +461,7 @@ spec:
   - name: not-patched
     expression: "!has(object.metadata.labels) || !('{first}' in object.metadata.labels)"
   mutations:
-  - patchType: JSONPatch
-    jsonPatch:
-      expression: "[{}]"
----
+{}---
 apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingAdmissionPolicyBinding
 metadata: {{name: {name}}}
@@ -420,7 +471,7 @@ spec:
     namespaceSelector:
       matchExpressions: [{{key: e2e.tiergate.io/floor, operator: In, values: [{}]}}]
 "#,
-        ops.join(", "),
+        mutations,
         which.join(", ")
     )
 }
@@ -526,6 +577,16 @@ async fn apiserver_write_cost() {
         (
             "m floor one of seven",
             "bench-floor-oneofseven".to_string(),
+            None,
+        ),
+        (
+            "o floor seven in two mutations",
+            "bench-floor-twomutations".to_string(),
+            None,
+        ),
+        (
+            "p floor seven as apply",
+            "bench-floor-apply".to_string(),
             None,
         ),
     ];
