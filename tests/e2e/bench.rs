@@ -14,8 +14,10 @@
 //! policy content can go below), (l) seven policies patching once each and
 //! (m) one policy making the same seven changes in one patch (what a patch
 //! costs per policy and per operation), (n) (e) with the fixes left to the
-//! mutating webhook (`--fixes-in-webhook`), and with `E2E_BENCH_BEFORE`,
-//! (d). Each
+//! mutating webhook (`--fixes-in-webhook`), (o) the seven changes of (m)
+//! in two JSONPatch mutations of one policy and (p) in one
+//! ApplyConfiguration mutation (what a mutation costs, and the other patch
+//! type), and with `E2E_BENCH_BEFORE`, (d). Each
 //! cell creates `E2E_BENCH_WRITES` Deployments (two
 //! containers, unique names) from 1 or 16 clients, as server-side dry-runs
 //! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
