@@ -238,6 +238,23 @@ impl Caches {
 }
 
 impl Caches {
+    /// A number that changes whenever a cache [`Caches::facts_objects`]
+    /// reads changes (the sum of their generations), so its caller can skip
+    /// the work while it stays the same.
+    pub fn facts_generation(&self) -> u64 {
+        [
+            self.namespaces.generation(),
+            self.network_policies.generation(),
+            self.resource_quotas.generation(),
+            self.limit_ranges.generation(),
+            self.pdbs.generation(),
+            self.hpas.generation(),
+            self.service_accounts.generation(),
+        ]
+        .into_iter()
+        .fold(0u64, u64::wrapping_add)
+    }
+
     /// The `NamespaceFacts` object ([`crate::export::facts`]) of every
     /// namespace the caches know but those in `skip`, by name; empty until
     /// every cache has synced (a fact not yet known is never written as

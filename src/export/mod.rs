@@ -536,15 +536,12 @@ pub fn admission_policies(cfg: &Config, opts: &ExportOptions) -> Result<Export, 
             _ => vec!["Audit"],
         };
         // A policy of rules that read the namespace's facts takes them as
-        // params; its matchConditions cannot see them, so it has no
-        // `may-break`.
+        // params (it is never a per-tier one, so it has no `may-break`:
+        // matchConditions cannot see params).
         let vap = |name: &str, members: &[&Compiled], per_tier: bool| {
             let with_facts = members.iter().any(|c| c.facts);
             let mut conditions = match_conditions(opts);
-            let may = (per_tier && !with_facts)
-                .then(|| may_break(policy, members))
-                .flatten();
-            if let Some(expr) = may {
+            if let Some(expr) = per_tier.then(|| may_break(policy, members)).flatten() {
                 conditions.push(json!({"name": "may-break", "expression": expr}));
             }
             let (variables, validations) = if per_tier {

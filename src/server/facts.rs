@@ -5,9 +5,9 @@
 //! cluster facts (PDBs, HPAs, quotas, NetworkPolicies, ServiceAccounts)
 //! judge the same facts in the apiserver. It writes a namespace's object
 //! (server-side apply, field manager `tiergate`) once the caches have
-//! synced and whenever its facts change (checked every second, from
-//! memory), again on becoming leader and every 10 minutes (so a hand edit
-//! is put back). The namespaces the audit leaves out
+//! synced and whenever its facts change (checked every second, and only
+//! when a cache it reads has changed), again on becoming leader and every
+//! 10 minutes (so a hand edit is put back). The namespaces the audit leaves out
 //! ([`crate::audit::EXCLUDED`]) get none: no policy is bound there.
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,14 +100,22 @@ async fn run_loop(
     let mut written: BTreeMap<String, Value> = BTreeMap::new();
     let mut failed_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut since = Instant::now();
+    // The caches' generation when every object was last in step with them:
+    // nothing to compute again until it changes.
+    let mut in_step: Option<u64> = None;
     loop {
         let leading = *leader.borrow_and_update();
         let on = wanted(state.active().engine.config().admission_policies);
         if !leading || !on || since.elapsed() >= REPAIR {
             written.clear();
+            in_step = None;
             since = Instant::now();
         }
-        if leading && on && caches.synced() {
+        // Read before the objects are made: a change while they are leaves
+        // a stale generation, so the next tick looks again.
+        let generation = caches.facts_generation();
+        let changed = in_step != Some(generation) || !failed_at.is_empty();
+        if leading && on && caches.synced() && changed {
             let (ok, failed) =
                 write_changed(&client, &ar, &pp, &caches, &mut written, &mut failed_at).await;
             if ok > 0 {
@@ -121,6 +129,7 @@ async fn run_loop(
                     .inc_by(failed as u64);
             }
             metrics.objects.set(written.len() as i64);
+            in_step = (failed == 0 && failed_at.is_empty()).then_some(generation);
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}

@@ -468,10 +468,14 @@ fn varied_facts(i: usize, objects: &[(String, Value)]) -> NamespaceFacts {
     }
 }
 
-/// Whether the facts rules' policy warns in this namespace under `cfg`
-/// (tier 2 or more, warn mode, not left to the webhook).
-fn facts_warn(cfg: &Config, name: &str, labels: &BTreeMap<String, String>) -> bool {
-    let ctx = resolve(
+/// The context the engine gives a namespace with these labels under `cfg`
+/// (its facts unknown).
+fn ns_context(
+    cfg: &Config,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> tiergate::policy::Context {
+    resolve(
         NamespaceInput {
             name: Some(name),
             labels: Some(labels),
@@ -479,7 +483,13 @@ fn facts_warn(cfg: &Config, name: &str, labels: &BTreeMap<String, String>) -> bo
         },
         &cfg.policy,
     )
-    .ctx;
+    .ctx
+}
+
+/// Whether the facts rules' policy warns in this namespace under `cfg`
+/// (tier 2 or more, warn mode, not left to the webhook).
+fn facts_warn(cfg: &Config, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    let ctx = ns_context(cfg, name, labels);
     ctx.tier >= tiergate::policy::Tier::Production
         && ctx.mode == tiergate::policy::Mode::Warn
         && !tiergate::policy::cel::webhook_only(labels)
@@ -1416,15 +1426,7 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
             );
             let mut admitted = base.body.clone();
             admitted["metadata"]["namespace"] = json!(ns);
-            let ctx = resolve(
-                NamespaceInput {
-                    name: Some(ns),
-                    labels: Some(labels),
-                    ..Default::default()
-                },
-                &cfg.policy,
-            )
-            .ctx;
+            let ctx = ns_context(&cfg, ns, labels);
             // The mutating webhook patches nothing in audit mode.
             let want = if ctx.mode == tiergate::policy::Mode::Audit {
                 admitted.clone()
