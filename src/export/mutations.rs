@@ -155,10 +155,13 @@ fn patchable_rules(gks: &[GroupKind]) -> Vec<Value> {
 /// The engine applies every fix in one pass to the object as it came, each
 /// merging what it adds into what earlier ones added. One JSONPatch can do
 /// the same for fixes that never add the same field whole (the second add
-/// would replace the first); the mutations after it see what it changed.
-/// So, as few mutations as: two fixes that may add the same field
-/// ([`CelPatch::writes`]) go to different mutations in the engine's order;
-/// a fix that reads what an earlier one wrote ([`CelPatch::after`]) comes
+/// would replace the first), or that both say where they write it
+/// ([`CelPatch::writes_where`]): the mutation then first adds it empty
+/// where it is missing ([`PatchCtx::ensure`]) and they write below it. The
+/// mutations after it see what it changed. So, as few mutations as: two
+/// fixes that may add the same field ([`CelPatch::writes`]) and do not
+/// both say where go to different mutations in the engine's order; a fix
+/// that reads what an earlier one wrote ([`CelPatch::after`]) comes
 /// after it; one that reads a field as it came ([`CelPatch::before`])
 /// never after a fix that writes it, nor an earlier fix that reads what a
 /// later one writes. Constraints that cannot all hold (none in the
@@ -167,12 +170,20 @@ fn patchable_rules(gks: &[GroupKind]) -> Vec<Value> {
 fn order(fixes: &[&CelPatch]) -> Vec<Vec<usize>> {
     let n = fixes.len();
     let meets = |a: &[Field], b: &[Field]| a.iter().any(|f| b.contains(f));
+    // Both may add a field whole, and it cannot be added empty first for
+    // both to write below.
+    let clash = |a: &CelPatch, b: &CelPatch| {
+        a.writes.iter().any(|&f| {
+            b.writes.contains(&f)
+                && !(f.ensurable() && says_where(a, f).is_some() && says_where(b, f).is_some())
+        })
+    };
     // (a, b, c): mutation[a] >= mutation[b] + c.
     let mut edges: Vec<(usize, usize, usize)> = Vec::new();
     for later in 0..n {
         for earlier in 0..later {
             let (e, l) = (fixes[earlier], fixes[later]);
-            if meets(&e.writes, &l.writes) || meets(&l.after, &e.writes) {
+            if clash(e, l) || meets(&l.after, &e.writes) {
                 edges.push((later, earlier, 1));
             }
             if meets(&e.after, &l.writes) {
@@ -213,6 +224,28 @@ fn order(fixes: &[&CelPatch]) -> Vec<Vec<usize>> {
         groups[g].push(i);
     }
     groups
+}
+
+/// Where a fix writes `field`, when it says ([`CelPatch::writes_where`]).
+fn says_where(fix: &CelPatch, field: Field) -> Option<&str> {
+    fix.writes_where
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, cond)| cond.as_str())
+}
+
+/// The fields more than one of these fixes writes (one JSONPatch adds
+/// them empty first, where missing: see [`order`]).
+fn shared_fields(fixes: &[&CelPatch]) -> Vec<Field> {
+    let mut shared: Vec<Field> = Vec::new();
+    for (k, a) in fixes.iter().enumerate() {
+        for &f in &a.writes {
+            if !shared.contains(&f) && fixes[k + 1..].iter().any(|b| b.writes.contains(&f)) {
+                shared.push(f);
+            }
+        }
+    }
+    shared
 }
 
 /// The fixes a MutatingAdmissionPolicy could apply that the mutating
@@ -323,6 +356,7 @@ pub fn mutating_policies(
             spec,
             meta,
             config: policy,
+            ensured: &[],
         };
         // The fixes of the kinds of this shape, as CEL, in the engine's
         // order.
@@ -389,13 +423,41 @@ pub fn mutating_policies(
             let mutations: Vec<Value> = groups
                 .iter()
                 .map(|group| {
-                    let parts: Vec<String> = group
+                    // A field several fixes of the group write is added
+                    // empty first, where missing and one of them writes
+                    // it; they then write below it.
+                    let patches: Vec<&CelPatch> =
+                        group.iter().map(|&i| &shape_fixes[i].3).collect();
+                    let shared = shared_fields(&patches);
+                    let ensured = PatchCtx {
+                        spec: p.spec,
+                        meta: p.meta,
+                        config: p.config,
+                        ensured: &shared,
+                    };
+                    let mut parts: Vec<String> = shared
                         .iter()
-                        .map(|&i| {
-                            let (_, cond, _, fix) = &shape_fixes[i];
-                            format!("(({cond}) ? ({}) : [])", fix.patch)
+                        .filter_map(|&field| {
+                            let writers: Vec<String> = group
+                                .iter()
+                                .filter_map(|&i| {
+                                    let (_, cond, _, fix) = &shape_fixes[i];
+                                    Some(format!("(({cond}) && ({}))", says_where(fix, field)?))
+                                })
+                                .collect();
+                            ensured.ensure(field, &writers.join(" || "))
                         })
                         .collect();
+                    parts.extend(group.iter().map(|&i| {
+                        let (rule, cond, _, fix) = &shape_fixes[i];
+                        let remade = if fix.writes.iter().any(|f| shared.contains(f)) {
+                            rule.fix.cel().map(|f| f(&ensured))
+                        } else {
+                            None
+                        };
+                        let patch = remade.as_ref().map_or(&fix.patch, |f| &f.patch);
+                        format!("(({cond}) ? ({patch}) : [])")
+                    }));
                     json!({"patchType": "JSONPatch",
                            "jsonPatch": {"expression": parts.join(" + ")}})
                 })
@@ -517,6 +579,11 @@ mod tests {
             }
         }
         assert_eq!(names, want);
+        // Every one in one mutation (see `order`).
+        for p in &policies {
+            let n = p["spec"]["mutations"].as_array().map(Vec::len);
+            assert_eq!(n, Some(1), "{}", p["metadata"]["name"]);
+        }
         // Each band's binding selects its tiers only; the tier-1 band holds
         // only tier 1's fixes.
         let binding = |name: &str| {
@@ -580,27 +647,47 @@ mod tests {
                 );
             }
         }
-        // The Deployments' policy: two mutations, as `order` puts them
-        // (allow-privilege-escalation and capabilities-restricted may both
-        // add a container's securityContext, business-labels and
-        // standard-labels the labels); topology-spread, which reads the
-        // template's labels as they came, with standard-labels.
+        // The Deployments' policy: one mutation. allow-privilege-escalation
+        // and capabilities-restricted may both add a container's
+        // securityContext, business-labels and standard-labels the labels:
+        // the mutation first adds each empty where it is missing and one of
+        // them writes it, and they then write below it.
         let m = mutations_of(&e, "tiergate-fix-template-t3-5");
-        assert_eq!(m.len(), 2, "{m:?}");
-        let (first, second) = (&m[0], &m[1]);
-        for (x, there) in [
-            ("capabilities/drop", true),
-            ("/readinessProbe", true),
-            ("/startupProbe", true),
-            ("preStop", true),
-            ("variables.standard_labels_derived", true),
-            ("topologySpreadConstraints", true),
-            ("allowPrivilegeEscalation", false),
-            ("variables.business_labels_add", false),
+        assert_eq!(m.len(), 1, "{m:?}");
+        let only = &m[0];
+        let at = |x: &str| only.find(x).unwrap_or_else(|| panic!("{x} in {only}"));
+        for x in [
+            "capabilities/drop",
+            "/readinessProbe",
+            "/startupProbe",
+            "preStop",
+            "variables.standard_labels_derived",
+            "topologySpreadConstraints",
+            "allowPrivilegeEscalation",
+            "variables.business_labels_add",
         ] {
-            assert_eq!(first.contains(x), there, "{x} in {first}");
-            assert_eq!(second.contains(x), !there, "{x} in {second}");
+            at(x);
         }
+        let ensure_sc = at(
+            "'/securityContext', value: Object.spec.template.spec.containers.securityContext{}}",
+        );
+        let ensure_labels = at("path: '/metadata/labels', value: {}}");
+        assert!(ensure_sc < at("capabilities/drop") && ensure_labels < at("capabilities/drop"));
+        // Neither fix adds the shared fields whole any more.
+        assert!(
+            !only.contains("securityContext{allowPrivilegeEscalation"),
+            "{only}"
+        );
+        assert!(!only.contains("securityContext{capabilities"), "{only}");
+        assert!(
+            !only.contains("'/metadata/labels', value: variables."),
+            "{only}"
+        );
+        // The template's labels, which only standard-labels writes, still
+        // are added whole where missing.
+        assert!(only.contains(
+            "'/spec/template/metadata/labels', value: variables.standard_labels_derived"
+        ));
         // topology-spread only where it applies.
         let pod = policies
             .iter()
@@ -659,6 +746,22 @@ mod tests {
         let both = patch(&[], &[TemplateLabels], &[TemplateLabels]);
         assert_eq!(order(&[&w, &both]), [vec![0], vec![1]]);
         assert!(order(&[]).is_empty());
+        // Two fixes that say where they write a field share a mutation (it
+        // is added empty first); not when one does not say, nor for a
+        // field that cannot be added empty (a list).
+        let said = |f: Field| CelPatch {
+            writes: vec![f],
+            writes_where: vec![(f, "true".into())],
+            ..CelPatch::default()
+        };
+        let (s1, s2) = (
+            said(ContainerSecurityContext),
+            said(ContainerSecurityContext),
+        );
+        assert_eq!(order(&[&s1, &s2, &a]), [vec![0, 1], vec![2]]);
+        assert_eq!(shared_fields(&[&s1, &s2, &c]), [ContainerSecurityContext]);
+        let (t1, t2) = (said(PodTopologySpread), said(PodTopologySpread));
+        assert_eq!(order(&[&t1, &t2]), [vec![0], vec![1]]);
     }
 
     #[test]
@@ -672,6 +775,7 @@ mod tests {
                     spec: w.spec,
                     meta: w.meta,
                     config: &cfg,
+                    ensured: &[],
                 };
                 let fixes: Vec<CelPatch> = rules::ALL
                     .iter()
@@ -854,7 +958,7 @@ mod tests {
         assert!(caps.contains("\"legacy\""), "the exemption: {caps}");
         assert!(!caps.contains("'audit'"), "never in audit mode: {caps}");
         // allow-privilege-escalation is a tier-2 rule.
-        let ape = expr("tiergate-fix-pod-t2", 1);
+        let ape = expr("tiergate-fix-pod-t2", 0);
         assert!(ape.contains("allowPrivilegeEscalation"), "{ape}");
         assert!(ape.contains("variables.tier >= 2"), "{ape}");
         // The binding (the tier-1 band's) leaves the audit-mode namespaces

@@ -95,9 +95,19 @@ pub struct CelPatch {
     pub variables: Vec<(String, String)>,
     /// The fields ([`Field`]) the patch may add whole where they are
     /// missing. Two fixes that may add the same field are never in one
-    /// JSONPatch: both would add it, and the second add would replace the
-    /// first (the engine's fixes merge into what an earlier fix added).
+    /// JSONPatch (both would add it, and the second add would replace the
+    /// first: the engine's fixes merge into what an earlier fix added),
+    /// unless both say where they write it ([`CelPatch::writes_where`]).
     pub writes: Vec<Field>,
+    /// For fields of `writes` the patch can write below rather than add
+    /// whole: `(field, CEL bool)`, true where the patch, applied to an
+    /// object without the field, writes something in it (for a container
+    /// field, over the container `c`). Where two fixes of one mutation
+    /// write such a field, the mutation first adds it empty where it is
+    /// missing and one of them writes it ([`PatchCtx::ensure`]), and the
+    /// fixes are made with it in [`PatchCtx::ensured`]: they add only
+    /// below it.
+    pub writes_where: Vec<(Field, String)>,
     /// Fields whose value as an earlier fix of the same pass left it the
     /// fix reads (the Rust fix reads the working copy): its patch comes
     /// after theirs.
@@ -125,6 +135,29 @@ pub enum Field {
     TemplateLabels,
 }
 
+impl Field {
+    /// The field's name in a container, for a container field.
+    pub fn container_key(self) -> Option<&'static str> {
+        match self {
+            Field::ContainerSecurityContext => Some("securityContext"),
+            Field::ContainerResources => Some("resources"),
+            Field::ContainerLifecycle => Some("lifecycle"),
+            Field::ContainerLivenessProbe => Some("livenessProbe"),
+            _ => None,
+        }
+    }
+
+    /// Whether the field may be added empty for fixes to write below
+    /// ([`PatchCtx::ensure`]): an object or a map (not a list, not a probe,
+    /// which is invalid without a handler).
+    pub fn ensurable(self) -> bool {
+        !matches!(
+            self,
+            Field::PodTopologySpread | Field::ContainerLivenessProbe
+        )
+    }
+}
+
 /// Where a fix's CEL finds the pod spec: the JSON pointer of the pod spec
 /// in one kind of object (`/spec/template/spec` in a Deployment).
 pub struct PatchCtx<'a> {
@@ -135,9 +168,76 @@ pub struct PatchCtx<'a> {
     /// The config the policies are made from (a fix whose values it
     /// gives, per tier, reads them here; `variables.tier` is the tier).
     pub config: &'a super::PolicyConfig,
+    /// Fields an earlier part of the same JSONPatch has made sure exist
+    /// wherever this fix writes them ([`CelPatch::writes_where`]): the fix
+    /// adds only below them, never them whole.
+    pub ensured: &'a [Field],
 }
 
 impl PatchCtx<'_> {
+    /// Whether `field` is made sure to exist where this fix writes it.
+    pub fn is_ensured(&self, field: Field) -> bool {
+        self.ensured.contains(&field)
+    }
+
+    /// As [`add_under`], for a fix's write under a container `root`: the
+    /// first field of `path` is taken to exist when it is a container
+    /// field this mutation makes sure of ([`PatchCtx::ensured`]).
+    pub fn add_under(
+        &self,
+        root: &str,
+        pointer: &str,
+        ty: &str,
+        path: &[&str],
+        value: impl Fn(&str) -> String,
+    ) -> String {
+        let present = path.first().is_some_and(|first| {
+            self.ensured
+                .iter()
+                .any(|f| f.container_key() == Some(*first))
+        });
+        add_under_from(root, pointer, ty, path, usize::from(present), value)
+    }
+
+    /// `list(JSONPatch)` that adds `field` empty where it is missing and
+    /// `cond` holds (for a container field, in every container `c` where
+    /// it does), so that fixes after it in the same JSONPatch write below
+    /// it. `None` for a field that cannot be added empty.
+    pub fn ensure(&self, field: Field, cond: &str) -> Option<String> {
+        if !field.ensurable() {
+            return None;
+        }
+        if let Some(key) = field.container_key() {
+            let each = self
+                .per_container(&format!("!c.?{key}.hasValue() && ({cond})"), |at, ty| {
+                    patch_add(&format!("{at} + '/{key}'"), &format!("{ty}.{key}{{}}"))
+                });
+            return Some(format!("({each})"));
+        }
+        // (the parent as a CEL value, its JSON pointer, the field, its
+        // empty value)
+        let (parent, pointer, name, empty) = match field {
+            Field::Labels => (
+                "object.metadata".to_string(),
+                "/metadata",
+                "labels",
+                "{}".to_string(),
+            ),
+            Field::TemplateLabels => (self.meta_value(), self.meta, "labels", "{}".to_string()),
+            Field::PodSecurityContext => (
+                self.spec_value(),
+                self.spec,
+                "securityContext",
+                format!("{}{{}}", self.type_of("securityContext")),
+            ),
+            _ => return None,
+        };
+        Some(format!(
+            "((!{parent}.?{name}.hasValue() && ({cond})) ? [{}] : [])",
+            patch_add(&format!("'{pointer}/{name}'"), &empty)
+        ))
+    }
+
     /// The pod spec as a CEL value (`object.spec.template.spec`).
     pub fn spec_value(&self) -> String {
         format!("object{}", self.spec.replace('/', "."))
@@ -266,6 +366,19 @@ pub fn add_under(
     path: &[&str],
     value: impl Fn(&str) -> String,
 ) -> String {
+    add_under_from(root, pointer, ty, path, 0, value)
+}
+
+/// As [`add_under`], with the first `present` fields of `path` taken to
+/// exist (an earlier patch has added them).
+fn add_under_from(
+    root: &str,
+    pointer: &str,
+    ty: &str,
+    path: &[&str],
+    present: usize,
+    value: impl Fn(&str) -> String,
+) -> String {
     // The CEL type of path[k].
     let types: Vec<String> = (0..path.len())
         .map(|k| format!("{ty}.{}", path[..=k].join(".")))
@@ -281,7 +394,7 @@ pub fn add_under(
     let at = |k: usize| format!("{pointer} + '/{}'", path[..=k].join("/"));
     let last = path.len() - 1;
     let mut expr = patch_add(&at(last), &value_at(last));
-    for k in (0..last).rev() {
+    for k in (present.min(last)..last).rev() {
         let has = format!("{root}.?{}.hasValue()", path[..=k].join(".?"));
         expr = format!("({has} ? {expr} : {})", patch_add(&at(k), &value_at(k)));
     }
@@ -484,5 +597,50 @@ mod tests {
     fn literals_escape_quotes_and_backslashes() {
         assert_eq!(lit(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(list(&["x", "y"]), r#"["x", "y"]"#);
+    }
+
+    #[test]
+    fn an_ensured_field_is_added_empty_first_and_then_written_below() {
+        let cfg = super::super::config::from_test_yaml("");
+        let plain = PatchCtx {
+            spec: "/spec",
+            meta: "/metadata",
+            config: &cfg,
+            ensured: &[],
+        };
+        let ensured = PatchCtx {
+            ensured: &[Field::ContainerSecurityContext, Field::Labels],
+            ..plain
+        };
+        let path = ["securityContext", "allowPrivilegeEscalation"];
+        let add = |p: &PatchCtx<'_>| {
+            p.add_under("c", "'/spec/containers/0'", "T", &path, |_| "false".into())
+        };
+        // Not ensured: the whole securityContext where it is missing.
+        assert_eq!(
+            add(&plain),
+            "(c.?securityContext.hasValue() ? JSONPatch{op: 'add', path: '/spec/containers/0' + \
+             '/securityContext/allowPrivilegeEscalation', value: false} : JSONPatch{op: 'add', \
+             path: '/spec/containers/0' + '/securityContext', value: \
+             T.securityContext{allowPrivilegeEscalation: false}})"
+        );
+        // Ensured: only the leaf.
+        assert_eq!(
+            add(&ensured),
+            "JSONPatch{op: 'add', path: '/spec/containers/0' + \
+             '/securityContext/allowPrivilegeEscalation', value: false}"
+        );
+        assert!(!plain.is_ensured(Field::Labels) && ensured.is_ensured(Field::Labels));
+        // The empty field, where missing and a writer's condition holds.
+        let sc = ensured
+            .ensure(Field::ContainerSecurityContext, "X")
+            .expect("ensurable");
+        assert!(sc.starts_with('(') && sc.ends_with(')'), "{sc}");
+        assert!(sc.contains("transformList(i, c, !c.?securityContext.hasValue() && (X), JSONPatch{op: 'add', path: '/spec/containers/' + string(i) + '/securityContext', value: Object.spec.containers.securityContext{}})"), "{sc}");
+        assert_eq!(
+            ensured.ensure(Field::Labels, "Y").as_deref(),
+            Some("((!object.metadata.?labels.hasValue() && (Y)) ? [JSONPatch{op: 'add', path: '/metadata/labels', value: {}}] : [])")
+        );
+        assert!(ensured.ensure(Field::PodTopologySpread, "Z").is_none());
     }
 }

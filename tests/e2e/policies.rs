@@ -1213,8 +1213,10 @@ async fn s31_hybrid_mode_loses_no_finding() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
-/// Only objects with this label are changed by s32's mutating bindings.
-const MAP_LABEL: &str = "e2e.tiergate.io/map";
+/// Only namespaces with this label are s32's: its mutating bindings select
+/// them alone (the objects themselves carry no label of the test's, so
+/// those without labels show how the policies add a labels map).
+const MAP_SCENARIO: (&str, &str) = ("e2e.tiergate.io/scenario", "map");
 
 /// Remove what the apiserver sets on every create (uid, timestamps,
 /// managed fields), the namespace, and the status it derives after
@@ -1310,8 +1312,12 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
         o["metadata"]["name"] = json!(name);
         if o["kind"] == "MutatingAdmissionPolicyBinding" {
             o["spec"]["policyName"] = json!(name);
-            o["spec"]["matchResources"]["objectSelector"] =
-                json!({"matchLabels": {MAP_LABEL: "1"}});
+            let (key, value) = MAP_SCENARIO;
+            let exprs = &mut o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"];
+            match exprs.as_array_mut() {
+                Some(list) => list.push(json!({"key": key, "operator": "In", "values": [value]})),
+                None => *exprs = json!([{"key": key, "operator": "In", "values": [value]}]),
+            }
         }
     }
     assert!(mutating.len() >= 6, "{} mutating objects", mutating.len());
@@ -1320,7 +1326,7 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
     let mut namespaces = namespaces();
     for (name, labels) in &mut namespaces {
         *name = name.replace("e2e-vap-", "e2e-map-");
-        labels.insert("e2e.tiergate.io/scenario".into(), "map".into());
+        labels.insert(MAP_SCENARIO.0.into(), MAP_SCENARIO.1.into());
         // Labels for business-labels to copy (not cost-center: that one
         // stays a finding).
         if name == "e2e-map-t4" {
@@ -1344,7 +1350,7 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
     // securityContext comes back with one (and with the liveness option, a
     // liveness probe).
     let canary = json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "canary", "labels": {MAP_LABEL: "1"}},
+        "metadata": {"name": "canary"},
         "spec": {"containers": [{"name": "c", "image": "nginx:1.27",
                                  "ports": [{"containerPort": 80}]}]}});
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1377,6 +1383,7 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
         ..Options::default()
     };
     let (mut compared, mut changed, mut invalid) = (0usize, 0usize, 0usize);
+    let (mut shared_labels_added, mut shared_sc_added) = (0usize, 0usize);
     let mut fixes_seen: BTreeSet<&'static str> = BTreeSet::new();
     let mut mismatches = Vec::new();
     for (idx, (label, original)) in objects().iter().enumerate() {
@@ -1393,11 +1400,7 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
         if !namespaced || !is_workload {
             continue;
         }
-        let mut obj = copy_of(original, idx);
-        if let Some(m) = obj["metadata"].as_object_mut() {
-            let labels = m.entry("labels").or_insert(json!({}));
-            labels[MAP_LABEL] = json!("1");
-        }
+        let obj = copy_of(original, idx);
         // The object as admitted where no policy mutates (the webhook-only
         // namespace): what the webhook would be sent.
         let base = dry_run_create(client, Some(baseline_ns), &obj).await;
@@ -1428,11 +1431,28 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
             admitted["metadata"]["namespace"] = json!(ns);
             let ctx = ns_context(&cfg, ns, labels);
             // The mutating webhook patches nothing in audit mode.
+            // What the webhook is sent: the object as admitted with no
+            // policy; for a Job, the object as created, since the apiserver
+            // makes a Job's selector after admission and then, where the
+            // Job has no labels, gives it the template's (a fix that adds
+            // labels first changes that, on a webhook's patch as on a
+            // policy's).
+            let batch = original["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("batch/"));
+            let job = batch && original["kind"] == "Job";
+            let sent = if job {
+                let mut sent = obj.clone();
+                sent["metadata"]["namespace"] = json!(ns);
+                sent
+            } else {
+                admitted.clone()
+            };
             let want = if ctx.mode == tiergate::policy::Mode::Audit {
                 admitted.clone()
             } else {
                 let eval = engine
-                    .evaluate(&admitted, &ctx, &only)
+                    .evaluate(&sent, &ctx, &only)
                     .expect("the engine judges it");
                 fixes_seen.extend(eval.fixes.iter().map(|f| f.rule));
                 match eval.fixed {
@@ -1440,14 +1460,9 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
                     // pod-level resources from the containers' after
                     // admission, on a webhook's patch as on a policy's: the
                     // engine's fix is admitted again, with no policy, to
-                    // compare like with like. (Not a Job: the selector the
-                    // apiserver made for it names its first uid.)
-                    Some(fixed)
-                        if comparable(&fixed) != comparable(&admitted)
-                            && !original["apiVersion"]
-                                .as_str()
-                                .is_some_and(|v| v.starts_with("batch/")) =>
-                    {
+                    // compare like with like. (A CronJob's is compared
+                    // as the engine makes it.)
+                    Some(fixed) if comparable(&fixed) != comparable(&sent) && (!batch || job) => {
                         let mut again = fixed;
                         without_server_fields(&mut again);
                         let r = dry_run_create(client, Some(baseline_ns), &again).await;
@@ -1459,8 +1474,8 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
                         );
                         r.body
                     }
-                    Some(fixed) => fixed,
-                    None => admitted.clone(),
+                    Some(fixed) if !job => fixed,
+                    _ => admitted.clone(),
                 }
             };
             compared += 1;
@@ -1468,6 +1483,15 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
             if got != comparable(&admitted) {
                 changed += 1;
             }
+            // Where two fixes of one mutation write a field that was
+            // missing (it is added empty first): the object's labels, a
+            // container's securityContext.
+            if admitted["metadata"].get("labels").is_none()
+                && got["metadata"].get("labels").is_some()
+            {
+                shared_labels_added += 1;
+            }
+            shared_sc_added += containers_given_both(&admitted, &got);
             if got != want {
                 let patch = json_patch::diff(&want, &got);
                 mismatches.push(format!(
@@ -1479,7 +1503,10 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
     }
     eprintln!(
         "e2e: mutating policies ({}): {compared} objects compared with the engine's fixes ({changed} \
-         changed by the policies, {invalid} refused as invalid); fixes seen: {fixes_seen:?}",
+         changed by the policies, {invalid} refused as invalid; labels added to \
+         {shared_labels_added} objects without, securityContext with both \
+         allowPrivilegeEscalation and capabilities to {shared_sc_added} containers without); fixes \
+         seen: {fixes_seen:?}",
         if extra.is_empty() {
             "built-in fix options"
         } else {
@@ -1499,4 +1526,45 @@ async fn mutating_policies_make_the_engines_fixes(client: &kube::Client, extra: 
         .filter(|r| !fixes_seen.contains(r.as_str()))
         .collect();
     assert!(unseen.is_empty(), "fixes no object needs: {unseen:?}");
+    assert!(
+        shared_labels_added > 0 && shared_sc_added > 0,
+        "no object shows two fixes writing one missing field: labels {shared_labels_added}, \
+         securityContext {shared_sc_added}"
+    );
+}
+
+/// How many containers of `got` have a securityContext with both
+/// `allowPrivilegeEscalation` and `capabilities` where the same container
+/// of `before` had none.
+fn containers_given_both(before: &Value, got: &Value) -> usize {
+    let spec = |o: &Value| -> Value {
+        [
+            "/spec/template/spec",
+            "/spec/jobTemplate/spec/template/spec",
+            "/template/spec",
+            "/spec",
+        ]
+        .iter()
+        .find_map(|p| {
+            o.pointer(p)
+                .filter(|v| v.get("containers").is_some())
+                .cloned()
+        })
+        .unwrap_or(Value::Null)
+    };
+    let (b, g) = (spec(before), spec(got));
+    let mut n = 0;
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        let (bl, gl) = (b[list].as_array(), g[list].as_array());
+        for (bc, gc) in bl.into_iter().flatten().zip(gl.into_iter().flatten()) {
+            let sc = &gc["securityContext"];
+            if bc.get("securityContext").is_none()
+                && sc.get("allowPrivilegeEscalation").is_some()
+                && sc.get("capabilities").is_some()
+            {
+                n += 1;
+            }
+        }
+    }
+    n
 }

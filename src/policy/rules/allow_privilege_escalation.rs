@@ -112,7 +112,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
             "({}) ? [] : {}",
             p.windows(),
             p.per_container(cond, |at, ty| {
-                add_under(
+                p.add_under(
                     "c",
                     at,
                     ty,
@@ -123,6 +123,10 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
         ),
         variables: Vec::new(),
         writes: vec![cel::Field::ContainerSecurityContext],
+        writes_where: vec![(
+            cel::Field::ContainerSecurityContext,
+            format!("!({}) && {cond}", p.windows()),
+        )],
         ..Default::default()
     }
 }

@@ -42,7 +42,7 @@ const LABELS: [&str; 3] = ["team", "environment", "cost-center"];
 /// The fix as CEL: each label the object lacks and its namespace has,
 /// copied (a missing labels map added whole). Its matchCondition reads the
 /// object alone (the labels it lacks); the patch reads the namespace.
-fn fix_cel(_p: &PatchCtx<'_>) -> cel::CelPatch {
+fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     let ns = "(namespaceObject != null ? namespaceObject.metadata.?labels.orValue({}) : {})";
     let own = "object.metadata.?labels.orValue({})";
     let entries: Vec<String> = LABELS
@@ -56,13 +56,19 @@ fn fix_cel(_p: &PatchCtx<'_>) -> cel::CelPatch {
         })
         .collect();
     let add = "variables.business_labels_add";
+    let each = cel::patch_add("'/metadata/labels/' + k", &format!("{add}[k]"));
     cel::CelPatch {
         when: format!("{}.exists(k, !(k in {own}))", cel::list(&LABELS)),
-        patch: format!(
-            "object.metadata.?labels.hasValue() ? {add}.map(k, {}) : size({add}) > 0 ? [{}] : []",
-            cel::patch_add("'/metadata/labels/' + k", &format!("{add}[k]")),
-            cel::patch_add("'/metadata/labels'", add)
-        ),
+        patch: if p.is_ensured(cel::Field::Labels) {
+            // An earlier part of the patch has added the map if missing.
+            format!("{add}.map(k, {each})")
+        } else {
+            format!(
+                "object.metadata.?labels.hasValue() ? {add}.map(k, {each}) : size({add}) > 0 ? \
+                 [{}] : []",
+                cel::patch_add("'/metadata/labels'", add)
+            )
+        },
         variables: vec![
             ("business_labels_ns".to_string(), ns.to_string()),
             (
@@ -71,6 +77,7 @@ fn fix_cel(_p: &PatchCtx<'_>) -> cel::CelPatch {
             ),
         ],
         writes: vec![cel::Field::Labels],
+        writes_where: vec![(cel::Field::Labels, format!("size({add}) > 0"))],
         ..Default::default()
     }
 }

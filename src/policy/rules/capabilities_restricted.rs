@@ -163,7 +163,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
                         &format!("{at} + '/securityContext/capabilities/drop/-'"),
                         "'ALL'"
                     ),
-                    add_under(
+                    p.add_under(
                         "c",
                         at,
                         ty,
@@ -175,6 +175,10 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
         ),
         variables: Vec::new(),
         writes: vec![cel::Field::ContainerSecurityContext],
+        writes_where: vec![(
+            cel::Field::ContainerSecurityContext,
+            format!("!({}) && {cond}", p.windows()),
+        )],
         ..Default::default()
     }
 }

@@ -502,6 +502,7 @@ mod tests {
             spec: "/spec/template/spec",
             meta: "/spec/template/metadata",
             config: &cfg,
+            ensured: &[],
         };
         let fix = super::fix_cel(&p);
         // What the patch reads, computed once per container in variables.
@@ -536,6 +537,7 @@ mod tests {
             spec: "/spec",
             meta: "/metadata",
             config: &plain,
+            ensured: &[],
         });
         assert!(!fix.when.contains("limits"), "{}", fix.when);
         assert!(

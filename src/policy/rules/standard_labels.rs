@@ -114,16 +114,18 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
         valid_label_value_cel("tag")
     );
     let d = "variables.standard_labels_derived";
-    let mut places = vec![("/metadata", "object.metadata".to_string())];
-    let mut writes = vec![cel::Field::Labels];
+    let mut places = vec![(
+        "/metadata",
+        "object.metadata".to_string(),
+        cel::Field::Labels,
+    )];
     if !p.is_pod() {
-        places.push((p.meta, p.meta_value()));
-        writes.push(cel::Field::TemplateLabels);
+        places.push((p.meta, p.meta_value(), cel::Field::TemplateLabels));
     }
     let mut when = Vec::new();
     let mut patch = Vec::new();
     let name_ok = valid_label_value_cel(name);
-    for (pointer, meta) in &places {
+    for (pointer, meta, field) in &places {
         // A matchCondition, which reads no variable: each label missing and
         // derivable, the cheap test first.
         let labels = format!("{meta}.?labels.orValue({{}})");
@@ -132,21 +134,31 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
             lit(NAME),
             lit(VERSION)
         ));
-        patch.push(format!(
-            "({meta}.?labels.hasValue() ? {d}.filter(k, !(k in {meta}.labels)).map(k, {}) : \
-             size({d}) > 0 ? [{}] : [])",
-            cel::patch_add(
-                &format!("'{pointer}/labels/' + k.replace('~', '~0').replace('/', '~1')"),
-                &format!("{d}[k]")
-            ),
-            cel::patch_add(&format!("'{pointer}/labels'"), d)
-        ));
+        let each = cel::patch_add(
+            &format!("'{pointer}/labels/' + k.replace('~', '~0').replace('/', '~1')"),
+            &format!("{d}[k]"),
+        );
+        patch.push(if p.is_ensured(*field) {
+            // An earlier part of the patch has added the map if missing.
+            format!("{d}.filter(k, !(k in {labels})).map(k, {each})")
+        } else {
+            format!(
+                "({meta}.?labels.hasValue() ? {d}.filter(k, !(k in {meta}.labels)).map(k, {each}) \
+                 : size({d}) > 0 ? [{}] : [])",
+                cel::patch_add(&format!("'{pointer}/labels'"), d)
+            )
+        });
     }
     cel::CelPatch {
         when: when.join(" || "),
         patch: patch.join(" + "),
         variables: vec![("standard_labels_derived".to_string(), derived)],
-        writes,
+        writes: places.iter().map(|(_, _, f)| *f).collect(),
+        // Where a labels map is missing, every derived label is added.
+        writes_where: places
+            .iter()
+            .map(|(_, _, f)| (*f, format!("size({d}) > 0")))
+            .collect(),
         ..Default::default()
     }
 }
