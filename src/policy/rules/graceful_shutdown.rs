@@ -116,7 +116,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
         patch: format!(
             "({grace}) ? {} : []",
             p.per_long_running(cond, false, |at, ty| {
-                cel::add_under("c", at, ty, &["lifecycle", "preStop"], |t| {
+                p.add_under("c", at, ty, &["lifecycle", "preStop"], |t| {
                     format!("{t}{{sleep: {t}.sleep{{seconds: 5}}}}")
                 })
             })
