@@ -17,12 +17,19 @@
 //! mutating webhook (`--fixes-in-webhook`), (o) the seven changes of (m)
 //! in two JSONPatch mutations of one policy and (p) in one
 //! ApplyConfiguration mutation (what a mutation costs, and the other patch
-//! type), and with `E2E_BENCH_BEFORE`, (d). Each
+//! type), (z) the namespace of (a) with no admission policy in the cluster
+//! at all (measured in a phase of each round with every policy deleted,
+//! then applied again: the apiserver matches every policy's bindings,
+//! parsing their namespace selectors, on every write of a kind the policy
+//! matches in every namespace, so (a) pays for the policies of the other
+//! configurations), (y) and (x): (h) and (a) in a phase with only one copy
+//! of tiergate's policies in the cluster (those of (h)), and with
+//! `E2E_BENCH_BEFORE`, (d). Each
 //! cell creates `E2E_BENCH_WRITES` Deployments (two
 //! containers, unique names) from 1 or 16 clients, as server-side dry-runs
 //! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
 //!
-//! Reported per cell: p50/p90/p99 of the create, the ratios b/a and c/a,
+//! Reported per cell: p50/p90/p99 of the create, its ratios over (a) and (z),
 //! the CPU per write of the apiserver, etcd and tiergate (utime+stime from
 //! /proc over the cell, divided by the writes) and the apiserver's own
 //! `apiserver_admission_webhook_admission_duration_seconds` per webhook. A
@@ -231,11 +238,8 @@ async fn judged_by_with(
 /// mutating webhooks, narrowed ones included, for the apiserver's metrics.
 async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>, Vec<String>) {
     use tiergate::export;
-    let cfg = tiergate::config::Config::from_yaml(
-        "defaults: {tier: enterprise, mode: warn}\nadmissionPolicies: hybrid\n",
-        "bench config",
-    )
-    .expect("bench config");
+    let cfg =
+        tiergate::config::Config::from_yaml(BENCH_CONFIG, "bench config").expect("bench config");
     // Those exported with `--fixes-in-webhook` get their own copy, with no
     // mutating policy.
     let mut names: Vec<&str> = scenarios
@@ -478,6 +482,109 @@ spec:
     )
 }
 
+/// The configuration measured with no admission policy in the cluster.
+const BARE: &str = "z no policy in the cluster";
+/// (h) and (a) measured with only one copy of tiergate's policies in the
+/// cluster.
+const ALONE_H: &str = "y h, tiergate's policies alone in the cluster";
+const ALONE_A: &str = "x a, tiergate's policies alone in the cluster";
+
+/// The phase of a round a configuration is measured in, when not with the
+/// others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No admission policy in the cluster.
+    Bare,
+    /// Only tiergate's policies bound to (h)'s namespace.
+    Alone,
+}
+
+impl Phase {
+    fn of(config: &str) -> Option<Phase> {
+        match config {
+            BARE => Some(Phase::Bare),
+            ALONE_H | ALONE_A => Some(Phase::Alone),
+            _ => None,
+        }
+    }
+}
+
+/// The config of the hybrid configurations' policies.
+const BENCH_CONFIG: &str = "defaults: {tier: enterprise, mode: warn}\nadmissionPolicies: hybrid\n";
+
+/// One cell: `writes` creates of the bench Deployment in `ns`, with the
+/// CPU of the apiserver, etcd and tiergate (`tg_pid`) over it and the
+/// apiserver's admission metrics.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    client: &Client,
+    c: &crate::harness::cluster::Cluster,
+    ns: &str,
+    prefix: &str,
+    writes: usize,
+    clients: usize,
+    dry_run: bool,
+    tg_pid: Option<u32>,
+    validate_names: &[String],
+    mutate_names: &[String],
+) -> Cell {
+    let api_pid = c.apiserver_pid();
+    let tg_cpu = || tg_pid.map_or(0.0, cpu_seconds);
+    let cpu0 = (cpu_seconds(api_pid), cpu_seconds(c.etcd_pid), tg_cpu());
+    let wh0 = webhook_durations(client, validate_names, mutate_names).await;
+    let t = Instant::now();
+    let (lat, errors) = write_cell(client, ns, prefix, writes, clients, dry_run).await;
+    let seconds = t.elapsed().as_secs_f64();
+    let wh1 = webhook_durations(client, validate_names, mutate_names).await;
+    Cell {
+        latencies_us: lat,
+        errors,
+        seconds,
+        apiserver_cpu: cpu_seconds(api_pid) - cpu0.0,
+        etcd_cpu: cpu_seconds(c.etcd_pid) - cpu0.1,
+        tiergate_cpu: tg_cpu() - cpu0.2,
+        webhooks: wh1
+            .iter()
+            .zip(&wh0)
+            .map(|(a, b)| (a.0.clone(), a.1 - b.1, a.2 - b.2))
+            .collect(),
+    }
+}
+
+/// Delete every admission policy and binding of the cluster, and wait
+/// until the apiserver no longer acts on them (the floor that both warns
+/// and patches does neither).
+async fn remove_policies(client: &Client) {
+    let run = crate::harness::KUBECTL_ADMIN.run(
+        &[
+            "delete",
+            "validatingadmissionpolicybindings,validatingadmissionpolicies,\
+             mutatingadmissionpolicybindings,mutatingadmissionpolicies",
+            "--all",
+        ],
+        None,
+    );
+    assert!(run.ok, "deleting the admission policies: {}", run.stderr);
+    let canary = serde_json::to_value(deployment("bare-canary")).expect("json");
+    let start = Instant::now();
+    loop {
+        let a = crate::policies::dry_run_create(client, Some("bench-floor-both"), &canary).await;
+        let patched = a.body["metadata"]["labels"]["floor.e2e.tiergate.io/patched"] == "true";
+        if a.status == 201 && !patched && !a.warnings.iter().any(|w| w.contains("[floor]")) {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the apiserver still applies the deleted policies: {:?}",
+            a.warnings
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The informers of every policy kind, not only the floor's, have seen
+    // the deletions by now; a second more for the slowest.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -591,6 +698,17 @@ async fn apiserver_write_cost() {
             "bench-floor-apply".to_string(),
             None,
         ),
+        // Measured in a phase of each round with no admission policy in
+        // the cluster at all: the apiserver matches every policy's
+        // bindings (parsing their selectors) on every write of a kind the
+        // policy matches, in every namespace, so (a) pays for the policies
+        // applied for the other configurations.
+        (BARE, "bench-none".to_string(), None),
+        // Measured in a phase with only one copy of tiergate's policies in
+        // the cluster (those of (h), bound to its namespace): (y) is (h)
+        // and (x) is (a) as they would be with tiergate's policies alone.
+        (ALONE_H, "bench-policies".to_string(), None),
+        (ALONE_A, "bench-none".to_string(), None),
     ];
     // `E2E_BENCH_CONFIGS=a,h`: only these configurations (by letter), e.g.
     // while a profile of the apiserver is taken.
@@ -608,15 +726,84 @@ async fn apiserver_write_cost() {
         }
         _ => None,
     };
-    let api_pid = c.apiserver_pid();
     let mut cells: Vec<((bool, usize, usize), Cell)> = Vec::new();
     let began = Instant::now();
+    // The configurations measured in their own phase of each round.
+    let phased: Vec<(usize, Phase)> = configs
+        .iter()
+        .enumerate()
+        .filter_map(|(ci, (name, _, _))| Some((ci, Phase::of(name)?)))
+        .collect();
+    let bare = configs.iter().position(|(name, _, _)| *name == BARE);
+    let bench_cfg =
+        tiergate::config::Config::from_yaml(BENCH_CONFIG, "bench config").expect("bench config");
     for round in 0..rounds {
+        // (z): every admission policy removed, the cells measured, the
+        // policies applied again (each waits until the apiserver acts on
+        // them).
+        // (z) with every admission policy removed, then (y) and (x) with
+        // only one copy of tiergate's (those of (h)); then every policy of
+        // the other configurations applied again (each apply waits until
+        // the apiserver acts on it).
+        if !phased.is_empty() {
+            remove_policies(&client).await;
+            for phase in [Phase::Bare, Phase::Alone] {
+                if phase == Phase::Alone {
+                    // (Bound to (g)'s namespace too: the wait for them to
+                    // act is there.)
+                    crate::policies::apply_bound_policies(
+                        &bench_cfg,
+                        "bench",
+                        &[hybrid1.name.as_str(), "bench-policies"],
+                    )
+                    .await;
+                }
+                for &(ci, _) in phased.iter().filter(|(_, p)| *p == phase) {
+                    for dry_run in [true, false] {
+                        for clients in [1usize, 16] {
+                            let ns = &configs[ci].1;
+                            let _ = write_cell(
+                                &client,
+                                ns,
+                                &format!("warm-{round}-{ci}"),
+                                16,
+                                clients,
+                                true,
+                            )
+                            .await;
+                            let prefix = format!(
+                                "p{round}-{}-{clients}-{ci}",
+                                if dry_run { "d" } else { "s" }
+                            );
+                            let cell = measure(
+                                &client,
+                                c,
+                                ns,
+                                &prefix,
+                                writes,
+                                clients,
+                                dry_run,
+                                None,
+                                &validate_names,
+                                &mutate_names,
+                            )
+                            .await;
+                            cells.push(((dry_run, clients, ci), cell));
+                        }
+                    }
+                }
+            }
+            apply_policies(&[&hybrid, &hybrid1, &hybrid_wf], &["bench-policies"]).await;
+            apply_floor(&client).await;
+        }
         for dry_run in [true, false] {
             for clients in [1usize, 16] {
                 // A short warm-up per (writes, clients) so the first
                 // configuration does not pay for cold connections.
-                for (ci, (_, ns, _)) in configs.iter().enumerate() {
+                for (ci, (name, ns, _)) in configs.iter().enumerate() {
+                    if Phase::of(name).is_some() {
+                        continue;
+                    }
                     let _ = write_cell(
                         &client,
                         ns,
@@ -627,32 +814,27 @@ async fn apiserver_write_cost() {
                     )
                     .await;
                 }
-                for (ci, (_, ns, tg_pid)) in configs.iter().enumerate() {
+                for (ci, (name, ns, tg_pid)) in configs.iter().enumerate() {
+                    if Phase::of(name).is_some() {
+                        continue;
+                    }
                     let prefix = format!(
                         "w{round}-{}-{clients}-{ci}",
                         if dry_run { "d" } else { "s" }
                     );
-                    let tg_cpu = || tg_pid.map_or(0.0, cpu_seconds);
-                    let cpu0 = (cpu_seconds(api_pid), cpu_seconds(c.etcd_pid), tg_cpu());
-                    let wh0 = webhook_durations(&client, &validate_names, &mutate_names).await;
-                    let t = Instant::now();
-                    let (lat, errors) =
-                        write_cell(&client, ns, &prefix, writes, clients, dry_run).await;
-                    let seconds = t.elapsed().as_secs_f64();
-                    let wh1 = webhook_durations(&client, &validate_names, &mutate_names).await;
-                    let cell = Cell {
-                        latencies_us: lat,
-                        errors,
-                        seconds,
-                        apiserver_cpu: cpu_seconds(api_pid) - cpu0.0,
-                        etcd_cpu: cpu_seconds(c.etcd_pid) - cpu0.1,
-                        tiergate_cpu: tg_cpu() - cpu0.2,
-                        webhooks: wh1
-                            .iter()
-                            .zip(&wh0)
-                            .map(|(a, b)| (a.0.clone(), a.1 - b.1, a.2 - b.2))
-                            .collect(),
-                    };
+                    let cell = measure(
+                        &client,
+                        c,
+                        ns,
+                        &prefix,
+                        writes,
+                        clients,
+                        dry_run,
+                        *tg_pid,
+                        &validate_names,
+                        &mutate_names,
+                    )
+                    .await;
                     cells.push(((dry_run, clients, ci), cell));
                 }
             }
@@ -665,7 +847,7 @@ async fn apiserver_write_cost() {
         "\nbench-apiserver: {writes} writes per cell, {rounds} round(s), {:.0} s; p50/p90/p99 ms, CPU ms per write\n\
          {:<8} {:>3} {:<13} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11}\n",
         began.elapsed().as_secs_f64(),
-        "writes", "cl", "config", "p50", "p90", "p99", "p50/a", "p99/a", "apiserver", "etcd", "tiergate",
+        "writes", "cl", "config", "p50", "p90", "p99", "p50/a", "p50/z", "apiserver", "etcd", "tiergate",
         "validate ms", "mutate ms", "policies ms"
     );
     let mut total_errors = 0;
@@ -673,17 +855,24 @@ async fn apiserver_write_cost() {
     for dry_run in [true, false] {
         for clients in [1usize, 16] {
             let mut base = (0.0, 0.0);
+            let latencies = |ci: usize| -> Vec<u64> {
+                let mut lat: Vec<u64> = cells
+                    .iter()
+                    .filter(|(k, _)| *k == (dry_run, clients, ci))
+                    .flat_map(|(_, c)| c.latencies_us.iter().copied())
+                    .collect();
+                lat.sort_unstable();
+                lat
+            };
+            // (z), no policy in the cluster, when measured.
+            let bare_p50 = bare.map_or(0.0, |zi| pct(&latencies(zi), 50.0));
             for (ci, (cname, _, _)) in configs.iter().enumerate() {
                 let mine: Vec<&Cell> = cells
                     .iter()
                     .filter(|(k, _)| *k == (dry_run, clients, ci))
                     .map(|(_, c)| c)
                     .collect();
-                let mut lat: Vec<u64> = mine
-                    .iter()
-                    .flat_map(|c| c.latencies_us.iter().copied())
-                    .collect();
-                lat.sort_unstable();
+                let lat = latencies(ci);
                 let n = lat.len().max(1) as f64;
                 let errors: usize = mine.iter().map(|c| c.errors).sum();
                 total_errors += errors;
@@ -717,7 +906,7 @@ async fn apiserver_write_cost() {
                     p90,
                     p99,
                     ratio(p50, base.0),
-                    ratio(p99, base.1),
+                    ratio(p50, bare_p50),
                     per_write(sum(|c| c.apiserver_cpu)),
                     per_write(sum(|c| c.etcd_cpu)),
                     per_write(sum(|c| c.tiergate_cpu)),
@@ -732,6 +921,7 @@ async fn apiserver_write_cost() {
                     "writes_per_second": if seconds > 0.0 { lat.len() as f64 / seconds } else { 0.0 },
                     "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
                     "p50_over_none": ratio(p50, base.0), "p99_over_none": ratio(p99, base.1),
+                    "p50_over_no_policy": ratio(p50, bare_p50),
                     "cpu_ms_per_write": {
                         "apiserver": per_write(sum(|c| c.apiserver_cpu)),
                         "etcd": per_write(sum(|c| c.etcd_cpu)),
