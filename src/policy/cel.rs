@@ -180,9 +180,10 @@ impl PatchCtx<'_> {
         self.ensured.contains(&field)
     }
 
-    /// As [`add_under`], for a fix's write under a container `root`: the
-    /// first field of `path` is taken to exist when it is a container
-    /// field this mutation makes sure of ([`PatchCtx::ensured`]).
+    /// As [`add_under`], for a fix's write under a container (`root` the
+    /// container `c` of [`PatchCtx::per_container`]): the first field of
+    /// `path` is taken to exist when it is a container field this
+    /// mutation makes sure of ([`PatchCtx::ensured`]).
     pub fn add_under(
         &self,
         root: &str,
@@ -191,11 +192,12 @@ impl PatchCtx<'_> {
         path: &[&str],
         value: impl Fn(&str) -> String,
     ) -> String {
-        let present = path.first().is_some_and(|first| {
-            self.ensured
-                .iter()
-                .any(|f| f.container_key() == Some(*first))
-        });
+        let present = root == "c"
+            && path.first().is_some_and(|first| {
+                self.ensured
+                    .iter()
+                    .any(|f| f.container_key() == Some(*first))
+            });
         add_under_from(root, pointer, ty, path, usize::from(present), value)
     }
 
@@ -641,6 +643,14 @@ mod tests {
             ensured.ensure(Field::Labels, "Y").as_deref(),
             Some("((!object.metadata.?labels.hasValue() && (Y)) ? [JSONPatch{op: 'add', path: '/metadata/labels', value: {}}] : [])")
         );
+        assert_eq!(
+            ensured.ensure(Field::PodSecurityContext, "W").as_deref(),
+            Some("((!object.spec.?securityContext.hasValue() && (W)) ? [JSONPatch{op: 'add', path: '/spec/securityContext', value: Object.spec.securityContext{}}] : [])")
+        );
+        // Not below a root other than a container.
+        assert!(ensured
+            .add_under("object.spec", "'/spec'", "T", &path, |_| "false".into())
+            .starts_with("(object.spec.?securityContext.hasValue() ? "));
         assert!(ensured.ensure(Field::PodTopologySpread, "Z").is_none());
     }
 }
