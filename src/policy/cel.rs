@@ -180,10 +180,16 @@ impl PatchCtx<'_> {
         self.ensured.contains(&field)
     }
 
-    /// As [`add_under`], for a fix's write under a container (`root` the
-    /// container `c` of [`PatchCtx::per_container`]): the first field of
-    /// `path` is taken to exist when it is a container field this
-    /// mutation makes sure of ([`PatchCtx::ensured`]).
+    /// The JSONPatch that adds a value at `path` under `root`: `root` is a CEL
+    /// value (`c`, a container) at the JSON pointer the CEL string expression
+    /// `pointer` gives, of CEL type `ty` (`Object.spec.containers`); `path` is
+    /// field names down from it. The first field missing on the way gets the
+    /// rest of the path as a nested object. `value(t)` is the CEL value, given
+    /// its CEL type `t` (for an object value: `t{field: ...}`).
+    /// Under a container (`root` the container `c` of
+    /// [`PatchCtx::per_container`]), the first field of `path` is taken to
+    /// exist when it is a container field this mutation makes sure of
+    /// ([`PatchCtx::ensured`]).
     pub fn add_under(
         &self,
         root: &str,
@@ -355,24 +361,8 @@ impl PatchCtx<'_> {
     }
 }
 
-/// The JSONPatch that adds a value at `path` under `root`: `root` is a CEL
-/// value (`c`, a container) at the JSON pointer the CEL string expression
-/// `pointer` gives, of CEL type `ty` (`Object.spec.containers`); `path` is
-/// field names down from it. The first field missing on the way gets the
-/// rest of the path as a nested object. `value(t)` is the CEL value, given
-/// its CEL type `t` (for an object value: `t{field: ...}`).
-pub fn add_under(
-    root: &str,
-    pointer: &str,
-    ty: &str,
-    path: &[&str],
-    value: impl Fn(&str) -> String,
-) -> String {
-    add_under_from(root, pointer, ty, path, 0, value)
-}
-
-/// As [`add_under`], with the first `present` fields of `path` taken to
-/// exist (an earlier patch has added them).
+/// [`PatchCtx::add_under`], with the first `present` fields of `path` taken
+/// to exist (an earlier patch has added them).
 fn add_under_from(
     root: &str,
     pointer: &str,

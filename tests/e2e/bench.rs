@@ -727,6 +727,22 @@ async fn apiserver_write_cost() {
         _ => None,
     };
     let mut cells: Vec<((bool, usize, usize), Cell)> = Vec::new();
+    // One cell of `writes` creates in `ns`, for every phase alike.
+    let cell_of = async |ns: &str, prefix: &str, clients, dry_run, tg_pid| {
+        measure(
+            &client,
+            c,
+            ns,
+            prefix,
+            writes,
+            clients,
+            dry_run,
+            tg_pid,
+            &validate_names,
+            &mutate_names,
+        )
+        .await
+    };
     let began = Instant::now();
     // The configurations measured in their own phase of each round.
     let phased: Vec<(usize, Phase)> = configs
@@ -775,19 +791,7 @@ async fn apiserver_write_cost() {
                                 "p{round}-{}-{clients}-{ci}",
                                 if dry_run { "d" } else { "s" }
                             );
-                            let cell = measure(
-                                &client,
-                                c,
-                                ns,
-                                &prefix,
-                                writes,
-                                clients,
-                                dry_run,
-                                None,
-                                &validate_names,
-                                &mutate_names,
-                            )
-                            .await;
+                            let cell = cell_of(ns, &prefix, clients, dry_run, None).await;
                             cells.push(((dry_run, clients, ci), cell));
                         }
                     }
@@ -822,19 +826,7 @@ async fn apiserver_write_cost() {
                         "w{round}-{}-{clients}-{ci}",
                         if dry_run { "d" } else { "s" }
                     );
-                    let cell = measure(
-                        &client,
-                        c,
-                        ns,
-                        &prefix,
-                        writes,
-                        clients,
-                        dry_run,
-                        *tg_pid,
-                        &validate_names,
-                        &mutate_names,
-                    )
-                    .await;
+                    let cell = cell_of(ns, &prefix, clients, dry_run, *tg_pid).await;
                     cells.push(((dry_run, clients, ci), cell));
                 }
             }

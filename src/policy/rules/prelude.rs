@@ -2,9 +2,9 @@
 pub use serde_json::Value;
 
 pub use crate::policy::cel::{
-    self, add_under, containers_where, lit, ns_has_label, ns_label_or, pod_has_tag, pod_tag_is,
-    quoted, selector_selects, Cel, CelCtx, PatchCtx, FACTS, IN_NAMESPACE, KIND_AND_NAME,
-    TEMPLATE_LABELS, WHO,
+    self, containers_where, lit, ns_has_label, ns_label_or, pod_has_tag, pod_tag_is, quoted,
+    selector_selects, Cel, CelCtx, PatchCtx, FACTS, IN_NAMESPACE, KIND_AND_NAME, TEMPLATE_LABELS,
+    WHO,
 };
 pub use crate::policy::kinds::{self, GroupKind};
 pub use crate::policy::pss::{PssChange, PssCheck, PssLevel};

@@ -98,7 +98,7 @@ fn fix_cel(p: &PatchCtx<'_>) -> cel::CelPatch {
     cel::CelPatch {
         patch: format!(
             "({when}) ? [{}] : []",
-            add_under(
+            p.add_under(
                 &spec,
                 &lit(p.spec),
                 &p.type_of(""),
