@@ -23,8 +23,11 @@
 //! parsing their namespace selectors, on every write of a kind the policy
 //! matches in every namespace, so (a) pays for the policies of the other
 //! configurations), (y) and (x): (h) and (a) in a phase with only one copy
-//! of tiergate's policies in the cluster (those of (h)), and with
-//! `E2E_BENCH_BEFORE`, (d). Each
+//! of tiergate's policies in the cluster (those of (h)), (w) (k) and (v) a
+//! validating and a mutating policy that match the write and are skipped
+//! by a matchCondition, in a phase with only those floor policies in the
+//! cluster (what no policy design can go below, without the selectors of
+//! the run's other policies), and with `E2E_BENCH_BEFORE`, (d). Each
 //! cell creates `E2E_BENCH_WRITES` Deployments (two
 //! containers, unique names) from 1 or 16 clients, as server-side dry-runs
 //! and as stored writes, for `E2E_BENCH_ROUNDS` rounds of (a, b, c).
@@ -293,38 +296,43 @@ async fn apply_policies(scenarios: &[&Scenario], also: &[&str]) -> (Vec<String>,
 /// a patch from a policy costs at least: the apiserver's encode, patch,
 /// decode and reinvocation), (k) both. The namespaces are labelled
 /// `e2e.tiergate.io/floor` (warn, patch, both), which no tiergate binding
-/// selects. Waits until the apiserver acts on all three.
-async fn apply_floor(client: &kube::Client) {
+/// selects. Waits until the apiserver acts on all of them.
+///
+/// `alone`: only (k)'s two policies, and the two of (v), bound to the
+/// namespace labelled `skip`, whose matchConditions skip every write but
+/// the canary's (what a policy that judges a write and finds nothing costs
+/// at least), for the phase with nothing else in the cluster.
+async fn apply_floor(client: &kube::Client, alone: bool) {
     const LABEL: &str = "e2e.tiergate.io/floor";
-    let yaml = format!(
-        r#"apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: bench-floor-warn}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-    - {{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}
-  validations:
-  - expression: "false"
-    messageExpression: "'[floor] ' + object.metadata.name + ' always warns'"
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: bench-floor-warn}}
-spec:
-  policyName: bench-floor-warn
-  validationActions: [Warn]
-  matchResources:
-    namespaceSelector:
-      matchExpressions: [{{key: {LABEL}, operator: In, values: [warn, both]}}]
-"#
-    );
+    let mut yaml = floor_warn("bench-floor-warn", &["warn", "both"], false);
+    if alone {
+        yaml.push_str(&floor_patch(
+            "bench-floor-patch",
+            &["patch", "both"],
+            &["floor.e2e.tiergate.io~1patched"],
+        ));
+        yaml.push_str("\n---\n");
+        yaml.push_str(&floor_warn("bench-floor-skip", &["skip"], true));
+        yaml.push_str(&floor_mutations_if(
+            "bench-floor-skip",
+            &["skip"],
+            &[&["floor.e2e.tiergate.io~1patched"]],
+            false,
+            CANARY_ONLY,
+        ));
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {
+            "name": "bench-floor-skip", "labels": {LABEL: "skip"}}}))
+        .expect("namespace");
+        let _ = namespaces.create(&PostParams::default(), &obj).await;
+        crate::policies::apply(&yaml);
+        floor_acts(client, &["both", "skip"]).await;
+        return;
+    }
     // (j) one MutatingAdmissionPolicy adding a label; (l) seven adding a
     // label each, (m) one adding the same seven labels in one mutation:
     // what a patch costs per policy, against per operation (tier 3 patches
     // a usual Deployment with seven fixes).
-    let mut yaml = yaml;
     yaml.push_str(&floor_patch(
         "bench-floor-patch",
         &["patch", "both"],
@@ -378,9 +386,20 @@ spec:
         let _ = namespaces.create(&PostParams::default(), &obj).await;
     }
     crate::policies::apply(&yaml);
+    floor_acts(client, &FLOORS).await;
+}
+
+/// The matchCondition of (v)'s policies: only the canary of
+/// [`floor_acts`] is judged, so that the wait can see them act.
+const CANARY_ONLY: &str = "object.metadata.name == 'floor-canary'";
+
+/// Waits until the floor policies act on a canary Deployment in each
+/// `bench-floor-{which}` namespace: a warning and a patch where both are
+/// bound, seven labels where seven are added.
+async fn floor_acts(client: &kube::Client, floors: &[&str]) {
     let canary = serde_json::to_value(deployment("floor-canary")).expect("json");
     let start = Instant::now();
-    for which in FLOORS {
+    for &which in floors {
         loop {
             let a = crate::policies::dry_run_create(
                 client,
@@ -396,7 +415,7 @@ spec:
                 }
                 _ => labels["floor.e2e.tiergate.io/patched"] == "true",
             };
-            let want = (which == "warn" || which == "both", which != "warn");
+            let want = (matches!(which, "warn" | "both" | "skip"), which != "warn");
             if a.status == 201 && (warned, patched) == want {
                 break;
             }
@@ -411,6 +430,44 @@ spec:
     }
 }
 
+/// A floor ValidatingAdmissionPolicy and its binding (YAML, no leading
+/// `---`): one validation that always fails, bound with Warn in the
+/// namespaces whose `e2e.tiergate.io/floor` label is one of `which`;
+/// `canary_only`: skipped, by a matchCondition, for every write but the
+/// canary's.
+fn floor_warn(name: &str, which: &[&str], canary_only: bool) -> String {
+    let conditions = if canary_only {
+        format!("  matchConditions:\n  - name: canary-only\n    expression: \"{CANARY_ONLY}\"\n")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}
+{conditions}  validations:
+  - expression: "false"
+    messageExpression: "'[floor] ' + object.metadata.name + ' always warns'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Warn]
+  matchResources:
+    namespaceSelector:
+      matchExpressions: [{{key: e2e.tiergate.io/floor, operator: In, values: [{}]}}]
+"#,
+        which.join(", ")
+    )
+}
+
 /// A floor MutatingAdmissionPolicy and its binding (YAML, each document
 /// after `---`): adds each label key (a JSON pointer token) with value
 /// `true`, once, in one mutation, in the namespaces whose
@@ -422,6 +479,17 @@ fn floor_patch(name: &str, which: &[&str], keys: &[&str]) -> String {
 /// [`floor_patch`] with the keys in several mutations (one per group), as
 /// JSONPatch or, with `apply`, as ApplyConfiguration (a merge by key).
 fn floor_mutations(name: &str, which: &[&str], groups: &[&[&str]], apply: bool) -> String {
+    floor_mutations_if(name, which, groups, apply, "true")
+}
+
+/// [`floor_mutations`] for the writes where the CEL `only` holds.
+fn floor_mutations_if(
+    name: &str,
+    which: &[&str],
+    groups: &[&[&str]],
+    apply: bool,
+    only: &str,
+) -> String {
     let mutation = |keys: &[&str]| {
         if apply {
             let entries: Vec<String> = keys
@@ -465,7 +533,7 @@ spec:
     - {{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}
   matchConditions:
   - name: not-patched
-    expression: "!has(object.metadata.labels) || !('{first}' in object.metadata.labels)"
+    expression: "{only} && (!has(object.metadata.labels) || !('{first}' in object.metadata.labels))"
   mutations:
 {}---
 apiVersion: admissionregistration.k8s.io/v1
@@ -488,6 +556,11 @@ const BARE: &str = "z no policy in the cluster";
 /// cluster.
 const ALONE_H: &str = "y h, tiergate's policies alone in the cluster";
 const ALONE_A: &str = "x a, tiergate's policies alone in the cluster";
+/// (k) measured with only its two policies in the cluster, and (v): a
+/// validating and a mutating policy bound to the namespace and skipped by
+/// a matchCondition, alone in the cluster.
+const FLOOR_W: &str = "w k, the floor alone in the cluster";
+const FLOOR_V: &str = "v floor matched and skipped, alone in the cluster";
 
 /// The phase of a round a configuration is measured in, when not with the
 /// others.
@@ -497,6 +570,8 @@ enum Phase {
     Bare,
     /// Only tiergate's policies bound to (h)'s namespace.
     Alone,
+    /// Only the floor policies of (w) and (v).
+    Floor,
 }
 
 impl Phase {
@@ -504,6 +579,7 @@ impl Phase {
         match config {
             BARE => Some(Phase::Bare),
             ALONE_H | ALONE_A => Some(Phase::Alone),
+            FLOOR_W | FLOOR_V => Some(Phase::Floor),
             _ => None,
         }
     }
@@ -636,7 +712,7 @@ async fn apiserver_write_cost() {
     let (validate_names, mutate_names) =
         apply_policies(&[&hybrid, &hybrid1, &hybrid_wf], &["bench-policies"]).await;
     // (i), (j), (k): the floor of any policy that warns or patches.
-    apply_floor(&client).await;
+    apply_floor(&client, false).await;
     // (a) nothing, (c) Pod Security Admission at restricted.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for (ns, labels) in [
@@ -709,6 +785,12 @@ async fn apiserver_write_cost() {
         // and (x) is (a) as they would be with tiergate's policies alone.
         (ALONE_H, "bench-policies".to_string(), None),
         (ALONE_A, "bench-none".to_string(), None),
+        // Measured in a phase with only the floor's policies in the
+        // cluster: (w) what warning and patching once costs a write, and
+        // (v) what a policy costs that matches a write and finds nothing,
+        // with no other policy's selectors parsed.
+        (FLOOR_W, "bench-floor-both".to_string(), None),
+        (FLOOR_V, "bench-floor-skip".to_string(), None),
     ];
     // `E2E_BENCH_CONFIGS=a,h`: only these configurations (by letter), e.g.
     // while a profile of the apiserver is taken.
@@ -754,25 +836,32 @@ async fn apiserver_write_cost() {
     let bench_cfg =
         tiergate::config::Config::from_yaml(BENCH_CONFIG, "bench config").expect("bench config");
     for round in 0..rounds {
-        // (z): every admission policy removed, the cells measured, the
-        // policies applied again (each waits until the apiserver acts on
-        // them).
         // (z) with every admission policy removed, then (y) and (x) with
-        // only one copy of tiergate's (those of (h)); then every policy of
-        // the other configurations applied again (each apply waits until
-        // the apiserver acts on it).
+        // only one copy of tiergate's (those of (h)), then (w) and (v) with
+        // only the floor's; then every policy of the other configurations
+        // applied again (each apply waits until the apiserver acts on it).
         if !phased.is_empty() {
             remove_policies(&client).await;
-            for phase in [Phase::Bare, Phase::Alone] {
-                if phase == Phase::Alone {
+            for phase in [Phase::Bare, Phase::Alone, Phase::Floor] {
+                if !phased.iter().any(|(_, p)| *p == phase) {
+                    continue;
+                }
+                match phase {
+                    Phase::Bare => {}
                     // (Bound to (g)'s namespace too: the wait for them to
                     // act is there.)
-                    crate::policies::apply_bound_policies(
-                        &bench_cfg,
-                        "bench",
-                        &[hybrid1.name.as_str(), "bench-policies"],
-                    )
-                    .await;
+                    Phase::Alone => {
+                        crate::policies::apply_bound_policies(
+                            &bench_cfg,
+                            "bench",
+                            &[hybrid1.name.as_str(), "bench-policies"],
+                        )
+                        .await;
+                    }
+                    Phase::Floor => {
+                        remove_policies(&client).await;
+                        apply_floor(&client, true).await;
+                    }
                 }
                 for &(ci, _) in phased.iter().filter(|(_, p)| *p == phase) {
                     for dry_run in [true, false] {
@@ -797,8 +886,9 @@ async fn apiserver_write_cost() {
                     }
                 }
             }
+            remove_policies(&client).await;
             apply_policies(&[&hybrid, &hybrid1, &hybrid_wf], &["bench-policies"]).await;
-            apply_floor(&client).await;
+            apply_floor(&client, false).await;
         }
         for dry_run in [true, false] {
             for clients in [1usize, 16] {
@@ -947,6 +1037,11 @@ async fn apiserver_write_cost() {
             "l floor seven": "seven MutatingAdmissionPolicies adding a label each: what a patch costs per policy",
             "m floor one of seven": "one MutatingAdmissionPolicy adding the same seven labels in one mutation: what a patch costs per operation",
             "n hybrid fixes in webhook": "as e, exported with --fixes-in-webhook: the mutating webhook applies every fix, no MutatingAdmissionPolicy",
+            BARE: "a with no admission policy in the cluster at all (its own phase of each round)",
+            ALONE_H: "h with only one copy of tiergate's policies in the cluster (its own phase)",
+            ALONE_A: "a with only one copy of tiergate's policies in the cluster (its own phase)",
+            FLOOR_W: "k with only its two policies in the cluster (its own phase): the least warning and patching once costs",
+            FLOOR_V: "one ValidatingAdmissionPolicy and one MutatingAdmissionPolicy bound to the namespace and skipped by a matchCondition, alone in the cluster: the least a policy costs that judges a write and finds nothing",
         },
         "cells": rows,
     });
