@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
@@ -90,4 +91,101 @@ func benchOne(b *testing.B, file string) {
 		va := &admission.VersionedAttributes{Attributes: attr, VersionedKind: gvk, VersionedObject: admission.NewLazyObject(obj)}
 		v.Validate(ctx, gvr, va, nil, ns, celconfig.RuntimeCELCostBudget, nil)
 	}
+}
+
+// BenchmarkTiergateBindingSelectors: what the apiserver does per request,
+// for every binding of every policy (validating and mutating) whose
+// resource rules match the request's kind, before any CEL runs: it parses
+// the binding's namespace selector (metav1.LabelSelectorAsSelector, which
+// it does not cache for policies, as it does for webhooks) and matches it
+// against the namespace's labels. One sub-benchmark per TIERGATE_VAP file,
+// in the same process as BenchmarkTiergateVAP, so the two are a ratio.
+func BenchmarkTiergateBindingSelectors(b *testing.B) {
+	for _, f := range strings.Split(os.Getenv("TIERGATE_VAP"), ",") {
+		b.Run(strings.TrimSuffix(f[strings.LastIndex(f, "/")+1:], ".yaml"), func(b *testing.B) { benchSelectors(b, f) })
+	}
+}
+
+// The parts of a policy or binding (validating or mutating) that decide
+// whether the apiserver matches a binding's selector for a request.
+type policyDoc struct {
+	Kind     string            `json:"kind"`
+	Metadata metav1.ObjectMeta `json:"metadata"`
+	Spec     struct {
+		PolicyName       string `json:"policyName"`
+		MatchConstraints struct {
+			ResourceRules []struct {
+				APIGroups []string `json:"apiGroups"`
+				Resources []string `json:"resources"`
+			} `json:"resourceRules"`
+		} `json:"matchConstraints"`
+		MatchResources struct {
+			NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector"`
+		} `json:"matchResources"`
+	} `json:"spec"`
+}
+
+func benchSelectors(b *testing.B, file string) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var docs []policyDoc
+	for _, text := range strings.Split(string(raw), "\n---\n") {
+		var d policyDoc
+		if err := yaml.Unmarshal([]byte(text), &d); err == nil && d.Kind != "" {
+			docs = append(docs, d)
+		}
+	}
+	// The policies whose rules match a Deployment (apps, deployments).
+	matches := map[string]bool{}
+	for _, d := range docs {
+		if d.Kind != "ValidatingAdmissionPolicy" && d.Kind != "MutatingAdmissionPolicy" {
+			continue
+		}
+		for _, r := range d.Spec.MatchConstraints.ResourceRules {
+			group := false
+			for _, g := range r.APIGroups {
+				group = group || g == "apps" || g == "*"
+			}
+			for _, res := range r.Resources {
+				if group && (res == "deployments" || res == "*") {
+					matches[d.Kind+"/"+d.Metadata.Name] = true
+				}
+			}
+		}
+	}
+	var selectors []*metav1.LabelSelector
+	for _, d := range docs {
+		policyKind := strings.TrimSuffix(d.Kind, "Binding")
+		if policyKind == d.Kind || !matches[policyKind+"/"+d.Spec.PolicyName] {
+			continue
+		}
+		sel := d.Spec.MatchResources.NamespaceSelector
+		if sel == nil {
+			sel = &metav1.LabelSelector{}
+		}
+		selectors = append(selectors, sel)
+	}
+	if len(selectors) == 0 {
+		b.Fatal("no binding of a policy that matches Deployments")
+	}
+	labels := map[string]string{"kubernetes.io/metadata.name": "bench"}
+	for _, kv := range strings.Split(os.Getenv("TIERGATE_NS_LABELS"), ",") {
+		if k, val, ok := strings.Cut(kv, "="); ok {
+			labels[k] = val
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, s := range selectors {
+			sel, err := metav1.LabelSelectorAsSelector(s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sel.Matches(k8slabels.Set(labels))
+		}
+	}
+	b.ReportMetric(float64(len(selectors)), "bindings")
 }
