@@ -31,10 +31,26 @@ import (
 // Deployment, YAML or JSON), TIERGATE_NS_LABELS=k=v,k=v (the namespace's).
 // The object is typed, as the apiserver holds it, and wrapped anew for
 // every request (its conversion to CEL is part of the cost).
-func BenchmarkTiergateVAP(b *testing.B) {
+func BenchmarkTiergateVAP(b *testing.B) { perFile(b, benchOne) }
+
+// perFile runs bench once per TIERGATE_VAP file, as a sub-benchmark named
+// after it.
+func perFile(b *testing.B, bench func(*testing.B, string)) {
 	for _, f := range strings.Split(os.Getenv("TIERGATE_VAP"), ",") {
-		b.Run(strings.TrimSuffix(f[strings.LastIndex(f, "/")+1:], ".yaml"), func(b *testing.B) { benchOne(b, f) })
+		b.Run(strings.TrimSuffix(f[strings.LastIndex(f, "/")+1:], ".yaml"), func(b *testing.B) { bench(b, f) })
 	}
+}
+
+// nsLabels: the bench namespace's labels, TIERGATE_NS_LABELS=k=v,k=v and
+// its name.
+func nsLabels() map[string]string {
+	labels := map[string]string{"kubernetes.io/metadata.name": "bench"}
+	for _, kv := range strings.Split(os.Getenv("TIERGATE_NS_LABELS"), ",") {
+		if k, val, ok := strings.Cut(kv, "="); ok {
+			labels[k] = val
+		}
+	}
+	return labels
 }
 
 func benchOne(b *testing.B, file string) {
@@ -65,12 +81,7 @@ func benchOne(b *testing.B, file string) {
 		b.Fatal(err)
 	}
 	obj.SetNamespace("bench")
-	labels := map[string]string{"kubernetes.io/metadata.name": "bench"}
-	for _, kv := range strings.Split(os.Getenv("TIERGATE_NS_LABELS"), ",") {
-		if k, val, ok := strings.Cut(kv, "="); ok {
-			labels[k] = val
-		}
-	}
+	labels := nsLabels()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench", Labels: labels}}
 	gvk := schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
 	gvr := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
@@ -100,11 +111,7 @@ func benchOne(b *testing.B, file string) {
 // it does not cache for policies, as it does for webhooks) and matches it
 // against the namespace's labels. One sub-benchmark per TIERGATE_VAP file,
 // in the same process as BenchmarkTiergateVAP, so the two are a ratio.
-func BenchmarkTiergateBindingSelectors(b *testing.B) {
-	for _, f := range strings.Split(os.Getenv("TIERGATE_VAP"), ",") {
-		b.Run(strings.TrimSuffix(f[strings.LastIndex(f, "/")+1:], ".yaml"), func(b *testing.B) { benchSelectors(b, f) })
-	}
-}
+func BenchmarkTiergateBindingSelectors(b *testing.B) { perFile(b, benchSelectors) }
 
 // The parts of a policy or binding (validating or mutating) that decide
 // whether the apiserver matches a binding's selector for a request.
@@ -170,12 +177,7 @@ func benchSelectors(b *testing.B, file string) {
 	if len(selectors) == 0 {
 		b.Fatal("no binding of a policy that matches Deployments")
 	}
-	labels := map[string]string{"kubernetes.io/metadata.name": "bench"}
-	for _, kv := range strings.Split(os.Getenv("TIERGATE_NS_LABELS"), ",") {
-		if k, val, ok := strings.Cut(kv, "="); ok {
-			labels[k] = val
-		}
-	}
+	labels := nsLabels()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
