@@ -825,6 +825,11 @@ async fn apiserver_write_cost() {
         )
         .await
     };
+    // A short warm-up before a cell (16 dry-run creates), so that the
+    // first configuration measured does not pay for cold connections.
+    let warm_up = async |ns: &str, prefix: &str, clients| {
+        let _ = write_cell(&client, ns, prefix, 16, clients, true).await;
+    };
     let began = Instant::now();
     // The configurations measured in their own phase of each round.
     let phased: Vec<(usize, Phase)> = configs
@@ -867,15 +872,7 @@ async fn apiserver_write_cost() {
                     for dry_run in [true, false] {
                         for clients in [1usize, 16] {
                             let ns = &configs[ci].1;
-                            let _ = write_cell(
-                                &client,
-                                ns,
-                                &format!("warm-{round}-{ci}"),
-                                16,
-                                clients,
-                                true,
-                            )
-                            .await;
+                            warm_up(ns, &format!("warm-{round}-{ci}"), clients).await;
                             let prefix = format!(
                                 "p{round}-{}-{clients}-{ci}",
                                 if dry_run { "d" } else { "s" }
@@ -898,15 +895,7 @@ async fn apiserver_write_cost() {
                     if Phase::of(name).is_some() {
                         continue;
                     }
-                    let _ = write_cell(
-                        &client,
-                        ns,
-                        &format!("warm-{round}-{ci}"),
-                        16,
-                        clients,
-                        true,
-                    )
-                    .await;
+                    warm_up(ns, &format!("warm-{round}-{ci}"), clients).await;
                 }
                 for (ci, (name, ns, tg_pid)) in configs.iter().enumerate() {
                     if Phase::of(name).is_some() {
